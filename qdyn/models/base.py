@@ -1,0 +1,115 @@
+"""The model contract: one pure JAX energy function per model.
+
+An :class:`EnergyModel` is a pair of pure functions ``init(key) -> params`` and
+``apply(params, R, system) -> energy`` [eV], plus a host-side ``check(R, system)`` that
+rejects bad input before anything is traced. Forces are ``-jax.grad(apply)`` in exactly one
+place (:func:`energy_and_forces_fn`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..system import System
+
+Params = Any
+
+
+class EnergyModel(NamedTuple):
+    """A qdyn energy model.
+
+    Attributes:
+        init: ``init(key) -> params`` (a plain dict of float arrays).
+        apply: ``apply(params, R [n_atoms, 3] Å, system) -> energy`` [eV], pure and jittable.
+        check: ``check(R, system)`` host-side validation raising a clear error.
+        name: short name for reports.
+        species: atomic numbers the model was built for.
+        config: the hyperparameters that rebuild it (JSON-serialisable).
+        atom_energies: ``(params, R, system) -> [n_atoms]`` [eV] where the model has them.
+    """
+
+    init: Callable
+    apply: Callable
+    check: Callable
+    name: str
+    species: tuple
+    config: dict
+    atom_energies: Optional[Callable] = None
+
+
+def energy_and_forces_fn(apply: Callable) -> Callable:
+    """``(params, R, system) -> (E, F)`` with ``F = -∂E/∂R`` (pure, not jitted)."""
+    vg = jax.value_and_grad(apply, argnums=1)
+
+    def fn(params, R, system):
+        E, g = vg(params, R, system)
+        return E, -g
+
+    return fn
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(apply: Callable, batched: bool, system_batched: bool):
+    fn = energy_and_forces_fn(apply)
+    if batched:
+        fn = jax.vmap(fn, in_axes=(None, 0, 0 if system_batched else None))
+    return jax.jit(fn)
+
+
+def energy_and_forces(model: EnergyModel, params, R, system: System):
+    """Energy [eV] and forces [eV/Å] of one configuration, validated on the host first."""
+    model.check(R, system)
+    E, F = _jitted(model.apply, False, False)(params, jnp.asarray(R), system)
+    return E, F
+
+
+def batch_energy_and_forces(model: EnergyModel, params, R, system: System, *, chunk: int = 256):
+    """Energies [n] and forces [n, n_atoms, 3] for many configurations.
+
+    ``system`` is either one System shared by all frames or a batched System (leading axis
+    n). Frames are evaluated in chunks of ``chunk`` (the last one padded by repetition), so
+    any number of frames reuses one compiled function.
+    """
+    R = np.asarray(R)
+    if R.ndim != 3:
+        raise ValueError(f"R must be [n_frames, n_atoms, 3], got {R.shape}")
+    system_batched = system.species.ndim == 2
+    for i in range(len(R)):
+        sys_i = jax.tree_util.tree_map(lambda a: a[i], system) if system_batched else system
+        model.check(R[i], sys_i)
+    fn = _jitted(model.apply, True, system_batched)
+    n = len(R)
+    size = min(chunk, n)
+    Es, Fs = [], []
+    for start in range(0, n, size):
+        idx = np.arange(start, start + size)
+        idx = np.minimum(idx, n - 1)  # pad the last chunk by repeating the final frame
+        sys_c = jax.tree_util.tree_map(lambda a: a[idx], system) if system_batched else system
+        E, F = fn(params, jnp.asarray(R[idx]), sys_c)
+        keep = min(size, n - start)
+        Es.append(np.asarray(E)[:keep])
+        Fs.append(np.asarray(F)[:keep])
+    return np.concatenate(Es), np.concatenate(Fs)
+
+
+def count_params(params) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+def species_shift(shift, species_table, system: System):
+    """Σ over real atoms of the per-species energy shift [eV]."""
+    idx = species_table[system.species]
+    return jnp.sum(jnp.where(system.mask, shift[jnp.maximum(idx, 0)], 0.0))
+
+
+def make_species_table(species) -> jnp.ndarray:
+    """Map atomic number → index into the model's species list (-1 if absent)."""
+    table = np.full(119, -1, dtype=np.int32)
+    for i, z in enumerate(species):
+        table[z] = i
+    return jnp.asarray(table)

@@ -1,0 +1,17 @@
+import os
+
+# Two cores: keep XLA from oversubscribing them when pytest-xdist runs two workers.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from qdyn import enable_x64  # noqa: E402
+
+# Tests are an entry point: float64 is switched on here, never on import of qdyn.
+enable_x64()
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from qdyn import units
+from qdyn.elements import UnknownElementError, mass
+from qdyn.system import System, pad_positions
+
+
+def test_energy_and_force_conversions():
+    np.testing.assert_allclose(units.convert(1.0, "Hartree", "eV"), 27.211386245988)
+    np.testing.assert_allclose(units.convert(1.0, "kcal/mol", "eV"), 0.0433641042418, rtol=1e-12)
+    np.testing.assert_allclose(units.convert(1.0, "Hartree/Bohr", "eV/Angstrom"), 51.42206747632589, rtol=1e-12)
+    np.testing.assert_allclose(units.convert(2.0, "Bohr", "Angstrom"), 2 * 0.529177210903)
+    x = units.convert(units.convert(3.3, "kcal/mol/Angstrom", "eV/Bohr"), "eV/Bohr", "kcal/mol/Angstrom")
+    np.testing.assert_allclose(x, 3.3, rtol=1e-14)
+
+
+def test_time_unit():
+    # Å·sqrt(amu/eV) in fs
+    np.testing.assert_allclose(units.TIME_UNIT_FS, 10.1805056, rtol=1e-7)
+
+
+def test_unit_errors_name_the_problem():
+    with pytest.raises(units.UnitError, match="unknown unit 'furlong'"):
+        units.convert(1.0, "furlong", "Angstrom")
+    with pytest.raises(units.UnitError, match="different dimensions"):
+        units.convert(1.0, "eV", "Angstrom")
+
+
+def test_system_create_and_pad():
+    s = System.create(["O", "H", 1])
+    assert s.species.tolist() == [8, 1, 1]
+    p = s.pad(5)
+    assert p.mask.tolist() == [True, True, True, False, False]
+    assert p.n_real == 3 and p.symbols == ["O", "H", "H", "X", "X"]
+    R = pad_positions(np.zeros((3, 3)), 5)
+    assert R.shape == (5, 3)
+    assert np.min(np.linalg.norm(R[3] - R[4])) > 1.0
+
+
+def test_unknown_element():
+    with pytest.raises(UnknownElementError, match="Xx"):
+        System.create(["O", "Xx"])
+    with pytest.raises(UnknownElementError):
+        mass(500)
+
+
+def test_box_shapes():
+    s = System.create(["O"], box=[10.0, 10.0, 10.0])
+    np.testing.assert_allclose(np.asarray(s.box), 10.0 * np.eye(3))
+    with pytest.raises(ValueError, match="box"):
+        System.create(["O"], box=np.eye(2))
