@@ -1,0 +1,83 @@
+"""The generic (non-invariant) quantum model: a control for the siVQLM.
+
+Same contract, same difference vectors from the central atom (so it is translation
+invariant), but the coordinates are angle-encoded component by component and the trainable
+layers are hardware-efficient (Rot + CNOT ring): it is neither rotation nor permutation
+invariant. See :mod:`qdyn.quantum.generic`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..quantum.generic import GenericLayout, generic_qnode, make_expval
+from ..quantum.layout import MoleculeTemplate
+from ..system import System
+from . import sivqlm
+from .base import EnergyModel, make_species_table, species_shift
+
+
+def build(
+    template: Union[str, MoleculeTemplate],
+    *,
+    rep: Optional[int] = None,
+    layers: int = 6,
+    blocks: int = 1,
+    backend: Literal["statevector", "pennylane"] = "statevector",
+    scan_unroll: int = 1,
+    init_weight_std: float = 0.01,
+) -> EnergyModel:
+    """Build the generic QNN control for a molecule template (see :func:`sivqlm.build`)."""
+    if isinstance(template, str):
+        if template not in sivqlm.TEMPLATES:
+            raise ValueError(f"unknown template {template!r}; known: {sorted(sivqlm.TEMPLATES)}")
+        rep = sivqlm.DEFAULT_REP[template] if rep is None else rep
+        template = sivqlm.TEMPLATES[template]
+    rep = 2 if rep is None else rep
+    layout = GenericLayout(n_vectors=len(template.vectors), rep=rep, layers=layers, blocks=blocks)
+    if backend == "statevector":
+        expval = make_expval(layout, scan_unroll=scan_unroll)
+    elif backend == "pennylane":
+        expval = generic_qnode(layout)
+    else:
+        raise ValueError(f"backend must be 'statevector' or 'pennylane', got {backend!r}")
+    species = tuple(sorted(set(template.species)))
+    table = make_species_table(species)
+    n_atoms = len(template.symbols)
+    heads = np.array([h for h, _ in template.vectors])
+    tails = np.array([t for _, t in template.vectors])
+    shapes = layout.param_shapes()
+    # The generic model accepts exactly what the siVQLM for the same template accepts.
+    check = sivqlm.build(template, rep=rep, layers=1).check
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        dtype = jnp.result_type(float)
+        return {
+            "a": 1.0 + 0.1 * jax.random.normal(k1, shapes["a"], dtype),
+            "W": init_weight_std * jax.random.normal(k2, shapes["W"], dtype),
+            "scale": jnp.ones((), dtype),
+            "shift": jnp.zeros((len(species),), dtype),
+        }
+
+    def apply(params, R, system: System):
+        R = jnp.asarray(R)[:n_atoms]
+        vecs = R[heads] - R[tails]
+        e = params["scale"] * expval({"a": params["a"], "W": params["W"]}, vecs)
+        return e + species_shift(params["shift"], table, system)
+
+    config = {
+        "family": "generic",
+        "template": template.name,
+        "rep": rep,
+        "layers": layers,
+        "blocks": blocks,
+        "backend": backend,
+        "n_qubits": layout.n_qubits,
+    }
+    return EnergyModel(init=init, apply=apply, check=check, name=f"GenericQNN[{template.name}]",
+                       species=species, config=config)

@@ -1,0 +1,108 @@
+"""Closed-form gate matrices (no matrix exponential per gate per sample).
+
+The identities used:
+
+* SU(2) encoding of a vector x with strength α:
+  ``exp(-i α (x·σ)/2) = cos(α|x|/2) I - i sin(α|x|/2) (x̂·σ)``.
+* Heisenberg exchange: ``XX+YY+ZZ = 2 SWAP - I`` so
+  ``exp(-i J (XX+YY+ZZ)) = e^{iJ} (cos 2J I - i sin 2J SWAP)``.
+* Exchange summed over a symmetry orbit of pairs that share qubits has no such closed form,
+  but its generator is a constant matrix: its eigendecomposition is taken once when the
+  model is built, and ``exp(-i J H) = V diag(e^{-i J λ}) V^T`` per call.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+I2 = np.eye(2, dtype=complex)
+X = np.array([[0, 1], [1, 0]], dtype=complex)
+Y = np.array([[0, -1j], [1j, 0]], dtype=complex)
+Z = np.array([[1, 0], [0, -1]], dtype=complex)
+PAULIS = np.stack([X, Y, Z])
+SWAP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=complex)
+HEISENBERG = sum(np.kron(P, P) for P in PAULIS)  # XX+YY+ZZ = 2 SWAP - I
+
+
+def _safe_norm_and_sinc(x, alpha):
+    """|x| and sin(α|x|/2)/|x|, with finite gradients at x = 0 (double-where trick)."""
+    r2 = jnp.sum(x * x, axis=-1)
+    small = r2 < 1e-24
+    r = jnp.sqrt(jnp.where(small, 1.0, r2))
+    half = 0.5 * alpha
+    sinc = jnp.where(small, half, jnp.sin(half * r) / r)
+    r = jnp.where(small, 0.0, r)
+    return r, sinc
+
+
+def su2_encoding(x, alpha):
+    """exp(-i α (x·σ)/2) for x [..., 3] and α [...] → complex [..., 2, 2]."""
+    r, sinc = _safe_norm_and_sinc(x, alpha)
+    c = jnp.cos(0.5 * alpha * r)
+    xs = x * sinc[..., None]
+    # cos I - i sinc (x·σ) written out: the matrix is [[c - i z, -i x - y], [-i x + y, c + i z]]
+    m00 = c - 1j * xs[..., 2]
+    m11 = c + 1j * xs[..., 2]
+    m01 = -xs[..., 1] - 1j * xs[..., 0]
+    m10 = xs[..., 1] - 1j * xs[..., 0]
+    return jnp.stack([jnp.stack([m00, m01], -1), jnp.stack([m10, m11], -1)], -2)
+
+
+def exchange(J):
+    """exp(-i J (XX+YY+ZZ)) as a 4×4 matrix (closed form, global phase included)."""
+    phase = jnp.exp(1j * J)
+    return phase * (jnp.cos(2 * J) * jnp.eye(4) - 1j * jnp.sin(2 * J) * jnp.asarray(SWAP))
+
+
+def rz(theta):
+    """RZ(θ) = diag(e^{-iθ/2}, e^{iθ/2})."""
+    e = jnp.exp(-0.5j * theta)
+    return jnp.stack([jnp.stack([e, jnp.zeros_like(e)], -1), jnp.stack([jnp.zeros_like(e), jnp.conj(e)], -1)], -2)
+
+
+def rx(theta):
+    c, s = jnp.cos(0.5 * theta), jnp.sin(0.5 * theta)
+    return jnp.stack([jnp.stack([c + 0j, -1j * s], -1), jnp.stack([-1j * s, c + 0j], -1)], -2)
+
+
+def ry(theta):
+    c, s = jnp.cos(0.5 * theta), jnp.sin(0.5 * theta)
+    return jnp.stack([jnp.stack([c + 0j, -s + 0j], -1), jnp.stack([s + 0j, c + 0j], -1)], -2)
+
+
+def rot(phi, theta, omega):
+    """PennyLane's Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ), closed form."""
+    c, s = jnp.cos(0.5 * theta), jnp.sin(0.5 * theta)
+    a = jnp.exp(-0.5j * (phi + omega)) * c
+    b = -jnp.exp(0.5j * (phi - omega)) * s
+    d = jnp.exp(-0.5j * (phi - omega)) * s
+    e = jnp.exp(0.5j * (phi + omega)) * c
+    return jnp.stack([jnp.stack([a, b], -1), jnp.stack([d, e], -1)], -2)
+
+
+def heisenberg_sum(pairs, n_qubits: int) -> np.ndarray:
+    """Σ_{(p,q)} (XX+YY+ZZ)_{pq} as a dense 2^n × 2^n real matrix (qubit 0 most significant)."""
+    dim = 2**n_qubits
+    H = np.zeros((dim, dim), dtype=complex)
+    for p, q in pairs:
+        for P in PAULIS:
+            ops = [I2] * n_qubits
+            ops[p], ops[q] = P, P
+            term = ops[0]
+            for o in ops[1:]:
+                term = np.kron(term, o)
+            H += term
+    assert np.allclose(H.imag, 0)
+    return H.real
+
+
+def spectral(H: np.ndarray):
+    """Eigen-decomposition (λ, V) of a real symmetric generator, taken once at build time."""
+    lam, V = np.linalg.eigh(H)
+    return lam, V
+
+
+def exp_from_spectrum(J, lam, V):
+    """exp(-i J H) from H's precomputed spectrum."""
+    return (V * jnp.exp(-1j * J * lam)) @ V.T
