@@ -62,7 +62,7 @@ TEMPLATES: dict[str, MoleculeTemplate] = {
 
 DEFAULT_REP = {"LiH": 2, "H2O": 2, "water_dimer": 1}
 
-Backend = Literal["statevector", "pennylane"]
+Backend = Literal["statevector", "pennylane", "pennylane-expm"]
 
 
 def build(
@@ -90,7 +90,9 @@ def build(
         symmetry_breaking: add trainable RZ(ε) layers (breaks rotation invariance).
         parity_average: average over x → -x; default on when ≥ 3 vectors are encoded.
         backend: "statevector" (pure JAX, layers in ``lax.scan``) or "pennylane" (the
-            closed-form QNode on default.qubit, backprop). Both compute the same numbers.
+            closed-form QNode on default.qubit, backprop) or "pennylane-expm" (every gate a
+            QubitUnitary of expm, as PennyLane's public demo writes it: slow, the reference
+            for tests and benchmarks). All three compute the same numbers.
         scan_unroll: layers per scan iteration (trades compile time for speed).
         init_coupling_std: spread of the initial couplings J (near identity).
     """
@@ -111,8 +113,10 @@ def build(
         expval = make_expval(layout, scan_unroll=scan_unroll)
     elif backend == "pennylane":
         expval = invariant_qnode(layout, style="closed")
+    elif backend == "pennylane-expm":
+        expval = invariant_qnode(layout, style="expm")
     else:
-        raise ValueError(f"backend must be 'statevector' or 'pennylane', got {backend!r}")
+        raise ValueError(f"backend must be 'statevector', 'pennylane' or 'pennylane-expm', got {backend!r}")
 
     species = tuple(sorted(set(template.species)))
     table = make_species_table(species)

@@ -1,0 +1,67 @@
+"""Shared benchmark plumbing: timing, machine/version record, result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine_info() -> dict:
+    import flax
+    import jaxlib
+    import numpy
+    import optax
+    import pennylane
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+                    "jax_backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
+        "versions": {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                     "flax": flax.__version__, "optax": optax.__version__, "pennylane": pennylane.__version__,
+                     "numpy": numpy.__version__},
+        "x64": bool(jax.config.read("jax_enable_x64")),
+    }
+
+
+def time_compiled(fn, *args, repeats: int = 10, min_time: float = 1.0):
+    """(compile seconds, steady-state seconds per call (median)) of ``jax.jit(fn)``."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    t_compile = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_time and len(times) < 200):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t)
+        if len(times) >= 3 and times[-1] > 5.0:  # slow references: three runs are enough
+            break
+    return t_compile, statistics.median(times)
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+    return path
