@@ -1,0 +1,1 @@
+"""qdyn's command-line interface (typer)."""

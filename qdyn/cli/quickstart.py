@@ -1,0 +1,127 @@
+"""``qdyn quickstart``: the main job, end to end on one machine with no network.
+
+Today: build the H2O siVQLM and its generic control, evaluate energies and forces on a
+bending scan and on randomly rotated/reflected copies, run the physics checks of
+:mod:`qdyn.testing`, time compile and steady-state evaluation, and write a report and a
+plot. (Labelling, training and MD join this pipeline as they land.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _bend_scan(n: int):
+    from ..structures import water
+
+    angles = np.linspace(85.0, 125.0, n)
+    return angles, np.stack([water(angle_deg=a)[0] for a in angles])
+
+
+def run(*, out: Path, small: bool = False, seed: int = 0) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .. import testing
+    from ..models import count_params, generic, sivqlm
+    from ..models.base import batch_energy_and_forces
+    from ..structures import rattle, water
+
+    console = Console()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    layers = 2 if small else 6
+    n_scan = 9 if small else 41
+    n_rot = 2 if small else 4
+
+    _, system = water()
+    models = {
+        "siVQLM": sivqlm.build("H2O", layers=layers),
+        "generic": generic.build("H2O", layers=layers),
+    }
+    key = jax.random.PRNGKey(seed)
+    params = {
+        name: testing.randomize_params(m.init(jax.random.fold_in(key, i)), jax.random.fold_in(key, 100 + i), scale=0.3)
+        for i, (name, m) in enumerate(models.items())
+    }
+    angles, scan = _bend_scan(n_scan)
+    rng = np.random.default_rng(seed)
+    rotations = [testing.random_orthogonal(jax.random.fold_in(key, 1000 + k), reflection=bool(k % 2))
+                 for k in range(n_rot)]
+    report: dict = {"models": {}, "small": small, "seed": seed}
+    curves: dict = {}
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating models", total=len(models) * (1 + n_rot))
+        for name, model in models.items():
+            p = params[name]
+            t0 = time.perf_counter()
+            E, F = batch_energy_and_forces(model, p, scan, system, chunk=n_scan)
+            t_first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            batch_energy_and_forces(model, p, scan, system, chunk=n_scan)
+            t_steady = time.perf_counter() - t0
+            progress.advance(task)
+            rotated = []
+            for Q in rotations:
+                shifted = scan @ Q.T + rng.normal(size=3)
+                Er, _ = batch_energy_and_forces(model, p, shifted, system, chunk=n_scan)
+                rotated.append(Er)
+                progress.advance(task)
+            curves[name] = (E, rotated)
+            report["models"][name] = {
+                "n_params": count_params(p),
+                "n_qubits": model.config["n_qubits"],
+                "first_call_s": t_first,
+                "steady_ms_per_config": 1e3 * t_steady / n_scan,
+                "max_energy_change_under_O3_eV": float(max(np.max(np.abs(r - E)) for r in rotated)),
+            }
+
+    # Physics checks on one rattled geometry (no accidental symmetry).
+    R = jnp.asarray(rattle(water()[0], seed))
+    console.print("[bold]physics checks[/bold] (qdyn.testing, float64)")
+    checks = testing.check_model(models["siVQLM"], params["siVQLM"], R, system, permutations=[[0, 2, 1]])
+    report["models"]["siVQLM"]["checks"] = {
+        "O3_energy_error": checks["e3"]["energy_error"],
+        "O3_force_error": checks["e3"]["force_error"],
+        "permutation_energy_error": checks["perm(0, 2, 1)"]["energy_error"],
+        "force_fd_error": checks["forces_fd"]["max_error"],
+        "second_order_error": checks["second_order"]["error"],
+    }
+    dE, dF = testing.invariance_errors(models["generic"], params["generic"], R, system)
+    report["models"]["generic"]["checks"] = {"O3_energy_error": dE, "O3_force_error": dF}
+
+    table = Table(title="H2O: siVQLM vs generic control (untrained parameters)")
+    for col in ("model", "qubits", "params", "ms/config (E+F)", "max |ΔE| under O(3) [eV]"):
+        table.add_column(col)
+    for name, r in report["models"].items():
+        table.add_row(name, str(r["n_qubits"]), str(r["n_params"]), f"{r['steady_ms_per_config']:.3f}",
+                      f"{r['max_energy_change_under_O3_eV']:.2e}")
+    console.print(table)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for ax, (name, (E, rotated)) in zip(axes, curves.items()):
+        ax.plot(angles, E, "k-", lw=2, label="original")
+        for k, Er in enumerate(rotated):
+            ax.plot(angles, Er, "--", label=f"rotated{' + reflected' if k % 2 else ''} #{k}")
+        ax.set_title(f"{name}: energy along the H–O–H bend")
+        ax.set_xlabel("H–O–H angle [deg]")
+        ax.set_ylabel("E [eV] (untrained)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "invariance_bend_scan.png", dpi=120)
+    plt.close(fig)
+
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {out / 'report.json'} and {out / 'invariance_bend_scan.png'}")
+    return report
