@@ -139,7 +139,7 @@ def main():
     results["h2o"]["qdyn-pennylane"] = run_impl("pennylane", batch)
     if not args.skip_reference:
         results["h2o"]["demo-style"] = run_impl("pennylane-expm", batch)
-    scaling = [(2, batch), (4, batch)] if args.quick else [(2, 256), (4, 256), (6, 32), (8, 8)]
+    scaling = [(2, batch), (4, batch)] if args.quick else [(2, 256), (4, 256), (6, 32), (8, 4)]
     for rep, b in scaling:
         results["scaling"].append(run_impl("statevector", b, rep=rep, only=("energies+forces", "train step")))
     text = table(results)

@@ -21,7 +21,7 @@ from .statevector import (
     apply_dense,
     apply_exchange_pair,
     expect_heisenberg,
-    product_state,
+    singlet_state,
     z_signs,
 )
 
@@ -44,7 +44,6 @@ def make_expval(layout: InvariantLayout, *, scan_unroll: int = 1) -> Callable:
     symmetry breaking, ``eps`` [D, n_alpha].
     """
     n = layout.n_qubits
-    psi0 = product_state(n, layout.singlets)
     qv = np.asarray(layout.qubit_vector)
     ai = np.asarray(layout.alpha_index)
     spectra = cluster_spectra(layout)
@@ -75,7 +74,7 @@ def make_expval(layout: InvariantLayout, *, scan_unroll: int = 1) -> Callable:
             return state, None
 
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
-        state = jnp.asarray(psi0, dtype=jnp.result_type(vecs.dtype, jnp.complex64))
+        state = singlet_state(n, layout.singlets, jnp.result_type(vecs.dtype, jnp.complex64))
         state, _ = jax.lax.scan(layer, state, xs, unroll=scan_unroll)
         obs = [expect_heisenberg(state, p, q) for p, q in layout.observable]
         return sum(obs) / len(obs)

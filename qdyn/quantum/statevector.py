@@ -12,23 +12,21 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def product_state(n_qubits: int, singlets=()) -> np.ndarray:
-    """|0…0⟩ with the given pairs replaced by singlets (|01⟩ - |10⟩)/√2, as a constant."""
-    psi = np.zeros((2,) * n_qubits, dtype=complex)
-    paired = {q for p in singlets for q in p}
-    free = [q for q in range(n_qubits) if q not in paired]
-    # Enumerate the 2^len(singlets) basis terms of the product of singlets.
-    for bits in range(2 ** len(singlets)):
-        idx = [0] * n_qubits
-        sign = 1.0
-        for k, (p, q) in enumerate(singlets):
-            b = (bits >> k) & 1
-            idx[p], idx[q] = (0, 1) if b == 0 else (1, 0)
-            sign *= 1.0 if b == 0 else -1.0
-        for q in free:
-            idx[q] = 0
-        psi[tuple(idx)] = sign * 2 ** (-len(singlets) / 2)
-    return psi
+def singlet_state(n_qubits: int, singlets, dtype):
+    """Product of singlets (|01⟩ - |10⟩)/√2 on the given pairs (covering all qubits).
+
+    Built from a few outer products at run time rather than embedded as a 2^n constant:
+    large constants make XLA's compile time grow with the state size.
+    """
+    pairs = list(singlets)
+    if sorted(q for p in pairs for q in p) != list(range(n_qubits)):
+        raise ValueError(f"singlet pairs {pairs} must cover qubits 0..{n_qubits - 1} once")
+    s = jnp.asarray([[0.0, 1.0], [-1.0, 0.0]], dtype=dtype) / np.sqrt(2.0)
+    state = s
+    for _ in pairs[1:]:
+        state = jnp.multiply.outer(state, s)
+    order = [q for p in pairs for q in p]  # axis k of `state` is qubit order[k]
+    return jnp.transpose(state, np.argsort(order))
 
 
 def apply_1q(state, U, q: int):
