@@ -1,0 +1,24 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from qdyn.cli.app import app
+
+
+def test_info():
+    res = CliRunner().invoke(app, ["info"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["x64"] is True
+
+
+@pytest.mark.slow
+def test_quickstart_small(tmp_path):
+    res = CliRunner().invoke(app, ["quickstart", "--small", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    si, gen = report["models"]["siVQLM"], report["models"]["generic"]
+    assert si["max_energy_change_under_O3_eV"] < 1e-10
+    assert gen["max_energy_change_under_O3_eV"] > 1e-3
+    assert si["checks"]["force_fd_error"] < 1e-6
+    assert (tmp_path / "invariance_bend_scan.png").stat().st_size > 10_000
