@@ -26,6 +26,8 @@ KB_EV_PER_K = 8.617333262e-5  # Boltzmann constant [eV/K]
 AMU_KG = 1.66053906660e-27
 EV_J = 1.602176634e-19
 ANGSTROM_M = 1e-10
+HBAR_EV_S = 6.582119569e-16  # reduced Planck constant [eV s] (exact in SI 2019)
+SPEED_OF_LIGHT_CM_S = 2.99792458e10  # for wavenumbers [cm^-1]
 
 # In the (eV, Å, amu) system the natural time unit is Å·sqrt(amu/eV) ≈ 10.18 fs. The MD
 # code integrates in fs, so this factor appears exactly once, here.
