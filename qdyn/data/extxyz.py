@@ -1,0 +1,328 @@
+"""Extended XYZ, read and written by qdyn itself.
+
+Why not ASE's reader/writer: ASE writes positions with 8 decimals (a round trip would not
+be exact) and its errors do not say which frame and line failed. qdyn writes floats with
+``repr`` (shortest string that parses back to the same float64) and parses the standard
+``key=value`` comment line and ``Properties=name:type:count`` columns, so files stay
+readable by ASE, OVITO, MACE, NequIP and others.
+
+qdyn records units in every frame (``energy_unit``, ``length_unit``, ``force_unit``); a
+file without them needs declared units (ASE's convention is eV and Å, but files from other
+codes use Hartree, kcal/mol or Bohr and nothing in the format says so).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import elements, units
+from ..validation import QdynInputError
+from .dataset import Dataset
+
+_RESERVED = {"Lattice", "Properties", "pbc", "energy_unit", "length_unit", "force_unit", "energies_states",
+             "qdyn_metadata"}
+_TOKEN = re.compile(r'\s*([A-Za-z_][\w\-\.]*)(?:=("(?:[^"\\]|\\.)*"|\{[^}]*\}|[^\s"]+))?')
+
+
+def _fmt(x) -> str:
+    return repr(float(x))
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unquote(v: str) -> str:
+    if v.startswith('"') and v.endswith('"'):
+        return re.sub(r"\\(.)", r"\1", v[1:-1])
+    if v.startswith("{") and v.endswith("}"):
+        return v[1:-1]
+    return v
+
+
+def _value(x) -> str:
+    """An extras value as an extxyz token."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        if x.dtype == bool:
+            return "T" if x else "F"
+        if x.dtype.kind in "iu":
+            return str(int(x))
+        if x.dtype.kind == "f":
+            return _fmt(x)
+        return _quote(str(x))
+    if x.dtype.kind not in "biuf":
+        raise ValueError("only numeric vectors can be written as extxyz values")
+    if x.dtype == bool:
+        return _quote(" ".join("T" if v else "F" for v in x))
+    return _quote(" ".join(str(int(v)) if x.dtype.kind in "iu" else _fmt(v) for v in x))
+
+
+def write_extxyz(ds: Dataset, path: Path, *, energy_unit: str = "eV", length_unit: str = "Angstrom") -> None:
+    """Write ``ds`` as extended XYZ (atomically), energies/positions in the given units."""
+    from .io import atomic_write_text
+
+    force_unit = f"{energy_unit}/{length_unit}"
+    for k, v in ds.extras.items():
+        if v.ndim > 2:
+            raise QdynInputError(f"{path}: field 'extras[{k}]': extxyz holds per-frame scalars and vectors only "
+                                 f"(shape {v.shape}); use the qdyn npz format")
+    lines = []
+    S = 0 if ds.E_states is None else ds.E_states.shape[1]
+    for i in range(ds.n_frames):
+        m = ds.mask[i]
+        na = int(m.sum())
+        R = units.convert(ds.R[i][m], "Angstrom", length_unit)
+        props = "species:S:1:pos:R:3"
+        cols = [[elements.symbol(int(z)) for z in ds.Z[i][m]], R]
+        if ds.F is not None:
+            props += ":forces:R:3"
+            cols.append(units.convert(ds.F[i][m], "eV/Angstrom", force_unit))
+        for s in range(S):
+            props += f":forces_state{s}:R:3"
+            cols.append(units.convert(ds.F_states[i, s][m], "eV/Angstrom", force_unit))
+        info = []
+        if ds.cell is not None:
+            # extxyz lists lattice vectors one after another (ASE rows = qdyn columns).
+            cell = units.convert(ds.cell[i], "Angstrom", length_unit)
+            info.append("Lattice=" + _quote(" ".join(_fmt(v) for v in cell.T.ravel())))
+        info.append(f"Properties={props}")
+        if ds.E is not None:
+            info.append(f"energy={_fmt(units.convert(ds.E[i], 'eV', energy_unit))}")
+        if ds.E_states is not None:
+            info.append("energies_states=" + _quote(" ".join(_fmt(v) for v in units.convert(ds.E_states[i], "eV", energy_unit))))
+        if ds.pbc is not None:
+            info.append("pbc=" + _quote(" ".join("T" if p else "F" for p in ds.pbc[i])))
+        for k, v in ds.extras.items():
+            if k in _RESERVED or not re.fullmatch(r"[A-Za-z_][\w\-\.]*", k):
+                raise QdynInputError(f"{path}: field 'extras[{k}]': name not usable as an extxyz key")
+            info.append(f"{k}={_value(v[i])}")
+        info.append(f"energy_unit={_quote(energy_unit)} length_unit={_quote(length_unit)} force_unit={_quote(force_unit)}")
+        if i == 0 and ds.metadata:
+            info.append("qdyn_metadata=" + _quote(json.dumps(ds.metadata, sort_keys=True)))
+        lines.append(str(na))
+        lines.append(" ".join(info))
+        for a in range(na):
+            row = [cols[0][a]]
+            for c in cols[1:]:
+                row.extend(_fmt(v) for v in c[a])
+            lines.append(" ".join(row))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _parse_comment(line: str, where: str) -> dict:
+    out = {}
+    pos = 0
+    line = line.rstrip("\n")
+    while pos < len(line):
+        if not line[pos:].strip():
+            break
+        m = _TOKEN.match(line, pos)
+        if not m or m.end() == pos:
+            raise QdynInputError(f"{where}: cannot parse the comment line near {line[pos:pos + 30]!r}")
+        key, val = m.group(1), m.group(2)
+        out[key] = True if val is None else _unquote(val)
+        pos = m.end()
+    return out
+
+
+def _parse_scalar(v):
+    if v is True or v in ("T", "True", "true"):
+        return True
+    if v in ("F", "False", "false"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    parts = v.split()
+    if len(parts) > 1:
+        vals = [_parse_scalar(p) for p in parts]
+        if all(isinstance(x, bool) for x in vals):
+            return np.array(vals, bool)
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+            return np.array(vals)
+    return v
+
+
+def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "energy", forces_key: str = "forces") -> Dataset:
+    """Read extended XYZ; see module docstring for units."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise QdynInputError(f"{path}: not a text file ({exc})") from None
+    lines = text.splitlines()
+    frames = []
+    ln = 0
+    while ln < len(lines):
+        if not lines[ln].strip():
+            ln += 1
+            continue
+        fi = len(frames)
+        where = f"{path}: frame {fi} (line {ln + 1})"
+        try:
+            na = int(lines[ln].strip())
+        except ValueError:
+            raise QdynInputError(f"{where}: field 'n_atoms': expected an atom count, got {lines[ln][:40]!r}") from None
+        if ln + 1 >= len(lines):
+            raise QdynInputError(f"{where}: truncated file: missing the comment line")
+        info = _parse_comment(lines[ln + 1], where)
+        body = lines[ln + 2: ln + 2 + na]
+        if len(body) < na:
+            raise QdynInputError(f"{where}: truncated file: expected {na} atom lines, found {len(body)}")
+        frames.append((fi, ln, na, info, body))
+        ln += 2 + na
+    if not frames:
+        raise QdynInputError(f"{path}: no frames (empty file)")
+
+    first = frames[0][3]
+    recorded = None
+    if "energy_unit" in first:
+        recorded = {"energy": first["energy_unit"], "length": first["length_unit"], "force": first["force_unit"]}
+    if recorded is None and declared is None:
+        raise QdynInputError(
+            f"{path}: this extxyz file does not record its units; declare them with energy_unit= and length_unit= "
+            "(files written by ASE use eV and Angstrom). qdyn never guesses units."
+        )
+    if recorded is not None and declared is not None:
+        for k in ("energy", "length", "force"):
+            if units.convert(1.0, declared[k], recorded[k]) != 1.0:
+                raise QdynInputError(f"{path}: field '{k}_unit': you declared {declared[k]!r} but the file records {recorded[k]!r}")
+    u = recorded or declared
+    try:
+        for k, dim in (("energy", "eV"), ("length", "Angstrom"), ("force", "eV/Angstrom")):
+            units.convert(1.0, u[k], dim)
+    except units.UnitError as exc:
+        raise QdynInputError(f"{path}: recorded units: {exc}") from None
+
+    R_list, Z_list, F_list, E, cells, pbcs, Es, Fs = [], [], [], [], [], [], [], []
+    info_keys = None
+    infos = []
+    for fi, ln, na, info, body in frames:
+        where = f"{path}: frame {fi} (line {ln + 2})"
+        props = info.get("Properties", "species:S:1:pos:R:3")
+        spec = props.split(":")
+        if len(spec) % 3:
+            raise QdynInputError(f"{where}: field 'Properties': malformed {props!r}")
+        columns = []
+        width = 0
+        for j in range(0, len(spec), 3):
+            name, typ, cnt = spec[j], spec[j + 1], int(spec[j + 2])
+            columns.append((name, typ, width, cnt))
+            width += cnt
+        names = [c[0] for c in columns]
+        if "species" not in names or "pos" not in names:
+            raise QdynInputError(f"{where}: field 'Properties': needs species and pos columns, got {props!r}")
+        rows = []
+        for a, row in enumerate(body):
+            toks = row.split()
+            if len(toks) != width:
+                raise QdynInputError(f"{path}: frame {fi} (line {ln + 3 + a}), atom {a}: expected {width} columns "
+                                     f"({props}), found {len(toks)}")
+            rows.append(toks)
+        data = {}
+        for name, typ, start, cnt in columns:
+            vals = [r[start: start + cnt] for r in rows]
+            if name == "species":
+                try:
+                    data[name] = np.array([elements.atomic_number(int(v[0]) if v[0].isdigit() else v[0]) for v in vals])
+                except elements.UnknownElementError as exc:
+                    raise QdynInputError(f"{where}: field 'species': {exc}") from None
+            elif typ == "R":
+                try:
+                    data[name] = np.array(vals, dtype=float).reshape(na, cnt)
+                except ValueError as exc:
+                    raise QdynInputError(f"{where}: field {name!r}: {exc}") from None
+        Z_list.append(data["species"])
+        R_list.append(units.convert(data["pos"], u["length"], "Angstrom"))
+        F_list.append(None if forces_key not in data else units.convert(data[forces_key], u["force"], "eV/Angstrom"))
+        fs = sorted((k for k in data if re.fullmatch(r"forces_state\d+", k)), key=lambda k: int(k[12:]))
+        Fs.append([units.convert(data[k], u["force"], "eV/Angstrom") for k in fs])
+        try:
+            E.append(units.convert(float(info[energy_key]), u["energy"], "eV") if energy_key in info else None)
+            Es.append(None if "energies_states" not in info else
+                      units.convert(np.array(info["energies_states"].split(), dtype=float), u["energy"], "eV"))
+        except ValueError as exc:
+            raise QdynInputError(f"{where}: field {energy_key!r}: {exc}") from None
+        if "Lattice" in info:
+            try:
+                lat = np.array(info["Lattice"].split(), dtype=float).reshape(3, 3)
+            except ValueError:
+                raise QdynInputError(f"{where}: field 'Lattice': expected 9 numbers, got {info['Lattice']!r}") from None
+            cells.append(units.convert(lat.T, u["length"], "Angstrom"))
+            p = info.get("pbc", "T T T")
+            pbcs.append([t in ("T", "True", "true", "1") for t in p.split()])
+        else:
+            cells.append(None)
+            pbcs.append(None)
+        extra = {k: v for k, v in info.items() if k not in _RESERVED and k != energy_key}
+        infos.append(extra)
+        info_keys = set(extra) if info_keys is None else info_keys & set(extra)
+
+    n = len(frames)
+    A = max(len(z) for z in Z_list)
+
+    def pad(arrs, shape_tail):
+        out = np.zeros((n, A) + shape_tail)
+        for i, x in enumerate(arrs):
+            out[i, : len(x)] = x
+        return out
+
+    def all_or_none(vals, name):
+        have = [v is not None for v in vals]
+        if any(have) and not all(have):
+            raise QdynInputError(f"{path}: frame {have.index(False) if have[0] else have.index(True)}, field {name!r}: "
+                                 "present in some frames only")
+        return all(have)
+
+    Z = np.zeros((n, A), np.int32)
+    for i, z in enumerate(Z_list):
+        Z[i, : len(z)] = z
+    kw = {"R": pad(R_list, (3,)), "Z": Z}
+    if all_or_none(E, energy_key):
+        kw["E"] = np.array(E)
+    if all_or_none(F_list, forces_key):
+        kw["F"] = pad(F_list, (3,))
+    if all_or_none(cells, "Lattice"):
+        kw["cell"] = np.array(cells)
+        kw["pbc"] = np.array(pbcs, bool)
+    if all_or_none(Es, "energies_states"):
+        kw["E_states"] = np.array(Es)
+        S = kw["E_states"].shape[1]
+        F_states = np.zeros((n, S, A, 3))
+        for i, fs in enumerate(Fs):
+            if len(fs) != S:
+                raise QdynInputError(f"{path}: frame {i}, field 'forces_state*': {len(fs)} columns for {S} states")
+            for s in range(S):
+                F_states[i, s, : len(fs[s])] = fs[s]
+        kw["F_states"] = F_states
+    extras = {}
+    ignored = sorted(set().union(*infos) - (info_keys or set()))
+    for k in sorted(info_keys or ()):
+        vals = [_parse_scalar(inf[k]) for inf in infos]
+        try:
+            arr = np.array(vals)
+        except ValueError:
+            ignored.append(k)
+            continue
+        if arr.dtype == object:
+            ignored.append(k)
+            continue
+        extras[k] = arr
+    meta = {}
+    if "qdyn_metadata" in first:
+        try:
+            meta = json.loads(first["qdyn_metadata"])
+        except json.JSONDecodeError as exc:
+            raise QdynInputError(f"{path}: frame 0, field 'qdyn_metadata': invalid JSON ({exc})") from None
+    if recorded is None:
+        meta = dict(meta, units_in_file=u)
+    if ignored:
+        meta = dict(meta, extxyz_ignored_keys=ignored)
+    return Dataset(**kw, extras=extras, metadata=meta, source=str(path))
