@@ -1,0 +1,413 @@
+"""Labellers: turn a configuration (Z, R in Å) into energies [eV] and forces [eV/Å].
+
+Two kinds ship with qdyn:
+
+* :class:`PySCFLabeler` — HF, any DFT functional (gradients **with grid response**, so the
+  forces are the exact derivative of the reported energy), MP2, CCSD and CCSD(T), and, for
+  multistate data, state-averaged CASSCF and TDA-TDDFT.
+* :class:`ASELabeler` — any ASE calculator (xTB through tblite, EMT, a remote code …),
+  built in each worker by a picklable factory.
+
+Both follow the :class:`Labeler` protocol: ``label(Z, R) -> FrameResult`` and
+``describe() -> dict`` (JSON metadata that identifies the level of theory; it is also what
+the per-frame cache is keyed on, so two runs with equal descriptions share cached frames).
+
+Unit conversion happens only through :mod:`qdyn.units`: coordinates go to PySCF in Bohr
+converted here (PySCF's own Å→Bohr constant is CODATA 2010, qdyn's is CODATA 2018, and
+forces must be the derivative with respect to *our* Å), and Hartree, Hartree/Bohr come back
+through :func:`qdyn.units.convert`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from .. import elements, units
+
+__all__ = ["FrameResult", "Labeler", "PySCFLabeler", "ASELabeler", "labeler_from_spec"]
+
+_HA_TO_EV = units.convert(1.0, "Hartree", "eV")
+_GRAD_TO_EV_A = units.convert(1.0, "Hartree/Bohr", "eV/Angstrom")
+_A_TO_BOHR = units.convert(1.0, "Angstrom", "Bohr")
+
+
+@dataclass
+class FrameResult:
+    """The labels of one configuration.
+
+    Attributes:
+        energy: total energy [eV] (ground state / state 0 for multistate methods); NaN if
+            the calculation raised.
+        forces: float64 [n_atoms, 3] eV/Å, minus the gradient of ``energy``; NaN if failed.
+        converged: False when any iterative solver (SCF, CC amplitudes/lambda, CASSCF,
+            Davidson) stopped short, or the calculation raised.
+        status: ``"ok"``, ``"not converged: <which>"`` or ``"error: <message>"``.
+        energies_states: float64 [n_states] eV for multistate methods, else None.
+        forces_states: float64 [n_states, n_atoms, 3] eV/Å for multistate methods, else None.
+    """
+
+    energy: float
+    forces: np.ndarray
+    converged: bool
+    status: str = "ok"
+    energies_states: Optional[np.ndarray] = None
+    forces_states: Optional[np.ndarray] = None
+
+    @classmethod
+    def failed(cls, n_atoms: int, message: str, *, n_states: int = 0) -> "FrameResult":
+        nan_f = np.full((n_atoms, 3), np.nan)
+        return cls(
+            energy=float("nan"),
+            forces=nan_f,
+            converged=False,
+            status=f"error: {message}",
+            energies_states=np.full(n_states, np.nan) if n_states else None,
+            forces_states=np.full((n_states, n_atoms, 3), np.nan) if n_states else None,
+        )
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """Anything that labels a configuration.
+
+    ``label(Z, R)`` takes atomic numbers int [n_atoms] and positions float64 [n_atoms, 3] Å
+    and returns a :class:`FrameResult`; ``describe()`` returns JSON-serialisable metadata
+    identifying the level of theory (method, basis, functional string, code versions).
+    ``n_states`` is 0 for single-state labellers.
+    """
+
+    n_states: int
+
+    def label(self, Z: np.ndarray, R: np.ndarray) -> FrameResult: ...
+
+    def describe(self) -> dict: ...
+
+
+_SINGLE_STATE = ("HF", "DFT", "MP2", "CCSD", "CCSD(T)")
+_MULTI_STATE = ("SA-CASSCF", "TDA")
+
+
+@dataclass(frozen=True)
+class PySCFLabeler:
+    """Ab initio labels from PySCF.
+
+    Args:
+        method: ``"HF"``, ``"DFT"`` (set ``xc``), ``"MP2"``, ``"CCSD"``, ``"CCSD(T)"``,
+            ``"SA-CASSCF"`` (set ``ncas``, ``nelecas``, ``n_states``) or ``"TDA"``
+            (TDA-TDDFT on a DFT reference; set ``xc`` and ``n_states``, counting the ground
+            state).
+        basis: basis-set name understood by PySCF, e.g. ``"def2-SVP"``.
+        xc: exchange-correlation functional string for DFT/TDA, passed verbatim to PySCF
+            (note: PySCF's ``"B3LYP"`` uses VWN-RPA, the Gaussian convention, not VWN5;
+            the string is recorded in metadata so the choice is never ambiguous).
+        charge: total charge [e].
+        spin: 2S (number of unpaired electrons); non-zero selects UHF/UKS.
+        grid_level: PySCF DFT grid level (0–9).
+        grid_response: include the grid-weight derivative in DFT gradients; with it the
+            forces are the exact derivative of the reported energy. Keep it on.
+        conv_tol: SCF energy convergence threshold [Hartree].
+        max_cycle: SCF iteration limit.
+        cc_max_cycle: CCSD amplitude (and lambda) iteration limit; PySCF's default of 50
+            stops short at stretched bonds.
+        cc_conv_tol: CCSD energy convergence threshold [Hartree].
+        ncas: CASSCF active orbitals.
+        nelecas: CASSCF active electrons.
+        n_states: number of states (SA-CASSCF: averaged states; TDA: ground + n_states-1
+            excited states). 0 for single-state methods.
+
+    Example:
+        >>> lab = PySCFLabeler(method="HF", basis="sto-3g")
+        >>> res = lab.label(np.array([1, 1]), np.array([[0, 0, 0], [0, 0, 0.74]]))
+        >>> bool(res.converged), res.forces.shape
+        (True, (2, 3))
+    """
+
+    method: str
+    basis: str
+    xc: Optional[str] = None
+    charge: int = 0
+    spin: int = 0
+    grid_level: int = 3
+    grid_response: bool = True
+    conv_tol: float = 1e-10
+    max_cycle: int = 100
+    cc_max_cycle: int = 200
+    cc_conv_tol: float = 1e-9
+    ncas: Optional[int] = None
+    nelecas: Optional[int] = None
+    n_states: int = 0
+
+    def __post_init__(self):
+        m = self.method.upper()
+        if m not in _SINGLE_STATE + _MULTI_STATE:
+            raise ValueError(
+                f"unknown method {self.method!r}; choose one of {_SINGLE_STATE + _MULTI_STATE} "
+                "(DFT functionals go in xc=, e.g. method='DFT', xc='B3LYP')"
+            )
+        object.__setattr__(self, "method", m)
+        if m in ("DFT", "TDA") and not self.xc:
+            raise ValueError(f"method {m} needs a functional: xc='B3LYP', 'PBE', ...")
+        if m not in ("DFT", "TDA") and self.xc:
+            raise ValueError(f"xc={self.xc!r} given but method {m} is not DFT/TDA")
+        if m == "SA-CASSCF" and (self.ncas is None or self.nelecas is None or self.n_states < 2):
+            raise ValueError("SA-CASSCF needs ncas=, nelecas= and n_states >= 2")
+        if m == "TDA" and self.n_states < 2:
+            raise ValueError("TDA needs n_states >= 2 (ground state + excited states)")
+        if m in _SINGLE_STATE and self.n_states:
+            raise ValueError(f"n_states is for SA-CASSCF/TDA, not {m}")
+        if m in ("MP2", "CCSD", "CCSD(T)", "SA-CASSCF", "TDA") and self.spin != 0:
+            # PySCF's analytic gradients for these are closed-shell (restricted) only.
+            raise ValueError(f"{m} gradients in qdyn are closed-shell only (spin=0)")
+
+    def describe(self) -> dict:
+        import pyscf
+
+        d = {"code": "pyscf", "code_version": pyscf.__version__, "labeler": "PySCFLabeler"}
+        d.update(dataclasses.asdict(self))
+        if self.method in ("DFT", "TDA"):
+            d["functional_note"] = (
+                "xc string passed verbatim to pyscf.dft; PySCF's 'B3LYP' uses VWN-RPA (VWN3), "
+                "as Gaussian does"
+            )
+            if self.method == "TDA":
+                # PySCF's TDDFT gradients have no grid-response term (pyscf/grad/tdrks.py:
+                # "TODO: to include the response of grids"): excited-state forces match the
+                # finite differences of their energies only up to the grid error.
+                d["excited_state_grid_response"] = False
+        else:
+            for k in ("grid_level", "grid_response"):
+                d.pop(k)
+        if self.method not in ("CCSD", "CCSD(T)"):
+            d.pop("cc_max_cycle")
+            d.pop("cc_conv_tol")
+        if self.method != "SA-CASSCF":
+            d.pop("ncas")
+            d.pop("nelecas")
+        return d
+
+    # -- the calculation ------------------------------------------------------------------
+    def _mol(self, Z, R):
+        from pyscf import gto
+
+        mol = gto.Mole()
+        mol.atom = [(elements.symbol(int(z)), tuple(r)) for z, r in zip(Z, np.asarray(R) * _A_TO_BOHR)]
+        mol.unit = "Bohr"
+        mol.basis = self.basis
+        mol.charge = self.charge
+        mol.spin = self.spin
+        mol.verbose = 0
+        mol.build()
+        return mol
+
+    def _scf(self, mol):
+        from pyscf import dft, scf
+
+        if self.method in ("DFT", "TDA"):
+            mf = dft.RKS(mol) if self.spin == 0 else dft.UKS(mol)
+            mf.xc = self.xc
+            mf.grids.level = self.grid_level
+        else:
+            mf = scf.RHF(mol) if self.spin == 0 else scf.UHF(mol)
+        mf.conv_tol = self.conv_tol
+        mf.max_cycle = self.max_cycle
+        mf.verbose = 0
+        mf.kernel()
+        return mf
+
+    def label(self, Z, R) -> FrameResult:
+        """Energy [eV] and forces [eV/Å] of one configuration (Z int [n], R [n, 3] Å)."""
+        Z = np.asarray(Z)
+        R = np.asarray(R, dtype=float)
+        try:
+            return self._label(Z, R)
+        except Exception as exc:  # recorded per frame, never dropped: see module docstring
+            return FrameResult.failed(len(Z), f"{type(exc).__name__}: {exc}", n_states=self.n_states)
+
+    def _label(self, Z, R) -> FrameResult:
+        mol = self._mol(Z, R)
+        mf = self._scf(mol)
+        problems = [] if mf.converged else ["SCF"]
+        states_e = states_f = None
+        m = self.method
+        if m in ("HF", "DFT"):
+            e = mf.e_tot
+            g = mf.nuc_grad_method()
+            if m == "DFT":
+                g.grid_response = self.grid_response
+            grad = g.kernel()
+        elif m == "MP2":
+            from pyscf import mp
+
+            pt = mp.MP2(mf)
+            pt.verbose = 0
+            pt.kernel()
+            e = pt.e_tot
+            grad = pt.nuc_grad_method().kernel()
+        elif m in ("CCSD", "CCSD(T)"):
+            from pyscf import cc
+
+            mycc = cc.CCSD(mf)
+            mycc.verbose = 0
+            mycc.max_cycle = self.cc_max_cycle
+            mycc.conv_tol = self.cc_conv_tol
+            mycc.kernel()
+            if not mycc.converged:
+                problems.append("CCSD amplitudes")
+            if m == "CCSD":
+                e = mycc.e_tot
+                gobj = mycc.nuc_grad_method()
+            else:
+                from pyscf.grad import ccsd_t as ccsd_t_grad
+
+                e = mycc.e_tot + mycc.ccsd_t()
+                gobj = ccsd_t_grad.Gradients(mycc)
+            # The gradient solves the lambda equations with the same iteration limit.
+            mycc.max_cycle = self.cc_max_cycle
+            grad = gobj.kernel()
+            if getattr(mycc, "converged_lambda", True) is False:
+                problems.append("CCSD lambda")
+        elif m == "SA-CASSCF":
+            from pyscf import mcscf
+
+            mc = mcscf.CASSCF(mf, self.ncas, self.nelecas).state_average_([1.0 / self.n_states] * self.n_states)
+            mc.verbose = 0
+            # PySCF's default (1e-7 Ha) leaves enough noise to spoil finite-difference checks.
+            mc.conv_tol = self.conv_tol
+            mc.kernel()
+            if not mc.converged:
+                problems.append("SA-CASSCF")
+            states_e = np.asarray(mc.e_states, dtype=float)
+            gobj = mc.nuc_grad_method()
+            states_g = np.stack([gobj.kernel(state=i) for i in range(self.n_states)])
+            states_e, states_f = states_e * _HA_TO_EV, -states_g * _GRAD_TO_EV_A
+            return self._result(states_e[0], states_f[0], problems, states_e, states_f)
+        elif m == "TDA":
+            from pyscf import tddft
+
+            td = tddft.TDA(mf)
+            td.nstates = self.n_states - 1
+            td.verbose = 0
+            # Davidson's default tolerance (1e-5) makes excited energies too noisy for
+            # forces to match their finite differences.
+            td.conv_tol = max(self.conv_tol, 1e-9)
+            td.kernel()
+            if not np.all(td.converged):
+                problems.append("TDA Davidson")
+            g0 = mf.nuc_grad_method()
+            g0.grid_response = self.grid_response
+            grads = [g0.kernel()]
+            gtd = td.nuc_grad_method()
+            grads += [gtd.kernel(state=i) for i in range(1, self.n_states)]
+            states_e = np.concatenate([[mf.e_tot], mf.e_tot + np.asarray(td.e)]) * _HA_TO_EV
+            states_f = -np.stack(grads) * _GRAD_TO_EV_A
+            return self._result(states_e[0], states_f[0], problems, states_e, states_f)
+        else:  # pragma: no cover - guarded in __post_init__
+            raise AssertionError(m)
+        return self._result(e * _HA_TO_EV, -np.asarray(grad) * _GRAD_TO_EV_A, problems, None, None)
+
+    def hessian(self, Z, R) -> np.ndarray:
+        """Analytic Hessian [3N, 3N] eV/Å² (HF and DFT), order (atom, xyz); for sampling.
+
+        Raises if the SCF does not converge (a Hessian of an unconverged SCF is garbage).
+        """
+        if self.method not in ("HF", "DFT"):
+            raise ValueError(f"analytic Hessians are available for HF/DFT, not {self.method}; "
+                             "use qdyn.data.samplers.finite_difference_hessian")
+        Z = np.asarray(Z)
+        mf = self._scf(self._mol(Z, np.asarray(R, dtype=float)))
+        if not mf.converged:
+            raise RuntimeError("hessian: SCF did not converge")
+        h = np.asarray(mf.Hessian().kernel())  # [N, N, 3, 3] Hartree/Bohr²
+        n = len(Z)
+        return units.convert(h.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n), "Hartree/Bohr^2", "eV/Angstrom^2")
+
+    @staticmethod
+    def _result(e, f, problems, states_e, states_f) -> FrameResult:
+        return FrameResult(
+            energy=float(e),
+            forces=np.asarray(f, dtype=float),
+            converged=not problems,
+            status="ok" if not problems else "not converged: " + ", ".join(problems),
+            energies_states=states_e,
+            forces_states=states_f,
+        )
+
+
+@dataclass(frozen=True)
+class ASELabeler:
+    """Labels from any ASE calculator (ASE's units are eV and Å, so no conversion is needed).
+
+    Args:
+        calculator_factory: a **picklable** zero-argument callable returning a fresh ASE
+            calculator (a module-level function or ``functools.partial(EMT)``); it is called
+            once per worker process, so calculators never cross process boundaries.
+        name: a label recorded in metadata (e.g. ``"GFN2-xTB (tblite)"``).
+        parameters: JSON-serialisable description of the calculator settings, recorded in
+            metadata and part of the cache key.
+
+    Example:
+        >>> from functools import partial
+        >>> from ase.calculators.emt import EMT
+        >>> lab = ASELabeler(calculator_factory=partial(EMT), name="EMT")
+    """
+
+    calculator_factory: Callable[[], object]
+    name: str
+    parameters: dict = field(default_factory=dict)
+    n_states: int = 0
+
+    def describe(self) -> dict:
+        import ase
+
+        fac = self.calculator_factory
+        target = getattr(fac, "func", fac)
+        return {
+            "code": "ase",
+            "code_version": ase.__version__,
+            "labeler": "ASELabeler",
+            "method": self.name,
+            "calculator": f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}",
+            "parameters": self.parameters,
+        }
+
+    def label(self, Z, R) -> FrameResult:
+        """Energy [eV] and forces [eV/Å] from the calculator (Z int [n], R [n, 3] Å)."""
+        from ase import Atoms
+
+        Z = np.asarray(Z)
+        try:
+            calc = _ase_calculator(self.calculator_factory)
+            atoms = Atoms(numbers=Z, positions=np.asarray(R, dtype=float))
+            atoms.calc = calc
+            e = float(atoms.get_potential_energy())
+            f = np.asarray(atoms.get_forces(), dtype=float)
+        except Exception as exc:
+            return FrameResult.failed(len(Z), f"{type(exc).__name__}: {exc}")
+        return FrameResult(energy=e, forces=f, converged=True)
+
+
+# One calculator per factory per process: building one (e.g. loading xTB parameters) can be
+# costly, and worker processes each build their own.
+_CALCULATORS: dict = {}
+
+
+def _ase_calculator(factory):
+    key = id(factory)
+    if key not in _CALCULATORS:
+        _CALCULATORS[key] = factory()
+    return _CALCULATORS[key]
+
+
+def labeler_from_spec(spec: dict) -> PySCFLabeler:
+    """Rebuild a :class:`PySCFLabeler` from the ``describe()`` dict stored in metadata.
+
+    ASE labellers cannot be rebuilt from metadata (their factory is code); they raise.
+    """
+    if spec.get("labeler") != "PySCFLabeler":
+        raise ValueError(f"cannot rebuild labeler {spec.get('labeler')!r} from metadata (only PySCFLabeler)")
+    names = {f.name for f in dataclasses.fields(PySCFLabeler)}
+    return PySCFLabeler(**{k: v for k, v in spec.items() if k in names})

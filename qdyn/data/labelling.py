@@ -1,0 +1,274 @@
+"""The labelling run: parallel, cached per frame, resumable, failures recorded.
+
+:func:`label_dataset` labels every configuration of an unlabelled :class:`Dataset`:
+
+* **Process pool, one thread each.** ``workers`` spawned processes; OMP/BLAS thread counts
+  are pinned to 1 through environment variables the children inherit (they must be set
+  before numpy or PySCF load their libraries) and ``pyscf.lib.num_threads(1)``, so
+  ``workers`` equals the cores used. ``workers=0`` labels in this process (tests, debugging).
+* **Per-frame cache.** Each finished frame is written atomically to
+  ``cache_dir/<run key>/frames/NNNNNN.npz`` together with its geometry. The run key hashes
+  the labeller description and all geometries, so a second call with the same inputs picks
+  up every finished frame: an interrupted run (Ctrl-C, a killed job, a reboot) resumes where
+  it stopped and, since cached frames are the exact arrays computed before, the result equals
+  an uninterrupted run bit for bit.
+* **Failures kept.** A frame whose SCF/CC/CASSCF did not converge, or whose calculation
+  raised, is kept with ``extras['converged'] = False`` and a ``status`` string, and listed in
+  ``metadata['labelling']['failures']``; :meth:`Dataset.converged_only` drops them explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .dataset import Dataset
+from .io import atomic_savez, atomic_write_text, load_npz
+from .labelers import FrameResult
+
+__all__ = ["label_dataset", "run_key", "default_cache_dir", "ProgressFn"]
+
+ProgressFn = Callable[[int, int, int], None]
+"""progress(done, total, n_from_cache), called after each frame (and once at the start)."""
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                "NUMEXPR_NUM_THREADS", "XLA_FLAGS")
+
+
+def default_cache_dir() -> Path:
+    """``$QDYN_CACHE_DIR`` or ``~/.cache/qdyn/labels``."""
+    return Path(os.environ.get("QDYN_CACHE_DIR", Path.home() / ".cache" / "qdyn" / "labels"))
+
+
+def _frame_hash(Z, R) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(Z, dtype=np.int32).tobytes())
+    h.update(np.ascontiguousarray(R, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def run_key(configs: Dataset, labeler) -> str:
+    """Hash of the labeller description and every geometry: the cache folder's name."""
+    h = hashlib.sha256()
+    h.update(json.dumps(labeler.describe(), sort_keys=True).encode())
+    h.update(np.ascontiguousarray(configs.Z).tobytes())
+    h.update(np.ascontiguousarray(configs.R).tobytes())
+    return h.hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def _single_thread_env():
+    """Children spawned inside inherit one-thread settings; the parent's env is restored."""
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for k in _THREAD_VARS[:-1]:
+        os.environ[k] = "1"
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _init_worker():
+    try:
+        from pyscf import lib
+
+        lib.num_threads(1)
+    except ImportError:  # labelling with an ASE calculator needs no PySCF
+        pass
+
+
+def _label_one(labeler, Z, R, index: int):
+    t0 = time.perf_counter()
+    res = labeler.label(Z, R)
+    return index, res, time.perf_counter() - t0
+
+
+def _save_frame(path: Path, Z, R, res: FrameResult, seconds: float) -> None:
+    arrays = {
+        "Z": np.asarray(Z, np.int32),
+        "R": np.asarray(R, np.float64),
+        "energy": np.float64(res.energy),
+        "forces": np.asarray(res.forces, np.float64),
+        "converged": np.bool_(res.converged),
+        "status": np.array(res.status),
+        "seconds": np.float64(seconds),
+    }
+    if res.energies_states is not None:
+        arrays["energies_states"] = np.asarray(res.energies_states, np.float64)
+        arrays["forces_states"] = np.asarray(res.forces_states, np.float64)
+    atomic_savez(path, arrays, compressed=False)
+
+
+def _load_frame(path: Path, Z, R):
+    """A cached frame, or None if absent, unreadable or for a different geometry."""
+    if not path.exists():
+        return None
+    try:
+        z = load_npz(path)
+    except Exception:
+        # A frame file can only be partial if the disk failed; recompute it.
+        return None
+    if not (np.array_equal(z["Z"], Z) and np.array_equal(z["R"], R)):
+        return None
+    res = FrameResult(
+        energy=float(z["energy"]),
+        forces=z["forces"],
+        converged=bool(z["converged"]),
+        status=str(z["status"]),
+        energies_states=z.get("energies_states"),
+        forces_states=z.get("forces_states"),
+    )
+    return res, float(z["seconds"])
+
+
+def label_dataset(
+    configs: Dataset,
+    labeler,
+    *,
+    workers: int = 1,
+    cache_dir: Optional[str | Path] = None,
+    progress: Optional[ProgressFn] = None,
+    metadata: Optional[dict] = None,
+) -> Dataset:
+    """Label every configuration; cached per frame, resumable, failures recorded.
+
+    Args:
+        configs: configurations (R [n, A, 3] Å, Z [n, A]); existing labels are ignored,
+            ``extras`` and ``metadata`` are carried over.
+        labeler: a :class:`qdyn.data.labelers.Labeler` (picklable when ``workers`` ≥ 1).
+        workers: processes (one thread each); 0 labels in this process.
+        cache_dir: root of the per-frame cache (default :func:`default_cache_dir`);
+            ``False``-y values other than None are not accepted, caching is always on.
+        progress: called as ``progress(done, total, n_from_cache)``.
+        metadata: merged into the result's metadata (e.g. the recipe and command).
+
+    Returns:
+        The labelled :class:`Dataset` with ``extras['converged']`` bool [n] and
+        ``extras['status']`` str [n], and ``metadata['labeler']``, ``['units']``,
+        ``['labelling']`` (failures and timing).
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = run_key(configs, labeler)
+    run_dir = root / key
+    frames_dir = run_dir / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    manifest = run_dir / "manifest.json"
+    if not manifest.exists():
+        atomic_write_text(manifest, json.dumps({"labeler": labeler.describe(), "n_frames": configs.n_frames}, indent=1))
+
+    n = configs.n_frames
+    results: list = [None] * n
+    seconds = np.zeros(n)
+    todo = []
+    for i in range(n):
+        m = configs.mask[i]
+        got = _load_frame(frames_dir / f"{i:06d}.npz", configs.Z[i][m], configs.R[i][m])
+        if got is None:
+            todo.append(i)
+        else:
+            results[i], seconds[i] = got
+    n_cached = n - len(todo)
+    done = n_cached
+    if progress:
+        progress(done, n, n_cached)
+
+    def finish(i, res, secs):
+        nonlocal done
+        m = configs.mask[i]
+        _save_frame(frames_dir / f"{i:06d}.npz", configs.Z[i][m], configs.R[i][m], res, secs)
+        results[i], seconds[i] = res, secs
+        done += 1
+        if progress:
+            progress(done, n, n_cached)
+
+    if workers == 0:
+        with _pyscf_threads(1):
+            for i in todo:
+                m = configs.mask[i]
+                finish(*_label_one(labeler, configs.Z[i][m], configs.R[i][m], i))
+    elif todo:
+        import multiprocessing as mp
+
+        with _single_thread_env():
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+        try:
+            # Keep a bounded queue so an interrupt cancels little queued work.
+            pending = set()
+            queue = list(todo)
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:
+                    i = queue.pop(0)
+                    m = configs.mask[i]
+                    pending.add(pool.submit(_label_one, labeler, configs.Z[i][m], configs.R[i][m], i))
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    finish(*fut.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return _assemble(configs, labeler, results, seconds, n_cached, metadata)
+
+
+@contextlib.contextmanager
+def _pyscf_threads(k: int):
+    try:
+        from pyscf import lib
+    except ImportError:
+        yield
+        return
+    before = lib.num_threads()
+    lib.num_threads(k)
+    try:
+        yield
+    finally:
+        lib.num_threads(before)
+
+
+def _assemble(configs: Dataset, labeler, results, seconds, n_cached, extra_meta) -> Dataset:
+    n, A = configs.n_frames, configs.n_atoms
+    m = configs.mask
+    E = np.array([r.energy for r in results], dtype=float)
+    F = np.zeros((n, A, 3))
+    for i, r in enumerate(results):
+        F[i, m[i]] = r.forces
+    E_states = F_states = None
+    S = getattr(labeler, "n_states", 0)
+    if S:
+        E_states = np.stack([r.energies_states for r in results])
+        F_states = np.zeros((n, S, A, 3))
+        for i, r in enumerate(results):
+            F_states[i][:, m[i]] = r.forces_states
+    converged = np.array([r.converged for r in results], dtype=bool)
+    status = np.array([r.status for r in results])
+    meta = dict(configs.metadata)
+    meta.update(extra_meta or {})
+    meta["labeler"] = labeler.describe()
+    meta["units"] = {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom"}
+    meta["labelling"] = {
+        "n_frames": n,
+        "n_failed": int((~converged).sum()),
+        "failures": [{"frame": int(i), "status": str(status[i])} for i in np.flatnonzero(~converged)],
+        # Timing differs between runs; it is informative, not part of the data.
+        "timing": {"seconds_per_frame_mean": float(seconds.mean()) if n else 0.0,
+                   "seconds_total": float(seconds.sum())},
+    }
+    extras = dict(configs.extras)
+    extras["converged"] = converged
+    extras["status"] = status
+    return Dataset(R=configs.R, Z=configs.Z, E=E, F=F, cell=configs.cell, pbc=configs.pbc,
+                   E_states=E_states, F_states=F_states, extras=extras, metadata=meta, source=configs.source)

@@ -1,0 +1,300 @@
+"""Recipes: a dataset described as JSON, enough to regenerate it with one command.
+
+A recipe names the starting structure (with its coordinates inline), the labeller and the
+sampler. :func:`run_recipe` samples the configurations (optimising the reference geometry
+and computing its Hessian with the recipe's own labeller where the sampler needs them),
+labels them with :func:`qdyn.data.labelling.label_dataset` and stores the recipe, the
+resulting reference data and the regeneration command in the dataset's metadata. The
+reference geometry, Hessian and sampled configurations are cached next to the labels, so a
+resumed run never recomputes them and samples exactly the same configurations.
+
+Sampler kinds (``recipe["sampler"]["kind"]``):
+
+* ``"single"`` — the structure itself.
+* ``"thermal"`` — :func:`qdyn.data.samplers.thermal_normal_modes` around the optimised
+  structure: ``n``, ``temperatures`` [K, K], ``seed``, ``distribution``,
+  ``random_orientation``, ``min_wavenumber`` [cm^-1], ``optimize``, ``fmax`` [eV/Å].
+* ``"scan"`` — :func:`qdyn.data.samplers.scan`: ``atoms`` [i, j], ``start``, ``stop`` [Å], ``n``.
+* ``"cluster"`` — :func:`qdyn.data.samplers.cluster_configurations` with the structure's
+  molecules as monomers: ``n``, ``distance_range`` [Å, Å], ``seed``, ``orientation``,
+  ``rotation_std_deg``, ``reference_atoms``, ``clash_scale``, ``optimize``, ``fmax`` and
+  ``monomer_pool`` {``n``, ``temperatures``, ``seed``} (thermal samples of each monomer).
+* ``"mixture"`` — ``parts``: a list of the above, concatenated (``extras['sampler_part']``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import platform
+import shlex
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import structures
+from .dataset import Dataset
+from .io import atomic_savez, load_npz
+from .labelers import PySCFLabeler, labeler_from_spec
+from .labelling import ProgressFn, _pyscf_threads, default_cache_dir, label_dataset
+from . import samplers
+
+__all__ = ["SHIPPED_RECIPES", "get_recipe", "structure_entry", "sample_configurations", "run_recipe", "code_versions"]
+
+LogFn = Callable[[str], None]
+
+
+def structure_entry(name: str) -> dict:
+    """A recipe's ``structure`` entry for a named qdyn structure (coordinates inline)."""
+    makers = {"water": structures.water, "lih": structures.lih, "water_dimer": structures.water_dimer}
+    if name not in makers:
+        raise ValueError(f"unknown structure {name!r}; known: {sorted(makers)} (or give an xyz file)")
+    R, system = makers[name]()
+    return {"name": name, "Z": [int(z) for z in np.asarray(system.species)], "R": np.asarray(R).tolist()}
+
+
+_B3LYP_SVP = {"method": "DFT", "xc": "B3LYP", "basis": "def2-SVP", "grid_level": 3, "grid_response": True,
+              "conv_tol": 1e-10, "max_cycle": 100}
+
+SHIPPED_RECIPES = {
+    "H2O": {
+        "name": "H2O",
+        "description": "H2O at B3LYP/def2-SVP: thermal normal-mode sampling 300-1000 K, random orientations",
+        "structure": "water",
+        "labeler": _B3LYP_SVP,
+        "sampler": {"kind": "thermal", "n": 500, "temperatures": [300.0, 1000.0], "seed": 0,
+                    "distribution": "classical", "random_orientation": True, "min_wavenumber": 50.0,
+                    "optimize": True, "fmax": 1e-3},
+    },
+    "LiH": {
+        "name": "LiH",
+        "description": "LiH at CCSD/cc-pVDZ: bond scan 1.2-4.0 Angstrom",
+        "structure": "lih",
+        "labeler": {"method": "CCSD", "basis": "cc-pVDZ", "conv_tol": 1e-10, "max_cycle": 100,
+                    "cc_max_cycle": 200, "cc_conv_tol": 1e-9},
+        "sampler": {"kind": "scan", "atoms": [0, 1], "start": 1.2, "stop": 4.0, "n": 200},
+    },
+    "water_dimer": {
+        "name": "water_dimer",
+        "description": ("(H2O)2 at B3LYP/def2-SVP: near-minimum thermal samples (rigid-body intermolecular "
+                        "modes), hydrogen-bonded and random orientations at O-O 2.5-6 Angstrom"),
+        "structure": "water_dimer",
+        "labeler": _B3LYP_SVP,
+        "sampler": {"kind": "mixture", "parts": [
+            {"kind": "thermal", "n": 100, "temperatures": [300.0, 600.0], "seed": 1, "distribution": "classical",
+             "random_orientation": True, "min_wavenumber": 50.0, "optimize": True, "fmax": 5e-3},
+            {"kind": "cluster", "n": 100, "distance_range": [2.5, 6.0], "seed": 2, "orientation": "template",
+             "rotation_std_deg": 15.0, "reference_atoms": [0, 0], "clash_scale": 1.5, "optimize": True, "fmax": 5e-3,
+             "monomer_pool": {"n": 200, "temperatures": [300.0, 1000.0], "seed": 3}},
+            {"kind": "cluster", "n": 100, "distance_range": [2.5, 6.0], "seed": 4, "orientation": "random",
+             "rotation_std_deg": 0.0, "reference_atoms": [0, 0], "clash_scale": 1.5, "optimize": True, "fmax": 5e-3,
+             "monomer_pool": {"n": 200, "temperatures": [300.0, 1000.0], "seed": 5}},
+        ]},
+    },
+}
+
+
+def get_recipe(spec: str) -> dict:
+    """``"shipped:NAME"``, a JSON recipe file, or a dataset file whose metadata holds a recipe."""
+    if spec.startswith("shipped:"):
+        name = spec.split(":", 1)[1]
+        if name not in SHIPPED_RECIPES:
+            raise ValueError(f"no shipped recipe {name!r}; known: {sorted(SHIPPED_RECIPES)}")
+        return _resolve(copy.deepcopy(SHIPPED_RECIPES[name]))
+    p = Path(spec)
+    if p.suffix == ".json":
+        return _resolve(json.loads(p.read_text()))
+    from .io import read
+
+    meta = read(p).metadata
+    if "recipe" not in meta:
+        raise ValueError(f"{p}: metadata has no recipe")
+    return _resolve(meta["recipe"])
+
+
+def _resolve(recipe: dict) -> dict:
+    if isinstance(recipe.get("structure"), str):
+        recipe["structure"] = structure_entry(recipe["structure"])
+    for key in ("name", "structure", "labeler", "sampler"):
+        if key not in recipe:
+            raise ValueError(f"recipe lacks {key!r}")
+    return recipe
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def code_versions() -> dict:
+    import ase
+    import pyscf
+    import scipy
+
+    from .. import __version__
+
+    return {"qdyn": __version__, "pyscf": pyscf.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "ase": ase.__version__, "python": platform.python_version()}
+
+
+class _Reference:
+    """Optimised geometries and Hessians, cached on disk by (labeller, Z, start R, fmax)."""
+
+    def __init__(self, labeler: PySCFLabeler, cache: Path, log: LogFn):
+        self.labeler, self.cache, self.log = labeler, cache, log
+        self.info: list = []
+
+    def minimum(self, Z, R, *, optimize: bool, fmax: float, hessian: bool):
+        key = _hash({"lab": self.labeler.describe(), "Z": np.asarray(Z).tolist(), "R": np.asarray(R).tolist(),
+                     "optimize": optimize, "fmax": fmax})
+        path = self.cache / f"reference-{key}.npz"
+        with _pyscf_threads(1):  # one thread: PySCF's threaded reductions are not bitwise reproducible
+            if path.exists():
+                Ropt = load_npz(path)["R"]
+            else:
+                Ropt = np.asarray(R, dtype=float)
+                if optimize:
+                    self.log(f"optimising {len(Z)}-atom reference geometry ...")
+                    Ropt = samplers.optimize_geometry(self.labeler, Z, Ropt, fmax=fmax)
+                atomic_savez(path, {"R": Ropt})
+            H = None
+            hpath = self.cache / f"hessian-{key}.npz"
+            if hessian and hpath.exists():
+                H = load_npz(hpath)["hessian"]
+            elif hessian:
+                self.log(f"Hessian of {len(Z)}-atom reference ...")
+                if self.labeler.method in ("HF", "DFT"):
+                    H = self.labeler.hessian(Z, Ropt)
+                else:
+                    H = samplers.finite_difference_hessian(self.labeler, Z, Ropt)
+                atomic_savez(hpath, {"hessian": H})
+        entry = {"Z": np.asarray(Z).tolist(), "R_minimum": Ropt.tolist()}
+        if H is not None:
+            va = samplers.vibrational_analysis(Z, Ropt, H)
+            entry["wavenumbers_intra_cm1"] = np.round(va.wavenumbers_intra, 2).tolist()
+            entry["wavenumbers_inter_cm1"] = np.round(va.wavenumbers_inter, 2).tolist()
+        self.info = [e for e in self.info if e["R_minimum"] != entry["R_minimum"] or len(e) >= len(entry)]
+        if not any(e["R_minimum"] == entry["R_minimum"] for e in self.info):
+            self.info.append(entry)
+        return Ropt, H
+
+
+def _sample(spec: dict, Z, R, ref: _Reference):
+    kind = spec["kind"]
+    if kind == "single":
+        return np.asarray(R, float)[None]
+    if kind == "thermal":
+        Ropt, H = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=True)
+        return samplers.thermal_normal_modes(
+            Z, Ropt, H, n=spec["n"], temperatures=tuple(spec["temperatures"]), seed=spec["seed"],
+            distribution=spec.get("distribution", "classical"), random_orientation=spec.get("random_orientation", True),
+            min_wavenumber=spec.get("min_wavenumber", 50.0))
+    if kind == "scan":
+        return samplers.scan(R, atoms=tuple(spec["atoms"]), values=np.linspace(spec["start"], spec["stop"], spec["n"]),
+                             move=spec.get("move"))
+    if kind == "cluster":
+        fmax = spec.get("fmax", 1e-3)
+        template, _ = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=fmax, hessian=False)
+        frags = samplers.fragments(Z, template)
+        if len(frags) < 2:
+            raise ValueError("cluster sampler: the structure has a single molecule")
+        if any(not np.array_equal(f, np.arange(f[0], f[0] + len(f))) for f in frags):
+            raise ValueError("cluster sampler: each molecule's atoms must be contiguous in the structure")
+        pool_spec = spec["monomer_pool"]
+        monomers = []
+        for k, f in enumerate(frags):
+            Zm = np.asarray(Z)[f]
+            Rm, Hm = ref.minimum(Zm, template[f], optimize=True, fmax=1e-3, hessian=True)
+            pool = samplers.thermal_normal_modes(Zm, Rm, Hm, n=pool_spec["n"], temperatures=tuple(pool_spec["temperatures"]),
+                                                 seed=pool_spec["seed"] + 1000 * k, random_orientation=False)
+            monomers.append((Zm, pool))
+        return samplers.cluster_configurations(
+            monomers, n=spec["n"], distance_range=tuple(spec["distance_range"]), seed=spec["seed"],
+            orientation=spec.get("orientation", "random"), template=template,
+            rotation_std_deg=spec.get("rotation_std_deg", 15.0), reference_atoms=spec.get("reference_atoms"),
+            clash_scale=spec.get("clash_scale", 1.5))
+    raise ValueError(f"unknown sampler kind {kind!r}")
+
+
+def sample_configurations(recipe: dict, *, cache_dir: Optional[str | Path] = None, log: LogFn = lambda s: None) -> Dataset:
+    """The recipe's configurations (unlabelled), cached so a rerun gives identical geometries."""
+    recipe = _resolve(copy.deepcopy(recipe))
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    labeler = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
+    key = _hash({"structure": recipe["structure"], "labeler": labeler.describe(), "sampler": recipe["sampler"]})
+    path = root / f"samples-{key}.npz"
+    Z = np.asarray(recipe["structure"]["Z"])
+    R = np.asarray(recipe["structure"]["R"], dtype=float)
+    ref = _Reference(labeler, root, log)
+    sp = recipe["sampler"]
+    parts = sp["parts"] if sp["kind"] == "mixture" else [sp]
+    if path.exists():
+        z = load_npz(path)
+        X, part = z["R"], z["sampler_part"]
+        # Re-derive the reference summary from the (cached) reference files for metadata.
+        for p in parts:
+            _reference_only(p, Z, R, ref)
+    else:
+        log("sampling configurations ...")
+        chunks = [_sample(p, Z, R, ref) for p in parts]
+        X = np.concatenate(chunks)
+        part = np.concatenate([np.full(len(c), k, np.int32) for k, c in enumerate(chunks)])
+        atomic_savez(path, {"R": X, "sampler_part": part})
+    meta = {"name": recipe["name"], "description": recipe.get("description", ""), "recipe": recipe,
+            "sampling": {"reference": ref.info}}
+    return Dataset(R=X, Z=np.broadcast_to(Z, X.shape[:2]), extras={"sampler_part": part}, metadata=meta,
+                   source=f"recipe:{recipe['name']}")
+
+
+def _reference_only(spec, Z, R, ref):
+    kind = spec["kind"]
+    if kind == "thermal":
+        ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=True)
+    elif kind == "cluster":
+        template, _ = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=False)
+        for f in samplers.fragments(Z, template):
+            ref.minimum(np.asarray(Z)[f], template[f], optimize=True, fmax=1e-3, hessian=True)
+
+
+def run_recipe(
+    recipe: dict,
+    *,
+    out: Optional[str | Path],
+    workers: int = 1,
+    cache_dir: Optional[str | Path] = None,
+    progress: Optional[ProgressFn] = None,
+    log: LogFn = lambda s: None,
+    command: Optional[str] = None,
+) -> Dataset:
+    """Sample, label and (if ``out``) write a recipe's dataset; resumable through the cache.
+
+    Args:
+        recipe: a recipe dict (see module docstring) or from :func:`get_recipe`.
+        out: output file (any writable format; ``.npz`` keeps everything), or None.
+        workers: labelling processes (one thread each); 0 labels in this process.
+        cache_dir: cache root (default ``$QDYN_CACHE_DIR`` or ``~/.cache/qdyn/labels``).
+        progress: ``progress(done, total, n_from_cache)``.
+        log: receives human-readable stage messages.
+        command: the command line to record; default ``qdyn label --recipe <file> ...``.
+    """
+    recipe = _resolve(copy.deepcopy(recipe))
+    configs = sample_configurations(recipe, cache_dir=cache_dir, log=log)
+    labeler = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
+    if command is None:
+        command = f"qdyn label --recipe {shlex.quote(recipe.get('source', 'RECIPE.json'))} --out {shlex.quote(str(out or 'OUT.npz'))}"
+    meta = {"command": command, "code_versions": code_versions(),
+            "seed": _seeds(recipe["sampler"])}
+    log(f"labelling {configs.n_frames} configurations with {workers} worker(s) ...")
+    ds = label_dataset(configs, labeler, workers=workers, cache_dir=cache_dir, progress=progress, metadata=meta)
+    if out is not None:
+        from .io import write
+
+        write(ds, out)
+    return ds
+
+
+def _seeds(sampler: dict):
+    parts = sampler["parts"] if sampler["kind"] == "mixture" else [sampler]
+    return [p.get("seed") for p in parts]

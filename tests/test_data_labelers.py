@@ -1,0 +1,166 @@
+"""PySCF and ASE labellers: forces are the derivative of the energies; failures are recorded."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from qdyn.data.labelers import ASELabeler, PySCFLabeler, labeler_from_spec
+
+# A bent, off-axis LiH geometry (no symmetry hides a wrong force component).
+Z_LIH = np.array([3, 1])
+R_LIH = np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 1.6]])
+H = 1e-3  # Å; central differences have O(h²) ≈ 1e-6 relative truncation error
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from pyscf import lib
+
+    before = lib.num_threads()
+    lib.num_threads(1)
+    yield
+    lib.num_threads(before)
+
+
+def fd_forces(lab, Z, R, *, state=None):
+    """Central finite differences of the labeller's energies [eV/Å], every coordinate."""
+    F = np.zeros(R.shape if state is None else (lab.n_states,) + R.shape)
+    for i in range(R.shape[0]):
+        for a in range(3):
+            d = np.zeros_like(R)
+            d[i, a] = H
+            rp, rm = lab.label(Z, R + d), lab.label(Z, R - d)
+            assert rp.converged and rm.converged, (rp.status, rm.status)
+            if state is None:
+                F[i, a] = -(rp.energy - rm.energy) / (2 * H)
+            else:
+                F[:, i, a] = -(rp.energies_states - rm.energies_states) / (2 * H)
+    return F
+
+
+def fd_directional(lab, Z, R, *, states=False):
+    """-dE/dv along one unit direction v (2 energies instead of 6N), and F·v.
+
+    v mixes the force direction with a random one, so F·v is not accidentally ~0.
+    """
+    res = lab.label(Z, R)
+    f = res.forces if not states else res.forces_states.sum(0)
+    v = f / np.linalg.norm(f) + 0.5 * np.random.default_rng(1).normal(size=R.shape) / np.sqrt(R.size)
+    v /= np.linalg.norm(v)
+    rp, rm = lab.label(Z, R + H * v), lab.label(Z, R - H * v)
+    assert res.converged and rp.converged and rm.converged
+    if states:
+        return -(rp.energies_states - rm.energies_states) / (2 * H), np.einsum("sij,ij->s", res.forces_states, v)
+    return -(rp.energy - rm.energy) / (2 * H), float(np.sum(res.forces * v))
+
+
+@pytest.mark.parametrize(
+    "lab",
+    [
+        PySCFLabeler(method="HF", basis="sto-3g"),
+        PySCFLabeler(method="DFT", xc="B3LYP", basis="sto-3g", grid_level=0),
+        PySCFLabeler(method="MP2", basis="sto-3g"),
+    ],
+    ids=["HF", "B3LYP", "MP2"],
+)
+def test_forces_match_finite_differences(lab):
+    res = lab.label(Z_LIH, R_LIH)
+    assert res.converged and res.status == "ok"
+    assert np.abs(res.forces).max() > 0.1  # non-trivial: the geometry is far from a minimum
+    np.testing.assert_allclose(res.forces, fd_forces(lab, Z_LIH, R_LIH), atol=1e-3, rtol=0)
+
+
+def test_grid_response_is_what_makes_dft_forces_exact():
+    # On a coarse grid the missing grid-weight derivative is large; with it, forces are exact.
+    kw = dict(method="DFT", xc="B3LYP", basis="sto-3g", grid_level=0)
+    with_gr = PySCFLabeler(**kw)
+    without = PySCFLabeler(**kw, grid_response=False)
+    fd = fd_forces(with_gr, Z_LIH, R_LIH)
+    assert np.abs(without.label(Z_LIH, R_LIH).forces - fd).max() > 1e-2
+    assert np.abs(with_gr.label(Z_LIH, R_LIH).forces - fd).max() < 1e-4
+
+
+@pytest.mark.parametrize("method", ["CCSD", "CCSD(T)"])
+def test_coupled_cluster_forces_match_finite_differences(method):
+    # Directional check (F·v against -dE/dv along a random v): CC energies cost more.
+    fd, fv = fd_directional(PySCFLabeler(method=method, basis="sto-3g"), Z_LIH, R_LIH)
+    assert abs(fv) > 0.05
+    np.testing.assert_allclose(fv, fd, atol=1e-3, rtol=0)
+
+
+def test_sa_casscf_state_forces_match_finite_differences():
+    lab = PySCFLabeler(method="SA-CASSCF", basis="sto-3g", ncas=2, nelecas=2, n_states=2)
+    res = lab.label(Z_LIH, R_LIH)
+    assert res.converged and res.energies_states.shape == (2,) and res.forces_states.shape == (2, 2, 3)
+    assert res.energies_states[1] > res.energies_states[0]
+    np.testing.assert_array_equal(res.forces, res.forces_states[0])
+    fd, fv = fd_directional(lab, Z_LIH, R_LIH, states=True)
+    np.testing.assert_allclose(fv, fd, atol=1e-3, rtol=0)
+
+
+def test_tda_states_and_forces():
+    # xc="HF" makes TDA the CIS method, whose gradients are exact; PySCF's TDDFT gradients
+    # with a real functional lack the grid response (recorded in metadata).
+    lab = PySCFLabeler(method="TDA", xc="HF", basis="sto-3g", n_states=2)
+    res = lab.label(Z_LIH, R_LIH)
+    assert res.converged and res.energies_states.shape == (2,)
+    np.testing.assert_allclose(res.forces_states, fd_forces(lab, Z_LIH, R_LIH, state=True), atol=1e-3, rtol=0)
+    assert PySCFLabeler(method="TDA", xc="B3LYP", basis="sto-3g", n_states=2).describe()["excited_state_grid_response"] is False
+
+
+def test_non_convergence_is_recorded_not_hidden():
+    res = PySCFLabeler(method="HF", basis="sto-3g", max_cycle=1).label(Z_LIH, R_LIH)
+    assert not res.converged and res.status == "not converged: SCF"
+    assert np.isfinite(res.energy)  # the unconverged numbers are kept, flagged
+    res = PySCFLabeler(method="CCSD", basis="sto-3g", cc_max_cycle=1).label(Z_LIH, R_LIH)
+    assert not res.converged and "CCSD amplitudes" in res.status
+
+
+def test_a_failing_calculation_becomes_a_failed_frame():
+    res = PySCFLabeler(method="HF", basis="sto-3g").label(Z_LIH, np.zeros((2, 3)))
+    assert not res.converged and res.status.startswith("error:")
+    assert np.isnan(res.energy) and np.isnan(res.forces).all()
+
+
+def test_describe_records_the_level_of_theory_and_round_trips():
+    lab = PySCFLabeler(method="DFT", xc="B3LYP", basis="def2-SVP")
+    d = lab.describe()
+    assert d["xc"] == "B3LYP" and d["grid_response"] is True and d["code"] == "pyscf"
+    assert "VWN" in d["functional_note"]
+    assert labeler_from_spec(d) == lab
+    import json
+
+    json.dumps(d)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(method="B3LYP", basis="sto-3g"), dict(method="DFT", basis="sto-3g"), dict(method="HF", basis="sto-3g", xc="PBE"),
+     dict(method="SA-CASSCF", basis="sto-3g"), dict(method="CCSD", basis="sto-3g", spin=2)],
+)
+def test_bad_labeler_settings_are_refused(kw):
+    with pytest.raises(ValueError):
+        PySCFLabeler(**kw)
+
+
+def _emt():
+    from ase.calculators.emt import EMT
+
+    return EMT()
+
+
+def test_ase_labeler_forces_match_finite_differences():
+    lab = ASELabeler(calculator_factory=_emt, name="EMT")
+    Z = np.array([8, 1, 1])
+    R = np.array([[0.0, 0.0, 0.0], [0.97, 0.1, 0.0], [-0.3, 0.9, 0.1]])
+    res = lab.label(Z, R)
+    assert res.converged and np.abs(res.forces).max() > 0.1
+    np.testing.assert_allclose(res.forces, fd_forces(lab, Z, R), atol=1e-4)
+    assert lab.describe()["method"] == "EMT"
+
+
+def test_ase_labeler_failure_is_recorded():
+    lab = ASELabeler(calculator_factory=_emt, name="EMT")
+    res = lab.label(np.array([92]), np.zeros((1, 3)))  # EMT has no uranium
+    assert not res.converged and res.status.startswith("error:")
