@@ -1,0 +1,93 @@
+"""`qdyn label` and `qdyn data info/split` through the typer app."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from qdyn.cli.app import app
+from qdyn.data import read, read_index_file
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from pyscf import lib
+
+    before = lib.num_threads()
+    lib.num_threads(1)
+    yield
+    lib.num_threads(before)
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    out = tmp_path / "lih.npz"
+    res = runner.invoke(app, ["label", "--structure", "lih", "--method", "HF", "--basis", "sto-3g", "--sampler", "scan",
+                              "--scan-range", "1.3,2.5", "--n", "5", "--workers", "0", "--out", str(out),
+                              "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_label_writes_a_dataset_with_its_recipe(labelled):
+    out, output = labelled
+    assert "wrote" in output and "0 not converged" in output
+    ds = read(out)
+    assert ds.n_frames == 5 and ds.converged.all()
+    np.testing.assert_allclose(np.linalg.norm(ds.R[:, 1] - ds.R[:, 0], axis=1), np.linspace(1.3, 2.5, 5))
+    rec = ds.metadata["recipe"]
+    assert rec["labeler"]["method"] == "HF" and rec["sampler"]["kind"] == "scan"
+
+
+def test_print_recipe_and_functional_shortcut():
+    res = runner.invoke(app, ["label", "--structure", "water", "--method", "PBE0", "--basis", "def2-SVP", "--n", "7",
+                              "--out", "unused.npz", "--print-recipe"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.output)
+    assert rec["labeler"]["method"] == "DFT" and rec["labeler"]["xc"] == "PBE0" and rec["labeler"]["grid_response"]
+    assert rec["sampler"] == {**rec["sampler"], "kind": "thermal", "n": 7, "temperatures": [300.0, 1000.0]}
+    res = runner.invoke(app, ["label", "--recipe", "shipped:LiH", "--out", "x.npz", "--print-recipe"])
+    assert json.loads(res.output)["labeler"]["method"] == "CCSD"
+
+
+def test_data_info(labelled, tmp_path):
+    out, _ = labelled
+    res = runner.invoke(app, ["data", "info", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "5 frames" in res.output and "HF / sto-3g" in res.output and "regenerate:" in res.output
+    res = runner.invoke(app, ["data", "info", str(out), "--json", "--plot", str(tmp_path / "e.png")])
+    info = json.loads(res.output)
+    assert info["statistics"]["element_counts"] == {"H": 5, "Li": 5}
+    assert info["statistics"]["force_rms_eV_per_A"] > 0 and (tmp_path / "e.png").exists()
+
+
+def test_data_info_refuses_undeclared_units(tmp_path):
+    np.savez(tmp_path / "md17.npz", R=np.zeros((1, 2, 3)) + [[0, 0, 0], [0, 0, 1.0]], z=np.array([1, 1]),
+             E=np.zeros((1, 1)), F=np.zeros((1, 2, 3)))
+    res = runner.invoke(app, ["data", "info", str(tmp_path / "md17.npz")])
+    assert res.exit_code == 2 and "energy_unit" in res.output
+    res = runner.invoke(app, ["data", "info", str(tmp_path / "md17.npz"), "--energy-unit", "kcal/mol",
+                              "--length-unit", "Angstrom"])
+    assert res.exit_code == 0, res.output
+
+
+def test_data_split(labelled, tmp_path):
+    out, _ = labelled
+    res = runner.invoke(app, ["data", "split", str(out), "--out-dir", str(tmp_path / "parts"), "--fractions", "0.6,0.4",
+                              "--names", "train,test", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    train = read(tmp_path / "parts" / "lih.train.npz")
+    test = read(tmp_path / "parts" / "lih.test.npz")
+    assert train.n_frames == 3 and test.n_frames == 2
+    idx = np.concatenate([read_index_file(tmp_path / "parts" / f"lih.{p}.indices.txt") for p in ("train", "test")])
+    np.testing.assert_array_equal(np.sort(idx), np.arange(5))
+    full = read(out)
+    np.testing.assert_array_equal(full.E[read_index_file(tmp_path / "parts" / "lih.test.indices.txt")], test.E)
+    # Index files reproduce the split.
+    res = runner.invoke(app, ["data", "split", str(out), "--out-dir", str(tmp_path / "again"), "--names", "test",
+                              "--index-files", str(tmp_path / "parts" / "lih.test.indices.txt")])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(read(tmp_path / "again" / "lih.test.npz").E, test.E)
