@@ -91,3 +91,16 @@ def test_data_split(labelled, tmp_path):
                               "--index-files", str(tmp_path / "parts" / "lih.test.indices.txt")])
     assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(read(tmp_path / "again" / "lih.test.npz").E, test.E)
+
+
+def test_label_from_an_xyz_file(tmp_path):
+    (tmp_path / "h2.xyz").write_text("2\nH2\nH 0 0 0\nH 0 0 0.8\n")
+    args = ["label", "--xyz", str(tmp_path / "h2.xyz"), "--method", "HF", "--basis", "sto-3g", "--sampler", "single",
+            "--workers", "0", "--out", str(tmp_path / "h2.npz"), "--cache-dir", str(tmp_path / "c")]
+    res = runner.invoke(app, args)
+    assert res.exit_code != 0 and "length_unit" in str(res.exception)
+    res = runner.invoke(app, args + ["--length-unit", "Angstrom"])
+    assert res.exit_code == 0, res.output
+    ds = read(tmp_path / "h2.npz")
+    assert ds.n_frames == 1 and ds.metadata["recipe"]["structure"]["name"] == "h2.xyz"
+    np.testing.assert_allclose(ds.F[0, 0], -ds.F[0, 1], atol=1e-8)

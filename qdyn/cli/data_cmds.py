@@ -48,7 +48,7 @@ def _progress_bar():
 
 
 def _build_recipe(*, structure, xyz, method, xc, basis, charge, spin, grid_level, max_cycle, sampler, n, seed,
-                  temperatures, scan_atoms, scan_range, distance_range, orientation, name) -> dict:
+                  temperatures, scan_atoms, scan_range, distance_range, orientation, name, length_unit) -> dict:
     from ..data import recipes
 
     m = method.upper()
@@ -63,7 +63,7 @@ def _build_recipe(*, structure, xyz, method, xc, basis, charge, spin, grid_level
     if xyz is not None:
         from ..data import read
 
-        ds = read(xyz, length_unit="Angstrom", energy_unit="eV") if xyz.suffix in (".xyz", ".extxyz") else read(xyz)
+        ds = read(xyz, length_unit=length_unit)
         R0, _ = ds.to_system(0)
         entry = {"name": xyz.name, "Z": [int(z) for z in ds.Z[0][ds.mask[0]]], "R": R0.tolist()}
     else:
@@ -88,7 +88,8 @@ def _build_recipe(*, structure, xyz, method, xc, basis, charge, spin, grid_level
 def label(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="shipped:NAME, a recipe .json, or a dataset whose metadata holds one."),
     structure: str = typer.Option("water", "--structure", help="water, lih or water_dimer."),
-    xyz: Optional[Path] = typer.Option(None, "--xyz", help="Start from the first frame of this file (Å) instead of --structure."),
+    xyz: Optional[Path] = typer.Option(None, "--xyz", help="Start from the first frame of this file instead of --structure."),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Unit of --xyz coordinates if the file does not record it (e.g. Angstrom)."),
     method: str = typer.Option("DFT", "--method", help="HF, DFT, MP2, CCSD, CCSD(T), or a functional name (B3LYP ...)."),
     xc: Optional[str] = typer.Option("B3LYP", "--xc", help="DFT functional (PySCF string)."),
     basis: str = typer.Option("def2-SVP", "--basis"),
@@ -119,7 +120,8 @@ def label(
         rec = _build_recipe(structure=structure, xyz=xyz, method=method, xc=xc, basis=basis, charge=charge, spin=spin,
                             grid_level=grid_level, max_cycle=max_cycle, sampler=sampler, n=n, seed=seed,
                             temperatures=temperatures, scan_atoms=scan_atoms, scan_range=scan_range,
-                            distance_range=distance_range, orientation=orientation, name=name)
+                            distance_range=distance_range, orientation=orientation, name=name,
+                            length_unit=length_unit)
     if print_recipe:
         typer.echo(json.dumps(rec, indent=1))
         raise typer.Exit()

@@ -185,19 +185,27 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
     recorded = None
     if "energy_unit" in first:
         recorded = {"energy": first["energy_unit"], "length": first["length_unit"], "force": first["force_unit"]}
-    if recorded is None and declared is None:
-        raise QdynInputError(
-            f"{path}: this extxyz file does not record its units; declare them with energy_unit= and length_unit= "
-            "(files written by ASE use eV and Angstrom). qdyn never guesses units."
-        )
     if recorded is not None and declared is not None:
-        for k in ("energy", "length", "force"):
-            if units.convert(1.0, declared[k], recorded[k]) != 1.0:
-                raise QdynInputError(f"{path}: field '{k}_unit': you declared {declared[k]!r} but the file records {recorded[k]!r}")
-    u = recorded or declared
+        for k, v in declared.items():
+            if units.convert(1.0, v, recorded[k]) != 1.0:
+                raise QdynInputError(f"{path}: field '{k}_unit': you declared {v!r} but the file records {recorded[k]!r}")
+    u = dict(recorded or declared or {})
+    # Only the units of quantities the file holds must be known.
+    has_energy = any(energy_key in f[3] or "energies_states" in f[3] for f in frames)
+    has_forces = any(c == forces_key or c.startswith("forces_state") for f in frames
+                     for c in f[3].get("Properties", "").split(":"))
+    need = ["length"] + (["energy"] if has_energy else []) + (["force"] if has_forces else [])
+    missing = [k for k in need if k not in u]
+    if missing:
+        raise QdynInputError(
+            f"{path}: this extxyz file does not record its units; declare them with "
+            f"{', '.join(k + '_unit=' for k in missing)} (files written by ASE use eV and Angstrom). "
+            "qdyn never guesses units."
+        )
     try:
         for k, dim in (("energy", "eV"), ("length", "Angstrom"), ("force", "eV/Angstrom")):
-            units.convert(1.0, u[k], dim)
+            if k in u:
+                units.convert(1.0, u[k], dim)
     except units.UnitError as exc:
         raise QdynInputError(f"{path}: recorded units: {exc}") from None
 

@@ -126,17 +126,20 @@ def _declared(path, *, energy_unit, length_unit, force_unit, need: bool, fmt: st
             f"{path}: the {fmt} format does not record units; declare them with {', '.join(m + '=' for m in missing)} "
             f"({hint}). qdyn never guesses units."
         )
-    if energy_unit is None:
-        return None
-    if force_unit is None:
+    if force_unit is None and energy_unit is not None and length_unit is not None:
         force_unit = f"{energy_unit}/{length_unit}"
-    for name, unit, dim in (("energy_unit", energy_unit, "eV"), ("length_unit", length_unit, "Angstrom"),
-                            ("force_unit", force_unit, "eV/Angstrom")):
+    out = {}
+    for key, unit, dim in (("energy", energy_unit, "eV"), ("length", length_unit, "Angstrom"),
+                           ("force", force_unit, "eV/Angstrom")):
+        if unit is None:
+            continue
         try:
             units.convert(1.0, unit, dim)
         except units.UnitError as exc:
-            raise QdynInputError(f"{path}: field '{name}': {exc}") from None
-    return {"energy": energy_unit, "length": length_unit, "force": force_unit}
+            raise QdynInputError(f"{path}: field '{key}_unit': {exc}") from None
+        out[key] = unit
+    # Partial declarations are kept: a geometry-only file needs just a length unit.
+    return out or None
 
 
 def _check_same_units(path, declared, recorded, fmt):

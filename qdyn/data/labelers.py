@@ -21,6 +21,7 @@ through :func:`qdyn.units.convert`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol, runtime_checkable
 
@@ -380,7 +381,7 @@ class ASELabeler:
 
         Z = np.asarray(Z)
         try:
-            calc = _ase_calculator(self.calculator_factory)
+            calc = _ase_calculator(self)
             atoms = Atoms(numbers=Z, positions=np.asarray(R, dtype=float))
             atoms.calc = calc
             e = float(atoms.get_potential_energy())
@@ -390,15 +391,16 @@ class ASELabeler:
         return FrameResult(energy=e, forces=f, converged=True)
 
 
-# One calculator per factory per process: building one (e.g. loading xTB parameters) can be
-# costly, and worker processes each build their own.
+# One calculator per labeller per process: building one (e.g. loading xTB parameters) can be
+# costly, and worker processes each build their own. Keyed by the description, not id():
+# unpickled factories are new objects, and ids of dead objects are reused.
 _CALCULATORS: dict = {}
 
 
-def _ase_calculator(factory):
-    key = id(factory)
+def _ase_calculator(labeler: "ASELabeler"):
+    key = json.dumps(labeler.describe(), sort_keys=True, default=str)
     if key not in _CALCULATORS:
-        _CALCULATORS[key] = factory()
+        _CALCULATORS[key] = labeler.calculator_factory()
     return _CALCULATORS[key]
 
 

@@ -283,7 +283,9 @@ def run_recipe(
     configs = sample_configurations(recipe, cache_dir=cache_dir, log=log)
     labeler = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
     if command is None:
-        command = f"qdyn label --recipe {shlex.quote(recipe.get('source', 'RECIPE.json'))} --out {shlex.quote(str(out or 'OUT.npz'))}"
+        # Any file written here holds its recipe, so this regenerates it from the file alone.
+        target = Path(out) if out is not None else Path("DATASET.npz")
+        command = f"qdyn label --recipe {shlex.quote(str(target))} --out {shlex.quote(target.stem + '-regenerated' + target.suffix)}"
     meta = {"command": command, "code_versions": code_versions(),
             "seed": _seeds(recipe["sampler"])}
     log(f"labelling {configs.n_frames} configurations with {workers} worker(s) ...")
