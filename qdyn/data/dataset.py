@@ -24,7 +24,7 @@ __all__ = ["Dataset", "assert_datasets_equal", "split_indices", "read_index_file
 ARRAY_FIELDS = ("R", "Z", "E", "F", "cell", "pbc", "E_states", "F_states")
 
 
-@dataclass
+@dataclass(eq=False)  # arrays have no single truth value; compare with assert_datasets_equal
 class Dataset:
     """Labelled configurations.
 

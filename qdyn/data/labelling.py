@@ -151,9 +151,12 @@ def label_dataset(
         labeler: a :class:`qdyn.data.labelers.Labeler` (picklable when ``workers`` ≥ 1).
         workers: processes (one thread each); 0 labels in this process.
         cache_dir: root of the per-frame cache (default :func:`default_cache_dir`);
-            ``False``-y values other than None are not accepted, caching is always on.
+            caching is always on (it is what makes runs resumable).
         progress: called as ``progress(done, total, n_from_cache)``.
         metadata: merged into the result's metadata (e.g. the recipe and command).
+
+    With ``workers`` ≥ 1 the workers are *spawned*, so a script calling this must guard
+    its entry point with ``if __name__ == "__main__":`` (the CLI and notebooks need nothing).
 
     Returns:
         The labelled :class:`Dataset` with ``extras['converged']`` bool [n] and
