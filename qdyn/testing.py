@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -31,8 +32,20 @@ from .models.base import EnergyModel, energy_and_forces_fn
 from .system import System, pad_positions
 
 
+@functools.lru_cache(maxsize=32)
+def _jitted_ef(apply):
+    return jax.jit(energy_and_forces_fn(apply))
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_apply(apply):
+    return jax.jit(apply)
+
+
 def _ef(model: EnergyModel):
-    return jax.jit(energy_and_forces_fn(model.apply))
+    # One compiled function per model, shared by every check (each check recompiling the
+    # same model made the suite several times slower).
+    return _jitted_ef(model.apply)
 
 
 def randomize_params(params, key, *, scale: float = 0.5):
@@ -132,7 +145,7 @@ def assert_permutation_invariant(model, params, R, system, perm: Sequence[int], 
 def assert_forces_match_fd(model, params, R, system, *, key=None, n_dirs=3, h=1e-4, rtol=1e-6, atol=1e-8):
     """Central finite differences of E along random directions v equal -F·v (float64)."""
     key = jax.random.PRNGKey(3) if key is None else key
-    apply = jax.jit(model.apply)
+    apply = _jitted_apply(model.apply)
     R = jnp.asarray(R)
     _, F = _ef(model)(params, R, system)
     worst = 0.0

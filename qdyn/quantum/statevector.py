@@ -21,7 +21,7 @@ def singlet_state(n_qubits: int, singlets, dtype):
     pairs = list(singlets)
     if sorted(q for p in pairs for q in p) != list(range(n_qubits)):
         raise ValueError(f"singlet pairs {pairs} must cover qubits 0..{n_qubits - 1} once")
-    s = jnp.asarray([[0.0, 1.0], [-1.0, 0.0]], dtype=dtype) / np.sqrt(2.0)
+    s = jnp.asarray([[0.0, 1.0], [-1.0, 0.0]], dtype=dtype) * float(np.sqrt(0.5))  # Python float: stays weakly typed
     state = s
     for _ in pairs[1:]:
         state = jnp.multiply.outer(state, s)
