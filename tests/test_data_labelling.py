@@ -138,3 +138,14 @@ def test_shipped_recipes_are_complete():
     assert recipes.get_recipe("shipped:LiH")["labeler"]["cc_max_cycle"] >= 100
     with pytest.raises(ValueError, match="no shipped recipe"):
         recipes.get_recipe("shipped:nope")
+
+
+def test_cache_is_shared_by_geometry_across_runs(tmp_path):
+    # A second job that shares some configurations (in another order) relabels only the new ones.
+    configs = lih_scan(6)
+    first = label_dataset(configs.subset([0, 1, 2]), HF, workers=0, cache_dir=tmp_path)
+    seen = []
+    second = label_dataset(configs.subset([5, 2, 1, 4]), HF, workers=0, cache_dir=tmp_path,
+                           progress=lambda d, t, c: seen.append(c))
+    assert seen[0] == 2
+    np.testing.assert_array_equal(second.E[1:3], first.E[[2, 1]])

@@ -106,6 +106,19 @@ def test_soft_intermolecular_modes_move_molecules_rigidly():
     assert np.abs(oh(naive) - oh0).std() > 3 * np.abs(oh(rigid) - oh0).std()
 
 
+def test_thermal_sampling_of_clusters_rejects_clashes():
+    Z, R, H = dimer_model()
+    kw = dict(n=200, temperatures=3000.0, seed=0, random_orientation=False)
+    rc = np.array([samplers.COVALENT_RADII[z] for z in Z])
+    limit = 1.5 * (rc[:3, None] + rc[None, 3:])
+
+    def min_ratio(X):
+        return (np.linalg.norm(X[:, :3, None] - X[:, None, 3:], axis=-1) / limit).min()
+
+    assert min_ratio(samplers.thermal_normal_modes(Z, R, H, clash_scale=0.0, **kw)) < 1  # hot: contacts happen
+    assert min_ratio(samplers.thermal_normal_modes(Z, R, H, clash_scale=1.5, **kw)) >= 1
+
+
 def test_random_orientation_preserves_internal_geometry():
     R, _ = structures.water()
     Z = np.array([8, 1, 1])

@@ -6,12 +6,14 @@
   are pinned to 1 through environment variables the children inherit (they must be set
   before numpy or PySCF load their libraries) and ``pyscf.lib.num_threads(1)``, so
   ``workers`` equals the cores used. ``workers=0`` labels in this process (tests, debugging).
-* **Per-frame cache.** Each finished frame is written atomically to
-  ``cache_dir/<run key>/frames/NNNNNN.npz`` together with its geometry. The run key hashes
-  the labeller description and all geometries, so a second call with the same inputs picks
-  up every finished frame: an interrupted run (Ctrl-C, a killed job, a reboot) resumes where
-  it stopped and, since cached frames are the exact arrays computed before, the result equals
-  an uninterrupted run bit for bit.
+* **Per-frame cache, content-addressed.** Each finished frame is written atomically to
+  ``cache_dir/<labeller key>/frames/<geometry hash>.npz`` together with its geometry. The
+  labeller key hashes the labeller's description (method, basis, settings, code version);
+  the geometry hash covers the exact bits of Z and R. So any later call with the same
+  labeller finds every frame it has seen before, whatever the order or the other frames:
+  an interrupted run (Ctrl-C, a killed job, a reboot) resumes where it stopped, a recipe
+  that gains or changes some configurations relabels only those, and since cached frames
+  are the exact arrays computed before, the result equals an uninterrupted run bit for bit.
 * **Failures kept.** A frame whose SCF/CC/CASSCF did not converge, or whose calculation
   raised, is kept with ``extras['converged'] = False`` and a ``status`` string, and listed in
   ``metadata['labelling']['failures']``; :meth:`Dataset.converged_only` drops them explicitly.
@@ -34,7 +36,7 @@ from .dataset import Dataset
 from .io import atomic_savez, atomic_write_text, load_npz
 from .labelers import FrameResult
 
-__all__ = ["label_dataset", "run_key", "default_cache_dir", "ProgressFn"]
+__all__ = ["label_dataset", "labeler_key", "default_cache_dir", "ProgressFn"]
 
 ProgressFn = Callable[[int, int, int], None]
 """progress(done, total, n_from_cache), called after each frame (and once at the start)."""
@@ -55,13 +57,9 @@ def _frame_hash(Z, R) -> str:
     return h.hexdigest()
 
 
-def run_key(configs: Dataset, labeler) -> str:
-    """Hash of the labeller description and every geometry: the cache folder's name."""
-    h = hashlib.sha256()
-    h.update(json.dumps(labeler.describe(), sort_keys=True).encode())
-    h.update(np.ascontiguousarray(configs.Z).tobytes())
-    h.update(np.ascontiguousarray(configs.R).tobytes())
-    return h.hexdigest()[:24]
+def labeler_key(labeler) -> str:
+    """Hash of the labeller description: the cache folder's name."""
+    return hashlib.sha256(json.dumps(labeler.describe(), sort_keys=True).encode()).hexdigest()[:24]
 
 
 @contextlib.contextmanager
@@ -166,13 +164,16 @@ def label_dataset(
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = run_key(configs, labeler)
-    run_dir = root / key
+    run_dir = root / labeler_key(labeler)
     frames_dir = run_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    manifest = run_dir / "manifest.json"
+    manifest = run_dir / "labeler.json"
     if not manifest.exists():
-        atomic_write_text(manifest, json.dumps({"labeler": labeler.describe(), "n_frames": configs.n_frames}, indent=1))
+        atomic_write_text(manifest, json.dumps(labeler.describe(), indent=1, sort_keys=True))
+
+    def frame_path(i):
+        m = configs.mask[i]
+        return frames_dir / f"{_frame_hash(configs.Z[i][m], configs.R[i][m])[:32]}.npz"
 
     n = configs.n_frames
     results: list = [None] * n
@@ -180,7 +181,7 @@ def label_dataset(
     todo = []
     for i in range(n):
         m = configs.mask[i]
-        got = _load_frame(frames_dir / f"{i:06d}.npz", configs.Z[i][m], configs.R[i][m])
+        got = _load_frame(frame_path(i), configs.Z[i][m], configs.R[i][m])
         if got is None:
             todo.append(i)
         else:
@@ -193,7 +194,7 @@ def label_dataset(
     def finish(i, res, secs):
         nonlocal done
         m = configs.mask[i]
-        _save_frame(frames_dir / f"{i:06d}.npz", configs.Z[i][m], configs.R[i][m], res, secs)
+        _save_frame(frame_path(i), configs.Z[i][m], configs.R[i][m], res, secs)
         results[i], seconds[i] = res, secs
         done += 1
         if progress:

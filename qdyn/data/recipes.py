@@ -13,7 +13,8 @@ Sampler kinds (``recipe["sampler"]["kind"]``):
 * ``"single"`` — the structure itself.
 * ``"thermal"`` — :func:`qdyn.data.samplers.thermal_normal_modes` around the optimised
   structure: ``n``, ``temperatures`` [K, K], ``seed``, ``distribution``,
-  ``random_orientation``, ``min_wavenumber`` [cm^-1], ``optimize``, ``fmax`` [eV/Å].
+  ``random_orientation``, ``min_wavenumber`` [cm^-1], ``clash_scale``, ``optimize``,
+  ``fmax`` [eV/Å].
 * ``"scan"`` — :func:`qdyn.data.samplers.scan`: ``atoms`` [i, j], ``start``, ``stop`` [Å], ``n``.
 * ``"cluster"`` — :func:`qdyn.data.samplers.cluster_configurations` with the structure's
   molecules as monomers: ``n``, ``distance_range`` [Å, Å], ``seed``, ``orientation``,
@@ -83,8 +84,11 @@ SHIPPED_RECIPES = {
         "structure": "water_dimer",
         "labeler": _B3LYP_SVP,
         "sampler": {"kind": "mixture", "parts": [
-            {"kind": "thermal", "n": 100, "temperatures": [300.0, 600.0], "seed": 1, "distribution": "classical",
-             "random_orientation": True, "min_wavenumber": 50.0, "optimize": True, "fmax": 5e-3},
+            # Near the minimum: the intermolecular modes are soft and anharmonic (one is
+            # slightly imaginary at this grid/fmax), so a lower T range, a 150 cm^-1
+            # frequency floor and clash rejection keep the samples near the minimum.
+            {"kind": "thermal", "n": 100, "temperatures": [100.0, 400.0], "seed": 1, "distribution": "classical",
+             "random_orientation": True, "min_wavenumber": 150.0, "clash_scale": 1.5, "optimize": True, "fmax": 5e-3},
             {"kind": "cluster", "n": 100, "distance_range": [2.5, 6.0], "seed": 2, "orientation": "template",
              "rotation_std_deg": 15.0, "reference_atoms": [0, 0], "clash_scale": 1.5, "optimize": True, "fmax": 5e-3,
              "monomer_pool": {"n": 200, "temperatures": [300.0, 1000.0], "seed": 3}},
@@ -189,7 +193,7 @@ def _sample(spec: dict, Z, R, ref: _Reference):
         return samplers.thermal_normal_modes(
             Z, Ropt, H, n=spec["n"], temperatures=tuple(spec["temperatures"]), seed=spec["seed"],
             distribution=spec.get("distribution", "classical"), random_orientation=spec.get("random_orientation", True),
-            min_wavenumber=spec.get("min_wavenumber", 50.0))
+            min_wavenumber=spec.get("min_wavenumber", 50.0), clash_scale=spec.get("clash_scale", 1.5))
     if kind == "scan":
         return samplers.scan(R, atoms=tuple(spec["atoms"]), values=np.linspace(spec["start"], spec["stop"], spec["n"]),
                              move=spec.get("move"))

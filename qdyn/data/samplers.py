@@ -270,6 +270,8 @@ def thermal_normal_modes(
     random_orientation: bool = True,
     min_wavenumber: float = 50.0,
     frags: Optional[Sequence[np.ndarray]] = None,
+    clash_scale: float = 1.5,
+    max_tries: int = 1000,
 ) -> np.ndarray:
     """Thermal normal-mode sampling around a minimum.
 
@@ -293,6 +295,10 @@ def thermal_normal_modes(
         min_wavenumber: frequencies below this [cm^-1] (and imaginary ones) are raised to
             it, bounding the amplitude of very soft modes.
         frags: molecules as index arrays; default from covalent bonds.
+        clash_scale: for several molecules, a draw that puts atoms of different molecules
+            closer than this × the sum of their covalent radii is rejected and redrawn (the
+            harmonic model of soft, anharmonic intermolecular modes has unphysical tails).
+        max_tries: give up (with an error) after this many rejected draws in a row.
 
     Returns:
         float64 [n, N, 3] positions in Å.
@@ -314,15 +320,32 @@ def thermal_normal_modes(
         raise ValueError(f"temperatures must be positive with T_min <= T_max, got {temperatures}")
     floor = float(wavenumber_to_omega(min_wavenumber))
     inv_sq = np.repeat(1.0 / np.sqrt(va.masses), 3)
+    multi = len(va.fragments) > 1
+    if multi:
+        owner = np.empty(len(Z), int)
+        for k, f in enumerate(va.fragments):
+            owner[f] = k
+        rc = np.array([_radius(z) for z in Z])
+        limit = clash_scale * (rc[:, None] + rc[None])
+        other = owner[:, None] != owner[None]
     out = np.empty((n,) + R0.shape)
     for i in range(n):
-        T = rng.uniform(lo, hi)
-        kT = units.temperature_to_energy(T)
-        q = rng.normal(size=len(va.omega_intra)) * _mode_std(va.omega_intra, kT, distribution, floor)
-        R = R0 + (va.modes_intra @ q * inv_sq).reshape(R0.shape)
-        if va.modes_inter.shape[1]:
-            qi = rng.normal(size=len(va.omega_inter)) * _mode_std(va.omega_inter, kT, distribution, floor)
-            R = _apply_rigid(R, R0, (va.modes_inter @ qi * inv_sq).reshape(R0.shape), va.fragments, va.masses)
+        for _ in range(max_tries):
+            T = rng.uniform(lo, hi)
+            kT = units.temperature_to_energy(T)
+            q = rng.normal(size=len(va.omega_intra)) * _mode_std(va.omega_intra, kT, distribution, floor)
+            R = R0 + (va.modes_intra @ q * inv_sq).reshape(R0.shape)
+            if va.modes_inter.shape[1]:
+                qi = rng.normal(size=len(va.omega_inter)) * _mode_std(va.omega_inter, kT, distribution, floor)
+                R = _apply_rigid(R, R0, (va.modes_inter @ qi * inv_sq).reshape(R0.shape), va.fragments, va.masses)
+            if not multi:
+                break
+            d = np.linalg.norm(R[:, None] - R[None], axis=-1)
+            if not np.any(other & (d < limit)):
+                break
+        else:
+            raise RuntimeError(f"thermal_normal_modes: {max_tries} draws in a row clashed for configuration {i}; "
+                               f"lower the temperature or clash_scale ({clash_scale})")
         out[i] = _orient(R, va.masses, rng) if random_orientation else R
     return out
 
