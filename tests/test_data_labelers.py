@@ -1,6 +1,5 @@
 """PySCF and ASE labellers: forces are the derivative of the energies; failures are recorded."""
 
-from functools import partial
 
 import numpy as np
 import pytest

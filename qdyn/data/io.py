@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import elements, units
 from ..validation import QdynInputError
-from .dataset import ARRAY_FIELDS, Dataset
+from .dataset import Dataset
 
 __all__ = ["read", "write", "FORMATS", "atomic_write_text", "detect_format"]
 
