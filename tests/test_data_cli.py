@@ -47,9 +47,10 @@ def test_print_recipe_and_functional_shortcut():
                               "--out", "unused.npz", "--print-recipe"])
     assert res.exit_code == 0, res.output
     rec = json.loads(res.output)
+    assert runner.invoke(app, ["label", "--structure", "water"]).exit_code != 0  # no --out
     assert rec["labeler"]["method"] == "DFT" and rec["labeler"]["xc"] == "PBE0" and rec["labeler"]["grid_response"]
     assert rec["sampler"] == {**rec["sampler"], "kind": "thermal", "n": 7, "temperatures": [300.0, 1000.0]}
-    res = runner.invoke(app, ["label", "--recipe", "shipped:LiH", "--out", "x.npz", "--print-recipe"])
+    res = runner.invoke(app, ["label", "--recipe", "shipped:LiH", "--print-recipe"])
     assert json.loads(res.output)["labeler"]["method"] == "CCSD"
 
 

@@ -107,7 +107,7 @@ def label(
     orientation: str = typer.Option("random", "--orientation", help="random or template (cluster)."),
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name for metadata."),
     workers: int = typer.Option(1, "--workers", help="Processes, one thread each (0: in this process)."),
-    out: Path = typer.Option(..., "--out", help="Output file (.npz, .xyz, .db, .traj)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (.npz, .xyz, .db, .traj); required unless --print-recipe."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-frame cache (default $QDYN_CACHE_DIR or ~/.cache/qdyn/labels)."),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe as JSON and exit."),
 ):
@@ -125,6 +125,8 @@ def label(
     if print_recipe:
         typer.echo(json.dumps(rec, indent=1))
         raise typer.Exit()
+    if out is None:
+        raise typer.BadParameter("--out is required (where to write the dataset)")
     command = " ".join(shlex.quote(a) for a in ["qdyn"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith("qdyn") else None
     if command is None:
         command = f"qdyn label --recipe {shlex.quote(recipe)} --out {shlex.quote(str(out))}" if recipe else None
