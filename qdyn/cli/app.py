@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -50,6 +51,76 @@ def quickstart(
     from .quickstart import run
 
     run(out=out, small=small, seed=seed)
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see `qdyn template`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model family: sivqlm, generic or bpnn."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset file or shipped:NAME."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run directory."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
+    from_prev: bool = typer.Option(False, "--from-prev", help="With --resume: use the previous good checkpoint."),
+):
+    """Train a model on energies and forces; writes checkpoints, params, metrics and plots."""
+    from ..train import ConfigError, load_config, parse_config
+    from ..train import train as run_train
+    from ..train.checkpoint import CheckpointError
+
+    try:
+        raw = {}
+        if config is not None:
+            raw = load_config(config).model_dump(mode="json", exclude_unset=True)
+        if resume and config is None and (out / "config.yaml").exists():
+            import yaml
+
+            raw = yaml.safe_load((out / "config.yaml").read_text())
+        if model is not None:
+            raw["model"] = {"family": model, **({} if raw.get("model", {}).get("family") != model else raw["model"])}
+        if data is not None:
+            raw.setdefault("data", {})["path"] = data
+        if epochs is not None:
+            raw["epochs"] = epochs
+        cfg = parse_config(raw, source=str(config) if config else "<flags>")
+        result = run_train(cfg, out, resume=resume, from_prev=from_prev)
+    except (ConfigError, CheckpointError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    if result.interrupted:
+        typer.echo(f"interrupted: checkpoint saved in {out / 'checkpoints'}; continue with --resume", err=True)
+        raise typer.Exit(130)
+    typer.echo(json.dumps({k: result.metrics.get(k) for k in ("model", "n_params", "test", "sizes")}, indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="A finished run directory."),
+    data: str = typer.Option(..., "--data", help="Any file the data layer reads, or shipped:NAME."),
+    energy_unit: Optional[str] = typer.Option(None, "--energy-unit"),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit"),
+):
+    """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
+    from ..train import evaluate as run_eval
+    from ..train import load_run
+    from ..train.config import DataConfig
+    from ..train.trainer import load_data
+
+    m, params, _ = load_run(model)
+    ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit))
+    typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
+
+
+@app.command()
+def template(out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of stdout.")):
+    """Write a commented default training config."""
+    from ..train import template_yaml
+
+    text = template_yaml()
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text)
 
 
 def _register_optional():

@@ -1,0 +1,102 @@
+"""Behler–Parrinello atom-centred symmetry functions, dense and padding-safe.
+
+Per atom i and neighbour species s:
+  radial  G2[i, s, k] = Σ_{j∈s} exp(-η (r_ij - μ_k)²) f_c(r_ij)
+per neighbour-species pair (s ≤ t):
+  angular G4[i, st, m] = Σ_{j∈s, k∈t, j≠k} 2^{1-ζ} (1 + λ_m cos θ_jik)^ζ exp(-η_a (r_ij² + r_ik²)) f_c(r_ij) f_c(r_ik)
+
+Invariant under rotations, reflections, translations and permutations of like atoms by
+construction. The cutoff ``f_c(x) = 1 - 10x³ + 15x⁴ - 6x⁵`` (x = r/r_c) is C² at r_c, so
+forces and their derivatives are continuous when atoms cross it. All pairs are computed
+densely (molecules and clusters); distances use the double-where trick so gradients stay
+finite on the diagonal and for padding atoms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def cutoff_fn(r, r_c: float):
+    """C² polynomial cutoff: 1 at r = 0, 0 with zero first and second derivative at r_c."""
+    x = jnp.clip(r / r_c, 0.0, 1.0)
+    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
+
+
+def pair_geometry(R, mask, displacement=None):
+    """Pair vectors dR[i, j] = R[j] - R[i], distances and a validity mask [n, n].
+
+    Padding atoms and i = j pairs are invalid; their distances are set to a safe 1.0 before
+    the square root so that no NaN reaches the gradient (double-where trick).
+    """
+    dR = R[None, :, :] - R[:, None, :] if displacement is None else displacement(R)
+    n = R.shape[0]
+    valid = mask[:, None] & mask[None, :] & ~jnp.eye(n, dtype=bool)
+    d2 = jnp.sum(dR * dR, axis=-1)
+    d2 = jnp.where(valid, d2, 1.0)
+    r = jnp.sqrt(d2)
+    return dR, r, valid
+
+
+@dataclass(frozen=True)
+class SymmetryFunctions:
+    """Configuration of the descriptor; call it on (R [n, 3], species [n], mask [n]).
+
+    Attributes:
+        species: atomic numbers the descriptor distinguishes (neighbour channels).
+        cutoff: r_c [Å].
+        n_radial: number of radial Gaussians, centres evenly spaced on [0.5, r_c].
+        eta_angular: η for the angular terms [Å⁻²].
+        zetas: ζ values of the angular terms (each used with λ = ±1).
+    """
+
+    species: tuple[int, ...]
+    cutoff: float = 5.0
+    n_radial: int = 8
+    eta_angular: float = 0.1
+    zetas: tuple[float, ...] = (1.0, 4.0)
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(combinations_with_replacement(range(len(self.species)), 2))
+
+    @property
+    def size(self) -> int:
+        n_s = len(self.species)
+        return n_s * self.n_radial + len(self.pairs) * 2 * len(self.zetas)
+
+    def __call__(self, R, species, mask):
+        """Descriptors [n_atoms, size] (rows of padding atoms are zero)."""
+        table = np.full(119, -1, dtype=np.int32)
+        for k, z in enumerate(self.species):
+            table[z] = k
+        sidx = jnp.asarray(table)[species]
+        onehot = (sidx[:, None] == jnp.arange(len(self.species))[None, :]) & mask[:, None]  # [n, S]
+        dR, r, valid = pair_geometry(R, mask)
+        fc = jnp.where(valid, cutoff_fn(r, self.cutoff), 0.0)
+        mu = jnp.linspace(0.5, self.cutoff, self.n_radial)
+        eta = (self.n_radial / self.cutoff) ** 2
+        g = jnp.exp(-eta * (r[..., None] - mu) ** 2) * fc[..., None]  # [n, n, K]
+        radial = jnp.einsum("ijk,js->isk", g, onehot.astype(R.dtype)).reshape(R.shape[0], -1)
+
+        cos = jnp.einsum("ijx,ikx->ijk", dR, dR) / (r[:, :, None] * r[:, None, :])
+        w = jnp.exp(-self.eta_angular * r**2) * fc  # [n, n]
+        ww = w[:, :, None] * w[:, None, :]
+        n = R.shape[0]
+        ww = ww * (~jnp.eye(n, dtype=bool))[None]  # exclude j = k
+        feats = []
+        oh = onehot.astype(R.dtype)
+        for zeta in self.zetas:
+            for lam in (1.0, -1.0):
+                term = 2.0 ** (1.0 - zeta) * jnp.clip(1.0 + lam * cos, 0.0, None) ** zeta * ww  # [i, j, k]
+                per_pair = jnp.einsum("ijk,js,kt->ist", term, oh, oh)  # [n, S, S]
+                for s, t in self.pairs:
+                    # ordered (j, k) sums count each unordered like-species pair twice
+                    feats.append(0.5 * per_pair[:, s, t] if s == t else per_pair[:, s, t])
+        angular = jnp.stack(feats, axis=-1)
+        out = jnp.concatenate([radial, angular], axis=-1)
+        return jnp.where(mask[:, None], out, 0.0)

@@ -1,0 +1,111 @@
+"""Classical baseline: Behler–Parrinello atomic networks (Flax) on symmetry functions.
+
+``E = Σ_i [scale · NN_{Z_i}(G_i) + shift_{Z_i}]`` with one MLP per element, descriptors
+from :class:`qdyn.descriptors.SymmetryFunctions` (normalised by fixed statistics that
+training sets from data), per-atom energies available. Trained by the same code as the
+quantum models, so every quantum number sits next to a classical one.
+
+Example:
+    >>> from qdyn.precision import enable_x64; enable_x64()
+    >>> import jax
+    >>> from qdyn.models import bpnn
+    >>> from qdyn.structures import water
+    >>> model = bpnn.build(species=(1, 8), hidden=(16, 16))
+    >>> params = model.init(jax.random.PRNGKey(0))
+    >>> R, system = water()
+    >>> E = model.apply(params, R, system)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..descriptors import SymmetryFunctions
+from ..system import System
+from ..validation import check_positions, check_species
+from .base import EnergyModel, make_species_table
+
+
+class _MLP(nn.Module):
+    hidden: tuple[int, ...]
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):
+        for h in self.hidden:
+            # param_dtype explicit: flax defaults to float32 even under x64
+            x = nn.tanh(nn.Dense(h, param_dtype=self.param_dtype, dtype=self.param_dtype)(x))
+        return nn.Dense(1, param_dtype=self.param_dtype, dtype=self.param_dtype)(x)[..., 0]
+
+
+def build(
+    *,
+    species: Sequence[int],
+    hidden: Sequence[int] = (32, 32),
+    cutoff: float = 5.0,
+    n_radial: int = 8,
+    zetas: Sequence[float] = (1.0, 4.0),
+    eta_angular: float = 0.1,
+) -> EnergyModel:
+    """Build a BP network model for the given elements (atomic numbers)."""
+    species = tuple(sorted(int(z) for z in species))
+    sf = SymmetryFunctions(species=species, cutoff=cutoff, n_radial=n_radial, zetas=tuple(zetas),
+                           eta_angular=eta_angular)
+    table = make_species_table(species)
+    hidden = tuple(int(h) for h in hidden)
+
+    def _nets(dtype):
+        return _MLP(hidden=hidden, param_dtype=dtype)
+
+    def init(key):
+        dtype = jnp.result_type(float)
+        keys = jax.random.split(key, len(species))
+        net = _nets(dtype)
+        x = jnp.zeros((1, sf.size), dtype)
+        return {
+            "nets": {str(z): net.init(k, x)["params"] for z, k in zip(species, keys)},
+            # descriptor standardisation (set from data by training; kept as params so it
+            # travels with checkpoints — training freezes it)
+            "g_mean": jnp.zeros((sf.size,), dtype),
+            "g_std": jnp.ones((sf.size,), dtype),
+            "scale": jnp.ones((), dtype),
+            "shift": jnp.zeros((len(species),), dtype),
+        }
+
+    def atom_energies(params, R, system: System):
+        R = jnp.asarray(R)
+        G = sf(R, system.species, system.mask)
+        G = (G - params["g_mean"]) / params["g_std"]
+        net = _nets(R.dtype)
+        idx = table[system.species]
+        e = jnp.zeros(R.shape[0], R.dtype)
+        for k, z in enumerate(species):
+            out = net.apply({"params": params["nets"][str(z)]}, G)
+            e = jnp.where(idx == k, out, e)
+        e = params["scale"] * e + params["shift"][jnp.maximum(idx, 0)]
+        return jnp.where(system.mask, e, 0.0)
+
+    def apply(params, R, system: System):
+        return jnp.sum(atom_energies(params, R, system))
+
+    def check(R, system: System):
+        check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
+        check_species(system.species, species, mask=system.mask)
+
+    config = {"family": "bpnn", "species": list(species), "hidden": list(hidden), "cutoff": cutoff,
+              "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular,
+              "descriptor_size": sf.size}
+    return EnergyModel(init=init, apply=apply, check=check, name="BPNN", species=species, config=config,
+                       atom_energies=atom_energies)
+
+
+def descriptor_fn(model: EnergyModel):
+    """The model's descriptor function (R, species, mask) -> [n, size]."""
+    c = model.config
+    return SymmetryFunctions(species=tuple(c["species"]), cutoff=c["cutoff"], n_radial=c["n_radial"],
+                             zetas=tuple(c["zetas"]), eta_angular=c["eta_angular"])

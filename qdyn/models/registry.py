@@ -1,0 +1,43 @@
+"""Build any qdyn model from its configuration dict (what run directories store)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from . import bpnn, generic, sivqlm
+from .base import EnergyModel
+
+
+def build_model(config: dict, *, species: Sequence[int] = ()) -> EnergyModel:
+    """``config`` is a model config (``family`` + hyperparameters); ``species`` are the
+    dataset's elements (used by families that are not tied to a template)."""
+    c = dict(config)
+    family = c.pop("family")
+    if family == "sivqlm":
+        return sivqlm.build(c["template"], rep=c.get("rep"), layers=c["layers"], blocks=c["blocks"],
+                            coupling=c.get("coupling", "ring"), symmetry_breaking=c.get("symmetry_breaking", False))
+    if family == "generic":
+        return generic.build(c["template"], rep=c.get("rep"), layers=c["layers"], blocks=c["blocks"])
+    if family == "bpnn":
+        sp = c.get("species") or species
+        if not sp:
+            raise ValueError("bpnn needs the species it models (from the dataset)")
+        return bpnn.build(species=sp, hidden=c["hidden"], cutoff=c["cutoff"], n_radial=c["n_radial"],
+                          zetas=c["zetas"], eta_angular=c["eta_angular"])
+    raise ValueError(f"unknown model family {family!r}")
+
+
+# Parameter groups for optimisers: circuit angles and strengths are "quantum", everything
+# else that training may touch is "classical", descriptor statistics are fixed.
+QUANTUM_KEYS = frozenset({"alpha", "J", "eps", "a", "W"})
+FIXED_KEYS = frozenset({"g_mean", "g_std"})
+
+
+def param_labels(params: dict) -> dict:
+    """A pytree of group labels matching ``params`` (for ``optax.multi_transform``)."""
+    import jax
+
+    def label(key):
+        return "quantum" if key in QUANTUM_KEYS else "fixed" if key in FIXED_KEYS else "classical"
+
+    return {k: jax.tree_util.tree_map(lambda _: label(k), v) for k, v in params.items()}

@@ -1,0 +1,49 @@
+"""Datasets as fixed-shape device batches (padding frames carry weight 0)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..system import System
+
+
+class Batch(NamedTuple):
+    R: jnp.ndarray  # [B, A, 3] Å
+    system: System  # batched: species [B, A], mask [B, A]
+    E: jnp.ndarray  # [B] eV
+    F: jnp.ndarray  # [B, A, 3] eV/Å
+    weight: jnp.ndarray  # [B] 1 for real frames, 0 for padding frames
+
+
+def make_batch(ds, idx: np.ndarray, size: int) -> Batch:
+    """Frames ``idx`` of dataset ``ds``, padded to ``size`` frames by repeating the first."""
+    idx = np.asarray(idx)
+    n = len(idx)
+    if n == 0 or n > size:
+        raise ValueError(f"batch of {n} frames for size {size}")
+    full = np.concatenate([idx, np.full(size - n, idx[0])])
+    w = np.zeros(size)
+    w[:n] = 1.0
+    Z = ds.Z[full]
+    F = ds.F[full] if ds.F is not None else np.zeros_like(ds.R[full])
+    return Batch(
+        R=jnp.asarray(ds.R[full]),
+        system=System(species=jnp.asarray(Z), mask=jnp.asarray(Z > 0), box=None),
+        E=jnp.asarray(ds.E[full]),
+        F=jnp.asarray(F),
+        weight=jnp.asarray(w),
+    )
+
+
+def epoch_order(n: int, *, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled frame order of an epoch: a pure function of (seed, epoch), so a resumed
+    run sees exactly the batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batches_of(n: int, size: int, *, seed: int, epoch: int) -> list[np.ndarray]:
+    order = epoch_order(n, seed=seed, epoch=epoch)
+    return [order[i : i + size] for i in range(0, n, size)]

@@ -1,0 +1,398 @@
+"""The training loop: one call (:func:`train`) or one command (``qdyn train``).
+
+Where jit sits: the train step (loss, gradients, optax update) and the evaluation of a
+chunk of frames are each compiled once; the host loop does batching, validation, early
+stopping, checkpoints, progress and Ctrl-C. The minibatch order is a pure function of
+(seed, epoch), and checkpoints record the position inside an epoch, so a resumed run takes
+exactly the steps an uninterrupted one would and ends with identical parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from ..models.base import EnergyModel, count_params, energy_and_forces_fn
+from ..models.registry import build_model, param_labels
+from . import checkpoint as ckpt
+from .batches import Batch, batches_of, make_batch
+from .config import TrainConfig
+from .losses import make_loss_fn
+from .metrics import error_metrics, learning_curve, parity_plot
+from .normalize import force_rms, species_reference_energies
+from .optim import make_optimizer
+
+EVAL_CHUNK = 64
+
+
+# ----------------------------------------------------------------------------- data
+def load_data(cfg):
+    """The dataset named by a DataConfig (``shipped:NAME`` or a file)."""
+    from ..data import load_shipped, read
+
+    if cfg.path.startswith("shipped:"):
+        return load_shipped(cfg.path.split(":", 1)[1])
+    return read(cfg.path, energy_unit=cfg.energy_unit, length_unit=cfg.length_unit)
+
+
+def split_data(ds, cfg):
+    """(train, val, test) by ``split_seed``; sizes from n_* or fractions."""
+    ds.require("E", "F")
+    n = ds.n_frames
+    perm = np.random.default_rng(cfg.split_seed).permutation(n)
+    if cfg.n_train is not None:
+        n_tr = cfg.n_train
+        n_va = cfg.n_val if cfg.n_val is not None else 0
+        n_te = cfg.n_test if cfg.n_test is not None else n - n_tr - n_va
+    else:
+        n_tr = int(round(cfg.fractions[0] * n))
+        n_va = int(round(cfg.fractions[1] * n))
+        n_te = n - n_tr - n_va
+    if n_tr + n_va + n_te > n or min(n_tr, n_va, n_te) < 0:
+        raise ValueError(f"split {n_tr}/{n_va}/{n_te} does not fit {n} frames")
+    parts = np.split(perm, [n_tr, n_tr + n_va, n_tr + n_va + n_te])[:3]
+    return tuple(ds.subset(np.sort(p)) for p in parts)
+
+
+# ----------------------------------------------------------------------------- model
+def _model_config(cfg: TrainConfig, species) -> dict:
+    mc = cfg.model.model_dump()
+    if mc["family"] == "bpnn":
+        mc["species"] = [int(z) for z in species]
+    return mc
+
+
+def predict(model: EnergyModel, params, ds, *, chunk: int = EVAL_CHUNK):
+    """Energies [n] eV and forces [n, A, 3] eV/Å for every frame (jitted, chunked)."""
+    fn = _predict_fn(model.apply)
+    Es, Fs = [], []
+    for start in range(0, ds.n_frames, chunk):
+        idx = np.arange(start, min(start + chunk, ds.n_frames))
+        b = make_batch(ds, idx, chunk)
+        E, F = fn(params, b.R, b.system)
+        Es.append(np.asarray(E)[: len(idx)])
+        Fs.append(np.asarray(F)[: len(idx)])
+    return np.concatenate(Es), np.concatenate(Fs)
+
+
+_PREDICT_CACHE: dict = {}
+
+
+def _predict_fn(apply):
+    if apply not in _PREDICT_CACHE:
+        _PREDICT_CACHE[apply] = jax.jit(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)))
+    return _PREDICT_CACHE[apply]
+
+
+def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK) -> float:
+    """Frame-weighted mean of a jitted batch loss over a whole dataset."""
+    total, count = 0.0, 0
+    for start in range(0, ds.n_frames, chunk):
+        idx = np.arange(start, min(start + chunk, ds.n_frames))
+        total += float(loss(params, make_batch(ds, idx, chunk), *w)) * len(idx)
+        count += len(idx)
+    return total / count
+
+
+def normalize_params(model: EnergyModel, params, train_ds, mode: str):
+    """Set shift/scale (and descriptor statistics) from the training data; returns
+    (params, info). Everything here is data-derived and recorded in the run."""
+    species = list(model.species)
+    mask = train_ds.Z > 0
+    info = {"mode": mode}
+    p = dict(params)
+    if model.config["family"] == "bpnn":
+        from ..models.bpnn import descriptor_fn
+
+        sf = descriptor_fn(model)
+        G = jax.vmap(sf)(jnp.asarray(train_ds.R), jnp.asarray(train_ds.Z), jnp.asarray(mask))
+        G = np.asarray(G)[mask]
+        std = G.std(axis=0)
+        p["g_mean"] = jnp.asarray(G.mean(axis=0))
+        p["g_std"] = jnp.asarray(np.where(std > 1e-8, std, 1.0))
+    if mode == "species_lstsq":
+        ref = species_reference_energies(train_ds.Z, train_ds.E, species)
+        p["shift"] = jnp.asarray(ref)
+        p["scale"] = jnp.asarray(force_rms(train_ds.F, mask))
+        info.update(reference_energies_eV=dict(zip(map(int, species), map(float, ref))), scale_eV=float(p["scale"]))
+    elif mode == "minmax":
+        lo, hi = float(train_ds.E.min()), float(train_ds.E.max())
+        n_mean = float(mask.sum(1).mean())
+        p["scale"] = jnp.asarray((hi - lo) / 2)
+        p["shift"] = jnp.full(len(species), (hi + lo) / 2 / n_mean)
+        info.update(energy_min_eV=lo, energy_max_eV=hi)
+    if mode != "none":
+        # Remove the model's own mean offset at initialisation (e.g. ⟨O⟩ ≈ -3 for singlets).
+        E, _ = predict(model, p, train_ds)
+        offset = float(np.mean((train_ds.E - E) / mask.sum(1)))
+        p["shift"] = p["shift"] + offset
+        info["offset_per_atom_eV"] = offset
+    return p, info
+
+
+# ----------------------------------------------------------------------------- loop
+@dataclass
+class TrainResult:
+    model: EnergyModel
+    params: dict
+    history: list
+    metrics: dict
+    out: Path
+    interrupted: bool
+    seconds: float
+
+
+def _stages(cfg: TrainConfig):
+    full = {"quantum", "classical"}
+    if cfg.staged and cfg.pretrain_epochs > 0:
+        return [("pretrain", 0, cfg.pretrain_epochs, {"classical"}), ("end-to-end", cfg.pretrain_epochs, cfg.epochs, full)]
+    return [("end-to-end", 0, cfg.epochs, full)]
+
+
+def _stage_at(stages, epoch):
+    for i, s in enumerate(stages):
+        if s[1] <= epoch < s[2]:
+            return i
+    return len(stages) - 1
+
+
+def _versions():
+    import flax
+    import optax
+    import pennylane
+
+    from .. import __version__
+
+    return {"qdyn": __version__, "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+            "pennylane": pennylane.__version__, "numpy": np.__version__}
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    from_prev: bool = False,
+    progress: bool = True,
+    max_steps: Optional[int] = None,
+    data=None,
+) -> TrainResult:
+    """Train the model described by ``cfg``; write everything into ``out``.
+
+    Args:
+        cfg: validated :class:`TrainConfig`.
+        out: run directory (config, checkpoints, params, metrics, plots).
+        resume: continue from ``out/checkpoints/latest`` (``from_prev``: from ``prev``).
+        progress: show a progress bar with loss and ETA.
+        max_steps: stop after this many optimiser steps in this call, checkpointing exactly
+            as on Ctrl-C (used to test resumption).
+        data: an already loaded Dataset (else ``cfg.data`` is loaded).
+
+    Ctrl-C checkpoints the current position and returns with ``interrupted=True``.
+    """
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_data(cfg.data) if data is None else data
+    train_ds, val_ds, test_ds = split_data(ds, cfg.data)
+    species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
+    model_cfg = _model_config(cfg, species)
+    model = build_model(model_cfg, species=species)
+    for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
+        model.check(*train_ds.to_system(i))
+    params0 = model.init(jax.random.PRNGKey(cfg.seed))
+    params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
+    labels = param_labels(params0)
+    mask = train_ds.Z > 0
+    n_at = mask.sum(1)
+    ref = species_reference_energies(train_ds.Z, train_ds.E, species)
+    counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
+    E_res = train_ds.E - counts @ ref
+    sigma_E = float(np.std(E_res / n_at if cfg.loss.per_atom else E_res)) or 1.0
+    sigma_F = force_rms(train_ds.F, mask) or 1.0
+    loss_fn = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=cfg.loss.per_atom)
+    stages = _stages(cfg)
+    bs = min(cfg.batch_size, train_ds.n_frames)
+    steps_per_epoch = -(-train_ds.n_frames // bs)
+
+    def make_tx(i):
+        name, e0, e1, groups = stages[i]
+        return make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
+
+    txs = [make_tx(i) for i in range(len(stages))]
+
+    def make_step(tx):
+        def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net):
+            (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, w_E, w_F, w_net)
+            upd, opt_state = tx.update(g, opt_state, params, value=loss)
+            params = jax.tree_util.tree_map(lambda p, u: p + u, params, upd)
+            if cfg.optim.ema_decay is not None:
+                d = cfg.optim.ema_decay
+                ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
+            return params, opt_state, ema, loss, aux
+
+        return jax.jit(step)
+
+    steps = [make_step(tx) for tx in txs]
+    val_loss = jax.jit(lambda p, b, wE, wF, wn: loss_fn(p, b, wE, wF, wn)[0])
+
+    def weights_at(epoch):
+        frac = epoch / max(cfg.epochs - 1, 1)
+        lc = cfg.loss
+        wE = lc.energy_weight + frac * ((lc.energy_weight_final if lc.energy_weight_final is not None else lc.energy_weight) - lc.energy_weight)
+        wF = lc.force_weight + frac * ((lc.force_weight_final if lc.force_weight_final is not None else lc.force_weight) - lc.force_weight)
+        return jnp.asarray(wE), jnp.asarray(wF), jnp.asarray(lc.net_force_weight)
+
+    def fresh_state(stage_idx, params):
+        return {
+            "params": params,
+            "opt_state": txs[stage_idx].init(params),
+            "ema": params,
+            "best_params": params,
+            "counters": {"epoch": np.int64(0), "batch": np.int64(0), "step": np.int64(0),
+                         "stage": np.int64(stage_idx), "bad_epochs": np.int64(0)},
+            "best_val": np.float64(np.inf),
+            # running sum of this epoch's batch losses, so a resumed epoch reports the same mean
+            "epoch_loss_sum": np.float64(0.0),
+        }
+
+    ckdir = out / "checkpoints"
+    history: list = []
+    if resume:
+        name = "prev" if from_prev else "latest"
+        meta = ckpt.verify(ckdir, name=name)
+        template = fresh_state(int(meta["stage"]), params0)
+        state, meta = ckpt.load(ckdir, template, name=name)
+        history = meta.get("history", [])
+    else:
+        state = fresh_state(0, params0)
+
+    resolved = cfg.model_dump(mode="json")
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    def save_checkpoint():
+        c = state["counters"]
+        ckpt.save(ckdir, state, {"epoch": int(c["epoch"]), "batch": int(c["batch"]), "step": int(c["step"]),
+                                  "stage": int(c["stage"]), "config": resolved, "model": model_cfg,
+                                  "normalization": norm_info, "versions": _versions(), "history": history})
+
+    def eval_on(ds_, params):
+        E, F = predict(model, params, ds_)
+        return E, F, error_metrics(E, ds_.E, F, ds_.F, ds_.Z > 0)
+
+    interrupted = False
+    steps_this_call = 0
+    total_steps = cfg.epochs * steps_per_epoch
+    pbar = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        pbar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
+        pbar.start()
+        task = pbar.add_task(model.name, total=total_steps, completed=int(state["counters"]["step"]), loss=float("nan"))
+    try:
+        while int(state["counters"]["epoch"]) < cfg.epochs:
+            c = state["counters"]
+            epoch = int(c["epoch"])
+            si = _stage_at(stages, epoch)
+            if si != int(c["stage"]):  # stage change: fresh optimiser state for the new groups
+                state["opt_state"] = txs[si].init(state["params"])
+                c["stage"] = np.int64(si)
+            w = weights_at(epoch)
+            order = batches_of(train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
+            for b in range(int(c["batch"]), len(order)):
+                if max_steps is not None and steps_this_call >= max_steps:
+                    raise KeyboardInterrupt
+                batch = make_batch(train_ds, order[b], bs)
+                p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch, *w)
+                state["params"], state["opt_state"], state["ema"] = p, o, e
+                c["batch"] = np.int64(b + 1)
+                c["step"] = np.int64(int(c["step"]) + 1)
+                steps_this_call += 1
+                state["epoch_loss_sum"] = np.float64(float(state["epoch_loss_sum"]) + float(loss))
+                if pbar is not None:
+                    pbar.update(task, advance=1, loss=float(loss), description=f"{model.name} [{stages[si][0]}] epoch {epoch + 1}")
+            record = {"epoch": epoch + 1, "stage": stages[si][0], "train_loss": float(state["epoch_loss_sum"]) / len(order)}
+            state["epoch_loss_sum"] = np.float64(0.0)
+            eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
+            if val_ds.n_frames:
+                Ev, Fv, mv = eval_on(val_ds, eval_params)
+                record["val_loss"] = _chunked_loss(val_loss, eval_params, val_ds, w)
+                record["val_energy_mae_meV"] = mv["energy_mae_meV"]
+                record["val_force_mae_meV_per_A"] = mv["force_mae_meV_per_A"]
+                score = record["val_loss"]
+            else:
+                score = record["train_loss"]
+            if score < float(state["best_val"]):
+                state["best_val"] = np.float64(score)
+                state["best_params"] = eval_params
+                c["bad_epochs"] = np.int64(0)
+            else:
+                c["bad_epochs"] = np.int64(int(c["bad_epochs"]) + 1)
+            history.append(record)
+            c["epoch"] = np.int64(epoch + 1)
+            c["batch"] = np.int64(0)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                save_checkpoint()
+            if cfg.early_stopping_patience is not None and int(c["bad_epochs"]) >= cfg.early_stopping_patience:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        save_checkpoint()
+    finally:
+        if pbar is not None:
+            pbar.stop()
+
+    # An interrupted run returns where it stopped; a finished one its best (validation) params.
+    final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
+    seconds = time.perf_counter() - t_start
+    metrics: dict = {"model": model.name, "n_params": count_params(final), "interrupted": interrupted,
+                     "train_seconds_this_call": seconds, "normalization": norm_info,
+                     "sizes": {"train": train_ds.n_frames, "val": val_ds.n_frames, "test": test_ds.n_frames}}
+    if not interrupted:
+        ckpt.save_params(out / "params.msgpack", final)
+        (out / "model.json").write_text(json.dumps({"model": model_cfg, "normalization": norm_info,
+                                                     "versions": _versions()}, indent=2))
+        for name, part in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
+            if part.n_frames:
+                E, F, m = eval_on(part, final)
+                metrics[name] = m
+                if name == "test" or (name == "val" and not test_ds.n_frames):
+                    parity_plot(out / f"parity_{name}.png", E, part.E, F, part.F, part.Z > 0, title=model.name)
+        if history:
+            learning_curve(out / "learning_curve.png", history)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return TrainResult(model=model, params=final, history=history, metrics=metrics, out=out,
+                       interrupted=interrupted, seconds=seconds)
+
+
+def load_run(run_dir: str | Path):
+    """(model, params, config) of a finished run directory."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "model.json"
+    if not info_path.exists():
+        raise ckpt.CheckpointError(f"{run_dir} is not a finished qdyn run (no model.json)")
+    info = json.loads(info_path.read_text())
+    mc = info["model"]
+    model = build_model(mc, species=mc.get("species", ()))
+    params = ckpt.load_params(run_dir / "params.msgpack", model.init(jax.random.PRNGKey(0)))
+    return model, params, info
+
+
+def evaluate(model: EnergyModel, params, ds) -> dict:
+    """Metrics of a model on any dataset (total energies in eV, forces in eV/Å)."""
+    ds.require("E")
+    for i in range(ds.n_frames):
+        model.check(*ds.to_system(i))
+    E, F = predict(model, params, ds)
+    return error_metrics(E, ds.E, F, ds.F, ds.Z > 0)

@@ -1,0 +1,117 @@
+"""Training: config validation, resume = uninterrupted, atomic/verified checkpoints,
+staged training and frozen groups, metrics and plots, CLI."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from qdyn.cli.app import app
+from qdyn.data import load_shipped
+from qdyn.train import ConfigError, parse_config, train
+from qdyn.train.checkpoint import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def h2o_small():
+    return load_shipped("H2O").subset(np.arange(48))
+
+
+def _cfg(model, **over):
+    raw = {"model": model, "data": {"n_train": 32, "n_val": 8, "n_test": 8},
+           "epochs": 3, "batch_size": 8, "checkpoint_every": 1, "optim": {"learning_rate": 5e-3}}
+    raw.update(over)
+    return parse_config(raw)
+
+
+BPNN = {"family": "bpnn", "hidden": [8], "n_radial": 4, "zetas": [1.0]}
+SIVQLM = {"family": "sivqlm", "layers": 2}
+
+
+def test_misspelled_key_is_rejected_before_compiling():
+    with pytest.raises(ConfigError, match="optim.learning_rte"):
+        parse_config({"optim": {"learning_rte": 1e-3}})
+    with pytest.raises(ConfigError, match=r"model.sivqlm.layers: Input should be greater"):
+        parse_config({"model": {"family": "sivqlm", "layers": 0}})
+    with pytest.raises(ConfigError, match="pretrain_epochs"):
+        parse_config({"staged": True, "pretrain_epochs": 10, "epochs": 5})
+
+
+@pytest.mark.parametrize("model", [BPNN, SIVQLM], ids=["bpnn", "sivqlm"])
+def test_resume_equals_uninterrupted(model, h2o_small, tmp_path):
+    cfg = _cfg(model)
+    full = train(cfg, tmp_path / "full", progress=False, data=h2o_small)
+    part = train(cfg, tmp_path / "part", progress=False, data=h2o_small, max_steps=6)  # stops mid-epoch 2
+    assert part.interrupted
+    done = train(cfg, tmp_path / "part", progress=False, data=h2o_small, resume=True)
+    assert not done.interrupted
+    for a, b in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(done.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in done.history]
+
+
+def test_corrupt_checkpoint_is_reported_and_prev_survives(h2o_small, tmp_path):
+    cfg = _cfg(BPNN)
+    train(cfg, tmp_path, progress=False, data=h2o_small)
+    latest = tmp_path / "checkpoints" / "latest.msgpack"
+    latest.write_bytes(latest.read_bytes()[:100])  # truncated
+    with pytest.raises(CheckpointError, match="truncated or corrupted.*previous good checkpoint"):
+        train(cfg, tmp_path, progress=False, data=h2o_small, resume=True)
+    assert (tmp_path / "checkpoints" / "prev.msgpack").exists()
+    res = train(cfg, tmp_path, progress=False, data=h2o_small, resume=True, from_prev=True)
+    assert not res.interrupted
+
+
+def test_staged_training_freezes_circuit_during_pretraining(h2o_small, tmp_path):
+    cfg = _cfg(SIVQLM, staged=True, pretrain_epochs=2, epochs=3)
+    first = train(cfg, tmp_path / "a", progress=False, data=h2o_small, max_steps=8)  # = end of stage 1
+    from qdyn.models.registry import build_model
+    from qdyn.train.trainer import normalize_params, split_data
+
+    tr, _, _ = split_data(h2o_small, cfg.data)
+    model = build_model(cfg.model.model_dump())
+    p0, _ = normalize_params(model, model.init(jax.random.PRNGKey(cfg.seed)), tr, "species_lstsq")
+    np.testing.assert_array_equal(np.asarray(first.params["J"]), np.asarray(p0["J"]))
+    np.testing.assert_array_equal(np.asarray(first.params["alpha"]), np.asarray(p0["alpha"]))
+    assert not np.array_equal(np.asarray(first.params["scale"]), np.asarray(p0["scale"]))
+    done = train(cfg, tmp_path / "a", progress=False, data=h2o_small, resume=True)
+    assert not np.array_equal(np.asarray(done.params["J"]), np.asarray(p0["J"]))
+
+
+def test_training_reduces_error_and_writes_artefacts(h2o_small, tmp_path):
+    cfg = _cfg(BPNN, epochs=6)
+    res = train(cfg, tmp_path, progress=False, data=h2o_small)
+    losses = [h["train_loss"] for h in res.history]
+    assert losses[-1] < 0.5 * losses[0]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test"]["force_mae_meV_per_A"] > 0 and len(metrics["test"]["force_mae_components_meV_per_A"]) == 3
+    for f in ("parity_test.png", "learning_curve.png", "params.msgpack", "config.yaml", "model.json"):
+        assert (tmp_path / f).stat().st_size > 0
+
+
+def test_frozen_group_does_not_move(h2o_small, tmp_path):
+    cfg = _cfg(SIVQLM, epochs=1, optim={"frozen": ["quantum"], "learning_rate": 1e-2})
+    res = train(cfg, tmp_path, progress=False, data=h2o_small, max_steps=3)
+    from qdyn.models import sivqlm
+
+    p0 = sivqlm.build("H2O", layers=2).init(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(res.params["J"]), np.asarray(p0["J"]))
+
+
+@pytest.mark.slow
+def test_cli_train_eval_template(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["template", "--out", str(tmp_path / "t.yaml")])
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["train", "--config", str(tmp_path / "t.yaml"), "--model", "bpnn", "--data",
+                              "shipped:LiH", "--epochs", "2", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["eval", "--model", str(tmp_path / "run"), "--data", "shipped:LiH"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output)
+    assert m["n_frames"] == 200 and m["energy_mae_meV"] > 0
+    (tmp_path / "bad.yaml").write_text("epochs: 3\nbatch_sise: 4\n")
+    res = runner.invoke(app, ["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "batch_sise" in res.output
