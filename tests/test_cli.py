@@ -22,3 +22,5 @@ def test_quickstart_small(tmp_path):
     assert gen["max_energy_change_under_O3_eV"] > 1e-3
     assert si["checks"]["force_fd_error"] < 1e-6
     assert (tmp_path / "invariance_bend_scan.png").stat().st_size > 10_000
+    assert report["training"]["test"]["energy_mae_meV"] > 0
+    assert (tmp_path / "train" / "parity_test.png").exists()

@@ -97,6 +97,5 @@ class SymmetryFunctions:
                 for s, t in self.pairs:
                     # ordered (j, k) sums count each unordered like-species pair twice
                     feats.append(0.5 * per_pair[:, s, t] if s == t else per_pair[:, s, t])
-        angular = jnp.stack(feats, axis=-1)
-        out = jnp.concatenate([radial, angular], axis=-1)
+        out = jnp.concatenate([radial, jnp.stack(feats, axis=-1)], axis=-1) if feats else radial
         return jnp.where(mask[:, None], out, 0.0)

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from ..models.base import EnergyModel, count_params, energy_and_forces_fn
-from ..models.registry import build_model, param_labels
+from ..models.registry import FIXED_KEYS, build_model, param_labels
 from . import checkpoint as ckpt
 from .batches import Batch, batches_of, make_batch
 from .config import TrainConfig
@@ -355,7 +355,8 @@ def train(
     # An interrupted run returns where it stopped; a finished one its best (validation) params.
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
     seconds = time.perf_counter() - t_start
-    metrics: dict = {"model": model.name, "n_params": count_params(final), "interrupted": interrupted,
+    n_trainable = count_params({k: v for k, v in final.items() if k not in FIXED_KEYS})
+    metrics: dict = {"model": model.name, "n_params": n_trainable, "interrupted": interrupted,
                      "train_seconds_this_call": seconds, "normalization": norm_info,
                      "sizes": {"train": train_ds.n_frames, "val": val_ds.n_frames, "test": test_ds.n_frames}}
     if not interrupted:
