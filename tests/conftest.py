@@ -15,3 +15,15 @@ enable_x64()
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture
+def pyscf_one_thread():
+    """PySCF on one thread (labelling tests): results independent of the core count, and
+    no oversubscription when pytest-xdist runs two workers."""
+    from pyscf import lib
+
+    before = lib.num_threads()
+    lib.num_threads(1)
+    yield
+    lib.num_threads(before)

@@ -13,7 +13,6 @@ from qdyn.quantum.invariant import make_expval
 from qdyn.quantum.layout import MoleculeTemplate, build_layout
 from qdyn.quantum.qnodes import invariant_qnode
 from qdyn.structures import lih, rattle, water, water_dimer
-from qdyn.testing import randomize_params
 
 CASES = {
     "LiH": (lih()[0], dict(rep=2, layers=3, blocks=2)),

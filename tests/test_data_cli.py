@@ -12,14 +12,7 @@ from qdyn.data import read, read_index_file
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from pyscf import lib
-
-    before = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(before)
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 @pytest.fixture

@@ -12,14 +12,7 @@ R_LIH = np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 1.6]])
 H = 1e-3  # Å; central differences have O(h²) ≈ 1e-6 relative truncation error
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from pyscf import lib
-
-    before = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(before)
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 def fd_forces(lab, Z, R, *, state=None):

@@ -13,14 +13,7 @@ from qdyn.data.labelers import ASELabeler, PySCFLabeler
 HF = PySCFLabeler(method="HF", basis="sto-3g")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from pyscf import lib
-
-    before = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(before)
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 def lih_scan(n=6):

@@ -8,15 +8,7 @@ from qdyn.data import samplers
 from qdyn.validation import QdynInputError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # PySCF's OpenMP threads fight over 2 shared cores (10x slower when another job runs).
-    from pyscf import lib
-
-    before = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(before)
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 def spring_hessian(R, pairs):

@@ -7,14 +7,7 @@ from qdyn.data import SHIPPED, load_shipped, read, recipes, shipped_path
 from qdyn.data.labelers import labeler_from_spec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from pyscf import lib
-
-    before = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(before)
+pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "LiH": (200, 2, "CCSD", "cc-pVDZ"), "water_dimer": (300, 6, "DFT", "def2-SVP")}

@@ -1,6 +1,5 @@
 """Notebooks are executed (small sizes) so they never rot."""
 
-import os
 from pathlib import Path
 
 import nbformat

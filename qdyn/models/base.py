@@ -113,3 +113,12 @@ def make_species_table(species) -> jnp.ndarray:
     for i, z in enumerate(species):
         table[z] = i
     return jnp.asarray(table)
+
+
+def template_arrays(template):
+    """(species, species table, n_atoms, heads, tails) of a molecule template: what every
+    template-based model needs to read its difference vectors and per-species shifts."""
+    species = tuple(sorted(set(template.species)))
+    heads = np.array([h for h, _ in template.vectors])
+    tails = np.array([t for _, t in template.vectors])
+    return species, make_species_table(species), len(template.symbols), heads, tails

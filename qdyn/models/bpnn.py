@@ -23,7 +23,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..descriptors import SymmetryFunctions
 from ..system import System

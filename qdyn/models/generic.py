@@ -12,13 +12,12 @@ from typing import Literal, Optional, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..quantum.generic import GenericLayout, generic_qnode, make_expval
 from ..quantum.layout import MoleculeTemplate
 from ..system import System
 from . import sivqlm
-from .base import EnergyModel, make_species_table, species_shift
+from .base import EnergyModel, species_shift, template_arrays
 
 
 def build(
@@ -45,11 +44,7 @@ def build(
         expval = generic_qnode(layout)
     else:
         raise ValueError(f"backend must be 'statevector' or 'pennylane', got {backend!r}")
-    species = tuple(sorted(set(template.species)))
-    table = make_species_table(species)
-    n_atoms = len(template.symbols)
-    heads = np.array([h for h, _ in template.vectors])
-    tails = np.array([t for _, t in template.vectors])
+    species, table, n_atoms, heads, tails = template_arrays(template)
     shapes = layout.param_shapes()
     # The generic model accepts exactly what the siVQLM for the same template accepts.
     check = sivqlm.build(template, rep=rep, layers=1).check

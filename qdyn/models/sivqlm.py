@@ -41,7 +41,7 @@ from ..quantum.layout import InvariantLayout, MoleculeTemplate, build_layout
 from ..quantum.qnodes import invariant_qnode
 from ..system import System
 from ..validation import QdynInputError, check_positions, check_species
-from .base import EnergyModel, make_species_table, species_shift
+from .base import EnergyModel, species_shift, template_arrays
 
 TEMPLATES: dict[str, MoleculeTemplate] = {
     # One active atom: H seen from Li.
@@ -118,11 +118,7 @@ def build(
     else:
         raise ValueError(f"backend must be 'statevector', 'pennylane' or 'pennylane-expm', got {backend!r}")
 
-    species = tuple(sorted(set(template.species)))
-    table = make_species_table(species)
-    n_atoms = len(template.symbols)
-    heads = np.array([h for h, _ in template.vectors])
-    tails = np.array([t for _, t in template.vectors])
+    species, table, n_atoms, heads, tails = template_arrays(template)
     shapes = layout.param_shapes()
 
     def init(key):

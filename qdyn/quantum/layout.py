@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal, Sequence
 
-import numpy as np
 
 from .. import elements
 

@@ -17,7 +17,6 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pennylane as qml
 
 from . import gates
