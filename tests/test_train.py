@@ -115,3 +115,21 @@ def test_cli_train_eval_template(tmp_path):
     (tmp_path / "bad.yaml").write_text("epochs: 3\nbatch_sise: 4\n")
     res = runner.invoke(app, ["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "batch_sise" in res.output
+
+
+def test_optimizer_options_run_and_change_the_result(h2o_small, tmp_path):
+    """EMA, reduce-on-plateau, AdamW, exponential decay, loss-weight schedules and the
+    net-force term are wired through (each changes the trained parameters)."""
+    base = train(_cfg(BPNN, epochs=2), tmp_path / "base", progress=False, data=h2o_small).params
+    variants = {
+        "ema": {"optim": {"ema_decay": 0.9, "learning_rate": 5e-3}},
+        "plateau_adamw_exp": {"optim": {"reduce_on_plateau": True, "plateau_patience": 1, "optimizer": "adamw",
+                                        "weight_decay": 1e-3, "schedule": "exponential", "learning_rate": 5e-3}},
+        "schedules": {"loss": {"energy_weight": 1.0, "energy_weight_final": 10.0, "force_weight_final": 0.1,
+                               "net_force_weight": 1.0}},
+    }
+    for name, over in variants.items():
+        p = train(_cfg(BPNN, epochs=2, **over), tmp_path / name, progress=False, data=h2o_small).params
+        diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                   for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(base)))
+        assert np.isfinite(diff) and diff > 0, name
