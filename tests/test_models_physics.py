@@ -101,3 +101,48 @@ def test_float32_path_is_close_to_float64():
     assert E32.dtype == jnp.float32
     np.testing.assert_allclose(float(E32), float(E64), atol=1e-5)
     np.testing.assert_allclose(-np.asarray(F32), np.asarray(F64), atol=1e-4)
+
+
+def _bpnn(seed=0):
+    from qdyn.models import bpnn
+
+    model = bpnn.build(species=(1, 8), hidden=(8, 8), cutoff=4.0)
+    params = testing.randomize_params(model.init(jax.random.PRNGKey(seed)), jax.random.PRNGKey(seed + 1), scale=0.3)
+    params["g_std"] = jnp.abs(params["g_std"]) + 0.5  # a standardisation must be positive
+    return model, params
+
+
+def test_bpnn_passes_all_physics_checks():
+    model, params = _bpnn()
+    R, system = water_dimer()
+    R = jnp.asarray(rattle(R, 2))
+    testing.check_model(model, params, R, system,
+                        permutations=[[0, 2, 1, 3, 4, 5], [3, 4, 5, 0, 1, 2], [0, 4, 2, 3, 1, 5]])
+
+
+def test_bpnn_atom_energies_sum_to_total_and_are_local():
+    model, params = _bpnn()
+    R, system = water_dimer()
+    R = jnp.asarray(rattle(R, 3))
+    e = model.atom_energies(params, R, system)
+    np.testing.assert_allclose(float(jnp.sum(e)), float(model.apply(params, R, system)), atol=1e-12)
+    # beyond the 4 Å cutoff the molecules stop seeing each other: energies become additive
+    far = R.at[3:].add(jnp.array([20.0, 0.0, 0.0]))
+    e_far = model.atom_energies(params, far, system)
+    e_mono = model.atom_energies(params, far[:3], system.__class__.create(["O", "H", "H"]))
+    np.testing.assert_allclose(np.asarray(e_far[:3]), np.asarray(e_mono), atol=1e-12)
+
+
+def test_bpnn_is_smooth_across_the_cutoff():
+    """Energy and force are continuous as an atom leaves the cutoff sphere (C² cutoff)."""
+    model, params = _bpnn()
+    from qdyn.system import System
+
+    system = System.create(["O", "H"])
+    ef = jax.jit(jax.value_and_grad(model.apply, argnums=1))
+    rs = 4.0 + np.array([-1e-4, -1e-6, 0.0, 1e-6, 1e-4])
+    out = [ef(params, jnp.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]]), system) for r in rs]
+    E = np.array([float(o[0]) for o in out])
+    Fx = np.array([float(o[1][1, 0]) for o in out])
+    np.testing.assert_allclose(E, E[-1], atol=1e-9)
+    np.testing.assert_allclose(Fx, 0.0, atol=1e-6)
