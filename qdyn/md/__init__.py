@@ -1,0 +1,26 @@
+"""Molecular dynamics with any qdyn model through JAX-MD: integrators, the jitted block and
+host loop (neighbour-list overflow, NaN checks on the new state, checkpoints), batched
+replicas, initial conditions, analysis, trajectories and an ASE calculator.
+
+Example:
+    >>> from qdyn.precision import enable_x64; enable_x64()
+    >>> import jax
+    >>> from qdyn import md
+    >>> from qdyn.models import bpnn
+    >>> from qdyn.structures import water
+    >>> model = bpnn.build(species=(1, 8), hidden=(8,))
+    >>> params = model.init(jax.random.PRNGKey(0))
+    >>> R, system = water()
+    >>> res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve",
+    ...                 dt_fs=0.5, steps=20, stride=5, progress=None)
+"""
+
+from .init import degrees_of_freedom, maxwell_boltzmann
+from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses, model_energy_fn
+from .run import Frames, MDBlowUpError, MDResult, load_state, make_block, run_md, save_state
+
+__all__ = [
+    "degrees_of_freedom", "maxwell_boltzmann",
+    "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses", "model_energy_fn",
+    "Frames", "MDBlowUpError", "MDResult", "load_state", "make_block", "run_md", "save_state",
+]

@@ -1,0 +1,541 @@
+"""The MD run loop: one jitted block (``lax.scan`` of steps) inside a host loop.
+
+The block advances every replica by ``frames × stride`` steps (vmapped over replicas, the
+neighbour list updated inside) and returns the sampled frames. The host loop around it
+
+* checks the neighbour lists' ``did_buffer_overflow`` after every block; on overflow it
+  reallocates from the block's *starting* positions and redoes the block, so no step ever
+  runs with a truncated list;
+* checks the *new* state (finite positions, momenta and energies; temperature below a
+  blow-up threshold) and, if it is bad, saves the last good state and raises
+  :class:`MDBlowUpError`;
+* writes trajectory frames (extxyz, H5MD), checkpoints for restart (npz, atomic, no
+  pickle) and prints progress with ns/day and temperature.
+
+Params, systems and neighbour lists are arguments of the compiled block, never constants
+in it, so one compilation serves any params of the same shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+from ..data.io import atomic_savez, atomic_write_text, load_npz
+from ..system import System, stack
+from ..validation import QdynInputError
+from . import init as md_init
+from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
+
+
+class MDBlowUpError(RuntimeError):
+    """The new MD state is not finite or has blown up; the last good state was kept.
+
+    Attributes:
+        step: the step of the last good state.
+        last_good_path: checkpoint file holding it (None when no output directory was given).
+        last_good_state: the last good (batched) JAX-MD state.
+    """
+
+    def __init__(self, message: str, *, step: int, last_good_path, last_good_state):
+        super().__init__(message)
+        self.step = step
+        self.last_good_path = last_good_path
+        self.last_good_state = last_good_state
+
+
+class Frames(NamedTuple):
+    """Frames sampled inside one block (leading axes: frame, replica).
+
+    Attributes:
+        position: [F, Rp, n, 3] Å.  momentum: [F, Rp, n, 3] amu·Å/τ.
+        potential: [F, Rp] eV.  overflow: [Rp] bool, neighbour list overflowed in the block.
+    """
+
+    position: jax.Array
+    momentum: jax.Array
+    potential: jax.Array
+    overflow: jax.Array
+
+
+class MDResult(NamedTuple):
+    """What :func:`run_md` returns (host NumPy arrays).
+
+    Attributes:
+        state: the final batched JAX-MD state.
+        step: [F] step index of every frame.  time_fs: [F] fs.
+        potential, kinetic, total: [F, Rp] eV.  temperature: [F, Rp] K.
+        position, velocity: [F, S, n, 3] Å and Å/fs for the S stored replicas.
+        stored_replicas: their indices.
+        dof: degrees of freedom used for temperatures.
+        n_reallocations: neighbour-list reallocations (each redid a block).
+        timings: compile_s, run_s, steps_per_s, molecule_steps_per_s, ns_per_day.
+        out_dir: output directory or None.
+    """
+
+    state: object
+    step: np.ndarray
+    time_fs: np.ndarray
+    potential: np.ndarray
+    kinetic: np.ndarray
+    total: np.ndarray
+    temperature: np.ndarray
+    position: np.ndarray
+    velocity: np.ndarray
+    stored_replicas: list
+    dof: int
+    n_reallocations: int
+    timings: dict
+    out_dir: Optional[Path]
+
+
+def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int) -> Callable:
+    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems)``.
+
+    Args:
+        integrator: from :func:`~qdyn.md.integrators.make_integrator`.
+        energy_fn: the MD energy ``(R, *, params, system, neighbor) -> E`` [eV] (for the
+            potential energy of sampled frames).
+        stride: steps between sampled frames.
+        frames: frames per block (the block runs ``stride × frames`` steps).
+
+    Returns:
+        ``block(states, neighbors, params, systems) -> (states, neighbors, Frames)`` where
+        states, neighbours (or None) and systems carry a leading replica axis and params do
+        not (shared by all replicas).
+    """
+
+    def one(state, nbr, system, params):
+        def step(carry, _):
+            state, nbr = carry
+            state = integrator.step(state, params=params, system=system, neighbor=nbr)
+            if nbr is not None:
+                nbr = nbr.update(state.position)
+            return (state, nbr), None
+
+        def frame(carry, _):
+            carry, _ = jax.lax.scan(step, carry, None, length=stride)
+            state, nbr = carry
+            pe = energy_fn(state.position, params=params, system=system, neighbor=nbr)
+            return carry, (state.position, state.momentum, pe)
+
+        (state, nbr), (R, P, PE) = jax.lax.scan(frame, (state, nbr), None, length=frames)
+        overflow = nbr.did_buffer_overflow if nbr is not None else jnp.zeros((), bool)
+        return state, nbr, R, P, PE, overflow
+
+    def block(states, neighbors, params, systems):
+        out = jax.vmap(one, in_axes=(0, 0, 0, None))(states, neighbors, systems, params)
+        state, nbr, R, P, PE, overflow = out
+        # frames first, then replicas
+        return state, nbr, Frames(jnp.swapaxes(R, 0, 1), jnp.swapaxes(P, 0, 1), jnp.swapaxes(PE, 0, 1), overflow)
+
+    return block
+
+
+class _Programs:
+    """The jitted functions of one (energy, cell, ensemble, dt, sampling) combination.
+
+    Cached, so repeated runs (tests, notebooks, new params of the same shape) compile once;
+    the AOT-compiled block is kept per argument signature so compile time is measured on
+    its own.
+    """
+
+    def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
+                 remove_com, remove_rotation):
+        self.integ = make_integrator(energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
+                                     temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs)
+        integ = self.integ
+
+        def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
+            p = md_init.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
+                                          remove_rotation=remove_rotation)
+            state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr)
+            pe = energy_fn(R, params=params, system=system, neighbor=nbr)
+            return state, pe
+
+        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, None, None)))
+        self.potential = jax.jit(jax.vmap(lambda R, s, nb, prm: energy_fn(R, params=prm, system=s, neighbor=nb),
+                                          in_axes=(0, 0, 0, None)))
+        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames))
+        self.kinetic = jax.jit(md_init.kinetic_energy)
+        self.compiled = {}
+
+    def compiled_block(self, *args):
+        """(compiled block, seconds spent compiling now)."""
+        leaves, treedef = jax.tree_util.tree_flatten(args)
+        sig = (treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves))
+        if sig in self.compiled:
+            return self.compiled[sig], 0.0
+        t = time.perf_counter()
+        self.compiled[sig] = self.block.lower(*args).compile()
+        return self.compiled[sig], time.perf_counter() - t
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(*key) -> _Programs:
+    return _Programs(*key)
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+def _leaves_with_names(state):
+    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+    return [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in flat], treedef
+
+
+def save_state(path, state, meta: dict) -> Path:
+    """Write a (batched) JAX-MD state and its metadata to ``path`` (npz, atomic, no pickle)."""
+    named, _ = _leaves_with_names(state)
+    arrays = {f"leaf{i:03d}": v for i, (_, v) in enumerate(named)}
+    arrays["__names__"] = np.array([n for n, _ in named])
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    atomic_savez(Path(path), arrays)
+    return Path(path)
+
+
+def load_state(path, template):
+    """(state, meta) from a :func:`save_state` file, shaped like ``template``.
+
+    Raises:
+        QdynInputError: if the file does not match the template (another ensemble, replica
+            count or atom count).
+    """
+    z = load_npz(Path(path))
+    named, treedef = _leaves_with_names(template)
+    names = [str(n) for n in z["__names__"]]
+    if names != [n for n, _ in named]:
+        raise QdynInputError(f"{path}: state fields {names} do not match this run's {[n for n, _ in named]}")
+    leaves = []
+    for i, (name, ref) in enumerate(named):
+        v = z[f"leaf{i:03d}"]
+        if v.shape != ref.shape:
+            raise QdynInputError(f"{path}: field {name} has shape {v.shape}, this run needs {ref.shape}")
+        leaves.append(jnp.asarray(v, dtype=ref.dtype))
+    return jax.tree_util.tree_unflatten(treedef, leaves), json.loads(str(z["__meta__"]))
+
+
+# -- the run ---------------------------------------------------------------------------------
+def _as_replicas(R, system, replicas: int):
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim == 2:
+        R = np.broadcast_to(R, (replicas, *R.shape)).copy()
+    if R.ndim != 3 or R.shape[-1] != 3:
+        raise QdynInputError(f"R must be [n_atoms, 3] or [replicas, n_atoms, 3] Å, got shape {R.shape}")
+    if R.shape[0] != replicas:
+        raise QdynInputError(f"R holds {R.shape[0]} structures but replicas={replicas}")
+    systems = list(system) if isinstance(system, (list, tuple)) else [system] * replicas
+    if len(systems) != replicas:
+        raise QdynInputError(f"got {len(systems)} systems for {replicas} replicas")
+    n = R.shape[1]
+    for i, s in enumerate(systems):
+        if s.n_atoms != n:
+            raise QdynInputError(f"replica {i}: system has {s.n_atoms} atoms, R has {n}")
+    if not np.all(np.isfinite(R)):
+        raise QdynInputError("initial positions contain NaN or inf")
+    return R, systems
+
+
+def _default_progress(info: dict) -> None:
+    print(f"step {info['step']:>9d}  t = {info['time_ps']:9.3f} ps  T = {info['temperature_K']:8.1f} K  "
+          f"E_tot drift = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:8.2f} ns/day", file=sys.stderr, flush=True)
+
+
+def run_md(
+    energy_fn: Callable,
+    params,
+    R,
+    system: Union[System, Sequence[System]],
+    *,
+    ensemble: str,
+    dt_fs: float,
+    steps: int,
+    temperature_K: float = 300.0,
+    key: Optional[jax.Array] = None,
+    replica_keys: Optional[jax.Array] = None,
+    replicas: int = 1,
+    stride: int = 10,
+    frames_per_block: int = 10,
+    friction_per_fs: float = 0.01,
+    tau_fs: float = 100.0,
+    remove_rotation: bool = False,
+    initial_temperature_K: Optional[float] = None,
+    neighbor_fn=None,
+    neighbor=None,
+    out_dir: Optional[Union[str, Path]] = None,
+    trajectory_formats: Sequence[str] = ("extxyz", "h5md"),
+    store_replicas: int = 1,
+    checkpoint_every: int = 10,
+    restart: bool = False,
+    max_temperature_K: Optional[float] = None,
+    progress: Optional[Callable[[dict], None]] = _default_progress,
+    progress_every_s: float = 5.0,
+) -> MDResult:
+    """Run MD of ``replicas`` independent copies with any qdyn energy function.
+
+    Args:
+        energy_fn: ``(R, *, params, system, neighbor) -> E`` [eV]; for an
+            :class:`~qdyn.models.base.EnergyModel` use
+            :func:`~qdyn.md.integrators.model_energy_fn` ``(model.apply)``.
+        params: the model parameters (call-time argument of the compiled block).
+        R: initial positions [n, 3] Å (all replicas) or [replicas, n, 3].
+        system: one :class:`~qdyn.system.System` or one per replica (same atom count and
+            box; no padding atoms).
+        ensemble: "nve", "nvt" (Langevin), "nvt-langevin" or "nvt-nose-hoover".
+        dt_fs: time step [fs].
+        steps: total steps; a multiple of ``stride``.
+        temperature_K: thermostat target [K] (and initial temperature by default).
+        key: PRNG key; replica i uses ``jax.random.split(key, replicas)[i]``.
+        replica_keys: [replicas] keys instead of ``key`` (to reproduce single replicas).
+        replicas: number of independent replicas (vmapped).
+        stride: steps between sampled frames.
+        frames_per_block: frames per compiled block (host checks happen between blocks).
+        friction_per_fs: Langevin friction [1/fs].
+        tau_fs: Nosé–Hoover time constant [fs].
+        remove_rotation: remove rigid rotation from initial velocities (free molecules).
+        initial_temperature_K: temperature of the initial Maxwell–Boltzmann velocities
+            (default ``temperature_K``).
+        neighbor_fn: JAX-MD ``NeighborListFns`` for energies that need a neighbour list.
+        neighbor: an already allocated neighbour list (of one replica) to start from.
+        out_dir: where trajectories, checkpoints and ``md.json`` go (None: nothing written).
+        trajectory_formats: any of "extxyz", "h5md".
+        store_replicas: how many replicas (the first ones) are written and kept in memory.
+        checkpoint_every: blocks between checkpoints.
+        restart: continue from ``out_dir/checkpoint.npz``.
+        max_temperature_K: blow-up threshold on any replica's temperature (default
+            ``max(20 T, 2000 K)``).
+        progress: callback with a dict (step, time_ps, temperature_K, drift_eV, ns_per_day),
+            or None for silence.
+        progress_every_s: seconds between progress calls.
+
+    Returns:
+        :class:`MDResult`.
+
+    Raises:
+        QdynInputError: bad arguments (before anything compiles).
+        MDBlowUpError: a block produced a non-finite or blown-up state.
+    """
+    t_start = time.perf_counter()
+    if steps <= 0 or steps % stride:
+        raise QdynInputError(f"steps must be a positive multiple of stride={stride}, got {steps}")
+    if replicas < 1:
+        raise QdynInputError(f"replicas must be ≥ 1, got {replicas}")
+    bad_formats = set(trajectory_formats) - {"extxyz", "h5md"}
+    if bad_formats:
+        raise QdynInputError(f"unknown trajectory formats {sorted(bad_formats)}; choose extxyz and/or h5md")
+    if restart and out_dir is None:
+        raise QdynInputError("restart=True needs out_dir (where checkpoint.npz is)")
+    Rs, systems = _as_replicas(R, system, replicas)
+    sp = make_space(systems[0])
+    if sp.box_side is not None:
+        Rs = np.mod(Rs, sp.box_side)  # JAX-MD's periodic space expects wrapped positions
+    mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
+    n_frames_total = steps // stride
+    # frames per block: the largest divisor of the frame count not above the request, so every
+    # block has the same shape and compiles once
+    fpb = max(d for d in range(1, min(frames_per_block, n_frames_total) + 1) if n_frames_total % d == 0)
+    if ensemble not in ENSEMBLES:
+        raise QdynInputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+    thermostat = ensemble != "nve"
+    conserves = ensemble in ("nve", "nvt-nose-hoover")
+    rot = bool(remove_rotation and sp.box_side is None)
+    progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
+                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot)
+    integ = progs.integ
+    batched_sys = stack(systems)
+    n_atoms = Rs.shape[1]
+    # rotation stays removed only where angular momentum is conserved (NVE, free space)
+    dof = md_init.degrees_of_freedom(n_atoms, remove_com=conserves, remove_rotation=rot and ensemble == "nve")
+    T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
+    if max_temperature_K is None:
+        max_temperature_K = max(20.0 * max(T0, temperature_K), 2000.0)
+
+    if replica_keys is None:
+        key = jax.random.PRNGKey(0) if key is None else key
+        replica_keys = jax.random.split(key, replicas)
+    replica_keys = jnp.asarray(replica_keys)
+    if replica_keys.shape[0] != replicas:
+        raise QdynInputError(f"replica_keys holds {replica_keys.shape[0]} keys for {replicas} replicas")
+    vel_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(replica_keys)
+    int_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(replica_keys)
+
+    # -- neighbour lists: allocated on the host, one per replica with a common capacity
+    def allocate(Rp, extra=0):
+        best = None
+        for r in range(Rp.shape[0]):
+            nb = neighbor_fn.allocate(jnp.asarray(Rp[r]), extra_capacity=extra)
+            if best is None or nb.idx.shape[-1] > best.idx.shape[-1]:
+                best = nb
+        return _spread(best, Rp)
+
+    def _spread(template, Rp):
+        return jax.vmap(lambda r: neighbor_fn.update(r, template))(jnp.asarray(Rp))
+
+    nbrs = None
+    if neighbor_fn is not None:
+        nbrs = _spread(neighbor, Rs) if neighbor is not None else allocate(Rs)
+    elif neighbor is not None:
+        raise QdynInputError("neighbor given without neighbor_fn")
+
+    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs, params,
+                             float(T0))
+    steps_per_block = stride * fpb
+
+    out = None if out_dir is None else Path(out_dir)
+    ckpt_path = None if out is None else out / "checkpoint.npz"
+    step0 = 0
+    frames_done = 0
+    if restart:
+        if not ckpt_path.exists():
+            raise QdynInputError(f"restart=True but {ckpt_path} does not exist")
+        states, meta = load_state(ckpt_path, states)
+        for k, v in (("ensemble", integ.ensemble), ("dt_fs", float(dt_fs)), ("replicas", replicas),
+                     ("stride", stride)):
+            if meta.get(k) != v:
+                raise QdynInputError(f"{ckpt_path}: checkpoint has {k}={meta.get(k)!r}, this run asks for {v!r}")
+        step0 = int(meta["step"])
+        frames_done = int(meta["frames"])
+        if nbrs is not None:
+            nbrs = allocate(np.asarray(states.position))
+    stored = list(range(min(store_replicas, replicas)))
+    species = np.asarray(systems[0].species)
+    writers = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        from .trajectory import ExtxyzWriter, H5MDWriter
+
+        if "extxyz" in trajectory_formats:
+            for r in stored:
+                name = "trajectory.xyz" if len(stored) == 1 else f"trajectory_r{r:04d}.xyz"
+                writers.append(("xyz", r, ExtxyzWriter(out / name, species, sp.box_side, keep_frames=frames_done)))
+        if "h5md" in trajectory_formats:
+            writers.append(("h5", None, H5MDWriter(out / "trajectory.h5", species, sp.box_side, replicas=stored,
+                                                   keep_frames=frames_done)))
+
+    mass_j = jnp.asarray(mass)
+    if restart:
+        pe0 = progs.potential(states.position, batched_sys, nbrs, params)
+    e_ref = np.asarray(pe0) + np.asarray(progs.kinetic(states.momentum, mass_j))
+
+    rec = {k: [] for k in ("step", "pe", "ke", "R", "V")}
+    n_realloc = 0
+    compile_s = 0.0
+    t_loop = None
+    t_last_print = -1e9
+    steps_run = 0
+    step = step0
+    block_i = 0
+    try:
+        while step < steps:
+            fn, c_s = progs.compiled_block(states, nbrs, params, batched_sys)
+            compile_s += c_s
+            if t_loop is None:
+                t_loop = time.perf_counter()
+            new_states, new_nbrs, fr = fn(states, nbrs, params, batched_sys)
+            if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
+                # redo the block from its start with a list sized for the start positions
+                n_realloc += 1
+                if n_realloc > 100:
+                    raise RuntimeError("neighbour list overflowed 100 times; is the system exploding?")
+                extra = int(nbrs.idx.shape[-1] * 0.25) if n_realloc > 1 else 0
+                nbrs = allocate(np.asarray(states.position), extra)
+                continue
+            R_f = np.asarray(fr.position)
+            P_f = np.asarray(fr.momentum)
+            PE_f = np.asarray(fr.potential)
+            KE_f = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
+            T_f = 2.0 * KE_f / (dof * units.KB_EV_PER_K)
+            bad = _check_new_state(R_f, P_f, PE_f, T_f, max_temperature_K)
+            if bad is not None:
+                last = None
+                if out is not None:
+                    last = save_state(out / "last_good.npz", states, _meta(integ, dt_fs, replicas, stride, step,
+                                                                            frames_done))
+                where = f"; last good state (step {step}) saved to {last}" if last else \
+                    f"; last good state (step {step}) is attached to the error as .last_good_state"
+                raise MDBlowUpError(
+                    f"MD stopped in steps {step}..{step + steps_per_block}: {bad}{where}. "
+                    "Try a smaller dt_fs, check the model on this geometry, or lower the temperature.",
+                    step=step, last_good_path=last, last_good_state=states)
+            states, nbrs = new_states, new_nbrs
+            steps_here = steps_per_block
+            f_steps = step + stride * (1 + np.arange(fpb))
+            step += steps_here
+            steps_run += steps_here
+            frames_done += fpb
+            block_i += 1
+            V_f = P_f[:, stored] / mass[None, stored, :, None] / units.TIME_UNIT_FS
+            rec["step"].append(f_steps)
+            rec["pe"].append(PE_f)
+            rec["ke"].append(KE_f)
+            rec["R"].append(R_f[:, stored])
+            rec["V"].append(V_f)
+            t_fs = f_steps * float(dt_fs)
+            for kind, r, w in writers:
+                if kind == "xyz":
+                    w.append(time_fs=t_fs, R=R_f[:, r], V=V_f[:, stored.index(r)], energy=PE_f[:, r],
+                             temperature=T_f[:, r])
+                else:
+                    w.append(step=f_steps, time_fs=t_fs, R=R_f[:, stored], V=V_f, potential=PE_f[:, stored],
+                             kinetic=KE_f[:, stored], temperature=T_f[:, stored])
+            if out is not None and (block_i % checkpoint_every == 0 or step >= steps):
+                save_state(ckpt_path, states, _meta(integ, dt_fs, replicas, stride, step, frames_done))
+            now = time.perf_counter()
+            if progress is not None and (now - t_last_print >= progress_every_s or step >= steps):
+                t_last_print = now
+                el = max(now - t_loop, 1e-9)
+                progress({"step": int(step), "time_ps": step * dt_fs / 1e3,
+                          "temperature_K": float(T_f[-1].mean()),
+                          "drift_eV": float(np.mean(PE_f[-1] + KE_f[-1] - e_ref)),
+                          "ns_per_day": steps_run * dt_fs * 1e-6 / (el / 86400.0)})
+    finally:
+        for _, _, w in writers:
+            w.close()
+
+    run_s = max(time.perf_counter() - (t_loop or time.perf_counter()), 1e-9)
+    cat = (lambda k: np.concatenate(rec[k]) if rec[k] else np.zeros((0,)))
+    pe, ke = cat("pe"), cat("ke")
+    steps_arr = cat("step").astype(np.int64)
+    timings = {
+        "compile_s": compile_s, "run_s": run_s, "total_s": time.perf_counter() - t_start,
+        "steps_per_s": steps_run / run_s, "molecule_steps_per_s": steps_run * replicas / run_s,
+        "ns_per_day": steps_run * dt_fs * 1e-6 / (run_s / 86400.0),
+    }
+    result = MDResult(
+        state=states, step=steps_arr, time_fs=steps_arr * float(dt_fs), potential=pe, kinetic=ke,
+        total=pe + ke if len(pe) else pe, temperature=2.0 * ke / (dof * units.KB_EV_PER_K) if len(ke) else ke,
+        position=cat("R"), velocity=cat("V"), stored_replicas=stored, dof=dof, n_reallocations=n_realloc,
+        timings=timings, out_dir=out)
+    if out is not None:
+        summary = {"ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": steps, "replicas": replicas,
+                   "temperature_K": temperature_K, "dof": dof, "n_reallocations": n_realloc, "timings": timings,
+                   "mean_temperature_K": float(result.temperature.mean()) if len(ke) else None}
+        atomic_write_text(out / "md.json", json.dumps(summary, indent=2))
+    return result
+
+
+def _meta(integ, dt_fs, replicas, stride, step, frames):
+    return {"ensemble": integ.ensemble, "dt_fs": float(dt_fs), "replicas": replicas, "stride": stride,
+            "step": int(step), "frames": int(frames), "units": "Å, amu, eV; momentum amu·Å/τ, τ = "
+            f"{units.TIME_UNIT_FS} fs"}
+
+
+def _check_new_state(R, P, PE, T, max_T) -> Optional[str]:
+    """Describe what is wrong with a block's frames, or None if all is well."""
+    for name, arr, axes in (("positions", R, (2, 3)), ("momenta", P, (2, 3)), ("potential energy", PE, ())):
+        finite = np.isfinite(arr).all(axis=axes) if axes else np.isfinite(arr)  # [F, Rp]
+        if not finite.all():
+            f, r = np.argwhere(~finite)[0]
+            return f"replica {r} has non-finite {name} (first at frame {f} of the block)"
+    hot = T > max_T
+    if hot.any():
+        f, r = np.argwhere(hot)[0]
+        return f"replica {r} blew up: temperature {T[f, r]:.3g} K > {max_T:.3g} K (frame {f} of the block)"
+    return None

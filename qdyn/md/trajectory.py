@@ -1,0 +1,178 @@
+"""Streaming trajectory writers: extended XYZ and H5MD.
+
+Trajectories grow while the run goes, so they are appended to (not replaced atomically);
+each writer records how many frames it holds and can be cut back to a checkpoint's frame
+count on restart, so a resumed run never duplicates or loses frames. Units: Å, Å/fs, eV,
+fs, K.
+
+* extxyz: one frame per block of lines, readable by ASE (``ase.io.read(path, ":")``),
+  OVITO and :func:`qdyn.data.read` (which reads ``energy_unit="eV"``/Å headers).
+* H5MD 1.1 (de Buyl et al., Comput. Phys. Commun. 185, 1546 (2014)): one particle group per
+  stored replica with time-dependent ``position`` and ``velocity``, ``species`` and ``box``;
+  ``observables/`` holds per-frame energies and temperatures. Readable by OVITO, MDAnalysis
+  and h5py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .. import __version__, elements
+
+
+class ExtxyzWriter:
+    """Append frames of one replica to an extended XYZ file.
+
+    Args:
+        path: file; created (or truncated to ``keep_frames`` frames when resuming).
+        species: [n] atomic numbers.
+        box_side: [3] Å for periodic boxes, None in free space.
+        keep_frames: frames already in the file to keep (restart), 0 to start fresh.
+    """
+
+    def __init__(self, path, species: Sequence[int], box_side: Optional[np.ndarray], *, keep_frames: int = 0):
+        self.path = Path(path)
+        self.symbols = [elements.symbol(int(z)) for z in species]
+        self.box_side = None if box_side is None else np.asarray(box_side, float)
+        self.n_frames = 0
+        lines_per_frame = len(self.symbols) + 2
+        if keep_frames and self.path.exists():
+            with open(self.path) as fh:
+                lines = fh.readlines()[: keep_frames * lines_per_frame]
+            if len(lines) != keep_frames * lines_per_frame:
+                raise RuntimeError(f"{self.path}: holds fewer than the {keep_frames} frames the checkpoint expects")
+            with open(self.path, "w") as fh:
+                fh.writelines(lines)
+            self.n_frames = keep_frames
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+
+    def append(self, *, time_fs, R, V, energy, temperature):
+        """Append frames: time [F] fs, R [F, n, 3] Å, V [F, n, 3] Å/fs, energy [F] eV (potential),
+        temperature [F] K."""
+        out = []
+        if self.box_side is not None:
+            L = self.box_side
+            cell = f'Lattice="{L[0]:.8f} 0 0 0 {L[1]:.8f} 0 0 0 {L[2]:.8f}" pbc="T T T" '
+        else:
+            cell = 'pbc="F F F" '
+        for f in range(len(time_fs)):
+            out.append(f"{len(self.symbols)}\n")
+            out.append(f"{cell}Properties=species:S:1:pos:R:3:vel:R:3 time={time_fs[f]:.6f} "
+                       f"energy={energy[f]:.12f} temperature={temperature[f]:.6f} "
+                       'energy_unit=eV length_unit=Angstrom time_unit=fs vel_unit=Angstrom/fs\n')
+            for s, r, v in zip(self.symbols, R[f], V[f]):
+                out.append(f"{s} {r[0]:.10f} {r[1]:.10f} {r[2]:.10f} {v[0]:.10e} {v[1]:.10e} {v[2]:.10e}\n")
+        with open(self.path, "a") as fh:
+            fh.writelines(out)
+            fh.flush()
+        self.n_frames += len(time_fs)
+
+    def close(self):
+        pass
+
+
+class H5MDWriter:
+    """Append frames of several replicas to one H5MD file.
+
+    Args:
+        path: file; created (or cut back to ``keep_frames`` frames when resuming).
+        species: [n] atomic numbers.
+        box_side: [3] Å for periodic boxes, None in free space.
+        replicas: the replica indices stored (one particle group each).
+        keep_frames: frames to keep from an existing file (restart), 0 to start fresh.
+    """
+
+    def __init__(self, path, species, box_side, *, replicas: Sequence[int], keep_frames: int = 0):
+        import h5py
+
+        self.path = Path(path)
+        self.replicas = list(replicas)
+        n = len(species)
+        if keep_frames and self.path.exists():
+            self.f = h5py.File(self.path, "a")
+            for name in self._series_names():
+                for ds in ("step", "time", "value"):
+                    d = self.f[name][ds]
+                    if d.shape[0] < keep_frames:
+                        raise RuntimeError(f"{self.path}: {name} has fewer than {keep_frames} frames")
+                    d.resize(keep_frames, axis=0)
+            self.n_frames = keep_frames
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = f = h5py.File(self.path, "w")
+        h = f.create_group("h5md")
+        h.attrs["version"] = np.array([1, 1], dtype=np.int32)
+        h.create_group("author").attrs["name"] = "qdyn user"
+        c = h.create_group("creator")
+        c.attrs["name"] = "qdyn"
+        c.attrs["version"] = __version__
+        for r in self.replicas:
+            g = f.create_group(f"particles/replica_{r:04d}")
+            box = g.create_group("box")
+            box.attrs["dimension"] = 3
+            if box_side is None:
+                box.attrs["boundary"] = np.array([b"none"] * 3)
+                # H5MD requires edges only for periodic boundaries; a large cube helps viewers
+            else:
+                box.attrs["boundary"] = np.array([b"periodic"] * 3)
+                e = box.create_dataset("edges", data=np.asarray(box_side, float))
+                e.attrs["unit"] = "angstrom"
+            g.create_dataset("species", data=np.asarray(species, np.int32))
+            for name, unit in (("position", "angstrom"), ("velocity", "angstrom fs-1")):
+                self._series(g.create_group(name), (n, 3), unit)
+        for name, unit in (("potential_energy", "eV"), ("kinetic_energy", "eV"), ("temperature", "K")):
+            self._series(f.create_group(f"observables/{name}"), (len(self.replicas),), unit)
+        self.n_frames = 0
+
+    @staticmethod
+    def _series(g, shape, unit):
+        g.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
+        t = g.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(256,))
+        t.attrs["unit"] = "fs"
+        v = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype=np.float64,
+                             chunks=(16, *shape))
+        v.attrs["unit"] = unit
+
+    def _series_names(self):
+        names = [f"particles/replica_{r:04d}/{q}" for r in self.replicas for q in ("position", "velocity")]
+        return names + [f"observables/{q}" for q in ("potential_energy", "kinetic_energy", "temperature")]
+
+    def append(self, *, step, time_fs, R, V, potential, kinetic, temperature):
+        """Append frames: step [F], time [F] fs, R/V [F, S, n, 3] (S stored replicas, Å and
+        Å/fs), potential/kinetic [F, S] eV, temperature [F, S] K."""
+        F = len(step)
+        new = self.n_frames + F
+
+        def put(g, value):
+            for ds, data in (("step", step), ("time", time_fs), ("value", value)):
+                d = g[ds]
+                d.resize(new, axis=0)
+                d[self.n_frames:new] = data
+
+        for s, r in enumerate(self.replicas):
+            put(self.f[f"particles/replica_{r:04d}/position"], R[:, s])
+            put(self.f[f"particles/replica_{r:04d}/velocity"], V[:, s])
+        put(self.f["observables/potential_energy"], potential)
+        put(self.f["observables/kinetic_energy"], kinetic)
+        put(self.f["observables/temperature"], temperature)
+        self.f.flush()
+        self.n_frames = new
+
+    def close(self):
+        self.f.close()
+
+
+def read_h5md(path, *, replica: int = 0) -> dict:
+    """Read one replica back: ``{"species", "time", "position", "velocity", "box"}``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        g = f[f"particles/replica_{replica:04d}"]
+        box = g["box/edges"][()] if "edges" in g["box"] else None
+        return {"species": g["species"][()], "time": g["position/time"][()], "position": g["position/value"][()],
+                "velocity": g["velocity/value"][()], "box": box}
