@@ -154,3 +154,15 @@ def test_template_validation():
         MoleculeTemplate(symbols=("O", "H", "H"), vectors=((1, 0),), symmetries=((0, 2, 1),))
     with pytest.raises(ValueError, match="even number of qubits"):
         build_layout(sivqlm.TEMPLATES["LiH"], rep=1, layers=1)
+
+
+def test_reupload_circuit_equals_pennylane():
+    from qdyn.quantum.reupload import make_expvals, reupload_qnode
+
+    W = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 3), jnp.float64)
+    a = jax.random.normal(jax.random.PRNGKey(1), (3, 4), jnp.float64)
+    sv, ref = make_expvals(4), reupload_qnode(4)
+    np.testing.assert_allclose(np.asarray(sv(W, a)), np.asarray(ref(W, a)), atol=1e-12)
+    for argnum in (0, 1):
+        np.testing.assert_allclose(np.asarray(jax.jacobian(sv, argnum)(W, a)),
+                                   np.asarray(jax.jacobian(ref, argnum)(W, a)), atol=1e-10)

@@ -146,3 +146,17 @@ def test_bpnn_is_smooth_across_the_cutoff():
     Fx = np.array([float(o[1][1, 0]) for o in out])
     np.testing.assert_allclose(E, E[-1], atol=1e-9)
     np.testing.assert_allclose(Fx, 0.0, atol=1e-6)
+
+
+def test_hybrid_passes_all_physics_checks():
+    from qdyn.models import hybrid
+
+    model = hybrid.build(species=(1, 8), n_qubits=3, layers=2, hidden=(8,), cutoff=4.0)
+    params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
+    params["g_std"] = jnp.abs(params["g_std"]) + 0.5
+    R, system = water_dimer()
+    R = jnp.asarray(rattle(R, 4))
+    testing.check_model(model, params, R, system, permutations=[[0, 2, 1, 3, 4, 5], [3, 4, 5, 0, 1, 2]])
+    # the circuit branch matters: switching its integration weights off changes the energy
+    off = {**params, "int_q": jnp.zeros_like(params["int_q"])}
+    assert abs(float(model.apply(params, R, system) - model.apply(off, R, system))) > 1e-4

@@ -56,7 +56,7 @@ def quickstart(
 @app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see `qdyn template`)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model family: sivqlm, generic or bpnn."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model family: sivqlm, generic, bpnn or hybrid."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset file or shipped:NAME."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run directory."),
     epochs: Optional[int] = typer.Option(None, "--epochs"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bpnn, generic, sivqlm
+from . import bpnn, generic, hybrid, sivqlm
 from .base import EnergyModel
 
 
@@ -24,12 +24,20 @@ def build_model(config: dict, *, species: Sequence[int] = ()) -> EnergyModel:
             raise ValueError("bpnn needs the species it models (from the dataset)")
         return bpnn.build(species=sp, hidden=c["hidden"], cutoff=c["cutoff"], n_radial=c["n_radial"],
                           zetas=c["zetas"], eta_angular=c["eta_angular"])
+    if family == "hybrid":
+        sp = c.get("species") or species
+        if not sp:
+            raise ValueError("hybrid needs the species it models (from the dataset)")
+        return hybrid.build(species=sp, n_qubits=c["n_qubits"], layers=c["layers"], hidden=c["hidden"],
+                            cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"], eta_angular=c["eta_angular"])
     raise ValueError(f"unknown model family {family!r}")
 
 
-# Parameter groups for optimisers: circuit angles and strengths are "quantum", everything
-# else that training may touch is "classical", descriptor statistics are fixed.
-QUANTUM_KEYS = frozenset({"alpha", "J", "eps", "a", "W"})
+# Parameter groups for optimisers: circuit angles and strengths (and, in the hybrid model,
+# the feature-to-angle encoding and the integration weights on circuit outputs) are
+# "quantum", everything else that training may touch is "classical", descriptor statistics
+# are fixed.
+QUANTUM_KEYS = frozenset({"alpha", "J", "eps", "a", "W", "enc_A", "enc_b", "qW", "int_q"})
 FIXED_KEYS = frozenset({"g_mean", "g_std"})
 
 

@@ -44,7 +44,18 @@ class BPNNConfig(_Strict):
     eta_angular: float = Field(0.1, gt=0, description="Å^-2")
 
 
-ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig], Field(discriminator="family")]
+class HybridConfig(_Strict):
+    family: Literal["hybrid"] = "hybrid"
+    n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit")
+    layers: int = Field(3, ge=1, description="re-uploading layers")
+    hidden: list[int] = Field(default_factory=lambda: [16, 16])
+    cutoff: float = Field(5.0, gt=0, description="Å")
+    n_radial: int = Field(8, ge=1)
+    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
+    eta_angular: float = Field(0.1, gt=0, description="Å^-2")
+
+
+ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig, HybridConfig], Field(discriminator="family")]
 
 
 class DataConfig(_Strict):
@@ -130,7 +141,7 @@ def template_yaml() -> str:
     """A commented default config."""
     cfg = TrainConfig().model_dump(mode="json")
     lines = ["# qdyn training config (all keys optional; unknown keys are rejected)",
-             "# model.family: sivqlm | generic | bpnn (see docs/training.md)"]
+             "# model.family: sivqlm | generic | bpnn | hybrid (see docs/training.md)"]
     body = yaml.safe_dump(cfg, sort_keys=False)
     comments = {
         "path:": "  # shipped:H2O, shipped:LiH, shipped:water_dimer, or any file qdyn reads",

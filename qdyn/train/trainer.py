@@ -65,7 +65,7 @@ def split_data(ds, cfg):
 # ----------------------------------------------------------------------------- model
 def _model_config(cfg: TrainConfig, species) -> dict:
     mc = cfg.model.model_dump()
-    if mc["family"] == "bpnn":
+    if mc["family"] in ("bpnn", "hybrid"):
         mc["species"] = [int(z) for z in species]
     return mc
 
@@ -109,7 +109,7 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
     mask = train_ds.Z > 0
     info = {"mode": mode}
     p = dict(params)
-    if model.config["family"] == "bpnn":
+    if model.config["family"] in ("bpnn", "hybrid"):
         from ..models.bpnn import descriptor_fn
 
         sf = descriptor_fn(model)
