@@ -64,7 +64,7 @@ class ExtxyzWriter:
             out.append(f"{len(self.symbols)}\n")
             out.append(f"{cell}Properties=species:S:1:pos:R:3:vel:R:3 time={time_fs[f]:.6f} "
                        f"energy={energy[f]:.12f} temperature={temperature[f]:.6f} "
-                       'energy_unit=eV length_unit=Angstrom time_unit=fs vel_unit=Angstrom/fs\n')
+                       'energy_unit=eV length_unit=Angstrom force_unit="eV/Angstrom" time_unit=fs vel_unit="Angstrom/fs"\n')
             for s, r, v in zip(self.symbols, R[f], V[f]):
                 out.append(f"{s} {r[0]:.10f} {r[1]:.10f} {r[2]:.10f} {v[0]:.10e} {v[1]:.10e} {v[2]:.10e}\n")
         with open(self.path, "a") as fh:
