@@ -40,6 +40,7 @@ def models(template: str):
             "generic QNN": {"family": "generic", "template": "H2O", "layers": 8},
             "BPNN (equal budget)": {"family": "bpnn", "hidden": [2]},
             "BPNN (large)": {"family": "bpnn", "hidden": [32, 32]},
+            "hybrid (4 qubits/atom ∥ MLP)": {"family": "hybrid", "n_qubits": 4, "layers": 3, "hidden": [16, 16]},
         }
     # LiH, 2 qubits, 67 parameters: siVQLM D=16, B=2 (α 16×2, J 16×2, scale, 2 shifts);
     # generic D=8 (a 8×2, Rot 8×2×3, +3); BPNN hidden [1] on 2×14 radial features (65).
@@ -49,6 +50,8 @@ def models(template: str):
         "generic QNN": {"family": "generic", "template": "LiH", "layers": 8},
         "BPNN (equal budget)": {"family": "bpnn", "hidden": [1], "n_radial": 14, "zetas": []},
         "BPNN (large)": {"family": "bpnn", "hidden": [32, 32], "n_radial": 16, "zetas": []},
+        "hybrid (4 qubits/atom ∥ MLP)": {"family": "hybrid", "n_qubits": 4, "layers": 3, "hidden": [16, 16],
+                                         "n_radial": 16, "zetas": []},
     }
 
 
@@ -58,14 +61,24 @@ def main():
     ap.add_argument("--only", choices=list(SYSTEMS))
     ap.add_argument("--quick", action="store_true", help="5 epochs (smoke run)")
     ap.add_argument("--out", type=Path, default=Path("runs/accuracy"))
+    ap.add_argument("--models", nargs="*", help="only these rows (labels start with these words); merged into "
+                    "the existing results")
     args = ap.parse_args()
     epochs = 5 if args.quick else args.epochs
     results = {"epochs": epochs, "runs": {}, **machine_info()}
+    previous = RESULTS / "accuracy.json"
+    if args.models and previous.exists() and not args.quick:
+        old = json.loads(previous.read_text())
+        if old.get("epochs") != epochs:
+            raise SystemExit(f"existing results used {old.get('epochs')} epochs; rerun everything or match it")
+        results["runs"] = old["runs"]
     for name, spec in SYSTEMS.items():
         if args.only and name != args.only:
             continue
         for label, model in models(spec["template"]).items():
-            quantum = model["family"] in ("sivqlm", "generic")
+            if args.models and not any(label.startswith(m) for m in args.models):
+                continue
+            quantum = model["family"] in ("sivqlm", "generic", "hybrid")
             cfg = parse_config({
                 "model": model, "data": spec["data"], "epochs": epochs, "batch_size": 32, "seed": 0,
                 "optim": {"learning_rate": 2e-2 if quantum else 1e-2, "schedule": "cosine", "final_lr_fraction": 0.01},
@@ -91,9 +104,20 @@ def main():
         write_md(results, " ".join(sys.argv[1:]))
 
 
+def _kept_notes() -> str:
+    """Hand-written observations below the tables survive a re-run."""
+    path = Path(__file__).parent / "accuracy.md"
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    i = text.find("## Observations")
+    return text[i:] if i >= 0 else ""
+
+
 def write_md(results, argv):
     lines = ["# Accuracy on the shipped data", "",
-             f"Made by `python benchmarks/accuracy.py {argv}`".rstrip() + f" on {results['date']}, "
+             f"Made by `python benchmarks/accuracy.py --epochs {results['epochs']}` (all rows; `--models NAME` "
+             f"re-runs some rows and merges them) on {results['date']}, "
              f"{results['machine']['cpu']} ({results['machine']['cores']} cores), jax {results['versions']['jax']}, float64.",
              f"Seeds fixed (split seed 0, init seed 0); {results['epochs']} epochs, batch 32, Adam with cosine decay, "
              "E + F loss (each normalised by its data scale), staged training (classical part first) for the quantum models.",
@@ -105,7 +129,8 @@ def write_md(results, argv):
             lines.append(f"| {label} | {r['n_params']} | {r['energy_mae_meV']:.2f} | {r['force_mae_meV_per_A']:.1f} | "
                          f"{r['energy_rmse_meV']:.2f} | {r['force_rmse_meV_per_A']:.1f} | {r['train_seconds']:.0f} |")
         lines.append("")
-    (Path(__file__).parent / "accuracy.md").write_text("\n".join(lines) + "\n")
+    notes = _kept_notes()
+    (Path(__file__).parent / "accuracy.md").write_text("\n".join(lines) + "\n" + notes)
 
 
 if __name__ == "__main__":
