@@ -17,10 +17,12 @@ Example:
 
 from .init import degrees_of_freedom, maxwell_boltzmann
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses, model_energy_fn
+from .quickstart import quickstart_md
 from .run import Frames, MDBlowUpError, MDResult, load_state, make_block, run_md, save_state
 
 __all__ = [
     "degrees_of_freedom", "maxwell_boltzmann",
     "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses", "model_energy_fn",
+    "quickstart_md",
     "Frames", "MDBlowUpError", "MDResult", "load_state", "make_block", "run_md", "save_state",
 ]

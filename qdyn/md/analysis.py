@@ -55,6 +55,8 @@ def harmonic_frequencies(energy_fn: Callable, params, R, system, mass, *, n_zero
     n = R.shape[0]
     H = jax.hessian(lambda x: energy_fn(x, params=params, system=system, neighbor=None))(R)
     H = np.asarray(H).reshape(3 * n, 3 * n)
+    if not np.all(np.isfinite(H)):
+        raise QdynInputError("the Hessian of the energy is not finite at this geometry")
     m = np.repeat(np.asarray(mass, float), 3)
     Hm = H / np.sqrt(m[:, None] * m[None, :])  # eV/(Å² amu) = 1/τ²
     lam = np.linalg.eigvalsh(0.5 * (Hm + Hm.T))

@@ -1,0 +1,82 @@
+"""``qdyn md`` from the command line and ``qdyn.md.quickstart_md``."""
+
+import json
+
+import jax
+import pytest
+import numpy as np
+from typer.testing import CliRunner
+
+from qdyn.cli.app import app
+from qdyn.models import bpnn
+from qdyn.train import checkpoint as ckpt
+
+
+def _fake_run(path):
+    """A finished run directory (model.json + params.msgpack) holding a small BP network."""
+    model = bpnn.build(species=(1, 8), hidden=(8,))
+    params = model.init(jax.random.PRNGKey(0))
+    path.mkdir(parents=True)
+    ckpt.save_params(path / "params.msgpack", params)
+    (path / "model.json").write_text(json.dumps({"model": model.config}))
+    return model, params
+
+
+@pytest.mark.slow
+def test_qdyn_md_cli_runs_and_writes_outputs(tmp_path):
+    from qdyn import data
+    from qdyn.structures import water
+
+    _fake_run(tmp_path / "run")
+    R, system = water()
+    data.write(data.Dataset.from_frames([(["O", "H", "H"], R)]), tmp_path / "start.xyz")
+    out = tmp_path / "md"
+    result = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--structure", str(tmp_path / "start.xyz"),
+                                      "--ensemble", "nvt", "--temperature", "300", "--dt", "0.5", "--steps", "40",
+                                      "--stride", "10", "--replicas", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("trajectory.xyz", "trajectory.h5", "checkpoint.npz", "md.json", "energies.png"):
+        assert (out / name).exists(), name
+    summary = json.loads((out / "md.json").read_text())
+    assert summary["replicas"] == 2 and summary["steps"] == 40
+
+
+def test_qdyn_md_cli_refuses_bad_input(tmp_path):
+    _fake_run(tmp_path / "run")
+    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--ensemble", "npt"])
+    assert r.exit_code != 0 and "ensemble" in r.output
+    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "model" in r.output
+
+
+def test_quickstart_md_small(tmp_path):
+    import jax.numpy as jnp
+
+    from qdyn.md import quickstart_md
+    from qdyn.md.potentials import spring_network
+    from qdyn.models.base import EnergyModel
+    from qdyn.structures import water
+
+    # an EnergyModel with a known minimum (springs around water's geometry): quickstart_md
+    # must relax it, find its harmonic frequencies and see them as spectrum peaks
+    R, _ = water()
+    springs, _ = spring_network(R)
+    model = EnergyModel(init=lambda key: {"k": jnp.asarray(20.0)},
+                        apply=lambda params, R, system: springs(R, params=params, system=system),
+                        check=lambda R, system: None, name="springs", species=(1, 8), config={})
+    summary = quickstart_md(model, model.init(None), tmp_path / "qs", small=True)
+    assert (tmp_path / "qs" / "spectrum.png").exists()
+    assert (tmp_path / "qs" / "md_summary.json").exists()
+    assert len(summary["spectrum_peaks_cm-1"]) == 3
+    assert max(abs(x) for x in summary["peak_vs_harmonic_rel"]) < 0.03
+
+
+def test_quickstart_md_refuses_an_unbound_model(tmp_path):
+    import pytest
+
+    from qdyn.md import quickstart_md
+    from qdyn.validation import QdynInputError
+
+    model, params = _fake_run(tmp_path / "run")
+    with pytest.raises(QdynInputError, match="no minimum"):
+        quickstart_md(model, params, tmp_path / "qs", small=True)
