@@ -28,3 +28,21 @@ def default_float():
 def complex_for(dtype):
     """The complex dtype matching a real dtype."""
     return jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64
+
+
+def enable_compilation_cache(directory=None) -> str:
+    """Turn on JAX's persistent compilation cache (entry points only).
+
+    Circuits with forces take seconds to compile; caching the compiled programs on disk
+    makes the second CLI run or notebook restart start at once. Default directory:
+    ``$QDYN_CACHE_DIR`` or ``~/.cache/qdyn/jax``. Returns the directory used.
+    """
+    import os
+
+    directory = directory or os.environ.get("QDYN_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "qdyn", "jax")
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # only programs that took a while to compile are worth a disk entry
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return str(directory)

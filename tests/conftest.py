@@ -1,6 +1,8 @@
 import os
 
 # Two cores: keep XLA from oversubscribing them when pytest-xdist runs two workers.
+# CLI tests must not write JAX's persistent compilation cache into the user's home.
+os.environ.setdefault("QDYN_NO_CACHE", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402

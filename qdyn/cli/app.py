@@ -17,10 +17,16 @@ app = typer.Typer(
 
 
 @app.callback()
-def _entry(float32: bool = typer.Option(False, "--float32", help="Use float32 instead of float64.")):
-    from ..precision import enable_x64
+def _entry(
+    float32: bool = typer.Option(False, "--float32", help="Use float32 instead of float64."),
+    no_cache: bool = typer.Option(False, "--no-cache", envvar="QDYN_NO_CACHE",
+                                  help="Do not use the persistent compilation cache (env QDYN_NO_CACHE=1)."),
+):
+    from ..precision import enable_compilation_cache, enable_x64
 
     enable_x64(not float32)
+    if not no_cache:
+        enable_compilation_cache()
 
 
 @app.command()
