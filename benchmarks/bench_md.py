@@ -1,0 +1,130 @@
+"""MD throughput: molecule-steps per second of the compiled JAX-MD loop for 1, 64 and 1024
+replicas of H2O with the siVQLM, against ASE's VelocityVerlet driving the qdyn ASE
+calculator on one molecule with the same model; compile time of the MD block.
+
+Usage: python benchmarks/bench_md.py [--quick] [--run RUN_DIR] [--steps N]
+  --run: a trained H2O run (default: runs/accuracy/H2O/siVQLM if present, else a freshly
+         initialised siVQLM with D=6 layers; the timing does not depend on the values).
+Writes benchmarks/results/bench_md.json (bench_md_quick.json with --quick).
+
+Targets (issue 5): cost per molecule-step at 1024 replicas ≤ 1/50 of one replica's; the
+batched loop at 1024 replicas ≥ 10× ASE's molecule-steps/s; the in-JAX loop at 1 replica
+faster than the ASE path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from qdyn import enable_x64  # noqa: E402
+
+enable_x64()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from _common import RESULTS, machine_info, save  # noqa: E402
+from qdyn import md  # noqa: E402
+from qdyn.structures import water  # noqa: E402
+
+
+def load_model(run: str | None):
+    from qdyn.models import sivqlm
+    from qdyn.train import load_run
+
+    default = Path("runs/accuracy/H2O/siVQLM")
+    if run is None and (default / "model.json").exists():
+        run = str(default)
+    if run is not None:
+        model, params, _ = load_run(run)
+        return model, params, run
+    model = sivqlm.build("H2O", layers=6)
+    return model, model.init(jax.random.PRNGKey(0)), "fresh siVQLM H2O (D=6)"
+
+
+def bench_jax(model, params, replicas: int, steps: int, dt_fs: float) -> dict:
+    R, system = water()
+    res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=dt_fs, steps=steps,
+                    stride=10, frames_per_block=10, temperature_K=300.0, replicas=replicas, remove_rotation=True,
+                    progress=None, max_temperature_K=1e9)
+    # a second identical run reuses the compiled block: its loop time is the steady state
+    res2 = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=dt_fs, steps=steps,
+                     stride=10, frames_per_block=10, temperature_K=300.0, replicas=replicas, remove_rotation=True,
+                     progress=None, max_temperature_K=1e9, key=jax.random.PRNGKey(1))
+    t = min(res.timings["run_s"], res2.timings["run_s"])
+    return {"replicas": replicas, "steps": steps, "compile_s": res.timings["compile_s"], "run_s": t,
+            "molecule_steps_per_s": steps * replicas / t, "us_per_molecule_step": 1e6 * t / (steps * replicas),
+            "ns_per_day": steps * dt_fs * 1e-6 / (t / 86400.0),
+            "max_rel_energy_error": float(np.max(np.abs(res.total - res.total[0]))),
+            "mean_temperature_K": float(res.temperature.mean())}
+
+
+def bench_ase(model, params, steps: int, dt_fs: float) -> dict:
+    from ase import Atoms
+    from ase import units as ase_units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from qdyn.md.ase_calculator import QdynCalculator
+
+    R, system = water()
+    atoms = Atoms(numbers=np.asarray(system.species), positions=R)
+    atoms.calc = QdynCalculator(model, params)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300.0, rng=np.random.default_rng(0))
+    dyn = VelocityVerlet(atoms, timestep=dt_fs * ase_units.fs)
+    t0 = time.perf_counter()
+    dyn.run(5)  # compile the calculator's energy+forces once
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    t = time.perf_counter() - t0
+    return {"steps": steps, "warmup_s": warm, "run_s": t, "molecule_steps_per_s": steps / t,
+            "us_per_molecule_step": 1e6 * t / steps}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="few steps, 1/16/64 replicas (smoke run, ~1 min)")
+    ap.add_argument("--run", default=None, help="trained H2O run directory")
+    ap.add_argument("--steps", type=int, default=None, help="steps per replica count (default 1000; quick 100)")
+    args = ap.parse_args()
+    steps = args.steps or (100 if args.quick else 1000)
+    replica_counts = (1, 16, 64) if args.quick else (1, 64, 1024)
+    dt_fs = 0.5
+    model, params, source = load_model(args.run)
+    print(f"model: {model.name} from {source}; {steps} steps of {dt_fs} fs; float64; {jax.default_backend()}")
+    rows = []
+    for r in replica_counts:
+        row = bench_jax(model, params, r, steps, dt_fs)
+        rows.append(row)
+        print(f"  JAX-MD  {r:5d} replicas: {row['molecule_steps_per_s']:10.0f} molecule-steps/s "
+              f"({row['us_per_molecule_step']:8.1f} µs each), compile {row['compile_s']:.1f} s, "
+              f"{row['ns_per_day']:.1f} ns/day per replica")
+    ase_row = bench_ase(model, params, max(steps // 2, 20), dt_fs)
+    print(f"  ASE VelocityVerlet, 1 molecule: {ase_row['molecule_steps_per_s']:10.0f} molecule-steps/s "
+          f"({ase_row['us_per_molecule_step']:.1f} µs each)")
+    one, big = rows[0], rows[-1]
+    checks = {
+        f"cost per molecule-step at {big['replicas']} ≤ 1/50 of 1 replica":
+            big["us_per_molecule_step"] <= one["us_per_molecule_step"] / 50,
+        f"{big['replicas']} replicas ≥ 10× ASE molecule-steps/s":
+            big["molecule_steps_per_s"] >= 10 * ase_row["molecule_steps_per_s"],
+        "1 replica in JAX faster than ASE": one["molecule_steps_per_s"] > ase_row["molecule_steps_per_s"],
+    }
+    for k, v in checks.items():
+        print(f"  [{'pass' if v else 'FAIL'}] {k}")
+    payload = {**machine_info(), "model": model.name, "source": source, "dt_fs": dt_fs, "jax_md": rows,
+               "ase": ase_row, "checks": checks,
+               "speedup_per_molecule_step_vs_single": one["us_per_molecule_step"] / big["us_per_molecule_step"],
+               "speedup_vs_ase": big["molecule_steps_per_s"] / ase_row["molecule_steps_per_s"]}
+    path = save("bench_md_quick" if args.quick else "bench_md", payload)
+    print(f"wrote {path.relative_to(RESULTS.parent.parent) if path.is_relative_to(RESULTS.parent.parent) else path}")
+
+
+if __name__ == "__main__":
+    main()
