@@ -148,6 +148,7 @@ def make_integrator(
     friction_per_fs: float = 0.01,
     tau_fs: float = 100.0,
     chain_length: int = 3,
+    degrees_of_freedom: Optional[int] = None,
 ) -> Integrator:
     """Build an integrator for ``ensemble``.
 
@@ -162,6 +163,10 @@ def make_integrator(
         friction_per_fs: Langevin friction γ [1/fs] (0.01/fs = 100 fs relaxation time).
         tau_fs: Nosé–Hoover chain time constant [fs].
         chain_length: thermostats in the Nosé–Hoover chain.
+        degrees_of_freedom: what the Nosé–Hoover chain thermostats; default 3N (JAX-MD's).
+            Pass 3N − 3 when the centre-of-mass momentum is removed (a uniform momentum
+            scaling conserves it, so those modes never exchange energy): with 3N the chain
+            would heat the remaining modes by 3N/(3N − 3).
 
     Returns:
         An :class:`Integrator`.
@@ -218,7 +223,11 @@ def make_integrator(
     )
 
     def init(key, R, *, mass, momenta, params, system, neighbor=None):
-        return init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor)
+        state = init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor)
+        if degrees_of_freedom is not None:
+            # the chain masses are recomputed from this every step (update_mass)
+            state = state.set(chain=state.chain.set(degrees_of_freedom=int(degrees_of_freedom)))
+        return state
 
     def step(state, *, params, system, neighbor=None):
         return step_fn(state, params=params, system=system, neighbor=neighbor)

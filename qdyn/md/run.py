@@ -150,9 +150,10 @@ class _Programs:
     """
 
     def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
-                 remove_com, remove_rotation):
+                 remove_com, remove_rotation, dof):
         self.integ = make_integrator(energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
-                                     temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs)
+                                     temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs,
+                                     degrees_of_freedom=dof)
         integ = self.integ
 
         def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
@@ -346,13 +347,14 @@ def run_md(
     thermostat = ensemble != "nve"
     conserves = ensemble in ("nve", "nvt-nose-hoover")
     rot = bool(remove_rotation and sp.box_side is None)
+    n_atoms = Rs.shape[1]
+    # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
+    # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
+    dof = md_init.degrees_of_freedom(n_atoms, remove_com=conserves, remove_rotation=rot and conserves)
     progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
-                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot)
+                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof)
     integ = progs.integ
     batched_sys = stack(systems)
-    n_atoms = Rs.shape[1]
-    # rotation stays removed only where angular momentum is conserved (NVE, free space)
-    dof = md_init.degrees_of_freedom(n_atoms, remove_com=conserves, remove_rotation=rot and ensemble == "nve")
     T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
     if max_temperature_K is None:
         max_temperature_K = max(20.0 * max(T0, temperature_K), 2000.0)
