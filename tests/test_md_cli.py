@@ -47,6 +47,14 @@ def test_qdyn_md_cli_refuses_bad_input(tmp_path):
     assert r.exit_code != 0 and "ensemble" in r.output
     r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "model" in r.output
+    from qdyn import data
+    from qdyn.structures import water
+
+    data.write(data.Dataset.from_frames([(["O", "H", "H"], water()[0])]), tmp_path / "one.xyz")
+    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--structure", str(tmp_path / "one.xyz"),
+                                 "--frame", "3"])
+    text = " ".join(r.output.replace("│", " ").split())  # rich wraps the message in a box
+    assert r.exit_code != 0 and "frame 3 requested" in text, text
 
 
 def test_quickstart_md_small(tmp_path):

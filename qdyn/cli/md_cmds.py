@@ -50,12 +50,9 @@ def md(
         raise typer.BadParameter(f"--model {model}: {exc}") from None
     try:
         if structure is not None:
-            from .. import data
+            from ..md import load_structure
 
-            ds = data.read(structure)
-            if not 0 <= frame < ds.n_frames:
-                raise typer.BadParameter(f"--frame {frame}: {structure} has {ds.n_frames} frames")
-            R, system = ds.to_system(frame)
+            R, system = load_structure(structure, frame=frame)
             m.check(R, system)
         else:
             from ..md.quickstart import reference_structure

@@ -15,13 +15,13 @@ Example:
     ...                 dt_fs=0.5, steps=20, stride=5, progress=None)
 """
 
-from .init import degrees_of_freedom, maxwell_boltzmann
+from .init import degrees_of_freedom, load_structure, maxwell_boltzmann
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses, model_energy_fn
 from .quickstart import quickstart_md
 from .run import Frames, MDBlowUpError, MDResult, load_state, make_block, run_md, save_state
 
 __all__ = [
-    "degrees_of_freedom", "maxwell_boltzmann",
+    "degrees_of_freedom", "load_structure", "maxwell_boltzmann",
     "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses", "model_energy_fn",
     "quickstart_md",
     "Frames", "MDBlowUpError", "MDResult", "load_state", "make_block", "run_md", "save_state",

@@ -246,7 +246,7 @@ def _as_replicas(R, system, replicas: int):
 
 def _default_progress(info: dict) -> None:
     print(f"step {info['step']:>9d}  t = {info['time_ps']:9.3f} ps  T = {info['temperature_K']:8.1f} K  "
-          f"E_tot drift = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:8.2f} ns/day", file=sys.stderr, flush=True)
+          f"ΔE_tot = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:8.2f} ns/day", file=sys.stderr, flush=True)
 
 
 def run_md(
