@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -94,7 +95,9 @@ def invariance_errors(model, params, R, system, *, key=None, n_trials: int = 3, 
         kq, kt = jax.random.split(k)
         Q = jnp.asarray(random_orthogonal(kq, reflection=reflection), R.dtype)
         t = jax.random.normal(kt, (3,), R.dtype) * 3.0
-        E1, F1 = ef(params, R @ Q.T + t, system)
+        # a periodic cell rotates with the atoms (columns are lattice vectors)
+        sys_rot = system if system.box is None else dataclasses.replace(system, box=Q @ system.box)
+        E1, F1 = ef(params, R @ Q.T + t, sys_rot)
         dE = max(dE, abs(float(E1 - E0)))
         mask = system.mask[:, None]
         dF = max(dF, float(jnp.max(jnp.abs(jnp.where(mask, F1 - F0 @ Q.T, 0.0)))))
@@ -235,6 +238,25 @@ def assert_padding_invariant(model, params, R, system: System, *, n_pad=2, atol=
     np.testing.assert_allclose(np.asarray(F1[: system.n_atoms]), np.asarray(F0), atol=atol, rtol=0)
     np.testing.assert_allclose(np.asarray(F1[system.n_atoms :]), 0.0, atol=atol)
     return {"energy_error": abs(float(E1 - E0))}
+
+
+def assert_periodic_image_invariant(model, params, R, system: System, *, key=None, atol=1e-10):
+    """Moving atoms by whole lattice vectors changes nothing (periodic systems), and the
+    energy does feel the periodic images (a non-triviality check: the same atoms in a much
+    larger box give a different energy)."""
+    if system.box is None:
+        raise ValueError("assert_periodic_image_invariant needs a periodic system (box)")
+    key = jax.random.PRNGKey(11) if key is None else key
+    ef = _ef(model)
+    R = jnp.asarray(R)
+    E0, F0 = ef(params, R, system)
+    n = jax.random.randint(key, (R.shape[0], 3), -2, 3).astype(R.dtype)
+    E1, F1 = ef(params, R + n @ system.box.T, system)
+    dE, dF = abs(float(E1 - E0)), float(jnp.max(jnp.abs(F1 - F0)))
+    assert dE <= atol and dF <= 10 * atol, f"not invariant under lattice translations: |ΔE| = {dE:.3g}, |ΔF| = {dF:.3g}"
+    E_big, _ = ef(params, R, dataclasses.replace(system, box=3.0 * system.box))
+    assert abs(float(E_big - E0)) > 1e-6, "energy does not depend on the periodic images (box ignored?)"
+    return {"energy_error": dE, "force_error": dF}
 
 
 def assert_net_force_zero(model, params, R, system, *, atol=1e-10):

@@ -160,3 +160,46 @@ def test_hybrid_passes_all_physics_checks():
     # the circuit branch matters: switching its integration weights off changes the energy
     off = {**params, "int_q": jnp.zeros_like(params["int_q"])}
     assert abs(float(model.apply(params, R, system) - model.apply(off, R, system))) > 1e-4
+
+
+def _water_box(n_side=2, spacing=4.6, seed=0):
+    """n_side³ rattled water molecules on a cubic lattice in a periodic box."""
+    from qdyn.system import System
+
+    R0, _ = water()
+    rng = np.random.default_rng(seed)
+    mols = []
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                Q = testing.random_orthogonal(jax.random.PRNGKey(100 * i + 10 * j + k), reflection=False)
+                mols.append(R0 @ Q.T + spacing * np.array([i, j, k]) + 0.2 * rng.normal(size=3))
+    R = np.concatenate(mols)
+    system = System.create(["O", "H", "H"] * n_side**3, box=np.eye(3) * spacing * n_side)
+    return jnp.asarray(R), system
+
+
+@pytest.mark.parametrize("family", ["bpnn", "hybrid"])
+def test_periodic_models_pass_physics_checks(family):
+    from qdyn.models import bpnn, hybrid
+
+    model = (bpnn.build(species=(1, 8), hidden=(8,), cutoff=4.0) if family == "bpnn"
+             else hybrid.build(species=(1, 8), n_qubits=2, layers=1, hidden=(4,), cutoff=4.0))
+    params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
+    params["g_std"] = jnp.abs(params["g_std"]) + 0.5
+    R, system = _water_box()
+    testing.assert_periodic_image_invariant(model, params, R, system)
+    testing.assert_e3_invariant(model, params, R, system)  # the box rotates with the atoms
+    testing.assert_permutation_invariant(model, params, R, system, [3, 4, 5, 0, 1, 2] + list(range(6, 24)))
+    testing.assert_forces_match_fd(model, params, R, system)
+
+
+def test_box_smaller_than_twice_the_cutoff_is_refused():
+    from qdyn.models import bpnn
+    from qdyn.models.base import energy_and_forces
+    from qdyn.validation import QdynInputError
+
+    model = bpnn.build(species=(1, 8), hidden=(8,), cutoff=5.0)
+    R, system = _water_box(spacing=4.6)  # box 9.2 Å < 2 × 5 Å
+    with pytest.raises(QdynInputError, match="cutoff 5.0 Å is not below half the smallest box width"):
+        energy_and_forces(model, model.init(jax.random.PRNGKey(0)), R, system)

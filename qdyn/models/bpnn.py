@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from ..descriptors import SymmetryFunctions
+from ..descriptors.symmetry_functions import check_box
 from ..system import System
 from ..validation import check_positions, check_species
 from .base import EnergyModel, make_species_table
@@ -78,7 +79,7 @@ def build(
 
     def atom_energies(params, R, system: System):
         R = jnp.asarray(R)
-        G = sf(R, system.species, system.mask)
+        G = sf(R, system.species, system.mask, system.box)
         G = (G - params["g_mean"]) / params["g_std"]
         net = _nets(R.dtype)
         idx = table[system.species]
@@ -95,6 +96,8 @@ def build(
     def check(R, system: System):
         check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
         check_species(system.species, species, mask=system.mask)
+        if system.box is not None:
+            check_box(system.box, cutoff)
 
     config = {"family": "bpnn", "species": list(species), "hidden": list(hidden), "cutoff": cutoff,
               "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular,

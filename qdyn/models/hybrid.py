@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from ..descriptors import SymmetryFunctions
+from ..descriptors.symmetry_functions import check_box
 from ..quantum.reupload import make_expvals
 from ..system import System
 from ..validation import check_positions, check_species
@@ -84,7 +85,7 @@ def build(
 
     def atom_energies(params, R, system: System):
         R = jnp.asarray(R)
-        G = (sf(R, system.species, system.mask) - params["g_mean"]) / params["g_std"]
+        G = (sf(R, system.species, system.mask, system.box) - params["g_mean"]) / params["g_std"]
         angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
         zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
         hc = _MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)
@@ -99,6 +100,8 @@ def build(
     def check(R, system: System):
         check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
         check_species(system.species, species, mask=system.mask)
+        if system.box is not None:
+            check_box(system.box, cutoff)
 
     config = {"family": "hybrid", "species": list(species), "n_qubits": n_qubits, "layers": layers,
               "hidden": list(hidden), "cutoff": cutoff, "n_radial": n_radial, "zetas": list(zetas),

@@ -31,7 +31,8 @@ def make_batch(ds, idx: np.ndarray, size: int) -> Batch:
     F = ds.F[full] if ds.F is not None else np.zeros_like(ds.R[full])
     return Batch(
         R=jnp.asarray(ds.R[full]),
-        system=System(species=jnp.asarray(Z), mask=jnp.asarray(Z > 0), box=None),
+        system=System(species=jnp.asarray(Z), mask=jnp.asarray(Z > 0),
+                      box=None if ds.cell is None else jnp.asarray(ds.cell[full])),
         E=jnp.asarray(ds.E[full]),
         F=jnp.asarray(F),
         weight=jnp.asarray(w),

@@ -113,7 +113,9 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
         from ..models.bpnn import descriptor_fn
 
         sf = descriptor_fn(model)
-        G = jax.vmap(sf)(jnp.asarray(train_ds.R), jnp.asarray(train_ds.Z), jnp.asarray(mask))
+        cell = None if train_ds.cell is None else jnp.asarray(train_ds.cell)
+        G = jax.vmap(sf, in_axes=(0, 0, 0, None if cell is None else 0))(
+            jnp.asarray(train_ds.R), jnp.asarray(train_ds.Z), jnp.asarray(mask), cell)
         G = np.asarray(G)[mask]
         std = G.std(axis=0)
         p["g_mean"] = jnp.asarray(G.mean(axis=0))
