@@ -24,3 +24,5 @@ def test_quickstart_small(tmp_path):
     assert (tmp_path / "invariance_bend_scan.png").stat().st_size > 10_000
     assert report["training"]["test"]["energy_mae_meV"] > 0
     assert (tmp_path / "train" / "parity_test.png").exists()
+    md = report["training"]["md"]
+    assert len(md["harmonic_cm-1"]) == 3 and (tmp_path / "md" / "spectrum.png").exists()

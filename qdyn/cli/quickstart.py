@@ -4,7 +4,9 @@
    and on randomly rotated/reflected copies, run the physics checks of :mod:`qdyn.testing`.
 2. Train: fit the siVQLM to the shipped B3LYP/def2-SVP water data (staged: scale/shift
    first, then the circuit), evaluate on held-out frames, write parity plots and learning
-   curves. (MD joins this pipeline when it lands.)
+   curves.
+3. MD: a short NVE run of the trained model (batched replicas), its vibrational spectrum
+   next to the harmonic frequencies of the model's own Hessian.
 """
 
 from __future__ import annotations
@@ -134,13 +136,14 @@ def run(*, out: Path, small: bool = False, seed: int = 0) -> dict:
 def _train_step(out: Path, *, small: bool, seed: int, console) -> dict:
     from ..train import parse_config, train
 
-    sizes = {"n_train": 24, "n_val": 8, "n_test": 8} if small else {"n_train": 400, "n_val": 50, "n_test": 50}
+    # small: still enough training that the model binds the molecule (MD needs a minimum)
+    sizes = {"n_train": 64, "n_val": 8, "n_test": 8} if small else {"n_train": 400, "n_val": 50, "n_test": 50}
     cfg = parse_config({
         # D=16, B=2 (131 parameters): the configuration of benchmarks/accuracy.md, shorter
-        "model": {"family": "sivqlm", "template": "H2O", "layers": 2 if small else 16, "blocks": 1 if small else 2},
+        "model": {"family": "sivqlm", "template": "H2O", "layers": 3 if small else 16, "blocks": 1 if small else 2},
         "data": {"path": "shipped:H2O", **sizes},
-        "epochs": 2 if small else 200, "batch_size": 8 if small else 32, "seed": seed,
-        "staged": True, "pretrain_epochs": 1 if small else 20,
+        "epochs": 80 if small else 200, "batch_size": 32, "seed": seed,
+        "staged": True, "pretrain_epochs": 8 if small else 20,
         "optim": {"learning_rate": 2e-2}, "checkpoint_every": 10,
     })
     console.print(f"[bold]training[/bold] siVQLM on shipped H2O ({sizes['n_train']} train / {sizes['n_test']} test)")
@@ -150,4 +153,15 @@ def _train_step(out: Path, *, small: bool, seed: int, console) -> dict:
         f"test: energy MAE {test['energy_mae_meV']:.2f} meV, force MAE {test['force_mae_meV_per_A']:.1f} meV/Å "
         f"({res.metrics['n_params']} parameters, {res.seconds:.0f} s); plots in {out}"
     )
-    return {"test": test, "n_params": res.metrics["n_params"], "seconds": res.seconds, "run": str(out)}
+    summary = {"test": test, "n_params": res.metrics["n_params"], "seconds": res.seconds, "run": str(out)}
+    summary["md"] = _md_step(res.model, res.params, out.parent / "md", small=small, seed=seed, console=console)
+    return summary
+
+
+def _md_step(model, params, out: Path, *, small: bool, seed: int, console) -> dict:
+    from ..md import quickstart_md
+
+    console.print("[bold]molecular dynamics[/bold] with the trained siVQLM (NVE, batched replicas)")
+    md = quickstart_md(model, params, out, small=small, seed=seed)
+    console.print(f"MD summary and spectrum plot in {out}")
+    return md
