@@ -68,3 +68,18 @@ def save(name: str, payload: dict) -> Path:
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(path)
     return path
+
+
+def update_readme_section(name: str, header: str, text: str) -> None:
+    """Replace (or append) the ``name`` section of benchmarks/README.md."""
+    import re
+
+    path = Path(__file__).parent / "README.md"
+    body = path.read_text() if path.exists() else ""
+    block = f"<!-- {name}:start -->\n{header}\n\n{text}\n<!-- {name}:end -->"
+    pattern = rf"<!-- {name}:start -->.*<!-- {name}:end -->"
+    if re.search(pattern, body, flags=re.S):
+        body = re.sub(pattern, lambda _: block, body, flags=re.S)
+    else:
+        body += f"\n## {name}.py\n\n" + block + "\n"
+    path.write_text(body)

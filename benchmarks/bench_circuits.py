@@ -20,7 +20,6 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from _common import machine_info, save, time_compiled  # noqa: E402
+from _common import machine_info, save, time_compiled, update_readme_section  # noqa: E402
 from qdyn.models import count_params, sivqlm  # noqa: E402
 from qdyn.structures import water  # noqa: E402
 
@@ -113,16 +112,12 @@ def table(results: dict) -> str:
 
 
 def update_readme(text: str, info: dict) -> None:
-    path = Path(__file__).parent / "README.md"
-    body = path.read_text() if path.exists() else ""
-    block = (f"<!-- bench_circuits:start -->\nMeasured {info['date']} on {info['machine']['cpu']} "
-             f"({info['machine']['cores']} cores), jax {info['versions']['jax']}, pennylane "
-             f"{info['versions']['pennylane']}, float64.\n\n{text}\n<!-- bench_circuits:end -->")
-    if "<!-- bench_circuits:start -->" in body:
-        body = re.sub(r"<!-- bench_circuits:start -->.*<!-- bench_circuits:end -->", lambda _: block, body, flags=re.S)
-    else:
-        body += "\n## bench_circuits.py\n\n" + block + "\n"
-    path.write_text(body)
+    update_readme_section(
+        "bench_circuits",
+        f"Measured {info['date']} on {info['machine']['cpu']} ({info['machine']['cores']} cores), jax "
+        f"{info['versions']['jax']}, pennylane {info['versions']['pennylane']}, float64.",
+        text,
+    )
 
 
 def main():

@@ -8,7 +8,6 @@ Writes benchmarks/results/bench_training.json and updates benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ enable_x64()
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import machine_info, save, time_compiled  # noqa: E402
+from _common import machine_info, save, time_compiled, update_readme_section  # noqa: E402
 from qdyn.data import load_shipped  # noqa: E402
 from qdyn.models.registry import build_model, param_labels  # noqa: E402
 from qdyn.train.batches import make_batch  # noqa: E402
@@ -64,16 +63,8 @@ def main():
     text = "\n".join(["| model | train-step compile | step (batch %d) | configurations / s |" % args.batch,
                       "|---|---|---|---|"] + [f"| {k} | {v['compile_s']:.1f} s | {v['step_ms']:.2f} ms | {v['configs_per_s']:.0f} |"
                                               for k, v in rows.items()])
-    path = Path(__file__).parent / "README.md"
-    body = path.read_text() if path.exists() else ""
-    block = (f"<!-- bench_training:start -->\nMeasured {info['date']} on {info['machine']['cpu']} "
-             f"({info['machine']['cores']} cores), float64, E+F loss.\n\n{text}\n<!-- bench_training:end -->")
-    if "<!-- bench_training:start -->" in body:
-        body = re.sub(r"<!-- bench_training:start -->.*<!-- bench_training:end -->", lambda _: block, body, flags=re.S)
-    else:
-        body += "\n## bench_training.py\n\n" + block + "\n"
-    path.write_text(body)
-
+    update_readme_section("bench_training", f"Measured {info['date']} on {info['machine']['cpu']} "
+                          f"({info['machine']['cores']} cores), float64, E+F loss.", text)
 
 if __name__ == "__main__":
     main()

@@ -133,3 +133,17 @@ def check_box(box, cutoff: float) -> None:
             f"cutoff {cutoff} Å is not below half the smallest box width ({min(widths):.3g} Å): "
             "use a larger box or a smaller cutoff"
         )
+
+
+def make_local_check(species, cutoff: float):
+    """Host-side ``check(R, system)`` for models built on these descriptors: positions,
+    species, and a periodic box large enough for the minimum image."""
+    from ..validation import check_positions, check_species
+
+    def check(R, system):
+        check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
+        check_species(system.species, species, mask=system.mask)
+        if system.box is not None:
+            check_box(system.box, cutoff)
+
+    return check

@@ -24,10 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from ..descriptors import SymmetryFunctions
-from ..descriptors.symmetry_functions import check_box
+from ..descriptors.symmetry_functions import make_local_check
 from ..quantum.reupload import make_expvals
 from ..system import System
-from ..validation import check_positions, check_species
 from .base import EnergyModel, make_species_table
 
 
@@ -97,11 +96,7 @@ def build(
     def apply(params, R, system: System):
         return jnp.sum(atom_energies(params, R, system))
 
-    def check(R, system: System):
-        check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
-        check_species(system.species, species, mask=system.mask)
-        if system.box is not None:
-            check_box(system.box, cutoff)
+    check = make_local_check(species, cutoff)
 
     config = {"family": "hybrid", "species": list(species), "n_qubits": n_qubits, "layers": layers,
               "hidden": list(hidden), "cutoff": cutoff, "n_radial": n_radial, "zetas": list(zetas),
