@@ -20,26 +20,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from ..descriptors import SymmetryFunctions
 from ..descriptors.symmetry_functions import make_local_check
+from ..nn import MLP
 from ..system import System
 from .base import EnergyModel, make_species_table
 
-
-class _MLP(nn.Module):
-    hidden: tuple[int, ...]
-    param_dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x):
-        for h in self.hidden:
-            # param_dtype explicit: flax defaults to float32 even under x64
-            x = nn.tanh(nn.Dense(h, param_dtype=self.param_dtype, dtype=self.param_dtype)(x))
-        return nn.Dense(1, param_dtype=self.param_dtype, dtype=self.param_dtype)(x)[..., 0]
 
 
 def build(
@@ -59,7 +48,7 @@ def build(
     hidden = tuple(int(h) for h in hidden)
 
     def _nets(dtype):
-        return _MLP(hidden=hidden, param_dtype=dtype)
+        return MLP(hidden=hidden, param_dtype=dtype, out=1)
 
     def init(key):
         dtype = jnp.result_type(float)

@@ -19,26 +19,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from ..descriptors import SymmetryFunctions
 from ..descriptors.symmetry_functions import make_local_check
 from ..quantum.reupload import make_expvals
+from ..nn import MLP
 from ..system import System
 from .base import EnergyModel, make_species_table
 
-
-class _MLP(nn.Module):
-    hidden: tuple[int, ...]
-    param_dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x):
-        for h in self.hidden:
-            x = nn.tanh(nn.Dense(h, param_dtype=self.param_dtype, dtype=self.param_dtype)(x))
-        return x
 
 
 def build(
@@ -66,7 +56,7 @@ def build(
     def init(key):
         dtype = jnp.result_type(float)
         k_enc, k_w, k_mlp, k_int = jax.random.split(key, 4)
-        mlp = _MLP(hidden=hidden, param_dtype=dtype)
+        mlp = MLP(hidden=hidden, param_dtype=dtype)
         return {
             "enc_A": jax.random.normal(k_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat),
             "enc_b": jnp.zeros((layers, n_qubits), dtype),
@@ -87,7 +77,7 @@ def build(
         G = (sf(R, system.species, system.mask, system.box) - params["g_mean"]) / params["g_std"]
         angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
         zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
-        hc = _MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)
+        hc = MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)
         idx = jnp.maximum(table[system.species], 0)
         e = jnp.sum(params["int_q"][idx] * zq, -1) + jnp.sum(params["int_c"][idx] * hc, -1) + params["int_b"][idx]
         e = params["scale"] * e + params["shift"][idx]
