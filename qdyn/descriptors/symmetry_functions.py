@@ -147,3 +147,11 @@ def make_local_check(species, cutoff: float):
             check_box(system.box, cutoff)
 
     return check
+
+
+def species_and_descriptor(species, *, cutoff: float, n_radial: int, zetas, eta_angular: float):
+    """(sorted species tuple, :class:`SymmetryFunctions`) for descriptor-based models, so that
+    every model (and training's descriptor statistics) builds the same descriptor."""
+    species = tuple(sorted(int(z) for z in species))
+    return species, SymmetryFunctions(species=species, cutoff=cutoff, n_radial=n_radial, zetas=tuple(zetas),
+                                      eta_angular=eta_angular)

@@ -23,8 +23,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from ..descriptors import SymmetryFunctions
-from ..descriptors.symmetry_functions import make_local_check
+from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
 from ..nn import MLP
 from ..system import System
 from .base import EnergyModel, make_species_table
@@ -41,9 +40,8 @@ def build(
     eta_angular: float = 0.1,
 ) -> EnergyModel:
     """Build a BP network model for the given elements (atomic numbers)."""
-    species = tuple(sorted(int(z) for z in species))
-    sf = SymmetryFunctions(species=species, cutoff=cutoff, n_radial=n_radial, zetas=tuple(zetas),
-                           eta_angular=eta_angular)
+    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
+                                         eta_angular=eta_angular)
     table = make_species_table(species)
     hidden = tuple(int(h) for h in hidden)
 
@@ -91,7 +89,7 @@ def build(
 
 
 def descriptor_fn(model: EnergyModel):
-    """The model's descriptor function (R, species, mask) -> [n, size]."""
+    """The descriptor of a descriptor-based model (BPNN or hybrid), rebuilt from its config."""
     c = model.config
-    return SymmetryFunctions(species=tuple(c["species"]), cutoff=c["cutoff"], n_radial=c["n_radial"],
-                             zetas=tuple(c["zetas"]), eta_angular=c["eta_angular"])
+    return species_and_descriptor(c["species"], cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"],
+                                  eta_angular=c["eta_angular"])[1]

@@ -22,8 +22,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from ..descriptors import SymmetryFunctions
-from ..descriptors.symmetry_functions import make_local_check
+from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
 from ..quantum.reupload import make_expvals
 from ..nn import MLP
 from ..system import System
@@ -44,9 +43,8 @@ def build(
     init_circuit_std: float = 0.01,
 ) -> EnergyModel:
     """Build a hybrid model for the given elements (atomic numbers)."""
-    species = tuple(sorted(int(z) for z in species))
-    sf = SymmetryFunctions(species=species, cutoff=cutoff, n_radial=n_radial, zetas=tuple(zetas),
-                           eta_angular=eta_angular)
+    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
+                                         eta_angular=eta_angular)
     table = make_species_table(species)
     hidden = tuple(int(h) for h in hidden)
     expvals = make_expvals(n_qubits)
