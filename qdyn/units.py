@@ -28,10 +28,18 @@ EV_J = 1.602176634e-19
 ANGSTROM_M = 1e-10
 HBAR_EV_S = 6.582119569e-16  # reduced Planck constant [eV s] (exact in SI 2019)
 SPEED_OF_LIGHT_CM_S = 2.99792458e10  # for wavenumbers [cm^-1]
+HBAR_EV_FS = HBAR_EV_S * 1e15  # ħ [eV fs] (electronic equations of motion in surface hopping)
+ELECTRON_MASS_AMU = 5.48579909065e-4  # m_e [amu] (CODATA 2018; atomic-unit masses of model problems)
+AU_TIME_FS = 2.4188843265857e-2  # atomic unit of time ħ/E_h [fs]
+BAR_EV_PER_A3 = 1e5 / EV_J * ANGSTROM_M**3  # 1 bar in eV/Å³ (pressure at the boundary is in bar)
+AMU_PER_A3_G_CM3 = AMU_KG * 1e3 / (ANGSTROM_M * 1e2) ** 3  # mass density amu/Å³ -> g/cm³
 
 # In the (eV, Å, amu) system the natural time unit is Å·sqrt(amu/eV) ≈ 10.18 fs. The MD
 # code integrates in fs, so this factor appears exactly once, here.
 TIME_UNIT_FS = ANGSTROM_M * math.sqrt(AMU_KG / EV_J) * 1e15
+# 1 amu·Å²/fs² in eV: kinetic energy ½mv² of velocities in Å/fs (surface hopping propagates
+# velocities in Å/fs so that v·d is a rate in 1/fs next to E/ħ).
+AMU_A2_FS2_EV = TIME_UNIT_FS**2
 
 _ENERGY = {
     "eV": 1.0,
@@ -49,7 +57,7 @@ _LENGTH = {
     "nm": 10.0,
     "pm": 0.01,
 }
-_TIME = {"fs": 1.0, "ps": 1e3, "ns": 1e6, "au_time": 2.4188843265857e-2}
+_TIME = {"fs": 1.0, "ps": 1e3, "ns": 1e6, "au_time": AU_TIME_FS}
 _MASS = {"amu": 1.0, "Da": 1.0}
 
 _DIMENSIONS = {"energy": _ENERGY, "length": _LENGTH, "time": _TIME, "mass": _MASS}

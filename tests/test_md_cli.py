@@ -43,8 +43,10 @@ def test_qdyn_md_cli_runs_and_writes_outputs(tmp_path):
 
 def test_qdyn_md_cli_refuses_bad_input(tmp_path):
     _fake_run(tmp_path / "run")
-    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--ensemble", "npt"])
+    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--ensemble", "npq"])
     assert r.exit_code != 0 and "ensemble" in r.output
+    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--ensemble", "npt"])
+    assert r.exit_code != 0 and "pressure" in r.output
     r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "model" in r.output
     from qdyn import data

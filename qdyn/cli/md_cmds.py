@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-_ENSEMBLES = ("nve", "nvt", "nvt-langevin", "nvt-nose-hoover")
+_ENSEMBLES = ("nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt")
 
 
 def md(
@@ -20,13 +20,17 @@ def md(
                                              help="Start structure: any file qdyn's data layer reads "
                                                   "(default: the model's reference molecule)."),
     frame: int = typer.Option(0, "--frame", help="Frame of --structure to start from."),
-    ensemble: str = typer.Option("nvt", "--ensemble", help="nve, nvt (Langevin) or nvt-nose-hoover."),
+    ensemble: str = typer.Option("nvt", "--ensemble", help="nve, nvt (Langevin), nvt-nose-hoover or npt "
+                                                                  "(periodic structures)."),
     temperature: float = typer.Option(300.0, "--temperature", help="Temperature [K]."),
     dt: float = typer.Option(0.5, "--dt", help="Time step [fs]."),
     steps: int = typer.Option(2000, "--steps", help="Number of steps (a multiple of --stride)."),
     replicas: int = typer.Option(1, "--replicas", help="Independent replicas run at once (vmapped)."),
     stride: int = typer.Option(10, "--stride", help="Steps between trajectory frames."),
     friction: float = typer.Option(0.01, "--friction", help="Langevin friction [1/fs]."),
+    tau: float = typer.Option(100.0, "--tau", help="Nosé–Hoover thermostat time constant [fs] (nvt-nose-hoover, npt)."),
+    pressure: Optional[float] = typer.Option(None, "--pressure", help="NPT target pressure [bar]."),
+    barostat_tau: float = typer.Option(1000.0, "--barostat-tau", help="NPT barostat time constant [fs]."),
     store_replicas: int = typer.Option(1, "--store-replicas", help="Replicas written to the trajectory."),
     seed: int = typer.Option(0, "--seed"),
     restart: bool = typer.Option(False, "--restart", help="Continue from OUT/checkpoint.npz."),
@@ -42,8 +46,9 @@ def md(
     from ..validation import QdynInputError
 
     if ensemble not in _ENSEMBLES:
-        raise typer.BadParameter(f"--ensemble must be one of {', '.join(_ENSEMBLES)} (npt is not implemented yet), "
-                                 f"got {ensemble!r}")
+        raise typer.BadParameter(f"--ensemble must be one of {', '.join(_ENSEMBLES)}, got {ensemble!r}")
+    if (ensemble == "npt") != (pressure is not None):
+        raise typer.BadParameter("--pressure [bar] is needed with --ensemble npt and only there")
     try:
         m, params, _ = load_run(model)
     except Exception as exc:  # a clear one-line message instead of a traceback
@@ -69,6 +74,7 @@ def md(
 
         res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=ensemble, dt_fs=dt, steps=steps,
                      temperature_K=temperature, replicas=replicas, stride=stride, friction_per_fs=friction,
+                     tau_fs=tau, pressure_bar=pressure, barostat_tau_fs=barostat_tau,
                      store_replicas=store_replicas, key=jax.random.PRNGKey(seed), out_dir=out, restart=restart,
                      progress=progress)
     except QdynInputError as exc:
@@ -77,8 +83,11 @@ def md(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     analysis.plot_energies(res, out / "energies.png")
-    typer.echo(json.dumps({"out": str(out), "mean_temperature_K": float(res.temperature.mean()),
-                           "n_reallocations": res.n_reallocations, "timings": res.timings}, indent=2))
+    report = {"out": str(out), "mean_temperature_K": float(res.temperature.mean()),
+              "n_reallocations": res.n_reallocations, "timings": res.timings}
+    if res.volume is not None:
+        report["mean_volume_A3"] = float(res.volume.mean())
+    typer.echo(json.dumps(report, indent=2))
 
 
 def register(app: typer.Typer) -> None:

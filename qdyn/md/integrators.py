@@ -31,8 +31,8 @@ from .. import elements, units
 from ..system import System
 from ..validation import QdynInputError
 
-Ensemble = Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover"]
-ENSEMBLES = ("nve", "nvt", "nvt-langevin", "nvt-nose-hoover")
+Ensemble = Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt"]
+ENSEMBLES = ("nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt")
 
 
 class Space(NamedTuple):
@@ -40,27 +40,43 @@ class Space(NamedTuple):
 
     Attributes:
         displacement_fn: ``(Ra [3], Rb [3]) -> Ra - Rb`` [Å], minimum image when periodic.
-        shift_fn: ``(R [n, 3], dR [n, 3]) -> R + dR`` [Å], wrapped into the box when periodic.
-        box_side: [3] Å sides of an orthorhombic box, or None in free space.
+        shift_fn: ``(R [n, 3], dR [n, 3]) -> R + dR`` [Å], wrapped into the cell when
+            periodic; with ``variable_cell`` it also takes ``box=`` (the current cell).
+        box_side: [3] Å sides of an orthorhombic box, or None (free space or triclinic).
+        box: [3, 3] Å lattice vectors as columns, or None in free space.
+        variable_cell: the shift follows a changing cell (NPT).
     """
 
     displacement_fn: Callable
     shift_fn: Callable
     box_side: Optional[np.ndarray]
+    box: Optional[np.ndarray] = None
+    variable_cell: bool = False
 
+    def wrap(self, R):
+        """Host-side: positions [..., n, 3] Å wrapped into the cell (unchanged in free space)."""
+        R = np.asarray(R, dtype=np.float64)
+        if self.box is None:
+            return R
+        frac = R @ np.linalg.inv(self.box).T
+        return (frac - np.floor(frac)) @ self.box.T
 
 class Integrator(NamedTuple):
     """One ensemble's pure ``(init, step)`` pair, in qdyn units at the boundary.
 
     Attributes:
         init: ``init(key, R [n, 3] Å, *, mass [n] amu, momenta [n, 3] | None, params,
-            system, neighbor) -> state`` (a JAX-MD state dataclass, a pytree).
+            system, neighbor) -> state`` (a JAX-MD state dataclass, a pytree). ``R`` is
+            always Cartesian; the NPT integrator converts it to fractional coordinates.
         step: ``step(state, *, params, system, neighbor) -> state``, one time step.
-        ensemble: "nve", "nvt-langevin" or "nvt-nose-hoover".
+        ensemble: "nve", "nvt-langevin", "nvt-nose-hoover" or "npt".
         dt_fs: time step [fs].
         temperature_K: target temperature [K] (None for NVE).
         conserves_momentum: whether the total momentum is a constant of motion (NVE and
             Nosé–Hoover; Langevin noise is per atom), which sets the degrees of freedom.
+        observe: ``observe(state, system) -> (R [n, 3] Å, system)``: Cartesian positions and
+            the system with the current cell (it changes under NPT).
+        pressure_bar: NPT target pressure [bar] (None otherwise).
     """
 
     init: Callable
@@ -69,36 +85,53 @@ class Integrator(NamedTuple):
     dt_fs: float
     temperature_K: Optional[float]
     conserves_momentum: bool
+    observe: Callable = None
+    pressure_bar: Optional[float] = None
 
 
-def make_space(system: System) -> Space:
-    """Free space for ``system.box is None``, else an orthorhombic periodic box.
+def _observe_fixed_cell(state, system):
+    return state.position, system
+
+
+def make_space(system: System, *, variable_cell: bool = False) -> Space:
+    """Free space for ``system.box is None``, else a periodic cell: JAX-MD's orthorhombic
+    ``periodic`` for a diagonal box, ``periodic_general`` (Cartesian coordinates) for a
+    triclinic one or a cell that changes (``variable_cell``, which NPT needs).
 
     The same box gives the same (cached) functions, so compiled MD blocks are reused.
 
     Raises:
-        QdynInputError: for a triclinic box (not supported by the MD layer yet).
+        QdynInputError: a singular or left-handed box, or a variable cell in free space.
     """
     if system.box is None:
-        return _space(None)
+        if variable_cell:
+            raise QdynInputError("a variable cell (NPT) needs a periodic box; this system has none")
+        return _space(None, False)
     box = np.asarray(system.box, dtype=float)
-    if box.ndim != 2:
+    if box.shape != (3, 3):
         raise QdynInputError(f"make_space needs one System (box [3, 3]), got box of shape {box.shape}")
-    if not np.allclose(box, np.diag(np.diag(box))):
-        raise QdynInputError("qdyn.md supports orthorhombic boxes only (box must be diagonal); got\n" f"{box}")
-    side = np.diag(box).copy()
-    if np.any(side <= 0):
-        raise QdynInputError(f"box sides must be positive, got {side}")
-    return _space(tuple(float(x) for x in side))
+    det = float(np.linalg.det(box))
+    if not det > 0:
+        raise QdynInputError(f"box must be non-singular and right-handed (det > 0), got det = {det:.4g} Å³:\n{box}")
+    return _space(tuple(map(float, box.ravel())), bool(variable_cell))
 
 
 @functools.lru_cache(maxsize=32)
-def _space(side: Optional[tuple]) -> Space:
-    if side is None:
+def _space(box: Optional[tuple], variable_cell: bool) -> Space:
+    if box is None:
         d, s = space.free()
         return Space(d, s, None)
-    d, s = space.periodic(jnp.asarray(side))
-    return Space(d, s, np.asarray(side))
+    b = np.asarray(box).reshape(3, 3)
+    if np.allclose(b, np.diag(np.diag(b))) and not variable_cell:
+        side = np.diag(b).copy()
+        d, s = space.periodic(jnp.asarray(side))
+        return Space(d, s, side, b)
+    # JAX-MD and qdyn share the convention: lattice vectors are the columns of the box.
+    # Cartesian coordinates throughout: forces are then -dE/dR in Å, which is what JAX-MD's
+    # integrators (NPT's MTK position update included) assume.
+    d, s = space.periodic_general(jnp.asarray(b), fractional_coordinates=False)
+    side = np.diag(b).copy() if np.allclose(b, np.diag(np.diag(b))) else None
+    return Space(d, s, side, b, variable_cell)
 
 
 def masses(system: System) -> np.ndarray:
@@ -149,6 +182,8 @@ def make_integrator(
     tau_fs: float = 100.0,
     chain_length: int = 3,
     degrees_of_freedom: Optional[int] = None,
+    pressure_bar: Optional[float] = None,
+    barostat_tau_fs: float = 1000.0,
 ) -> Integrator:
     """Build an integrator for ``ensemble``.
 
@@ -157,12 +192,17 @@ def make_integrator(
             :func:`model_energy_fn`).
         shift_fn: the cell's shift function (:func:`make_space`).
         ensemble: "nve" (velocity Verlet), "nvt" or "nvt-langevin" (BAOAB Langevin),
-            "nvt-nose-hoover" (Nosé–Hoover chain).
+            "nvt-nose-hoover" (Nosé–Hoover chain), "npt" (isotropic MTK barostat with
+            Nosé–Hoover chains on particles and cell; ``shift_fn`` must come from
+            ``make_space(system, variable_cell=True)``).
         dt_fs: time step [fs], > 0.
         temperature_K: target temperature [K] (thermostats only; > 0).
         friction_per_fs: Langevin friction γ [1/fs] (0.01/fs = 100 fs relaxation time).
         tau_fs: Nosé–Hoover chain time constant [fs].
         chain_length: thermostats in the Nosé–Hoover chain.
+        pressure_bar: NPT target pressure [bar].
+        barostat_tau_fs: NPT barostat time constant [fs] (volume fluctuations are slower
+            than the thermostat's).
         degrees_of_freedom: what the Nosé–Hoover chain thermostats; default 3N (JAX-MD's).
             Pass 3N − 3 when the centre-of-mass momentum is removed (a uniform momentum
             scaling conserves it, so those modes never exchange energy): with 3N the chain
@@ -197,7 +237,7 @@ def make_integrator(
         def step(state, *, params, system, neighbor=None):
             return step_fn(state, params=params, system=system, neighbor=neighbor)
 
-        return Integrator(init, step, "nve", float(dt_fs), None, True)
+        return Integrator(init, step, "nve", float(dt_fs), None, True, _observe_fixed_cell)
 
     if temperature_K is None or not (np.isfinite(temperature_K) and temperature_K > 0):
         raise QdynInputError(f"{ensemble} needs temperature_K > 0, got {temperature_K!r}")
@@ -214,22 +254,93 @@ def make_integrator(
         def step(state, *, params, system, neighbor=None):
             return step_fn(state, params=params, system=system, neighbor=neighbor)
 
-        return Integrator(init, step, "nvt-langevin", float(dt_fs), float(temperature_K), False)
+        return Integrator(init, step, "nvt-langevin", float(dt_fs), float(temperature_K), False,
+                          _observe_fixed_cell)
 
     if not tau_fs > 0:
         raise QdynInputError(f"tau_fs must be > 0, got {tau_fs!r}")
-    init_fn, step_fn = simulate.nvt_nose_hoover(
-        energy_fn, shift_fn, dt, kT, chain_length=int(chain_length), tau=float(tau_fs) / units.TIME_UNIT_FS
+    if ensemble == "nvt-nose-hoover":
+        init_fn, step_fn = simulate.nvt_nose_hoover(
+            energy_fn, shift_fn, dt, kT, chain_length=int(chain_length), tau=float(tau_fs) / units.TIME_UNIT_FS
+        )
+
+        def init(key, R, *, mass, momenta, params, system, neighbor=None):
+            state = init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor)
+            if degrees_of_freedom is not None:
+                # the chain masses are recomputed from this every step (update_mass)
+                state = state.set(chain=state.chain.set(degrees_of_freedom=int(degrees_of_freedom)))
+            return state
+
+        def step(state, *, params, system, neighbor=None):
+            return step_fn(state, params=params, system=system, neighbor=neighbor)
+
+        return Integrator(init, step, "nvt-nose-hoover", float(dt_fs), float(temperature_K), True,
+                          _observe_fixed_cell)
+
+    return _npt(energy_fn, shift_fn, dt, kT, dt_fs=float(dt_fs), temperature_K=float(temperature_K),
+                pressure_bar=pressure_bar, tau_fs=float(tau_fs), barostat_tau_fs=float(barostat_tau_fs),
+                chain_length=int(chain_length), degrees_of_freedom=degrees_of_freedom)
+
+
+def _npt(energy_fn, shift_fn, dt, kT, *, dt_fs, temperature_K, pressure_bar, tau_fs, barostat_tau_fs, chain_length,
+         degrees_of_freedom) -> Integrator:
+    """Isotropic NPT (Martyna–Tuckerman–Klein via JAX-MD's ``npt_nose_hoover``).
+
+    JAX-MD's NPT asks the energy for the current cell ``box=`` and an isotropic strain
+    ``perturbation=`` (whose derivative is the virial). qdyn models read the cell from
+    ``system.box``, so the adapter below puts both there: the cell reaches the model's own
+    minimum-image code and the pressure is the exact strain derivative of its energy.
+    Positions stay Cartesian: JAX-MD's MTK update scales them with the cell and its force is
+    the gradient with respect to whatever coordinates the energy takes — with fractional
+    ones that is hᵀ·F, and the extended energy drifts at any time step (measured here).
+    """
+    if pressure_bar is None or not np.isfinite(pressure_bar):
+        raise QdynInputError(f"npt needs a finite pressure_bar, got {pressure_bar!r}")
+    if not barostat_tau_fs > 0:
+        raise QdynInputError(f"barostat_tau_fs must be > 0, got {barostat_tau_fs!r}")
+
+    def energy_cell(R, *, box, perturbation=None, params, system, neighbor=None):
+        if perturbation is not None:  # a uniform strain of positions and cell
+            R, box = R * perturbation, box * perturbation
+        return energy_fn(R, params=params, system=_with_box(system, box), neighbor=neighbor)
+
+    P = float(pressure_bar) * units.BAR_EV_PER_A3
+    init_fn, step_fn = simulate.npt_nose_hoover(
+        energy_cell, shift_fn, dt, P, kT,
+        barostat_kwargs={"chain_length": int(chain_length), "tau": float(barostat_tau_fs) / units.TIME_UNIT_FS},
+        thermostat_kwargs={"chain_length": int(chain_length), "tau": float(tau_fs) / units.TIME_UNIT_FS},
     )
 
     def init(key, R, *, mass, momenta, params, system, neighbor=None):
-        state = init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor)
+        state = init_fn(key, R, system.box, mass=mass, momenta=momenta, params=params, system=system,
+                        neighbor=neighbor)
         if degrees_of_freedom is not None:
-            # the chain masses are recomputed from this every step (update_mass)
-            state = state.set(chain=state.chain.set(degrees_of_freedom=int(degrees_of_freedom)))
+            state = state.set(thermostat=state.thermostat.set(degrees_of_freedom=int(degrees_of_freedom)))
         return state
 
     def step(state, *, params, system, neighbor=None):
         return step_fn(state, params=params, system=system, neighbor=neighbor)
 
-    return Integrator(init, step, "nvt-nose-hoover", float(dt_fs), float(temperature_K), True)
+    def observe(state, system):
+        return state.position, _with_box(system, simulate.npt_box(state))
+
+    return Integrator(init, step, "npt", dt_fs, temperature_K, True, observe, float(pressure_bar))
+
+
+def _with_box(system: System, box) -> System:
+    return System(species=system.species, mask=system.mask, box=box)
+
+
+def npt_conserved_quantity(integrator: Integrator, energy_fn: Callable, state, *, params, system,
+                           neighbor=None) -> jnp.ndarray:
+    """The NPT extended-system energy [eV], constant up to integration error (a test of the
+    barostat wiring, like total energy for NVE)."""
+    if integrator.ensemble != "npt":
+        raise QdynInputError(f"npt_conserved_quantity needs an npt integrator, got {integrator.ensemble}")
+
+    def energy_cell(R, *, box, params, system, neighbor=None):
+        return energy_fn(R, params=params, system=_with_box(system, box), neighbor=neighbor)
+
+    return simulate.npt_nose_hoover_invariant(
+        energy_cell, state, integrator.pressure_bar * units.BAR_EV_PER_A3,
+        units.KB_EV_PER_K * integrator.temperature_K, params=params, system=system, neighbor=neighbor)

@@ -59,12 +59,14 @@ class Frames(NamedTuple):
     Attributes:
         position: [F, Rp, n, 3] Å.  momentum: [F, Rp, n, 3] amu·Å/τ.
         potential: [F, Rp] eV.  overflow: [Rp] bool, neighbour list overflowed in the block.
+        box: [F, Rp, 3, 3] Å, the cell of each frame (None in free space).
     """
 
     position: jax.Array
     momentum: jax.Array
     potential: jax.Array
     overflow: jax.Array
+    box: Optional[jax.Array] = None
 
 
 class MDResult(NamedTuple):
@@ -76,6 +78,8 @@ class MDResult(NamedTuple):
         potential, kinetic, total: [F, Rp] eV.  temperature: [F, Rp] K.
         position, velocity: [F, S, n, 3] Å and Å/fs for the S stored replicas.
         stored_replicas: their indices.
+        volume: [F, Rp] Å³ cell volume of every frame (periodic runs; None in free space).
+        cell: [F, S, 3, 3] Å cell of the stored replicas (periodic runs; None in free space).
         dof: degrees of freedom used for temperatures.
         n_reallocations: neighbour-list reallocations (each redid a block).
         timings: compile_s, run_s, steps_per_s, molecule_steps_per_s, ns_per_day.
@@ -96,6 +100,8 @@ class MDResult(NamedTuple):
     n_reallocations: int
     timings: dict
     out_dir: Optional[Path]
+    volume: Optional[np.ndarray] = None
+    cell: Optional[np.ndarray] = None
 
 
 def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int) -> Callable:
@@ -125,18 +131,21 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
         def frame(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=stride)
             state, nbr = carry
-            pe = energy_fn(state.position, params=params, system=system, neighbor=nbr)
-            return carry, (state.position, state.momentum, pe)
+            # Cartesian positions and the current cell (NPT integrates fractional ones)
+            R, system_now = integrator.observe(state, system)
+            pe = energy_fn(R, params=params, system=system_now, neighbor=nbr)
+            return carry, (R, state.momentum, pe, system_now.box)
 
-        (state, nbr), (R, P, PE) = jax.lax.scan(frame, (state, nbr), None, length=frames)
+        (state, nbr), (R, P, PE, box) = jax.lax.scan(frame, (state, nbr), None, length=frames)
         overflow = nbr.did_buffer_overflow if nbr is not None else jnp.zeros((), bool)
-        return state, nbr, R, P, PE, overflow
+        return state, nbr, R, P, PE, overflow, box
 
     def block(states, neighbors, params, systems):
         out = jax.vmap(one, in_axes=(0, 0, 0, None))(states, neighbors, systems, params)
-        state, nbr, R, P, PE, overflow = out
+        state, nbr, R, P, PE, overflow, box = out
         # frames first, then replicas
-        return state, nbr, Frames(jnp.swapaxes(R, 0, 1), jnp.swapaxes(P, 0, 1), jnp.swapaxes(PE, 0, 1), overflow)
+        fr = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), (R, P, PE, box))
+        return state, nbr, Frames(fr[0], fr[1], fr[2], overflow, fr[3])
 
     return block
 
@@ -150,10 +159,11 @@ class _Programs:
     """
 
     def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
-                 remove_com, remove_rotation, dof):
+                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs):
         self.integ = make_integrator(energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
                                      temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs,
-                                     degrees_of_freedom=dof)
+                                     degrees_of_freedom=dof, pressure_bar=pressure_bar,
+                                     barostat_tau_fs=barostat_tau_fs)
         integ = self.integ
 
         def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
@@ -164,8 +174,11 @@ class _Programs:
             return state, pe
 
         self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, None, None)))
-        self.potential = jax.jit(jax.vmap(lambda R, s, nb, prm: energy_fn(R, params=prm, system=s, neighbor=nb),
-                                          in_axes=(0, 0, 0, None)))
+        def potential(state, system, nbr, params):
+            R, system_now = integ.observe(state, system)
+            return energy_fn(R, params=params, system=system_now, neighbor=nbr)
+
+        self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, None)))
         self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames))
         self.kinetic = jax.jit(md_init.kinetic_energy)
         self.compiled = {}
@@ -266,6 +279,8 @@ def run_md(
     frames_per_block: int = 10,
     friction_per_fs: float = 0.01,
     tau_fs: float = 100.0,
+    pressure_bar: Optional[float] = None,
+    barostat_tau_fs: float = 1000.0,
     remove_rotation: bool = False,
     initial_temperature_K: Optional[float] = None,
     neighbor_fn=None,
@@ -289,7 +304,8 @@ def run_md(
         R: initial positions [n, 3] Å (all replicas) or [replicas, n, 3].
         system: one :class:`~qdyn.system.System` or one per replica (same atom count and
             box; no padding atoms).
-        ensemble: "nve", "nvt" (Langevin), "nvt-langevin" or "nvt-nose-hoover".
+        ensemble: "nve", "nvt" (Langevin), "nvt-langevin", "nvt-nose-hoover" or "npt"
+            (isotropic, periodic systems, dense models: no neighbour list).
         dt_fs: time step [fs].
         steps: total steps; a multiple of ``stride``.
         temperature_K: thermostat target [K] (and initial temperature by default).
@@ -299,7 +315,9 @@ def run_md(
         stride: steps between sampled frames.
         frames_per_block: frames per compiled block (host checks happen between blocks).
         friction_per_fs: Langevin friction [1/fs].
-        tau_fs: Nosé–Hoover time constant [fs].
+        tau_fs: Nosé–Hoover time constant [fs] (thermostat of NVT and NPT).
+        pressure_bar: NPT target pressure [bar].
+        barostat_tau_fs: NPT barostat time constant [fs].
         remove_rotation: remove rigid rotation from initial velocities (free molecules).
         initial_temperature_K: temperature of the initial Maxwell–Boltzmann velocities
             (default ``temperature_K``).
@@ -334,9 +352,10 @@ def run_md(
     if restart and out_dir is None:
         raise QdynInputError("restart=True needs out_dir (where checkpoint.npz is)")
     Rs, systems = _as_replicas(R, system, replicas)
-    sp = make_space(systems[0])
-    if sp.box_side is not None:
-        Rs = np.mod(Rs, sp.box_side)  # JAX-MD's periodic space expects wrapped positions
+    if ensemble == "npt" and neighbor_fn is not None:
+        raise QdynInputError("npt runs dense models only: a neighbour list would have to follow the changing cell")
+    sp = make_space(systems[0], variable_cell=ensemble == "npt")
+    Rs = sp.wrap(Rs)  # JAX-MD's periodic spaces expect wrapped positions
     mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
     n_frames_total = steps // stride
     # frames per block: the largest divisor of the frame count not above the request, so every
@@ -346,13 +365,14 @@ def run_md(
         raise QdynInputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
     thermostat = ensemble != "nve"
     conserves = ensemble in ("nve", "nvt-nose-hoover")
-    rot = bool(remove_rotation and sp.box_side is None)
+    rot = bool(remove_rotation and sp.box is None)
     n_atoms = Rs.shape[1]
     # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
     # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
     dof = md_init.degrees_of_freedom(n_atoms, remove_com=conserves, remove_rotation=rot and conserves)
     progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
-                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof)
+                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
+                      None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
     integ = progs.integ
     batched_sys = stack(systems)
     T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
@@ -416,17 +436,18 @@ def run_md(
         if "extxyz" in trajectory_formats:
             for r in stored:
                 name = "trajectory.xyz" if len(stored) == 1 else f"trajectory_r{r:04d}.xyz"
-                writers.append(("xyz", r, ExtxyzWriter(out / name, species, sp.box_side, keep_frames=frames_done)))
+                writers.append(("xyz", r, ExtxyzWriter(out / name, species, sp.box, keep_frames=frames_done)))
         if "h5md" in trajectory_formats:
-            writers.append(("h5", None, H5MDWriter(out / "trajectory.h5", species, sp.box_side, replicas=stored,
+            writers.append(("h5", None, H5MDWriter(out / "trajectory.h5", species, sp.box, replicas=stored,
+                                                   variable_cell=ensemble == "npt",
                                                    keep_frames=frames_done)))
 
     mass_j = jnp.asarray(mass)
     if restart:
-        pe0 = progs.potential(states.position, batched_sys, nbrs, params)
+        pe0 = progs.potential(states, batched_sys, nbrs, params)
     e_ref = np.asarray(pe0) + np.asarray(progs.kinetic(states.momentum, mass_j))
 
-    rec = {k: [] for k in ("step", "pe", "ke", "R", "V")}
+    rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell")}
     n_realloc = 0
     compile_s = 0.0
     t_loop = None
@@ -478,15 +499,21 @@ def run_md(
             rec["pe"].append(PE_f)
             rec["ke"].append(KE_f)
             rec["R"].append(R_f[:, stored])
+            cell_f = None
+            if fr.box is not None:
+                box_f = np.asarray(fr.box)  # [F, Rp, 3, 3]
+                cell_f = box_f[:, stored]
+                rec["vol"].append(np.linalg.det(box_f))
+                rec["cell"].append(cell_f)
             rec["V"].append(V_f)
             t_fs = f_steps * float(dt_fs)
             for kind, r, w in writers:
                 if kind == "xyz":
                     w.append(time_fs=t_fs, R=R_f[:, r], V=V_f[:, stored.index(r)], energy=PE_f[:, r],
-                             temperature=T_f[:, r])
+                             temperature=T_f[:, r], cell=None if cell_f is None else cell_f[:, stored.index(r)])
                 else:
                     w.append(step=f_steps, time_fs=t_fs, R=R_f[:, stored], V=V_f, potential=PE_f[:, stored],
-                             kinetic=KE_f[:, stored], temperature=T_f[:, stored])
+                             kinetic=KE_f[:, stored], temperature=T_f[:, stored], cell=cell_f)
             if out is not None and (block_i % checkpoint_every == 0 or step >= steps):
                 save_state(ckpt_path, states, _meta(integ, dt_fs, replicas, stride, step, frames_done))
             now = time.perf_counter()
@@ -514,11 +541,17 @@ def run_md(
         state=states, step=steps_arr, time_fs=steps_arr * float(dt_fs), potential=pe, kinetic=ke,
         total=pe + ke if len(pe) else pe, temperature=2.0 * ke / (dof * units.KB_EV_PER_K) if len(ke) else ke,
         position=cat("R"), velocity=cat("V"), stored_replicas=stored, dof=dof, n_reallocations=n_realloc,
-        timings=timings, out_dir=out)
+        timings=timings, out_dir=out, volume=cat("vol") if rec["vol"] else None,
+        cell=cat("cell") if rec["cell"] else None)
     if out is not None:
         summary = {"ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": steps, "replicas": replicas,
                    "temperature_K": temperature_K, "dof": dof, "n_reallocations": n_realloc, "timings": timings,
                    "mean_temperature_K": float(result.temperature.mean()) if len(ke) else None}
+        if result.volume is not None and len(ke):
+            summary["mean_volume_A3"] = float(result.volume.mean())
+            summary["mean_density_g_cm3"] = float(mass.sum(-1).mean() / result.volume.mean() * units.AMU_PER_A3_G_CM3)
+        if pressure_bar is not None:
+            summary["pressure_bar"] = float(pressure_bar)
         atomic_write_text(out / "md.json", json.dumps(summary, indent=2))
     return result
 

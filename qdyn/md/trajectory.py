@@ -29,14 +29,15 @@ class ExtxyzWriter:
     Args:
         path: file; created (or truncated to ``keep_frames`` frames when resuming).
         species: [n] atomic numbers.
-        box_side: [3] Å for periodic boxes, None in free space.
+        box: the periodic cell, [3, 3] Å (columns = lattice vectors) or [3] sides, None in
+            free space; frames may pass their own cell (NPT).
         keep_frames: frames already in the file to keep (restart), 0 to start fresh.
     """
 
-    def __init__(self, path, species: Sequence[int], box_side: Optional[np.ndarray], *, keep_frames: int = 0):
+    def __init__(self, path, species: Sequence[int], box: Optional[np.ndarray], *, keep_frames: int = 0):
         self.path = Path(path)
         self.symbols = [elements.symbol(int(z)) for z in species]
-        self.box_side = None if box_side is None else np.asarray(box_side, float)
+        self.box = _as_cell(box)
         self.n_frames = 0
         lines_per_frame = len(self.symbols) + 2
         if keep_frames and self.path.exists():
@@ -51,18 +52,21 @@ class ExtxyzWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
 
-    def append(self, *, time_fs, R, V, energy, temperature):
+    def append(self, *, time_fs, R, V, energy, temperature, cell=None):
         """Append frames: time [F] fs, R [F, n, 3] Å, V [F, n, 3] Å/fs, energy [F] eV (potential),
-        temperature [F] K."""
+        temperature [F] K, and optionally each frame's cell [F, 3, 3] Å (columns)."""
         out = []
-        if self.box_side is not None:
-            L = self.box_side
-            cell = f'Lattice="{L[0]:.8f} 0 0 0 {L[1]:.8f} 0 0 0 {L[2]:.8f}" pbc="T T T" '
-        else:
-            cell = 'pbc="F F F" '
         for f in range(len(time_fs)):
+            box = self.box if cell is None else np.asarray(cell[f], float)
+            if box is not None:
+                # extxyz's Lattice lists the lattice vectors one after another (qdyn's columns)
+                lat = " ".join(f"{x:.8f}" for x in box.T.ravel())
+                cell_s = f'Lattice="{lat}" pbc="T T T" '
+            else:
+                cell_s = 'pbc="F F F" '
+
             out.append(f"{len(self.symbols)}\n")
-            out.append(f"{cell}Properties=species:S:1:pos:R:3:vel:R:3 time={time_fs[f]:.6f} "
+            out.append(f"{cell_s}Properties=species:S:1:pos:R:3:vel:R:3 time={time_fs[f]:.6f} "
                        f"energy={energy[f]:.12f} temperature={temperature[f]:.6f} "
                        'energy_unit=eV length_unit=Angstrom force_unit="eV/Angstrom" time_unit=fs vel_unit="Angstrom/fs"\n')
             for s, r, v in zip(self.symbols, R[f], V[f]):
@@ -82,16 +86,20 @@ class H5MDWriter:
     Args:
         path: file; created (or cut back to ``keep_frames`` frames when resuming).
         species: [n] atomic numbers.
-        box_side: [3] Å for periodic boxes, None in free space.
+        box: the periodic cell, [3, 3] Å (columns) or [3] sides, None in free space.
         replicas: the replica indices stored (one particle group each).
         keep_frames: frames to keep from an existing file (restart), 0 to start fresh.
+        variable_cell: the cell changes (NPT): ``box/edges`` becomes a time series.
     """
 
-    def __init__(self, path, species, box_side, *, replicas: Sequence[int], keep_frames: int = 0):
+    def __init__(self, path, species, box, *, replicas: Sequence[int], keep_frames: int = 0,
+                 variable_cell: bool = False):
         import h5py
 
         self.path = Path(path)
         self.replicas = list(replicas)
+        self.variable_cell = bool(variable_cell)
+        box = _as_cell(box)
         n = len(species)
         if keep_frames and self.path.exists():
             self.f = h5py.File(self.path, "a")
@@ -113,15 +121,19 @@ class H5MDWriter:
         c.attrs["version"] = __version__
         for r in self.replicas:
             g = f.create_group(f"particles/replica_{r:04d}")
-            box = g.create_group("box")
-            box.attrs["dimension"] = 3
-            if box_side is None:
-                box.attrs["boundary"] = np.array([b"none"] * 3)
-                # H5MD requires edges only for periodic boundaries; a large cube helps viewers
+            box_g = g.create_group("box")
+            box_g.attrs["dimension"] = 3
+            if box is None:
+                box_g.attrs["boundary"] = np.array([b"none"] * 3)
+                # H5MD requires edges only for periodic boundaries
             else:
-                box.attrs["boundary"] = np.array([b"periodic"] * 3)
-                e = box.create_dataset("edges", data=np.asarray(box_side, float))
-                e.attrs["unit"] = "angstrom"
+                box_g.attrs["boundary"] = np.array([b"periodic"] * 3)
+                # H5MD stores the edge vectors as rows: qdyn's columns, transposed
+                if self.variable_cell:
+                    self._series(box_g.create_group("edges"), (3, 3), "angstrom")
+                else:
+                    e = box_g.create_dataset("edges", data=box.T if not _is_diag(box) else np.diag(box))
+                    e.attrs["unit"] = "angstrom"
             g.create_dataset("species", data=np.asarray(species, np.int32))
             for name, unit in (("position", "angstrom"), ("velocity", "angstrom fs-1")):
                 self._series(g.create_group(name), (n, 3), unit)
@@ -139,12 +151,16 @@ class H5MDWriter:
         v.attrs["unit"] = unit
 
     def _series_names(self):
-        names = [f"particles/replica_{r:04d}/{q}" for r in self.replicas for q in ("position", "velocity")]
+        qs = ("position", "velocity", "box/edges") if self.variable_cell else ("position", "velocity")
+        names = [f"particles/replica_{r:04d}/{q}" for r in self.replicas for q in qs]
         return names + [f"observables/{q}" for q in ("potential_energy", "kinetic_energy", "temperature")]
 
-    def append(self, *, step, time_fs, R, V, potential, kinetic, temperature):
+    def append(self, *, step, time_fs, R, V, potential, kinetic, temperature, cell=None):
         """Append frames: step [F], time [F] fs, R/V [F, S, n, 3] (S stored replicas, Å and
-        Å/fs), potential/kinetic [F, S] eV, temperature [F, S] K."""
+        Å/fs), potential/kinetic [F, S] eV, temperature [F, S] K, cell [F, S, 3, 3] Å
+        (columns; variable-cell files only)."""
+        if self.variable_cell and cell is None:
+            raise ValueError("this H5MD file has a variable cell: append needs cell=")
         F = len(step)
         new = self.n_frames + F
 
@@ -157,6 +173,8 @@ class H5MDWriter:
         for s, r in enumerate(self.replicas):
             put(self.f[f"particles/replica_{r:04d}/position"], R[:, s])
             put(self.f[f"particles/replica_{r:04d}/velocity"], V[:, s])
+            if self.variable_cell:
+                put(self.f[f"particles/replica_{r:04d}/box/edges"], np.swapaxes(np.asarray(cell)[:, s], -1, -2))
         put(self.f["observables/potential_energy"], potential)
         put(self.f["observables/kinetic_energy"], kinetic)
         put(self.f["observables/temperature"], temperature)
@@ -173,6 +191,30 @@ def read_h5md(path, *, replica: int = 0) -> dict:
 
     with h5py.File(path, "r") as f:
         g = f[f"particles/replica_{replica:04d}"]
-        box = g["box/edges"][()] if "edges" in g["box"] else None
+        box = None
+        if "edges" in g["box"]:
+            e = g["box/edges"]
+            # back to qdyn's columns; a time series (NPT) gives one cell per frame
+            box = np.swapaxes(e["value"][()], -1, -2) if isinstance(e, h5py.Group) else e[()]
+            if box.ndim == 2:
+                box = box.T
+            elif box.ndim == 1:
+                box = np.diag(box)
         return {"species": g["species"][()], "time": g["position/time"][()], "position": g["position/value"][()],
                 "velocity": g["velocity/value"][()], "box": box}
+
+
+def _is_diag(box) -> bool:
+    return bool(np.allclose(box, np.diag(np.diag(box))))
+
+
+def _as_cell(box) -> Optional[np.ndarray]:
+    """[3, 3] Å (columns = lattice vectors) from [3] sides or [3, 3], None stays None."""
+    if box is None:
+        return None
+    b = np.asarray(box, float)
+    if b.shape == (3,):
+        return np.diag(b)
+    if b.shape != (3, 3):
+        raise ValueError(f"cell must be [3] sides or [3, 3] lattice vectors (columns), got shape {b.shape}")
+    return b
