@@ -1,0 +1,116 @@
+"""Stability of batched MD with a trained siVQLM (issue 5): 1024 H2O replicas, NVT Langevin
+at 300 K for 10 ps, then the model's vibrational peaks against its own harmonic frequencies.
+
+Usage: python benchmarks/md_stability.py [--run RUN_DIR] [--replicas 1024] [--ps 10] [--dt 0.5]
+  --run: a trained H2O run (default runs/accuracy/H2O/siVQLM, made by benchmarks/accuracy.py).
+
+"No blow-up" is checked on every replica, not only on the stored ones: run_md already stops on
+a non-finite or over-hot state in any replica; on top of that this script records, over all
+replicas and all sampled frames, the largest temperature and potential energy, and from the
+final state the O–H bond lengths and H–O–H angles of all replicas (a dissociated or inverted
+molecule would show there). Writes benchmarks/results/md_stability.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from qdyn import enable_x64  # noqa: E402
+
+enable_x64()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from _common import RESULTS, machine_info, save  # noqa: E402
+from qdyn import md  # noqa: E402
+from qdyn.md.quickstart import quickstart_md  # noqa: E402
+from qdyn.structures import water  # noqa: E402
+from qdyn.train import load_run  # noqa: E402
+
+
+def geometry(R):
+    """O–H lengths [Rp, 2] Å and H–O–H angles [Rp] degrees of water replicas (O, H, H order)."""
+    d1, d2 = R[:, 1] - R[:, 0], R[:, 2] - R[:, 0]
+    r1, r2 = np.linalg.norm(d1, axis=-1), np.linalg.norm(d2, axis=-1)
+    ang = np.degrees(np.arccos(np.clip(np.sum(d1 * d2, -1) / (r1 * r2), -1, 1)))
+    return np.stack([r1, r2], -1), ang
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="runs/accuracy/H2O/siVQLM")
+    ap.add_argument("--replicas", type=int, default=1024)
+    ap.add_argument("--ps", type=float, default=10.0)
+    ap.add_argument("--dt", type=float, default=0.5)
+    ap.add_argument("--temperature", type=float, default=300.0)
+    args = ap.parse_args()
+    if not (Path(args.run) / "model.json").exists():
+        sys.exit(f"{args.run} is not a training run; make it with: python benchmarks/accuracy.py --models siVQLM")
+    model, params, _ = load_run(args.run)
+    R, system = water()
+    stride = 100
+    steps = int(round(args.ps * 1000 / args.dt / stride)) * stride
+    print(f"{model.name} from {args.run}: {args.replicas} replicas × {steps} steps of {args.dt} fs "
+          f"(NVT Langevin {args.temperature} K)")
+    res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nvt-langevin", dt_fs=args.dt,
+                    steps=steps, temperature_K=args.temperature, replicas=args.replicas, stride=stride,
+                    frames_per_block=10, remove_rotation=True, key=jax.random.PRNGKey(7),
+                    out_dir=Path("runs/md_stability"), trajectory_formats=("h5md",), store_replicas=4)
+    bonds, angles = geometry(np.asarray(res.state.position))
+    T = res.temperature  # [F, Rp]: every replica
+    half = T.shape[0] // 2
+    summary = {
+        "model": model.name, "run": args.run, "replicas": args.replicas, "steps": steps, "dt_fs": args.dt,
+        "simulated_ps_per_replica": steps * args.dt / 1000, "ensemble": "nvt-langevin",
+        "target_K": args.temperature,
+        # second half: after the thermostat has equilibrated the replicas
+        "mean_temperature_K": float(T[half:].mean()),
+        "std_of_replica_mean_temperature_K": float(T[half:].mean(0).std()),
+        "max_temperature_any_replica_K": float(T.max()),
+        "max_potential_rel_eV": float((res.potential - res.potential[0].min()).max()),
+        "final_OH_range_A": [float(bonds.min()), float(bonds.max())],
+        "final_HOH_range_deg": [float(angles.min()), float(angles.max())],
+        # numerical blow-up (non-finite or over-hot state) would have raised MDBlowUpError;
+        # a molecule that left its bound region is counted separately: that is the model's doing
+        "numerical_blow_up": False,
+        "replicas_dissociated_at_end": int((bonds.max(-1) > 1.5).sum()),
+        "timings": res.timings,
+    }
+    print(f"  no numerical blow-up; {summary['replicas_dissociated_at_end']} replicas with an O–H bond > 1.5 Å at the end; <T> = {summary['mean_temperature_K']:.1f} K, max T any replica "
+          f"{summary['max_temperature_any_replica_K']:.0f} K; final O–H {bonds.min():.3f}–{bonds.max():.3f} Å, "
+          f"H–O–H {angles.min():.1f}–{angles.max():.1f}°; {res.timings['molecule_steps_per_s']:.0f} molecule-steps/s")
+
+    spec = quickstart_md(model, params, "runs/md_stability/spectrum", small=False, progress=None)
+    summary["spectrum"] = {k: spec[k] for k in ("harmonic_cm-1", "spectrum_peaks_cm-1", "peak_vs_harmonic_rel")}
+    print(f"  harmonic {np.round(spec['harmonic_cm-1'], 1)} cm⁻¹ vs MD peaks {np.round(spec['spectrum_peaks_cm-1'], 1)}"
+          f" cm⁻¹ (relative {np.round(spec['peak_vs_harmonic_rel'], 4)})")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    t_ps = res.time_fs / 1000
+    ax[0].plot(t_ps, T.mean(1), label="mean over replicas")
+    ax[0].fill_between(t_ps, np.percentile(T, 5, 1), np.percentile(T, 95, 1), alpha=0.3, label="5–95 %")
+    ax[0].axhline(args.temperature, color="k", lw=0.8)
+    ax[0].set(xlabel="t / ps", ylabel="T / K", title=f"{args.replicas} replicas")
+    ax[0].legend(fontsize=8)
+    ax[1].hist(bonds.ravel(), bins=60)
+    ax[1].set(xlabel="O–H at the end / Å", ylabel="count")
+    ax[2].hist(angles, bins=60)
+    ax[2].set(xlabel="H–O–H at the end / °")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "md_stability.png", dpi=120)
+    path = save("md_stability", {**machine_info(), **summary})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
