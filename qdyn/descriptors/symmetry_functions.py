@@ -107,7 +107,16 @@ class SymmetryFunctions:
         oh = onehot.astype(R.dtype)
         for zeta in self.zetas:
             for lam in (1.0, -1.0):
-                term = 2.0 ** (1.0 - zeta) * jnp.clip(1.0 + lam * cos, 0.0, None) ** zeta * ww  # [i, j, k]
+                # b = 1 + λ cos θ ≥ 0 reaches 0 (j = k, or an exactly linear triple), where a float
+                # power's second derivative is 0 · inf = NaN (Hessians, normal modes): integer ζ
+                # take an integer power (exact derivatives everywhere), others a double where
+                b = 1.0 + lam * cos
+                if float(zeta).is_integer():
+                    powered = b ** int(zeta)
+                else:
+                    pos = b > 0.0
+                    powered = jnp.where(pos, jnp.where(pos, b, 1.0) ** zeta, 0.0)
+                term = 2.0 ** (1.0 - zeta) * powered * ww  # [i, j, k]
                 per_pair = jnp.einsum("ijk,js,kt->ist", term, oh, oh)  # [n, S, S]
                 for s, t in self.pairs:
                     # ordered (j, k) sums count each unordered like-species pair twice

@@ -91,5 +91,10 @@ def build(
 def descriptor_fn(model: EnergyModel):
     """The descriptor of a descriptor-based model (BPNN or hybrid), rebuilt from its config."""
     c = model.config
+    if c.get("descriptor", "symmetry") != "symmetry":
+        from .hybrid import make_descriptor
+
+        return make_descriptor(c["species"], descriptor=c["descriptor"], cutoff=c["cutoff"], n_radial=c["n_radial"],
+                               l_max=c["l_max"], radial_basis=c["radial_basis"])[1]
     return species_and_descriptor(c["species"], cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"],
                                   eta_angular=c["eta_angular"])[1]

@@ -1,0 +1,204 @@
+"""The hybrid model on the spherical-harmonic descriptor: angle-encoded circuit, quantum
+symmetry function (QSF) and the classical-only control — physics checks in free space and
+in periodic boxes, neighbour lists, MD, parameter parity of the control, config/registry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qdyn import testing
+from qdyn.descriptors.neighbors import neighbor_list_fn
+from qdyn.models import hybrid
+from qdyn.models.base import count_params
+from qdyn.quantum.qsf import make_qsf
+from qdyn.structures import rattle, water, water_dimer
+from qdyn.system import System
+from qdyn.validation import QdynInputError
+
+SMALL = dict(species=(1, 8), descriptor="power_spectrum", cutoff=4.0, n_radial=3, l_max=2, hidden=(6,))
+VARIANTS = {
+    "reupload": dict(branch="reupload", n_qubits=2, layers=1),
+    "mlp": dict(branch="mlp", n_qubits=2, layers=1),
+    "qsf": dict(branch="qsf", n_qubits=4, layers=1),
+}
+
+
+def _model(name):
+    model = hybrid.build(**SMALL, **VARIANTS[name])
+    params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
+    params["g_std"] = jnp.abs(params["g_std"]) + 0.5
+    return model, params
+
+
+# The control runs the same descriptor/integration code as the circuit variants: its full
+# check is marked slow (each check_model-style run compiles E+F, second-order and vmap programs).
+@pytest.mark.parametrize("name", ["reupload", "qsf", pytest.param("mlp", marks=pytest.mark.slow)])
+def test_variant_passes_all_physics_checks_and_is_extensive(name):
+    model, params = _model(name)
+    R, system = water_dimer()
+    R = jnp.asarray(rattle(R, 4))
+    # check_model's assertions one by one, only with a smaller finite-difference step: the QSF's
+    # trigonometric circuit has enough curvature that h = 1e-4 leaves an O(h²) truncation error
+    # of ~5e-8 eV/Å (measured: 4.5e-8, 4.1e-9, 4.8e-10 at h = 1e-4, 3e-5, 1e-5 — it converges as h²)
+    testing.assert_e3_invariant(model, params, R, system)
+    testing.assert_translation_invariant(model, params, R, system)
+    testing.assert_forces_match_fd(model, params, R, system, h=1e-5)
+    testing.assert_second_order_gradient(model, params, R, system)
+    testing.assert_net_force_zero(model, params, R, system, atol=1e-9)
+    testing.assert_padding_invariant(model, params, R, system)
+    testing.assert_no_retrace(model, params, R, system)
+    for perm in ([0, 2, 1, 3, 4, 5], [3, 4, 5, 0, 1, 2]):
+        testing.assert_permutation_invariant(model, params, R, system, perm)
+    # the branch matters: switching its integration weights off changes the energy
+    off = {**params, "int_q": jnp.zeros_like(params["int_q"])}
+    assert abs(float(model.apply(params, R, system) - model.apply(off, R, system))) > 1e-4
+    # extensive: two copies far beyond the cutoff have twice the energy of one
+    two = jnp.concatenate([R, R + jnp.array([30.0, 0.0, 0.0])])
+    sys2 = System.create(system.symbols * 2)
+    np.testing.assert_allclose(float(model.apply(params, two, sys2)), 2 * float(model.apply(params, R, system)),
+                               rtol=1e-12)
+
+
+def _water_box(n_side=2, spacing=4.6, seed=0):
+    """n_side³ rattled waters on a cubic lattice in a periodic box (as in test_models_physics)."""
+    R0, _ = water()
+    rng = np.random.default_rng(seed)
+    mols = []
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                Q = testing.random_orthogonal(jax.random.PRNGKey(100 * i + 10 * j + k), reflection=False)
+                mols.append(R0 @ Q.T + spacing * np.array([i, j, k]) + 0.2 * rng.normal(size=3))
+    side = spacing * n_side
+    R = np.mod(np.concatenate(mols), side)
+    return jnp.asarray(R), System.create(["O", "H", "H"] * n_side**3, box=np.eye(3) * side)
+
+
+@pytest.mark.parametrize("name", ["reupload", pytest.param("qsf", marks=pytest.mark.slow)])
+def test_periodic_box_images_padding_vmap_and_neighbor_lists(name):
+    model, params = _model(name)
+    R, system = _water_box()  # 8 waters, 9.2 Å box, cutoff 4 Å
+    testing.assert_periodic_image_invariant(model, params, R, system)
+    testing.assert_e3_invariant(model, params, R, system, n_trials=2)  # the box rotates with the atoms
+    testing.assert_padding_invariant(model, params, R, system)
+    Rs = jnp.stack([R, R + 0.03 * jnp.sin(jnp.arange(72.0)).reshape(24, 3)])
+    testing.assert_vmap_matches_loop(model, params, Rs, system, atol=1e-11)
+    # a JAX-MD neighbour list (allocated outside jit, passed as an argument) gives the all-pairs answer
+    ef = jax.jit(jax.value_and_grad(model.apply, argnums=1))
+    E0, g0 = ef(params, R, system, None)
+    for fmt in ("dense", "sparse"):
+        nbrs = neighbor_list_fn(system.box, model.config["cutoff"], skin=0.3, format=fmt).allocate(R)
+        E1, g1 = ef(params, R, system, nbrs)
+        np.testing.assert_allclose(float(E1), float(E0), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), atol=1e-10)
+    assert float(jnp.max(jnp.abs(g0))) > 1e-3  # non-trivial forces
+
+
+@pytest.mark.slow
+def test_md_with_neighbor_list_conserves_energy_and_matches_dense():
+    from qdyn import md
+
+    model, params = _model("qsf")
+    params = {**params, "scale": jnp.asarray(0.05)}  # a gentle potential for a short NVE check
+    R, system = _water_box()
+    nf = neighbor_list_fn(system.box, model.config["cutoff"], skin=0.5, format="dense")
+    res = md.run_md(hybrid.md_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, steps=40,
+                    stride=10, frames_per_block=2, temperature_K=300.0, key=jax.random.PRNGKey(0), progress=None,
+                    neighbor_fn=nf)
+    drift = np.ptp(res.total)
+    assert np.ptp(res.potential) > 10 * drift  # energy flows between kinetic and potential, the total stays
+    e_dense = model.apply(params, jnp.asarray(res.state.position[0]), system)
+    np.testing.assert_allclose(res.potential[-1, 0], float(e_dense), rtol=1e-10)
+
+
+@pytest.mark.parametrize("n_qubits,layers,descriptor", [(4, 3, "symmetry"), (4, 3, "power_spectrum"),
+                                                        (3, 2, "power_spectrum")])
+def test_classical_control_has_the_circuit_branchs_width_and_size(n_qubits, layers, descriptor):
+    from qdyn.models.registry import param_labels
+
+    kw = dict(species=(1, 8), n_qubits=n_qubits, layers=layers, descriptor=descriptor)
+    q = hybrid.build(**kw, branch="reupload")
+    c = hybrid.build(**kw, branch="mlp")
+    pq, pc = q.init(jax.random.PRNGKey(0)), c.init(jax.random.PRNGKey(0))
+    np.testing.assert_allclose(count_params(pc), count_params(pq), rtol=0.05)
+    assert pc["int_q"].shape == pq["int_q"].shape  # same branch width into the integration layer
+    # the control's branch is scheduled like the circuit it replaces (staged training)
+    labels = param_labels(pc)
+    assert set(jax.tree_util.tree_leaves(labels["ctl_mlp"])) == {"quantum"}
+    assert set(jax.tree_util.tree_leaves(labels["mlp"])) == {"classical"}
+
+
+def test_qsf_is_rotation_invariant_and_needs_parity_averaging_for_reflections():
+    rng = np.random.default_rng(0)
+    vecs = jnp.asarray(rng.normal(size=(4, 3)))
+    alpha = jnp.asarray(rng.uniform(1.0, 3.0, size=(2, 4)))
+    J = jnp.asarray(rng.normal(size=(2, 4)))
+    bare = jax.jit(make_qsf(4, 2, parity_average=False).features)
+    avg = jax.jit(make_qsf(4, 2).features)
+    Qp = jnp.asarray(testing.random_orthogonal(jax.random.PRNGKey(3), reflection=False))
+    Qm = jnp.asarray(testing.random_orthogonal(jax.random.PRNGKey(4), reflection=True))
+    f0 = bare(alpha, J, vecs)
+    np.testing.assert_allclose(bare(alpha, J, vecs @ Qp.T), f0, atol=1e-12)
+    assert float(jnp.max(jnp.abs(bare(alpha, J, vecs @ Qm.T) - f0))) > 1e-4  # chiral without averaging
+    g0 = avg(alpha, J, vecs)
+    np.testing.assert_allclose(avg(alpha, J, vecs @ Qm.T), g0, atol=1e-12)
+    np.testing.assert_allclose(avg(alpha, J, vecs @ Qp.T), g0, atol=1e-12)
+    # non-trivial and bounded: pair exchanges lie in [-3, 1] and depend on the vectors
+    assert np.all((np.asarray(g0) >= -3 - 1e-12) & (np.asarray(g0) <= 1 + 1e-12))
+    assert float(jnp.max(jnp.abs(avg(alpha, J, 0.5 * vecs) - g0))) > 1e-3
+
+
+def test_qsf_statevector_equals_the_pennylane_qnode():
+    from qdyn.quantum.qsf import qsf_qnode
+
+    rng = np.random.default_rng(5)
+    vecs = jnp.asarray(rng.normal(size=(4, 3)))
+    alpha = jnp.asarray(rng.uniform(1.0, 3.0, size=(2, 4)))
+    J = jnp.asarray(rng.normal(size=(2, 4)))
+    ours, ref = make_qsf(4, 2).features, qsf_qnode(4, 2)
+    ours, ref = jax.jit(ours), jax.jit(ref)
+    np.testing.assert_allclose(ours(alpha, J, vecs), ref(alpha, J, vecs), atol=1e-12)
+    loss = lambda f: lambda a, j, v: jnp.sum(jnp.sin(f(a, j, v)))  # noqa: E731
+    g1 = jax.jit(jax.grad(loss(ours), argnums=(0, 1, 2)))(alpha, J, vecs)
+    g2 = jax.jit(jax.grad(loss(ref), argnums=(0, 1, 2)))(alpha, J, vecs)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, atol=1e-11)
+    assert float(jnp.max(jnp.abs(g1[2]))) > 1e-3
+
+
+def test_bad_variant_choices_are_refused():
+    with pytest.raises(QdynInputError, match="use descriptor='power_spectrum'"):
+        hybrid.build(species=(1, 8), branch="qsf")
+    with pytest.raises(QdynInputError, match="unknown hybrid branch"):
+        hybrid.build(species=(1, 8), branch="quantum")
+    with pytest.raises(QdynInputError, match="even number of qubits"):
+        hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="qsf", n_qubits=3)
+    model = hybrid.build(species=(1, 8), n_qubits=2, layers=1)  # symmetry functions: dense only
+    R, system = _water_box()
+    nbrs = neighbor_list_fn(system.box, 5.0).allocate(R)
+    with pytest.raises(ValueError, match="neighbour lists need descriptor='power_spectrum'"):
+        model.apply(model.init(jax.random.PRNGKey(0)), R, system, nbrs)
+
+
+@pytest.mark.slow
+def test_variants_build_from_config_and_train(tmp_path):
+    from qdyn.data import load_shipped
+    from qdyn.models.bpnn import descriptor_fn
+    from qdyn.models.registry import build_model
+    from qdyn.train import parse_config, train
+
+    raw = {"family": "hybrid", "descriptor": "power_spectrum", "branch": "qsf", "n_qubits": 2, "layers": 1,
+           "hidden": [4], "cutoff": 4.0, "n_radial": 3, "l_max": 1}
+    cfg = parse_config({"model": raw, "data": {"n_train": 16, "n_val": 4, "n_test": 4}, "epochs": 2,
+                        "batch_size": 8, "staged": True, "pretrain_epochs": 1})
+    model = build_model({**cfg.model.model_dump(), "species": [1, 8]})
+    assert model.config["branch"] == "qsf" and model.config["descriptor"] == "power_spectrum"
+    R, system = water_dimer()
+    d = descriptor_fn(model)  # what training standardises
+    assert d.size == model.config["descriptor_size"]
+    assert np.max(np.abs(np.asarray(d(jnp.asarray(R), system.species, system.mask)))) > 1e-2
+    res = train(cfg, tmp_path, progress=False, data=load_shipped("water_dimer").subset(np.arange(24)))
+    assert not res.interrupted
+    assert np.isfinite(res.metrics["test"]["energy_mae_meV"]) and np.isfinite(res.metrics["test"]["force_mae_meV_per_A"])
+    assert (tmp_path / "metrics.json").exists() and res.model.config["branch"] == "qsf"
