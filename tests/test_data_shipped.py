@@ -10,7 +10,12 @@ from qdyn.data.labelers import labeler_from_spec
 pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
-EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "LiH": (200, 2, "CCSD", "cc-pVDZ"), "water_dimer": (300, 6, "DFT", "def2-SVP")}
+EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "LiH": (200, 2, "CCSD", "cc-pVDZ"), "water_dimer": (300, 6, "DFT", "def2-SVP"),
+            "CaH2": (63, 3, "TDA", "def2-SVP"),
+            # tight-binding sets: no basis set (GFN2-xTB has its own minimal basis)
+            "water_clusters": (435, 60, "GFN2-xTB", None), "water_box32": (50, 96, "GFN2-xTB", None)}
+# frames whose Davidson stopped short of its 1e-9 tolerance (docs/multistate.md); dropped on loading
+ALLOWED_FAILURES = {"CaH2": 5}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -20,17 +25,18 @@ def test_shipped_dataset_and_its_metadata(name):
     assert ds.n_frames == n and ds.n_atoms == atoms
     assert shipped_path(name).stat().st_size < 1_000_000
     meta = ds.metadata
-    assert meta["labeler"]["method"] == method and meta["labeler"]["basis"] == basis
+    assert meta["labeler"]["method"] == method and meta["labeler"].get("basis") == basis
     if method == "DFT":
         assert meta["labeler"]["xc"] == "B3LYP" and meta["labeler"]["grid_response"] is True
     assert meta["units"] == {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom"}
     assert meta["command"].startswith(f"qdyn label --recipe shipped:{name}")
     assert meta["recipe"] == recipes.get_recipe(f"shipped:{name}")  # the code's recipe is the file's
     assert meta["code_versions"]["pyscf"] and meta["seed"]
-    # Every frame converged (a failure would be listed, never hidden).
-    assert meta["labelling"]["n_failed"] == len(meta["labelling"]["failures"]) == int((~ds.converged).sum()) == 0
+    # Every frame converged, except CaH2's listed TDA Davidson stops (a failure is listed, never hidden).
+    assert meta["labelling"]["n_failed"] == len(meta["labelling"]["failures"]) == int((~ds.converged).sum()) \
+        == ALLOWED_FAILURES.get(name, 0)
     assert np.isfinite(ds.E).all() and np.isfinite(ds.F).all()
-    assert load_shipped(name).n_frames == n
+    assert load_shipped(name).n_frames == n - ALLOWED_FAILURES.get(name, 0)
 
 
 def test_lih_forces_are_the_derivative_of_the_scan_energies():
@@ -50,7 +56,7 @@ def test_lih_configurations_regenerate_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(again.R, ds.R)
 
 
-@pytest.mark.parametrize("name,frame", [("LiH", 7), ("H2O", 3)])
+@pytest.mark.parametrize("name,frame", [("LiH", 7), ("H2O", 3), ("water_clusters", 400)])
 def test_a_shipped_frame_relabels_to_the_same_numbers(name, frame):
     ds = load_shipped(name)
     lab = labeler_from_spec(ds.metadata["labeler"])

@@ -20,7 +20,13 @@ Sampler kinds (``recipe["sampler"]["kind"]``):
   molecules as monomers: ``n``, ``distance_range`` [Å, Å], ``seed``, ``orientation``,
   ``rotation_std_deg``, ``reference_atoms``, ``clash_scale``, ``optimize``, ``fmax`` and
   ``monomer_pool`` {``n``, ``temperatures``, ``seed``} (thermal samples of each monomer).
+* ``"triatomic"`` — :func:`qdyn.data.samplers.triatomic` (central atom first): ``n``,
+  ``r1``, ``r2`` [Å], ``angle_deg``, each fixed or ``[lo, hi]``; ``mode`` (scan | random),
+  ``seed``, ``random_orientation``, ``keep_first``.
 * ``"mixture"`` — ``parts``: a list of the above, concatenated (``extras['sampler_part']``).
+* ``"water_clusters"`` / ``"water_box"`` — (H2O)n clusters from Langevin MD on the labeller's
+  own potential, and a periodic liquid-water box (see :func:`qdyn.data.water.sample_water_recipe`);
+  these recipes name a ``TBLiteLabeler`` (``labeler["labeler"]``) and ignore ``structure``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from .io import atomic_savez, load_npz
 from .labelers import PySCFLabeler, labeler_from_spec
 from .labelling import ProgressFn, _pyscf_threads, default_cache_dir, label_dataset
 from . import samplers
+from . import water as _water
 
 __all__ = ["SHIPPED_RECIPES", "get_recipe", "structure_entry", "sample_configurations", "run_recipe", "code_versions"]
 
@@ -77,6 +84,27 @@ SHIPPED_RECIPES = {
                     "cc_max_cycle": 200, "cc_conv_tol": 1e-9},
         "sampler": {"kind": "scan", "atoms": [0, 1], "start": 1.2, "stop": 4.0, "n": 200},
     },
+    "CaH2": {
+        "name": "CaH2",
+        "description": ("CaH2 S0/S1 at TDA-B3LYP/def2-SVP (docs/multistate.md): random (r1, r2, angle) in "
+                        "1.75-3.4 Angstrom, 70-180 degrees, random orientations; scans of the bend, the "
+                        "symmetric and the asymmetric stretch (where the S0/S1 gap narrows)"),
+        "structure": {"name": "CaH2", "Z": [20, 1, 1],
+                      "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
+        "labeler": {"method": "TDA", "xc": "B3LYP", "basis": "def2-SVP", "n_states": 2, "grid_level": 3,
+                    "grid_response": True, "conv_tol": 1e-10, "max_cycle": 100},
+        "sampler": {"kind": "mixture", "parts": [
+            {"kind": "triatomic", "mode": "random", "n": 84, "keep_first": 36, "r1": [1.75, 3.4], "r2": [1.75, 3.4],
+             "angle_deg": [70.0, 180.0], "seed": 11, "random_orientation": True},
+            # exact linearity is avoided: S2/S3 (a Pi pair) are degenerate there
+            {"kind": "triatomic", "mode": "scan", "n": 9, "r1": 2.05, "r2": "r1", "angle_deg": [70.0, 179.0],
+             "seed": 0},
+            {"kind": "triatomic", "mode": "scan", "n": 7, "r1": [1.75, 3.2], "r2": "r1", "angle_deg": 150.0,
+             "seed": 0},
+            {"kind": "triatomic", "mode": "scan", "n": 11, "r1": 2.05, "r2": [1.75, 3.4], "angle_deg": 150.0,
+             "seed": 0},
+        ]},
+    },
     "water_dimer": {
         "name": "water_dimer",
         "description": ("(H2O)2 at B3LYP/def2-SVP: near-minimum thermal samples (rigid-body intermolecular "
@@ -97,6 +125,35 @@ SHIPPED_RECIPES = {
              "monomer_pool": {"n": 200, "temperatures": [300.0, 1000.0], "seed": 5}},
         ]},
     },
+}
+
+
+# GFN2-xTB (tblite) for every cluster size and the box: one level of theory, so training and
+# test sizes are never labelled at different levels (docs/data.md).
+_GFN2 = {"labeler": "TBLiteLabeler", "method": "GFN2-xTB", "accuracy": 1.0, "electronic_temperature": 300.0,
+         "max_iterations": 250, "charge": 0, "multiplicity": 1}
+_BOX32_L = round(_water.box_length(32, 0.997), 10)  # Å, 32 waters at 0.997 g/cm³
+SHIPPED_RECIPES["water_clusters"] = {
+    "name": "water_clusters",
+    "description": ("(H2O)n, n = 2-10 (training sizes, 2 runs x 20 frames) and n = 12-20 even (test sizes, "
+                    "15 frames) at GFN2-xTB: jittered-grid starts at liquid density, BFGS, Langevin MD at 300 K"),
+    "structure": "water",
+    "labeler": dict(_GFN2),
+    "sampler": {"kind": "water_clusters", "parts": [
+        {"sizes": [2, 3, 4, 5, 6, 7, 8, 9, 10], "runs": 2, "frames_per_run": 20},
+        {"sizes": [12, 14, 16, 18, 20], "runs": 1, "frames_per_run": 15}],
+        "temperature": 300.0, "dt": 0.5, "friction": 0.01, "equilibration_steps": 200, "interval": 20,
+        "opt_fmax": 0.1, "opt_steps": 100, "density": 0.997, "seed": 0},
+}
+SHIPPED_RECIPES["water_box32"] = {
+    "name": "water_box32",
+    "description": ("32 H2O in a periodic 0.997 g/cm3 cube at periodic GFN2-xTB: flexible TIP3P-like Langevin MD "
+                    "at 300 K (one frame per 50 fs) plus small Gaussian displacements"),
+    "structure": "water",
+    "labeler": dict(_GFN2, cell=[[_BOX32_L, 0.0, 0.0], [0.0, _BOX32_L, 0.0], [0.0, 0.0, _BOX32_L]]),
+    "sampler": {"kind": "water_box", "n_molecules": 32, "density": 0.997, "n_frames": 50, "temperature": 300.0,
+                "dt": 0.5, "friction": 0.01, "equilibration_steps": 2000, "interval": 100,
+                "displacement_std": [0.01, 0.03], "seed": 0},
 }
 
 
@@ -218,6 +275,11 @@ def _sample(spec: dict, Z, R, ref: _Reference):
             orientation=spec.get("orientation", "random"), template=template,
             rotation_std_deg=spec.get("rotation_std_deg", 15.0), reference_atoms=spec.get("reference_atoms"),
             clash_scale=spec.get("clash_scale", 1.5))
+    if kind == "triatomic":
+        return samplers.triatomic(n=spec["n"], r1=spec["r1"], r2=spec["r2"], angle_deg=spec["angle_deg"],
+                                  mode=spec.get("mode", "random"), seed=spec.get("seed", 0),
+                                  random_orientation=spec.get("random_orientation", False),
+                                  keep_first=spec.get("keep_first"))
     raise ValueError(f"unknown sampler kind {kind!r}")
 
 
@@ -228,6 +290,8 @@ def sample_configurations(recipe: dict, *, cache_dir: Optional[str | Path] = Non
     root.mkdir(parents=True, exist_ok=True)
     labeler = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
     key = _hash({"structure": recipe["structure"], "labeler": labeler.describe(), "sampler": recipe["sampler"]})
+    if recipe["sampler"]["kind"] in ("water_clusters", "water_box"):
+        return _water_configurations(recipe, labeler, root / f"samples-{key}.npz", log)
     path = root / f"samples-{key}.npz"
     Z = np.asarray(recipe["structure"]["Z"])
     R = np.asarray(recipe["structure"]["R"], dtype=float)
@@ -251,6 +315,21 @@ def sample_configurations(recipe: dict, *, cache_dir: Optional[str | Path] = Non
     return Dataset(R=X, Z=np.broadcast_to(Z, X.shape[:2]), extras={"sampler_part": part}, metadata=meta,
                    source=f"recipe:{recipe['name']}")
 
+
+def _water_configurations(recipe: dict, labeler, path: Path, log: LogFn) -> Dataset:
+    if path.exists():
+        z = load_npz(path)
+    else:
+        log("sampling configurations ...")
+        z = _water.sample_water_recipe(recipe["sampler"], labeler, log=log)
+        atomic_savez(path, {k: v for k, v in z.items() if v is not None})
+    n = len(z["R"])
+    cell = z.get("cell")
+    meta = {"name": recipe["name"], "description": recipe.get("description", ""), "recipe": recipe}
+    return Dataset(R=z["R"], Z=z["Z"], cell=None if cell is None else np.broadcast_to(cell, (n, 3, 3)),
+                   pbc=None if cell is None else np.ones((n, 3), bool),
+                   extras={"n_molecules": z["n_molecules"], "run": z["run"]}, metadata=meta,
+                   source=f"recipe:{recipe['name']}")
 
 def _reference_only(spec, Z, R, ref):
     kind = spec["kind"]

@@ -40,6 +40,7 @@ __all__ = [
     "optimize_geometry",
     "finite_difference_hessian",
     "COVALENT_RADII",
+    "triatomic",
 ]
 
 # Covalent radii [Å] (Cordero et al., Dalton Trans. 2008), used to find molecules and clashes.
@@ -595,3 +596,66 @@ def finite_difference_hessian(labeler, Z, R, *, step: float = 5e-3) -> np.ndarra
         fm = labeler.label(Z, R - d.reshape(R.shape)).forces.ravel()
         H[k] = -(fp - fm) / (2 * step)
     return 0.5 * (H + H.T)
+
+
+def triatomic(
+    *,
+    n: int,
+    r1,
+    r2,
+    angle_deg,
+    mode: str = "random",
+    seed: int = 0,
+    random_orientation: bool = False,
+    keep_first: Optional[int] = None,
+) -> np.ndarray:
+    """Geometries of a triatomic A–B, A–C (central atom first) from internal coordinates.
+
+    Each coordinate is a number (held fixed), an interval ``[lo, hi]`` (``mode="scan"``:
+    ``n`` evenly spaced values, all intervals traversed together; ``mode="random"``: uniform
+    draws), or, for ``r2`` only, the string ``"r1"`` (symmetric: r2 = r1).
+
+    Args:
+        n: number of geometries.
+        r1: bond A–B [Å].
+        r2: bond A–C [Å] or ``"r1"``.
+        angle_deg: angle B–A–C [degrees].
+        mode: ``"scan"`` or ``"random"``.
+        seed: random seed (``mode="random"`` and ``random_orientation``).
+        random_orientation: rotate each geometry by a Haar-random rotation.
+        keep_first: return only the first this many of the ``n`` geometries (a recipe can
+            shrink a random set and keep every geometry, and so every cached label, it had).
+
+    Returns:
+        float64 [n or keep_first, 3, 3] Å: A at the origin, B on +x, C in the xy plane (before rotation).
+
+    Example:
+        >>> R = triatomic(n=3, r1=2.05, r2="r1", angle_deg=[100.0, 180.0], mode="scan")
+        >>> np.round(np.linalg.norm(R[:, 2] - R[:, 0], axis=1), 3)
+        array([2.05, 2.05, 2.05])
+    """
+    if mode not in ("scan", "random"):
+        raise QdynInputError(f"triatomic sampler: mode must be 'scan' or 'random', got {mode!r}")
+    rng = np.random.default_rng(seed)
+
+    def values(spec):
+        if np.ndim(spec) == 0:
+            return np.full(n, float(spec))
+        lo, hi = (float(x) for x in spec)
+        if mode == "scan":
+            return np.linspace(lo, hi, n)
+        return rng.uniform(lo, hi, n)
+
+    a = values(r1)
+    b = a.copy() if isinstance(r2, str) and r2 == "r1" else values(r2)
+    t = np.deg2rad(values(angle_deg))
+    if np.any(a <= 0) or np.any(b <= 0):
+        raise QdynInputError("triatomic sampler: bond lengths must be positive")
+    R = np.zeros((n, 3, 3))
+    R[:, 1, 0] = a
+    R[:, 2, 0] = b * np.cos(t)
+    R[:, 2, 1] = b * np.sin(t)
+    if random_orientation:
+        for k in range(n):
+            R[k] = R[k] @ random_rotation(rng).T
+    return R if keep_first is None else R[: int(keep_first)]

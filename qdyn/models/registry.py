@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bpnn, generic, hybrid, sivqlm
+from . import bpnn, generic, hybrid, multistate, sivqlm
 from .base import EnergyModel
 
 
@@ -28,8 +28,19 @@ def build_model(config: dict, *, species: Sequence[int] = ()) -> EnergyModel:
         sp = c.get("species") or species
         if not sp:
             raise ValueError("hybrid needs the species it models (from the dataset)")
+        # descriptor/branch keys are absent from configs written before they existed: defaults
         return hybrid.build(species=sp, n_qubits=c["n_qubits"], layers=c["layers"], hidden=c["hidden"],
-                            cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"], eta_angular=c["eta_angular"])
+                            cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"], eta_angular=c["eta_angular"],
+                            descriptor=c.get("descriptor", "symmetry"), l_max=c.get("l_max", 2),
+                            radial_basis=c.get("radial_basis", "bessel"), branch=c.get("branch", "reupload"),
+                            parity_average=c.get("parity_average", True))
+    if family == "multistate":
+        sp = c.get("species") or species
+        if not sp:
+            raise ValueError("multistate needs the species it models (from the dataset)")
+        return multistate.build(species=sp, n_states=c["n_states"], backbone=c["backbone"], hidden=c["hidden"],
+                                n_qubits=c["n_qubits"], layers=c["layers"], cutoff=c["cutoff"], n_radial=c["n_radial"],
+                                zetas=c["zetas"], eta_angular=c["eta_angular"])
     raise ValueError(f"unknown model family {family!r}")
 
 
@@ -37,7 +48,11 @@ def build_model(config: dict, *, species: Sequence[int] = ()) -> EnergyModel:
 # the feature-to-angle encoding and the integration weights on circuit outputs) are
 # "quantum", everything else that training may touch is "classical", descriptor statistics
 # are fixed.
-QUANTUM_KEYS = frozenset({"alpha", "J", "eps", "a", "W", "enc_A", "enc_b", "qW", "int_q"})
+# The hybrid's quantum-symmetry-function branch (qsf_*) and its classical control's branch MLP
+# (ctl_mlp) are in the same group as the circuit they stand for, so staged training treats
+# the control exactly like the circuit it replaces.
+QUANTUM_KEYS = frozenset({"alpha", "J", "eps", "a", "W", "enc_A", "enc_b", "qW", "int_q",
+                          "qsf_W", "qsf_alpha", "qsf_J", "ctl_mlp"})
 FIXED_KEYS = frozenset({"g_mean", "g_std"})
 
 

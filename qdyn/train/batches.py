@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,10 +16,13 @@ class Batch(NamedTuple):
     E: jnp.ndarray  # [B] eV
     F: jnp.ndarray  # [B, A, 3] eV/Å
     weight: jnp.ndarray  # [B] 1 for real frames, 0 for padding frames
+    E_states: Optional[jnp.ndarray] = None  # [B, S] eV (multistate data only)
+    F_states: Optional[jnp.ndarray] = None  # [B, S, A, 3] eV/Å (multistate data only)
 
 
-def make_batch(ds, idx: np.ndarray, size: int) -> Batch:
-    """Frames ``idx`` of dataset ``ds``, padded to ``size`` frames by repeating the first."""
+def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch:
+    """Frames ``idx`` of dataset ``ds``, padded to ``size`` frames by repeating the first;
+    with ``states`` the multistate labels (E_states, and F_states or zeros) come along."""
     idx = np.asarray(idx)
     n = len(idx)
     if n == 0 or n > size:
@@ -29,13 +32,18 @@ def make_batch(ds, idx: np.ndarray, size: int) -> Batch:
     w[:n] = 1.0
     Z = ds.Z[full]
     F = ds.F[full] if ds.F is not None else np.zeros_like(ds.R[full])
+    if states:
+        ds.require("E_states")
+        F_states = ds.F_states[full] if ds.F_states is not None else np.zeros(ds.E_states[full].shape + ds.R.shape[1:])
     return Batch(
         R=jnp.asarray(ds.R[full]),
         system=System(species=jnp.asarray(Z), mask=jnp.asarray(Z > 0),
                       box=None if ds.cell is None else jnp.asarray(ds.cell[full])),
-        E=jnp.asarray(ds.E[full]),
+        E=jnp.asarray(ds.E[full] if ds.E is not None else np.zeros(len(full))),  # unlabelled: predictions only
         F=jnp.asarray(F),
         weight=jnp.asarray(w),
+        E_states=jnp.asarray(ds.E_states[full]) if states else None,
+        F_states=jnp.asarray(F_states) if states else None,
     )
 
 

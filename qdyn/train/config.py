@@ -53,9 +53,32 @@ class HybridConfig(_Strict):
     n_radial: int = Field(8, ge=1)
     zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
     eta_angular: float = Field(0.1, gt=0, description="Å^-2")
+    descriptor: Literal["symmetry", "power_spectrum"] = Field(
+        "symmetry", description="Behler G2/G4 (dense) or radial+spherical-harmonic power spectrum (neighbour lists)")
+    l_max: int = Field(2, ge=1, le=3, description="power spectrum: highest spherical-harmonic degree")
+    radial_basis: Literal["bessel", "gaussian"] = Field("bessel", description="power spectrum: radial basis")
+    branch: Literal["reupload", "qsf", "mlp"] = Field(
+        "reupload", description="angle-encoded circuit | quantum symmetry function (power_spectrum) | classical control")
+    parity_average: bool = Field(True, description="qsf: average over inversion (reflection invariance)")
 
 
-ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig, HybridConfig], Field(discriminator="family")]
+class MultistateConfig(_Strict):
+    """A diabatic multistate model (:mod:`qdyn.models.multistate`); needs data with E_states."""
+
+    family: Literal["multistate"] = "multistate"
+    backbone: Literal["bpnn", "hybrid", "quantum"] = "bpnn"
+    n_states: int = Field(2, ge=2, description="states n (W is n x n); the data must have as many")
+    hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit (hybrid, quantum)")
+    layers: int = Field(3, ge=1, description="re-uploading layers (hybrid, quantum)")
+    cutoff: float = Field(5.0, gt=0, description="Å")
+    n_radial: int = Field(8, ge=1)
+    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
+    eta_angular: float = Field(0.1, gt=0, description="Å^-2")
+
+
+ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig, HybridConfig, MultistateConfig],
+                        Field(discriminator="family")]
 
 
 class DataConfig(_Strict):
@@ -77,6 +100,11 @@ class LossConfig(_Strict):
     per_atom: bool = Field(True, description="energy residuals divided by the atom count")
     net_force_weight: float = Field(0.0, ge=0, description="penalty on the net force (isolated systems)")
     normalization: Literal["species_lstsq", "minmax", "none"] = "species_lstsq"
+    # Multistate models only (docs/multistate.md); all off by default.
+    smoothness_weight: float = Field(0.0, ge=0, description="penalty on |dW_kl/dR|^2 of the diabatic couplings")
+    coupling_far_weight: float = Field(0.0, ge=0, description="penalty on couplings where the reference gap is large")
+    diabat_order_weight: float = Field(0.0, ge=0, description="penalty on W_kk > W_k+1,k+1 where the gap is large")
+    coupling_gap_scale: float = Field(0.5, gt=0, description="eV: gap beyond which a state pair counts as far apart")
 
 
 class OptimConfig(_Strict):
@@ -141,7 +169,7 @@ def template_yaml() -> str:
     """A commented default config."""
     cfg = TrainConfig().model_dump(mode="json")
     lines = ["# qdyn training config (all keys optional; unknown keys are rejected)",
-             "# model.family: sivqlm | generic | bpnn | hybrid (see docs/training.md)"]
+             "# model.family: sivqlm | generic | bpnn | hybrid | multistate (see docs/training.md, docs/multistate.md)"]
     body = yaml.safe_dump(cfg, sort_keys=False)
     comments = {
         "path:": "  # shipped:H2O, shipped:LiH, shipped:water_dimer, or any file qdyn reads",

@@ -29,6 +29,15 @@ def error_metrics(E_pred, E_true, F_pred, F_true, mask) -> dict:
     return out
 
 
+def multistate_metrics(E_pred, E_true, F_pred, F_true, mask) -> list[dict]:
+    """:func:`error_metrics` of every adiabatic state: ``E_*`` [n, S] eV, ``F_*`` [n, S, A, 3]
+    eV/Å (``F_true`` may be None), ``mask`` [n, A]; one dict per state."""
+    S = np.shape(E_true)[1]
+    return [error_metrics(np.asarray(E_pred)[:, k], np.asarray(E_true)[:, k],
+                          None if F_true is None else np.asarray(F_pred)[:, k],
+                          None if F_true is None else np.asarray(F_true)[:, k], mask) for k in range(S)]
+
+
 def parity_plot(path, E_pred, E_true, F_pred, F_true, mask, *, title: str = "") -> Path:
     import matplotlib
 

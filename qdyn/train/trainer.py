@@ -21,12 +21,13 @@ import numpy as np
 import yaml
 
 from ..models.base import EnergyModel, count_params, energy_and_forces_fn
+from ..models.multistate import diabatic_and_adiabatic_fn, is_multistate
 from ..models.registry import FIXED_KEYS, build_model, param_labels
 from . import checkpoint as ckpt
 from .batches import Batch, batches_of, make_batch
 from .config import TrainConfig
-from .losses import make_loss_fn
-from .metrics import error_metrics, learning_curve, parity_plot
+from .losses import make_loss_fn, make_multistate_loss_fn
+from .metrics import error_metrics, learning_curve, multistate_metrics, parity_plot
 from .normalize import force_rms, species_reference_energies
 from .optim import make_optimizer
 
@@ -65,7 +66,7 @@ def split_data(ds, cfg):
 # ----------------------------------------------------------------------------- model
 def _model_config(cfg: TrainConfig, species) -> dict:
     mc = cfg.model.model_dump()
-    if mc["family"] in ("bpnn", "hybrid"):
+    if mc["family"] in ("bpnn", "hybrid", "multistate"):
         mc["species"] = [int(z) for z in species]
     return mc
 
@@ -92,12 +93,30 @@ def _predict_fn(apply):
     return _PREDICT_CACHE[apply]
 
 
-def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK) -> float:
+def predict_states(model, params, ds, *, chunk: int = EVAL_CHUNK):
+    """Multistate predictions for every frame: adiabatic energies [n, S] eV, forces
+    [n, S, A, 3] eV/Å and the diabatic matrix [n, S, S] eV (jitted, chunked)."""
+    key = ("states", model.diabatic)
+    if key not in _PREDICT_CACHE:
+        _PREDICT_CACHE[key] = jax.jit(jax.vmap(diabatic_and_adiabatic_fn(model), in_axes=(None, 0, 0)))
+    fn = _PREDICT_CACHE[key]
+    Es, Fs, Ws = [], [], []
+    for start in range(0, ds.n_frames, chunk):
+        idx = np.arange(start, min(start + chunk, ds.n_frames))
+        b = make_batch(ds, idx, chunk)
+        W, _, E, F = fn(params, b.R, b.system)
+        Es.append(np.asarray(E)[: len(idx)])
+        Fs.append(np.asarray(F)[: len(idx)])
+        Ws.append(np.asarray(W)[: len(idx)])
+    return np.concatenate(Es), np.concatenate(Fs), np.concatenate(Ws)
+
+
+def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK, states: bool = False) -> float:
     """Frame-weighted mean of a jitted batch loss over a whole dataset."""
     total, count = 0.0, 0
     for start in range(0, ds.n_frames, chunk):
         idx = np.arange(start, min(start + chunk, ds.n_frames))
-        total += float(loss(params, make_batch(ds, idx, chunk), *w)) * len(idx)
+        total += float(loss(params, make_batch(ds, idx, chunk, states=states), *w)) * len(idx)
         count += len(idx)
     return total / count
 
@@ -109,7 +128,7 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
     mask = train_ds.Z > 0
     info = {"mode": mode}
     p = dict(params)
-    if model.config["family"] in ("bpnn", "hybrid"):
+    if model.config["family"] in ("bpnn", "hybrid", "multistate"):
         from ..models.bpnn import descriptor_fn
 
         sf = descriptor_fn(model)
@@ -131,6 +150,12 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
         p["scale"] = jnp.asarray((hi - lo) / 2)
         p["shift"] = jnp.full(len(species), (hi + lo) / 2 / n_mean)
         info.update(energy_min_eV=lo, energy_max_eV=hi)
+    if is_multistate(model):
+        # diabatic diagonals start at the mean adiabatic excitation energies
+        train_ds.require("E_states")
+        exc = np.mean(train_ds.E_states - train_ds.E_states[:, :1], axis=0)
+        p["state_offset"] = jnp.asarray(exc)
+        info["state_offset_eV"] = [float(x) for x in exc]
     if mode != "none":
         # Remove the model's own mean offset at initialisation (e.g. ⟨O⟩ ≈ -3 for singlets).
         E, _ = predict(model, p, train_ds)
@@ -210,6 +235,11 @@ def train(
     model = build_model(model_cfg, species=species)
     for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
         model.check(*train_ds.to_system(i))
+    multi = is_multistate(model)
+    if multi:
+        train_ds.require("E_states")
+        if train_ds.E_states.shape[1] != model.n_states:
+            raise ValueError(f"model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
     params0 = model.init(jax.random.PRNGKey(cfg.seed))
     params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
     labels = param_labels(params0)
@@ -218,9 +248,22 @@ def train(
     ref = species_reference_energies(train_ds.Z, train_ds.E, species)
     counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
     E_res = train_ds.E - counts @ ref
-    sigma_E = float(np.std(E_res / n_at if cfg.loss.per_atom else E_res)) or 1.0
-    sigma_F = force_rms(train_ds.F, mask) or 1.0
-    loss_fn = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=cfg.loss.per_atom)
+    if multi:
+        # per-state spreads: the excitation energy itself is not a residual scale
+        E_res = train_ds.E_states - (counts @ ref)[:, None]
+        var = np.var(E_res / n_at[:, None] if cfg.loss.per_atom else E_res, axis=0)
+        sigma_E = float(np.sqrt(np.mean(var))) or 1.0
+        F_all = train_ds.F_states if train_ds.F_states is not None else train_ds.F[:, None]
+        sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
+        lc = cfg.loss
+        loss_fn = make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
+                                          smoothness_weight=lc.smoothness_weight,
+                                          coupling_far_weight=lc.coupling_far_weight,
+                                          diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+    else:
+        sigma_E = float(np.std(E_res / n_at if cfg.loss.per_atom else E_res)) or 1.0
+        sigma_F = force_rms(train_ds.F, mask) or 1.0
+        loss_fn = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=cfg.loss.per_atom)
     stages = _stages(cfg)
     bs = min(cfg.batch_size, train_ds.n_frames)
     steps_per_epoch = -(-train_ds.n_frames // bs)
@@ -314,7 +357,7 @@ def train(
             for b in range(int(c["batch"]), len(order)):
                 if max_steps is not None and steps_this_call >= max_steps:
                     raise KeyboardInterrupt
-                batch = make_batch(train_ds, order[b], bs)
+                batch = make_batch(train_ds, order[b], bs, states=multi)
                 p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch, *w)
                 state["params"], state["opt_state"], state["ema"] = p, o, e
                 c["batch"] = np.int64(b + 1)
@@ -328,7 +371,7 @@ def train(
             eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
             if val_ds.n_frames:
                 Ev, Fv, mv = eval_on(val_ds, eval_params)
-                record["val_loss"] = _chunked_loss(val_loss, eval_params, val_ds, w)
+                record["val_loss"] = _chunked_loss(val_loss, eval_params, val_ds, w, states=multi)
                 record["val_energy_mae_meV"] = mv["energy_mae_meV"]
                 record["val_force_mae_meV_per_A"] = mv["force_mae_meV_per_A"]
                 score = record["val_loss"]
@@ -368,6 +411,9 @@ def train(
         for name, part in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
             if part.n_frames:
                 E, F, m = eval_on(part, final)
+                if multi:
+                    Es, Fs, _ = predict_states(model, final, part)
+                    m["states"] = multistate_metrics(Es, part.E_states, Fs, part.F_states, part.Z > 0)
                 metrics[name] = m
                 if name == "test" or (name == "val" and not test_ds.n_frames):
                     parity_plot(out / f"parity_{name}.png", E, part.E, F, part.F, part.Z > 0, title=model.name)
@@ -398,4 +444,8 @@ def evaluate(model: EnergyModel, params, ds) -> dict:
     for i in range(ds.n_frames):
         model.check(*ds.to_system(i))
     E, F = predict(model, params, ds)
-    return error_metrics(E, ds.E, F, ds.F, ds.Z > 0)
+    m = error_metrics(E, ds.E, F, ds.F, ds.Z > 0)
+    if is_multistate(model) and ds.E_states is not None:
+        Es, Fs, _ = predict_states(model, params, ds)
+        m["states"] = multistate_metrics(Es, ds.E_states, Fs, ds.F_states, ds.Z > 0)
+    return m

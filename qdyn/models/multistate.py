@@ -1,0 +1,293 @@
+"""Multistate (diabatic) models: a symmetric diabatic potential matrix W(R) [n, n] in eV.
+
+A multistate model learns the *diabatic* matrix; the adiabatic energies are its
+eigenvalues, the adiabatic forces are ``-∇E_i`` and, by Hellmann–Feynman,
+``∇E_i = u_iᵀ (∇W) u_i`` with ``u_i`` the eigenvectors. Trained on adiabatic data only
+(energies and, where the data has them, forces of every state), the network is free to
+choose W; smoothness and diabaticity then come from the architecture (every entry of W is
+a smooth invariant function of R) and from optional regularisers in the training loss
+(:mod:`qdyn.train.losses`): this is *diabatization by learning* in the spirit of Shu and
+Truhlar (J. Chem. Theory Comput. 16, 6456, 2020) — the diabats are whatever smooth matrix
+reproduces the adiabats, no wavefunction property is used.
+
+Backbones (all per-atom, on :class:`qdyn.descriptors.SymmetryFunctions`, standardised):
+
+* ``"bpnn"`` — one tanh MLP per element maps G_i to ``n + n(n-1)/2`` outputs: atom i's
+  contribution to each diabatic diagonal and to each coupling.
+* ``"hybrid"`` — the hybrid model's per-atom data re-uploading circuit (outputs ⟨Z_q⟩) in
+  parallel with an MLP; a per-element linear integration layer maps both to the W
+  contributions (weights on the circuit outputs start at zero, as in
+  :mod:`qdyn.models.hybrid`).
+* ``"quantum"`` — the circuit alone: the W contributions are linear in the invariant
+  observables ⟨Z_q⟩ of the per-atom circuit, so every non-constant part of W comes from
+  the circuit. (A siVQLM template for CaH2 would need Ca's SU(2) encoding and its own
+  exchange pattern; the per-atom circuit works for any element set, so it is the quantum
+  head here.)
+
+``W_kk = scale · Σ_i o_ik + Σ_i shift_{Z_i} + offset_k``;
+``W_kl = scale · Σ_i o_i,(kl)`` (k < l). Everything is a sum of per-atom invariant terms,
+so W is invariant under rotations, reflections, translations and permutations of like
+atoms, and so are the adiabats. A coupling's *sign* is a gauge: flipping the sign of one
+diabat flips every coupling involving it and leaves the adiabats unchanged. Training from
+adiabatic data cannot fix it; the model's choice is smooth (it is a smooth function of
+R), which is all dynamics needs. Compare couplings between models only up to that sign.
+
+Degeneracies: for n = 2 the eigenvalues are written in closed form
+``E± = (a + d)/2 ± sqrt(((a - d)/2)² + b²)`` with a guarded square root (double-where), so
+values are exact and gradients stay finite at an exact crossing (where the true gradient
+of a conical intersection is undefined). For n > 2 :func:`eigvalsh_hf` differentiates
+eigenvalues by Hellmann–Feynman, which has no 1/gap term; second derivatives (force
+training) do and are only valid away from degeneracies.
+
+Example:
+    >>> from qdyn.precision import enable_x64; enable_x64()
+    >>> import jax
+    >>> from qdyn.models import multistate
+    >>> from qdyn.system import System
+    >>> import numpy as np
+    >>> model = multistate.build(species=(1, 20), n_states=2, backbone="bpnn", hidden=(8,))
+    >>> params = model.init(jax.random.PRNGKey(0))
+    >>> R = np.array([[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.0, 0.4, 0.0]])
+    >>> system = System.create(["Ca", "H", "H"])
+    >>> W = model.diabatic(params, R, system)          # [2, 2] eV, symmetric
+    >>> E = model.adiabatic(params, R, system)         # [2] eV, ascending
+    >>> E0 = model.apply(params, R, system)            # ground state, = E[0]
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..nn import MLP
+from ..quantum.reupload import make_expvals
+from ..system import System
+from .base import make_species_table
+
+BACKBONES = ("bpnn", "hybrid", "quantum")
+
+# Below this squared half-gap [eV²] the closed-form 2×2 eigenvalues take no gradient through
+# the square root (it would be infinite at an exact crossing); above it they are exact.
+_DEGENERACY_EPS2 = 1e-20
+
+
+class MultistateModel(NamedTuple):
+    """A multistate model; its first seven fields are those of
+    :class:`qdyn.models.base.EnergyModel`, so single-state tooling (MD, ASE calculator,
+    :mod:`qdyn.testing`, evaluation) works on the ground state.
+
+    Attributes:
+        init: ``init(key) -> params``.
+        apply: ``apply(params, R [A, 3] Å, system) -> E_0`` [eV], the adiabatic ground state.
+        check: host-side ``check(R, system)``.
+        name: short name for reports.
+        species: atomic numbers the model was built for.
+        config: hyperparameters that rebuild it (``family = "multistate"``).
+        atom_energies: None (adiabatic energies do not decompose into atoms).
+        diabatic: ``diabatic(params, R, system) -> W [n, n]`` eV, symmetric.
+        adiabatic: ``adiabatic(params, R, system) -> E [n]`` eV, ascending.
+        n_states: n.
+    """
+
+    init: Callable
+    apply: Callable
+    check: Callable
+    name: str
+    species: tuple
+    config: dict
+    atom_energies: Optional[Callable] = None
+    diabatic: Optional[Callable] = None
+    adiabatic: Optional[Callable] = None
+    n_states: int = 2
+
+
+@jax.custom_jvp
+def eigvalsh_hf(W):
+    """Ascending eigenvalues of a symmetric matrix [n, n], differentiated by Hellmann–Feynman
+    (``dλ_i = u_iᵀ dW u_i``): finite first derivatives even at degeneracies."""
+    return jnp.linalg.eigh(W)[0]
+
+
+@eigvalsh_hf.defjvp
+def _eigvalsh_hf_jvp(primals, tangents):
+    (W,), (dW,) = primals, tangents
+    lam, U = jnp.linalg.eigh(W)
+    return lam, jnp.einsum("ji,jk,ki->i", U, dW, U)
+
+
+def eigvals_2x2(W):
+    """Ascending eigenvalues [2] of a symmetric 2×2 matrix in closed form, with a guarded
+    square root so that gradients are finite at an exact crossing."""
+    a, d, b = W[0, 0], W[1, 1], 0.5 * (W[0, 1] + W[1, 0])
+    half = 0.5 * (a - d)
+    r2 = half * half + b * b
+    safe = r2 > _DEGENERACY_EPS2
+    root = jnp.where(safe, jnp.sqrt(jnp.where(safe, r2, 1.0)), jax.lax.stop_gradient(jnp.sqrt(jnp.maximum(r2, 0.0))))
+    mean = 0.5 * (a + d)
+    return jnp.stack([mean - root, mean + root])
+
+
+def adiabatic_from_diabatic(W):
+    """Adiabatic energies [n] (ascending) of a diabatic matrix W [n, n]."""
+    return eigvals_2x2(W) if W.shape[-1] == 2 else eigvalsh_hf(W)
+
+
+def build(
+    *,
+    species: Sequence[int],
+    n_states: int = 2,
+    backbone: str = "bpnn",
+    hidden: Sequence[int] = (32, 32),
+    n_qubits: int = 4,
+    layers: int = 3,
+    cutoff: float = 5.0,
+    n_radial: int = 8,
+    zetas: Sequence[float] = (1.0, 4.0),
+    eta_angular: float = 0.1,
+) -> MultistateModel:
+    """Build a multistate model.
+
+    Args:
+        species: atomic numbers (elements) it models.
+        n_states: number of electronic states n ≥ 2 (W is n × n).
+        backbone: ``"bpnn"``, ``"hybrid"`` or ``"quantum"`` (module docstring).
+        hidden: MLP widths (bpnn, hybrid; ignored by quantum).
+        n_qubits: qubits of the per-atom circuit (hybrid, quantum).
+        layers: re-uploading layers of the circuit (hybrid, quantum).
+        cutoff, n_radial, zetas, eta_angular: descriptor settings (Å, -, -, Å⁻²).
+
+    Returns:
+        A :class:`MultistateModel`.
+    """
+    from ..validation import QdynInputError
+
+    if backbone not in BACKBONES:
+        raise QdynInputError(f"unknown multistate backbone {backbone!r}; choose one of {BACKBONES}")
+    if int(n_states) < 2:
+        raise QdynInputError(f"a multistate model needs n_states >= 2, got {n_states}")
+    n = int(n_states)
+    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
+                                         eta_angular=eta_angular)
+    table = make_species_table(species)
+    hidden = tuple(int(h) for h in hidden)
+    iu = np.triu_indices(n, 1)
+    n_pairs = len(iu[0])
+    n_out = n + n_pairs
+    n_feat = sf.size
+    S = len(species)
+    use_circuit = backbone in ("hybrid", "quantum")
+    use_mlp = backbone in ("bpnn", "hybrid")
+    expvals = make_expvals(n_qubits) if use_circuit else None
+
+    def init(key):
+        dtype = jnp.result_type(float)
+        k_net, k_enc, k_w, k_mlp, k_int = jax.random.split(key, 5)
+        p = {
+            "g_mean": jnp.zeros((n_feat,), dtype),
+            "g_std": jnp.ones((n_feat,), dtype),
+            "scale": jnp.ones((), dtype),
+            "shift": jnp.zeros((S,), dtype),
+            # per-state constant on the diagonal: training sets it to the mean excitation energies
+            "state_offset": jnp.zeros((n,), dtype),
+        }
+        if backbone == "bpnn":
+            net = MLP(hidden=hidden, param_dtype=dtype, out=n_out)
+            keys = jax.random.split(k_net, S)
+            p["nets"] = {str(z): net.init(k, jnp.zeros((1, n_feat), dtype))["params"] for z, k in zip(species, keys)}
+            return p
+        p["enc_A"] = jax.random.normal(k_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat)
+        p["enc_b"] = jnp.zeros((layers, n_qubits), dtype)
+        if backbone == "quantum":
+            # the circuit is the only feature map: trainable from the start, readout random
+            p["qW"] = 0.3 * jax.random.normal(k_w, (layers, n_qubits, 3), dtype)
+            p["int_q"] = jax.random.normal(k_int, (S, n_qubits, n_out), dtype) / jnp.sqrt(n_qubits)
+        else:
+            p["qW"] = 0.01 * jax.random.normal(k_w, (layers, n_qubits, 3), dtype)
+            p["int_q"] = jnp.zeros((S, n_qubits, n_out), dtype)
+            p["mlp"] = MLP(hidden=hidden, param_dtype=dtype).init(k_mlp, jnp.zeros((1, n_feat), dtype))["params"]
+            h = hidden[-1] if hidden else n_feat
+            p["int_c"] = jax.random.normal(k_int, (S, h, n_out), dtype) / jnp.sqrt(h + n_qubits)
+        p["int_b"] = jnp.zeros((S, n_out), dtype)
+        return p
+
+    def atom_outputs(params, R, system: System):
+        """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
+        R = jnp.asarray(R)
+        G = (sf(R, system.species, system.mask, system.box) - params["g_mean"]) / params["g_std"]
+        idx = jnp.maximum(table[system.species], 0)
+        if backbone == "bpnn":
+            net = MLP(hidden=hidden, param_dtype=R.dtype, out=n_out)
+            o = jnp.zeros((R.shape[0], n_out), R.dtype)
+            for k, z in enumerate(species):
+                o = jnp.where((idx == k)[:, None], net.apply({"params": params["nets"][str(z)]}, G), o)
+        else:
+            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
+            zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
+            o = jnp.einsum("aq,aqo->ao", zq, params["int_q"][idx]) + params["int_b"][idx]
+            if use_mlp:
+                hc = MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)
+                o = o + jnp.einsum("ah,aho->ao", hc, params["int_c"][idx])
+        return jnp.where(system.mask[:, None], o, 0.0)
+
+    def diabatic(params, R, system: System):
+        """Diabatic matrix W [n, n] eV (symmetric) of one configuration."""
+        o = params["scale"] * jnp.sum(atom_outputs(params, R, system), axis=0)  # [n_out]
+        idx = jnp.maximum(table[system.species], 0)
+        e_atoms = jnp.sum(jnp.where(system.mask, params["shift"][idx], 0.0))
+        diag = o[:n] + e_atoms + params["state_offset"]
+        W = jnp.diag(diag)
+        W = W.at[iu].set(o[n:])
+        return W.at[(iu[1], iu[0])].set(o[n:])
+
+    def adiabatic(params, R, system: System):
+        """Adiabatic energies E [n] eV, ascending."""
+        return adiabatic_from_diabatic(diabatic(params, R, system))
+
+    def apply(params, R, system: System):
+        return adiabatic(params, R, system)[0]
+
+    check = make_local_check(species, cutoff)
+    config = {"family": "multistate", "backbone": backbone, "n_states": n, "species": list(species),
+              "hidden": list(hidden), "n_qubits": n_qubits, "layers": layers, "cutoff": cutoff,
+              "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular, "descriptor_size": n_feat}
+    return MultistateModel(init=init, apply=apply, check=check, name=f"Multistate[{backbone},{n}]", species=species,
+                           config=config, diabatic=diabatic, adiabatic=adiabatic, n_states=n)
+
+
+def is_multistate(model) -> bool:
+    """True for models with a diabatic head (``diabatic`` and ``adiabatic`` functions)."""
+    return getattr(model, "adiabatic", None) is not None
+
+
+def diabatic_and_adiabatic_fn(model: MultistateModel) -> Callable:
+    """``(params, R, system) -> (W [n, n] eV, dW [n, n, A, 3] eV/Å, E [n] eV, F [n, A, 3] eV/Å)``.
+
+    One forward-mode Jacobian of W serves everything: ``F_i = -Σ_kl ∂E_i/∂W_kl ∇W_kl``
+    (= ``-u_iᵀ ∇W u_i``, Hellmann–Feynman), and ``dW`` is what the smoothness regulariser
+    and non-adiabatic couplings need.
+    """
+    diabatic = model.diabatic
+
+    def fn(params, R, system):
+        W = diabatic(params, R, system)
+        dW = jax.jacfwd(diabatic, argnums=1)(params, R, system)  # [n, n, A, 3]
+        E = adiabatic_from_diabatic(W)
+        dEdW = jax.jacfwd(adiabatic_from_diabatic)(W)  # [n, n, n]
+        return W, dW, E, -jnp.einsum("ikl,klax->iax", dEdW, dW)
+
+    return fn
+
+
+def adiabatic_energies_and_forces_fn(model: MultistateModel) -> Callable:
+    """``(params, R, system) -> (E [n] eV, F [n, A, 3] eV/Å)`` with ``F_i = -∇E_i`` (pure)."""
+    fn = diabatic_and_adiabatic_fn(model)
+
+    def ef(params, R, system):
+        _, _, E, F = fn(params, R, system)
+        return E, F
+
+    return ef
