@@ -41,16 +41,20 @@ def test_energy_conserved_across_hops_and_shrinks_with_dt(triatomic):
     assert 2.5 < ratio < 6.5, (ratio, drift)
 
 
-def test_batch_equals_single_trajectories(triatomic):
-    W, p, Z, R0, masses = triatomic
-    sim = make_fssh(W, tuple(masses), 0.1, 10, "edc", float(units.HARTREE_EV * 0.1), "keep", 1e-4)
-    sampler = normal_mode_sampler(W, p, R0, Z)
+def test_batch_equals_single_trajectories():
+    # Tully model 1 (cheap to compile): packets started at -3 bohr with k = 20 cross the
+    # coupling region within the 100 steps, so hops are attempted and the random stream used
+    W, p = tully.model(1)
+    sim = make_fssh(W, (float(tully.MASS_AMU),), 5 * units.AU_TIME_FS, 10, "edc", float(units.HARTREE_EV * 0.1),
+                    "keep", 1e-4)
+    sampler = tully.sampler(20.0, -3.0)
     keys = jax.random.split(jax.random.PRNGKey(5), 4)
     block = _block(sim, 25, 4)
-    batch, _ = block(init_batch(sim, p, keys, active=1, sampler=sampler), p)
+    batch, _ = block(init_batch(sim, p, keys, active=0, sampler=sampler), p)
     assert int(np.asarray(batch.attempted).sum()) > 0  # the random stream was used
+    assert len(np.unique(np.asarray(batch.R))) == 4  # different keys, different trajectories
     for i in (0, 3):
-        single, _ = block(init_batch(sim, p, keys[i:i + 1], active=1, sampler=sampler), p)
+        single, _ = block(init_batch(sim, p, keys[i:i + 1], active=0, sampler=sampler), p)
         for name in ("R", "V", "c"):
             np.testing.assert_allclose(getattr(single, name)[0], getattr(batch, name)[i], rtol=1e-12, atol=1e-12)
         for name in ("active", "attempted", "accepted", "frustrated"):

@@ -7,6 +7,7 @@
 * :mod:`qdyn.namd.tully` — Tully's three model problems (converted to eV, Å, amu).
 * :mod:`qdyn.namd.wavepacket` — exact split-operator reference for 1D scattering.
 * :mod:`qdyn.namd.analytic` — a small analytic triatomic diabatic model.
+* :mod:`qdyn.namd.report` — multistate-model adapter, lifetime fits, hop / energy summaries, plots.
 
 A diabatic function has the signature ``W_fn(params, R) -> [n_states, n_states]`` (eV,
 symmetric; R in Å). A model that also takes a ``System`` plugs in as
