@@ -40,3 +40,31 @@ def water_dimer():
 def rattle(R, seed: int, scale: float = 0.05):
     """Gaussian displacement of every atom (breaks accidental symmetries of the geometry)."""
     return np.asarray(R) + scale * np.random.default_rng(seed).normal(size=np.shape(R))
+
+
+def water_lattice(n_side: int = 2, *, spacing: float = 4.6, seed: int = 0, wrap: bool = False):
+    """(R [3 n_side³, 3] Å, System) of randomly oriented, rattled waters on a cubic lattice in
+    a periodic cube of side ``spacing · n_side`` (a small liquid-like test box).
+
+    Args:
+        n_side: molecules per box edge.
+        spacing: lattice spacing [Å].
+        seed: NumPy seed for the orientations (proper rotations) and the 0.2 Å rattle.
+        wrap: fold the positions into the box (molecules may then straddle its faces).
+    """
+    R0, _ = water()
+    rng = np.random.default_rng(seed)
+    mols = []
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                Q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+                Q = Q * np.sign(np.diag(r))
+                if np.linalg.det(Q) < 0:  # proper rotations only; tests apply reflections themselves
+                    Q[:, 0] = -Q[:, 0]
+                mols.append(R0 @ Q.T + spacing * np.array([i, j, k]) + 0.2 * rng.normal(size=3))
+    side = spacing * n_side
+    R = np.concatenate(mols)
+    if wrap:
+        R = np.mod(R, side)
+    return R, System.create(["O", "H", "H"] * n_side**3, box=np.eye(3) * side)

@@ -12,7 +12,7 @@ from qdyn.descriptors.neighbors import neighbor_list_fn
 from qdyn.models import hybrid
 from qdyn.models.base import count_params
 from qdyn.quantum.qsf import make_qsf
-from qdyn.structures import rattle, water, water_dimer
+from qdyn.structures import water_lattice, rattle, water, water_dimer
 from qdyn.system import System
 from qdyn.validation import QdynInputError
 
@@ -61,18 +61,8 @@ def test_variant_passes_all_physics_checks_and_is_extensive(name):
 
 
 def _water_box(n_side=2, spacing=4.6, seed=0):
-    """n_side³ rattled waters on a cubic lattice in a periodic box (as in test_models_physics)."""
-    R0, _ = water()
-    rng = np.random.default_rng(seed)
-    mols = []
-    for i in range(n_side):
-        for j in range(n_side):
-            for k in range(n_side):
-                Q = testing.random_orthogonal(jax.random.PRNGKey(100 * i + 10 * j + k), reflection=False)
-                mols.append(R0 @ Q.T + spacing * np.array([i, j, k]) + 0.2 * rng.normal(size=3))
-    side = spacing * n_side
-    R = np.mod(np.concatenate(mols), side)
-    return jnp.asarray(R), System.create(["O", "H", "H"] * n_side**3, box=np.eye(3) * side)
+    R, system = water_lattice(n_side, spacing=spacing, seed=seed, wrap=True)
+    return jnp.asarray(R), system
 
 
 @pytest.mark.parametrize("name", ["reupload", pytest.param("qsf", marks=pytest.mark.slow)])

@@ -9,7 +9,7 @@ import pytest
 from qdyn import testing
 from qdyn.models import generic, sivqlm
 from qdyn.models.base import batch_energy_and_forces, energy_and_forces
-from qdyn.structures import lih, rattle, water, water_dimer
+from qdyn.structures import water_lattice, lih, rattle, water, water_dimer
 
 MOLECULES = {
     "LiH": (lih, [], dict(layers=4, blocks=2)),
@@ -163,19 +163,7 @@ def test_hybrid_passes_all_physics_checks():
 
 
 def _water_box(n_side=2, spacing=4.6, seed=0):
-    """n_side³ rattled water molecules on a cubic lattice in a periodic box."""
-    from qdyn.system import System
-
-    R0, _ = water()
-    rng = np.random.default_rng(seed)
-    mols = []
-    for i in range(n_side):
-        for j in range(n_side):
-            for k in range(n_side):
-                Q = testing.random_orthogonal(jax.random.PRNGKey(100 * i + 10 * j + k), reflection=False)
-                mols.append(R0 @ Q.T + spacing * np.array([i, j, k]) + 0.2 * rng.normal(size=3))
-    R = np.concatenate(mols)
-    system = System.create(["O", "H", "H"] * n_side**3, box=np.eye(3) * spacing * n_side)
+    R, system = water_lattice(n_side, spacing=spacing, seed=seed, wrap=False)
     return jnp.asarray(R), system
 
 
