@@ -133,3 +133,15 @@ def test_optimizer_options_run_and_change_the_result(h2o_small, tmp_path):
         diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                    for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(base)))
         assert np.isfinite(diff) and diff > 0, name
+
+
+def test_config_records_a_dataset_passed_in_memory(tmp_path):
+    """A run trained on a Dataset object must not claim the config's default data path."""
+    import yaml
+
+    ds = load_shipped("LiH")
+    cfg = parse_config({"model": {"family": "bpnn", "hidden": [4]}, "data": {"n_train": 20, "n_val": 4, "n_test": 4},
+                        "epochs": 1})
+    train(cfg, tmp_path / "run", data=ds, progress=False)
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["path"]
+    assert "LiH" in recorded and "200 frames" in recorded and recorded != cfg.data.path

@@ -321,6 +321,11 @@ def train(
         state = fresh_state(0, params0)
 
     resolved = cfg.model_dump(mode="json")
+    if data is not None:
+        # cfg.data.path did not supply these frames: record what did, so the run's provenance
+        # is not the default path (a CLI resume then fails clearly instead of loading it)
+        name = ds.metadata.get("name") or ds.source
+        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {ds.n_frames} frames>"
     (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     def save_checkpoint():
