@@ -1,8 +1,21 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # Two cores: keep XLA from oversubscribing them when pytest-xdist runs two workers.
-# CLI tests must not write JAX's persistent compilation cache into the user's home.
+# CLI tests must not write JAX's persistent compilation cache into the user's home ...
 os.environ.setdefault("QDYN_NO_CACHE", "1")
+# ... but a cache private to this test session saves the suite from compiling the same program
+# twice (a notebook training what a CLI test trained, a resumed training run). Set before JAX
+# is imported, in the controller, so xdist workers, notebook kernels and CLI subprocesses all
+# inherit it. JAX writes entries without a rename; a reader that meets a half-written entry
+# gets a decompression error, which JAX turns into a warning and a fresh compile.
+if os.environ.get("QDYN_TEST_CACHE_OWNER") is None:
+    os.environ["QDYN_TEST_CACHE_OWNER"] = str(os.getpid())
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="qdyn-test-jax-cache-")
+if os.environ["QDYN_TEST_CACHE_OWNER"] == str(os.getpid()):
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402

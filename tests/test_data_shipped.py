@@ -10,7 +10,7 @@ from qdyn.data.labelers import labeler_from_spec
 pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
-EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "LiH": (200, 2, "CCSD", "cc-pVDZ"), "water_dimer": (300, 6, "DFT", "def2-SVP"),
+EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "H2O_stretched": (146, 3, "DFT", "def2-SVP"), "LiH": (200, 2, "CCSD", "cc-pVDZ"), "water_dimer": (300, 6, "DFT", "def2-SVP"),
             "CaH2": (63, 3, "TDA", "def2-SVP"),
             # tight-binding sets: no basis set (GFN2-xTB has its own minimal basis)
             "water_clusters": (435, 60, "GFN2-xTB", None), "water_box32": (50, 96, "GFN2-xTB", None)}
@@ -37,6 +37,22 @@ def test_shipped_dataset_and_its_metadata(name):
         == ALLOWED_FAILURES.get(name, 0)
     assert np.isfinite(ds.E).all() and np.isfinite(ds.F).all()
     assert load_shipped(name).n_frames == n - ALLOWED_FAILURES.get(name, 0)
+
+
+def test_stretched_water_is_at_the_level_of_the_near_equilibrium_set_and_binds():
+    eq, st = load_shipped("H2O"), load_shipped("H2O_stretched")
+    scan = st.extras["sampler_part"] == 1  # one O–H from 0.75 to 2.0 Å, the other 0.965 Å, 104°
+    r = np.linalg.norm(st.R[scan, 1] - st.R[scan, 0], axis=1)
+    E = st.E[scan] - eq.E.min()
+    np.testing.assert_allclose(r, np.linspace(0.75, 2.0, 14), atol=1e-12)
+    # the same level of theory: the scan point nearest equilibrium lies just above the
+    # near-equilibrium set's lowest frame, not an offset of a different method away
+    assert 0.0 < E[np.argmin(np.abs(r - 0.96))] < 0.05
+    # a bound O–H: energy rises monotonically from the minimum out to 2 Å, by ~5 eV
+    assert np.all(np.diff(E[r > 0.95]) > 0) and 4.0 < E[-1] < 6.0
+    # the force on the stretched H points back to O (restoring) beyond the minimum
+    u = (st.R[scan, 1] - st.R[scan, 0]) / r[:, None]
+    assert np.all(np.sum(st.F[scan, 1] * u, axis=1)[r > 1.0] < 0)
 
 
 def test_lih_forces_are_the_derivative_of_the_scan_energies():

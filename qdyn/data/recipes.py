@@ -76,6 +76,23 @@ SHIPPED_RECIPES = {
                     "distribution": "classical", "random_orientation": True, "min_wavenumber": 50.0,
                     "optimize": True, "fmax": 1e-3},
     },
+    "H2O_stretched": {
+        "name": "H2O_stretched",
+        "description": ("H2O at B3LYP/def2-SVP (the level of 'H2O') far from equilibrium: random O-H 0.8-1.9 "
+                        "Angstrom and H-O-H 75-165 degrees, random orientations; one-bond and symmetric stretch "
+                        "scans to 2.0 Angstrom. Bounds the models' bond-breaking region: a model trained on "
+                        "near-equilibrium data alone may have spurious minima at long bonds (docs/md.md)"),
+        "structure": "water",
+        "labeler": _B3LYP_SVP,
+        "sampler": {"kind": "mixture", "parts": [
+            {"kind": "triatomic", "mode": "random", "n": 120, "r1": [0.8, 1.9], "r2": [0.8, 1.9],
+             "angle_deg": [75.0, 165.0], "seed": 21, "random_orientation": True},
+            {"kind": "triatomic", "mode": "scan", "n": 14, "r1": [0.75, 2.0], "r2": 0.965, "angle_deg": 104.0,
+             "seed": 0},
+            {"kind": "triatomic", "mode": "scan", "n": 12, "r1": [0.8, 1.9], "r2": "r1", "angle_deg": 104.0,
+             "seed": 0},
+        ]},
+    },
     "LiH": {
         "name": "LiH",
         "description": "LiH at CCSD/cc-pVDZ: bond scan 1.2-4.0 Angstrom",

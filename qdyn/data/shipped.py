@@ -14,7 +14,7 @@ from .dataset import Dataset
 
 __all__ = ["SHIPPED", "load_shipped", "shipped_path"]
 
-SHIPPED = ("H2O", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2")
+SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2")
 
 
 def shipped_path(name: str) -> Path:
@@ -33,7 +33,8 @@ def shipped_path(name: str) -> Path:
 def load_shipped(name: str, *, include_failed: bool = False) -> Dataset:
     """Load a shipped dataset (eV, Å; float64).
 
-    ``"H2O"``, ``"LiH"``, ``"water_dimer"`` (PySCF levels, see their metadata);
+    ``"H2O"``, ``"H2O_stretched"`` (long bonds, same level as ``"H2O"``), ``"LiH"``,
+    ``"water_dimer"`` (PySCF levels, see their metadata);
     ``"water_clusters"`` ((H2O)n, n = 2–10 and 12–20 even, GFN2-xTB; ``extras['n_molecules']``)
     and ``"water_box32"`` (32 waters in a periodic cube, periodic GFN2-xTB; ``cell``, ``pbc``);
     ``"CaH2"`` (S0/S1 at TDA-B3LYP/def2-SVP in ``E_states``, ``F_states``; docs/multistate.md).

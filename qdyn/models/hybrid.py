@@ -18,7 +18,9 @@ qubits do not grow with system size). The branch is one of
 An integration layer (one per element) maps [branch ∥ MLP] to the atomic energy;
 ``E = Σ_i scale · e_i + shift_{Z_i}``. Invariant to rotations, reflections, translations and
 permutations of like atoms (the descriptors and the QSF are), extensive (a sum of local
-terms) and smooth (C² cutoffs).
+terms) and smooth (C² cutoffs). An optional fixed pair wall below the training data's
+shortest distances (``core_radii``, :mod:`qdyn.models.core_repulsion`) keeps MD out of the
+holes a learned potential has where it saw no data.
 
 Descriptors: ``"symmetry"`` (Behler G2/G4, dense, the default) or ``"power_spectrum"``
 (:mod:`qdyn.descriptors.power_spectrum`: Bessel/Gaussian radial basis × real spherical
@@ -49,7 +51,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +64,7 @@ from ..quantum.reupload import make_expvals
 from ..system import System
 from ..validation import QdynInputError
 from .base import EnergyModel, make_species_table
+from .core_repulsion import core_repulsion
 
 DESCRIPTORS = ("symmetry", "power_spectrum")
 BRANCHES = ("reupload", "qsf", "mlp")
@@ -96,6 +99,7 @@ def build(
     radial_basis: Literal["bessel", "gaussian"] = "bessel",
     branch: Literal["reupload", "qsf", "mlp"] = "reupload",
     parity_average: bool = True,
+    core_radii: Optional[Mapping[str, float]] = None,
 ) -> EnergyModel:
     """Build a hybrid model for the given elements (atomic numbers).
 
@@ -114,6 +118,9 @@ def build(
         radial_basis: "bessel" or "gaussian" (power spectrum).
         branch: "reupload", "qsf" (needs the power spectrum) or "mlp" (classical control).
         parity_average: QSF only: average over x → -x (reflection invariance).
+        core_radii: optional wall r_in [Å] per species pair ("H-O": 0.8, ...) below the
+            training data's shortest distances (:mod:`qdyn.models.core_repulsion`; zero
+            where the data is, so it changes nothing there).
 
     Raises:
         QdynInputError: unknown descriptor or branch, or QSF without the power spectrum.
@@ -127,6 +134,7 @@ def build(
                                     eta_angular=eta_angular, l_max=l_max, radial_basis=radial_basis)
     S = len(species)
     table = make_species_table(species)
+    wall = core_repulsion(species, core_radii) if core_radii else None
     hidden = tuple(int(h) for h in hidden)
     n_feat = desc.size
     expvals = make_expvals(n_qubits) if branch == "reupload" else None
@@ -195,6 +203,8 @@ def build(
         idx = jnp.maximum(table[system.species], 0)
         e = jnp.sum(params["int_q"][idx] * zq, -1) + jnp.sum(params["int_c"][idx] * hc, -1) + params["int_b"][idx]
         e = params["scale"] * e + params["shift"][idx]
+        if wall is not None:
+            e = e + wall.atom_energies(R, system.species, system.mask, system.box, neighbor)
         return jnp.where(system.mask, e, 0.0)
 
     def apply(params, R, system: System, neighbor=None):
@@ -205,7 +215,8 @@ def build(
     config = {"family": "hybrid", "species": list(species), "n_qubits": n_qubits, "layers": layers,
               "hidden": list(hidden), "cutoff": cutoff, "n_radial": n_radial, "zetas": list(zetas),
               "eta_angular": eta_angular, "descriptor_size": n_feat, "descriptor": descriptor, "l_max": l_max,
-              "radial_basis": radial_basis, "branch": branch, "parity_average": parity_average}
+              "radial_basis": radial_basis, "branch": branch, "parity_average": parity_average,
+              "core_radii": dict(wall.radii) if wall is not None else None}
     name = {"reupload": f"Hybrid[{n_qubits}q]", "qsf": f"Hybrid-QSF[{n_qubits}q]",
             "mlp": f"Hybrid-control[MLP×{n_qubits}]"}[branch]
     return EnergyModel(init=init, apply=apply, check=check, name=name, species=species,

@@ -33,7 +33,7 @@ def build_model(config: dict, *, species: Sequence[int] = ()) -> EnergyModel:
                             cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"], eta_angular=c["eta_angular"],
                             descriptor=c.get("descriptor", "symmetry"), l_max=c.get("l_max", 2),
                             radial_basis=c.get("radial_basis", "bessel"), branch=c.get("branch", "reupload"),
-                            parity_average=c.get("parity_average", True))
+                            parity_average=c.get("parity_average", True), core_radii=c.get("core_radii"))
     if family == "multistate":
         sp = c.get("species") or species
         if not sp:

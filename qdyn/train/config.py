@@ -60,6 +60,9 @@ class HybridConfig(_Strict):
     branch: Literal["reupload", "qsf", "mlp"] = Field(
         "reupload", description="angle-encoded circuit | quantum symmetry function (power_spectrum) | classical control")
     parity_average: bool = Field(True, description="qsf: average over inversion (reflection invariance)")
+    core_radii: Union[None, Literal["auto"], dict[str, float]] = Field(
+        None, description=("pair wall r_in [Å] per species pair ('H-O': 0.8, ...) below the data's shortest "
+                           "distances; 'auto': 0.9 x the shortest distance of each pair in the training set"))
 
 
 class MultistateConfig(_Strict):
@@ -82,7 +85,8 @@ ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig, HybridCon
 
 
 class DataConfig(_Strict):
-    path: str = Field("shipped:H2O", description="a file the data layer reads, or shipped:NAME")
+    path: Union[str, list[str]] = Field(
+        "shipped:H2O", description="a file the data layer reads, or shipped:NAME; a list is concatenated (same atoms)")
     energy_unit: Optional[str] = Field(None, description="for files without unit records")
     length_unit: Optional[str] = None
     n_train: Optional[int] = Field(None, ge=1)

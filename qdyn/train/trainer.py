@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from ..models.base import EnergyModel, count_params, energy_and_forces_fn
+from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn, is_multistate
 from ..models.registry import FIXED_KEYS, build_model, param_labels
 from . import checkpoint as ckpt
@@ -36,12 +37,21 @@ EVAL_CHUNK = 64
 
 # ----------------------------------------------------------------------------- data
 def load_data(cfg):
-    """The dataset named by a DataConfig (``shipped:NAME`` or a file)."""
-    from ..data import load_shipped, read
+    """The dataset named by a DataConfig (``shipped:NAME`` or a file; a list of them is
+    concatenated in order, so the split is the same whenever the list is)."""
+    from ..data import Dataset, load_shipped, read
 
-    if cfg.path.startswith("shipped:"):
-        return load_shipped(cfg.path.split(":", 1)[1])
-    return read(cfg.path, energy_unit=cfg.energy_unit, length_unit=cfg.length_unit)
+    def one(path):
+        if path.startswith("shipped:"):
+            return load_shipped(path.split(":", 1)[1])
+        return read(path, energy_unit=cfg.energy_unit, length_unit=cfg.length_unit)
+
+    if isinstance(cfg.path, str):
+        return one(cfg.path)
+    if not cfg.path:
+        raise ValueError("data.path is an empty list")
+    parts = [one(p) for p in cfg.path]
+    return parts[0] if len(parts) == 1 else Dataset.concatenate(parts)
 
 
 def split_data(ds, cfg):
@@ -64,10 +74,15 @@ def split_data(ds, cfg):
 
 
 # ----------------------------------------------------------------------------- model
-def _model_config(cfg: TrainConfig, species) -> dict:
+def _model_config(cfg: TrainConfig, species, train_ds=None) -> dict:
     mc = cfg.model.model_dump()
     if mc["family"] in ("bpnn", "hybrid", "multistate"):
         mc["species"] = [int(z) for z in species]
+    if mc.get("core_radii") == "auto":
+        # fixed from the training frames once, then recorded as numbers: a resumed or
+        # reloaded run rebuilds exactly this wall whatever data it is given
+        mc["core_radii"] = core_radii_from_data(train_ds.R, train_ds.Z, cell=train_ds.cell, pbc=train_ds.pbc,
+                                                species=species)
     return mc
 
 
@@ -231,7 +246,7 @@ def train(
     ds = load_data(cfg.data) if data is None else data
     train_ds, val_ds, test_ds = split_data(ds, cfg.data)
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
-    model_cfg = _model_config(cfg, species)
+    model_cfg = _model_config(cfg, species, train_ds)
     model = build_model(model_cfg, species=species)
     for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
         model.check(*train_ds.to_system(i))
