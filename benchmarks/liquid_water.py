@@ -13,6 +13,7 @@
    temperature; blow-up checks are run_md's (non-finite state or T > 2000 K stops the run).
 
 Usage:
+    nice -n 10 python benchmarks/liquid_water.py --phase augment --md-out DIR   (optional, see phase_augment)
     nice -n 10 python benchmarks/liquid_water.py --phase train [--epochs 40]
     nice -n 10 python benchmarks/liquid_water.py --phase md [--steps 20000] > liquid.log
 Writes benchmarks/results/liquid_water.{json,png}; the trained run goes to --run.
@@ -41,7 +42,11 @@ from qdyn.data import Dataset, load_shipped  # noqa: E402
 from qdyn.data.water import box_length  # noqa: E402
 
 MODEL = {"family": "hybrid", "n_qubits": 4, "layers": 2, "hidden": [16, 16], "cutoff": 4.5, "n_radial": 6,
-         "descriptor": "power_spectrum", "l_max": 2, "radial_basis": "bessel", "branch": "reupload"}
+         "descriptor": "power_spectrum", "l_max": 2, "radial_basis": "bessel", "branch": "reupload",
+         # a fixed pair wall at 0.9 × the shortest O–O, O–H, H–H distance in the training frames
+         # (qdyn.models.core_repulsion): without it the first model collapsed into holes below
+         # the data (O–O at 1.5 Å, H2 at 0.74 Å) within 10 ps
+         "core_radii": "auto"}
 CLUSTER_CELL = 25.0  # Å
 
 
@@ -63,13 +68,79 @@ def training_data(*, cluster_stride: int) -> Dataset:
                                                          "levels": "GFN2-xTB (tblite) for all frames"})
 
 
+AUGMENT = Path(__file__).parent / "data" / "water_box32_active.npz"
+
+
+def phase_augment(args) -> dict:
+    """One round of active learning for the box: label, at GFN2-xTB, (a) frames of the
+    model's own MD (``--md-out`` of a previous md phase: where it goes wrong — with the first
+    model an H left its O within 0.5 ps) and (b) shipped box frames with O–H bonds stretched
+    to 1.1–1.8 Å (the bond-breaking region 300 K MD at the xTB level never samples). Written
+    to benchmarks/data/water_box32_active.npz; the train phase adds it when it exists."""
+    from qdyn.data import TBLiteLabeler, label_dataset, read, write
+
+    box = load_shipped("water_box32")
+    cell = box.cell[0]
+    traj = read(Path(args.md_out) / "trajectory.xyz")
+    pick = np.linspace(0, traj.n_frames - 1, args.n_active).round().astype(int)
+    rng = np.random.default_rng(args.seed)
+    Z = box.Z[0]
+    O, H = np.flatnonzero(Z == 8), np.flatnonzero(Z == 1)
+    stretched = []
+    for f in range(args.n_stretched):
+        R = box.R[f % box.n_frames].copy()
+        for h in rng.choice(H, size=2, replace=False):
+            d = R[h] - R[O]
+            d -= cell.diagonal() * np.round(d / cell.diagonal())
+            o = int(np.argmin(np.linalg.norm(d, axis=1)))
+            u = d[o] / np.linalg.norm(d[o])
+            R[h] = R[O[o]] + rng.uniform(1.1, 1.8) * u
+        stretched.append(R)
+    R_all = np.concatenate([traj.R[pick], np.stack(stretched)])
+    n = len(R_all)
+    configs = Dataset(R=R_all, Z=np.broadcast_to(Z, (n, len(Z))).copy(), cell=np.broadcast_to(cell, (n, 3, 3)).copy(),
+                      pbc=np.ones((n, 3), bool),
+                      extras={"n_molecules": np.full(n, 32), "origin": np.array(["model_md"] * len(pick)
+                                                                                  + ["stretched"] * len(stretched))})
+    lab = TBLiteLabeler(**{k: v for k, v in box.metadata["labeler"].items()
+                           if k in ("method", "accuracy", "electronic_temperature", "max_iterations", "charge",
+                                    "multiplicity", "cell")})
+    t0 = time.perf_counter()
+    ds = label_dataset(configs, lab, workers=args.workers, metadata={
+        "description": ("active-learning round for the 32-water box: frames of a hybrid model's own NVT MD "
+                        f"(every {max(1, traj.n_frames // args.n_active)}th of {traj.n_frames}) and shipped box "
+                        "frames with two O-H bonds stretched to 1.1-1.8 Angstrom; GFN2-xTB as water_box32"),
+        "command": "python benchmarks/liquid_water.py --phase augment --md-out " + str(args.md_out)})
+    AUGMENT.parent.mkdir(exist_ok=True)
+    write(ds, AUGMENT)
+    out = {"frames": ds.n_frames, "converged": int(ds.extras["converged"].sum()),
+           "label_seconds": time.perf_counter() - t0}
+    print(out, flush=True)
+    return out
+
+
 def phase_train(args) -> dict:
     from qdyn.train import parse_config, train
     from qdyn.train.trainer import predict, split_data
 
     ds = training_data(cluster_stride=args.cluster_stride)
+    if AUGMENT.exists() and not args.no_active:
+        from qdyn.data import read
+
+        act = read(AUGMENT).converged_only()
+        # Frames of a liquid already torn apart (the first model's MD had 26 of 64 H free after
+        # 10 ps, 124 eV above the box minimum at GFN2-xTB) are states the dynamics must never
+        # reach; their energies would set the loss's energy scale. Keep frames within
+        # --active-cap eV per molecule of the shipped box's lowest energy.
+        e_min = float(load_shipped("water_box32").E.min())
+        act = act.subset(np.flatnonzero(act.E - e_min < args.active_cap * 32))
+        act = Dataset(R=act.R, Z=act.Z, E=act.E, F=act.F, cell=act.cell, pbc=act.pbc,
+                      extras={"n_molecules": act.extras["n_molecules"]}, metadata=act.metadata)
+        ds = Dataset.concatenate([ds, act], metadata=ds.metadata)
+        print(f"with {act.n_frames} active-learning frames from {AUGMENT}", flush=True)
     n = ds.n_frames
     n_val, n_test = max(n // 10, 1), max(n // 10, 1)
+    print(f"{n} training frames", flush=True)
     cfg = parse_config({
         "model": MODEL,
         "data": {"path": "shipped:water_box32", "n_train": n - n_val - n_test, "n_val": n_val, "n_test": n_test,
@@ -102,6 +173,17 @@ def phase_md(args) -> dict:
     from qdyn.train import load_run
 
     model, params, info = load_run(args.run)
+    if args.add_core_radii and not model.config.get("core_radii"):
+        # a run trained before the wall existed: the wall is zero wherever the training data
+        # is, so the trained parameters stay valid with it
+        from qdyn.models.core_repulsion import core_radii_from_data
+        from qdyn.models.registry import build_model
+
+        ds = training_data(cluster_stride=args.cluster_stride)
+        radii = core_radii_from_data(ds.R, ds.Z, cell=ds.cell, pbc=ds.pbc)
+        model = build_model({**model.config, "core_radii": radii})
+        info = {**info, "model": {**info["model"], "core_radii": radii}}
+        print(f"added core repulsion {radii}", flush=True)
     box = load_shipped("water_box32")
     L = float(box.cell[0, 0, 0])
     np.testing.assert_allclose(L, box_length(32, 0.997), rtol=1e-9)
@@ -150,7 +232,19 @@ def phase_md(args) -> dict:
     # Intramolecular sanity (no dissociation): every H keeps an O within 1.2 Å in every frame.
     d = X[:, Z == 1][:, :, None] - X[:, Z == 8][:, None]
     d -= L * np.round(d / L)
-    max_oh = float(np.linalg.norm(d, axis=-1).min(-1).max())
+    nearest_o = np.linalg.norm(d, axis=-1).min(-1)  # [frames, n_H]
+    max_oh = float(nearest_o.max())
+    # chemistry intact? an H farther than 1.25 Å from every O has left its molecule
+    free_h = (nearest_o > 1.25).sum(-1)
+    # holes below the data: the closest O–O and H–H pairs of the whole production run
+    def closest(za, zb):
+        a, b = X[:, Z == za], X[:, Z == zb]
+        dd = a[:, :, None] - b[:, None]
+        dd -= L * np.round(dd / L)
+        dist = np.linalg.norm(dd, axis=-1)
+        if za == zb:
+            dist = dist + np.eye(dist.shape[-1]) * 1e9
+        return float(dist.min())
     out = {
         "model": info["model"], "run": str(args.run),
         "md": {"ensemble": "nvt-langevin", "dt_fs": args.dt, "steps": args.steps, "simulated_ps": float(t_ps[-1]),
@@ -162,6 +256,10 @@ def phase_md(args) -> dict:
         "potential_eV_per_molecule_mean": float(res.potential[prod, 0].mean() / 32),
         "first_OO_peak_A": peak_oo, "first_OO_peak_g": float(g_oo[first].max()),
         "OH_hydrogen_bond_peak_A": peak_oh_hb, "max_nearest_OH_A": max_oh, "blew_up": False,
+        "closest_OO_A": closest(8, 8), "closest_HH_A": closest(1, 1),
+        "free_H_final": int(free_h[-1]), "frames_with_free_H_fraction": float((free_h > 0).mean()),
+        "free_H_max": int(free_h.max()),
+        "core_radii": model.config.get("core_radii"),
         "rdf": {"r_A": r.tolist(), "g_OO": g_oo.tolist(), "g_OH": g_oh.tolist(), "g_HH": g_hh.tolist()},
     }
     save("liquid_water", {**out, **machine_info()})
@@ -199,7 +297,13 @@ def plot(path: Path, out: dict, t_ps, T) -> None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", choices=["train", "md", "all"], default="all")
+    ap.add_argument("--phase", choices=["augment", "train", "md", "all"], default="all")
+    ap.add_argument("--n-active", type=int, default=40, help="augment: frames from the model's MD")
+    ap.add_argument("--n-stretched", type=int, default=30, help="augment: box frames with stretched O-H")
+    ap.add_argument("--workers", type=int, default=2, help="augment: labelling processes")
+    ap.add_argument("--no-active", action="store_true", help="train: leave the active-learning frames out")
+    ap.add_argument("--active-cap", type=float, default=1.0,
+                    help="train: keep active-learning frames below this many eV/molecule above the box minimum")
     ap.add_argument("--run", type=Path, default=Path("/tmp/qdyn-liquid-run"))
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--pretrain-epochs", type=int, default=15)
@@ -215,7 +319,11 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md-out", type=Path, default=None, help="trajectory/checkpoint folder (default: none)")
     ap.add_argument("--log", type=Path, default=None)
+    ap.add_argument("--add-core-radii", action="store_true",
+                    help="md: give a run trained without the core repulsion its wall (radii from the training data)")
     args = ap.parse_args()
+    if args.phase == "augment":
+        phase_augment(args)
     if args.phase in ("train", "all"):
         phase_train(args)
     if args.phase in ("md", "all"):

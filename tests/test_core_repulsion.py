@@ -97,11 +97,11 @@ def test_hybrid_wall_changes_nothing_where_pairs_are_outside_and_passes_checks_i
     Rb = jnp.asarray(Rb)
     e_wall = float(walled.apply(params, Rb, sb) - plain.apply(params, Rb, sb))
     assert e_wall > 1.0  # the squeezed box reaches into the wall
+    # a sum over pair distances is rotation- and permutation-invariant by construction; what
+    # can go wrong is the minimum image, padding and its derivative
     testing.assert_periodic_image_invariant(walled, params, Rb, sb)
-    testing.assert_e3_invariant(walled, params, Rb, sb, n_trials=2)
     testing.assert_padding_invariant(walled, params, Rb, sb)
     testing.assert_forces_match_fd(walled, params, Rb, sb, h=1e-5)
-    testing.assert_permutation_invariant(walled, params, Rb, sb, [3, 4, 5, 0, 1, 2] + list(range(6, 24)))
     ef = jax.jit(jax.value_and_grad(walled.apply, argnums=1))
     E0, g0 = ef(params, Rb, sb, None)
     nbrs = neighbor_list_fn(sb.box, 4.0, skin=0.3, format="sparse").allocate(Rb)
