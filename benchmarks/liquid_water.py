@@ -96,24 +96,33 @@ def phase_augment(args) -> dict:
             u = d[o] / np.linalg.norm(d[o])
             R[h] = R[O[o]] + rng.uniform(1.1, 1.8) * u
         stretched.append(R)
-    R_all = np.concatenate([traj.R[pick], np.stack(stretched)])
+    R_all = np.concatenate([traj.R[pick]] + ([np.stack(stretched)] if stretched else []))
     n = len(R_all)
+    previous = read(AUGMENT) if AUGMENT.exists() else None
+    rnd = 0 if previous is None else int(previous.extras["round"].max()) + 1
     configs = Dataset(R=R_all, Z=np.broadcast_to(Z, (n, len(Z))).copy(), cell=np.broadcast_to(cell, (n, 3, 3)).copy(),
                       pbc=np.ones((n, 3), bool),
-                      extras={"n_molecules": np.full(n, 32), "origin": np.array(["model_md"] * len(pick)
-                                                                                  + ["stretched"] * len(stretched))})
+                      extras={"n_molecules": np.full(n, 32), "round": np.full(n, rnd),
+                              "origin": np.array(["model_md"] * len(pick) + ["stretched"] * len(stretched))})
     lab = TBLiteLabeler(**{k: v for k, v in box.metadata["labeler"].items()
                            if k in ("method", "accuracy", "electronic_temperature", "max_iterations", "charge",
                                     "multiplicity", "cell")})
     t0 = time.perf_counter()
-    ds = label_dataset(configs, lab, workers=args.workers, metadata={
-        "description": ("active-learning round for the 32-water box: frames of a hybrid model's own NVT MD "
-                        f"(every {max(1, traj.n_frames // args.n_active)}th of {traj.n_frames}) and shipped box "
-                        "frames with two O-H bonds stretched to 1.1-1.8 Angstrom; GFN2-xTB as water_box32"),
-        "command": "python benchmarks/liquid_water.py --phase augment --md-out " + str(args.md_out)})
+    ds = label_dataset(configs, lab, workers=args.workers)
+    # rounds accumulate: round k holds the frames of the model trained with rounds < k
+    description = ("active learning for the 32-water box at GFN2-xTB (as water_box32): per round, frames of the "
+                   "hybrid model's own NVT MD, trained with the earlier rounds; round 0 also box frames with two "
+                   "O-H bonds stretched to 1.1-1.8 Angstrom (extras: round, origin)")
+    command = (previous.metadata.get("command", "") + " ; " if previous is not None else "") + \
+        f"python benchmarks/liquid_water.py --phase augment --md-out {args.md_out} --n-stretched {args.n_stretched}"
+    meta = {**ds.metadata, "description": description, "command": command}
+    if previous is not None:
+        ds = Dataset.concatenate([previous, ds], metadata=meta)
+    else:
+        ds = Dataset(R=ds.R, Z=ds.Z, E=ds.E, F=ds.F, cell=ds.cell, pbc=ds.pbc, extras=ds.extras, metadata=meta)
     AUGMENT.parent.mkdir(exist_ok=True)
     write(ds, AUGMENT)
-    out = {"frames": ds.n_frames, "converged": int(ds.extras["converged"].sum()),
+    out = {"round": rnd, "frames": ds.n_frames, "converged": int(ds.extras["converged"].sum()),
            "label_seconds": time.perf_counter() - t0}
     print(out, flush=True)
     return out
@@ -133,7 +142,8 @@ def phase_train(args) -> dict:
         # reach; their energies would set the loss's energy scale. Keep frames within
         # --active-cap eV per molecule of the shipped box's lowest energy.
         e_min = float(load_shipped("water_box32").E.min())
-        act = act.subset(np.flatnonzero(act.E - e_min < args.active_cap * 32))
+        act = act.subset(np.flatnonzero((act.E - e_min < args.active_cap * 32)
+                                        & (act.extras["round"] <= args.max_round)))
         act = Dataset(R=act.R, Z=act.Z, E=act.E, F=act.F, cell=act.cell, pbc=act.pbc,
                       extras={"n_molecules": act.extras["n_molecules"]}, metadata=act.metadata)
         ds = Dataset.concatenate([ds, act], metadata=ds.metadata)
@@ -302,6 +312,7 @@ def main():
     ap.add_argument("--n-stretched", type=int, default=30, help="augment: box frames with stretched O-H")
     ap.add_argument("--workers", type=int, default=2, help="augment: labelling processes")
     ap.add_argument("--no-active", action="store_true", help="train: leave the active-learning frames out")
+    ap.add_argument("--max-round", type=int, default=99, help="train: active-learning rounds 0..this")
     ap.add_argument("--active-cap", type=float, default=1.0,
                     help="train: keep active-learning frames below this many eV/molecule above the box minimum")
     ap.add_argument("--run", type=Path, default=Path("/tmp/qdyn-liquid-run"))
