@@ -75,42 +75,61 @@ def test_radii_from_data_use_the_minimum_image_and_the_shortest_pair():
     assert set(radii) == {"H-H", "H-O"} and 0.7 < radii["H-O"] < 0.85 and 1.0 < radii["H-H"] < 1.3
 
 
-def _models():
-    kw = dict(species=(1, 8), descriptor="power_spectrum", cutoff=4.0, n_radial=3, l_max=2, hidden=(6,),
-              branch="reupload", n_qubits=2, layers=1)
-    plain, walled = hybrid.build(**kw), hybrid.build(**kw, core_radii=RADII)
-    params = testing.randomize_params(plain.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
-    return plain, walled, params
+def test_wall_in_a_periodic_box_images_padding_fd_forces_and_neighbor_lists():
+    from qdyn.system import System
 
-
-def test_hybrid_wall_changes_nothing_where_pairs_are_outside_and_passes_checks_inside():
-    plain, walled, params = _models()
-    R, system = water_dimer()
-    R = jnp.asarray(R)
-    np.testing.assert_allclose(float(walled.apply(params, R, system)), float(plain.apply(params, R, system)),
-                               rtol=1e-14)
+    wall = core_repulsion((1, 8), RADII)
     # a periodic box (8 waters, 9.2 Å) with one molecule pushed onto another: its O 2.0 Å
     # from the first O, so O–O (and nearby H pairs) are inside the wall
     Rb, sb = water_lattice(2, spacing=4.6, seed=0)
     Rb = np.asarray(Rb).copy()
     Rb[3:6] += Rb[0] + np.array([2.0, 0.0, 0.0]) - Rb[3]
     Rb = jnp.asarray(Rb)
-    e_wall = float(walled.apply(params, Rb, sb) - plain.apply(params, Rb, sb))
-    assert e_wall > 1.0  # the squeezed box reaches into the wall
-    # a sum over pair distances is rotation- and permutation-invariant by construction; what
-    # can go wrong is the minimum image, padding and its derivative
-    testing.assert_periodic_image_invariant(walled, params, Rb, sb)
-    testing.assert_padding_invariant(walled, params, Rb, sb)
-    testing.assert_forces_match_fd(walled, params, Rb, sb, h=1e-5)
-    ef = jax.jit(jax.value_and_grad(walled.apply, argnums=1))
-    E0, g0 = ef(params, Rb, sb, None)
-    nbrs = neighbor_list_fn(sb.box, 4.0, skin=0.3, format="sparse").allocate(Rb)
-    E1, g1 = ef(params, Rb, sb, nbrs)
-    np.testing.assert_allclose(float(E1), float(E0), rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), atol=1e-10)
-    # the wall is in the config and rebuilt from it
+    E = jax.jit(lambda R, box, nbr: wall(R, sb.species, sb.mask, box, nbr))
+    E0 = float(E(Rb, sb.box, None))
+    assert E0 > 1.0  # the pushed molecule reaches into the wall
+    # lattice shifts of single atoms and wrapping change nothing (minimum image)
+    shift = jnp.zeros_like(Rb).at[4].set(sb.box[:, 0]).at[7].set(-sb.box[:, 2])
+    np.testing.assert_allclose(float(E(Rb + shift, sb.box, None)), E0, rtol=1e-13)
+    # padding atoms (far away, masked) change nothing
+    Rp = jnp.concatenate([Rb, jnp.full((2, 3), 0.1)])
+    sp = System.create(list(sb.symbols) + ["H", "H"], box=sb.box, mask=[True] * 24 + [False] * 2)
+    np.testing.assert_allclose(float(wall(Rp, sp.species, sp.mask, sp.box)), E0, rtol=1e-13)
+    # forces = -∇E against central differences (float64)
+    g = jax.grad(lambda R: E(R, sb.box, None))(Rb)
+    assert float(jnp.max(jnp.abs(g))) > 1.0
+    d = jax.random.normal(jax.random.PRNGKey(3), Rb.shape)
+    h = 1e-5
+    fd = (float(E(Rb + h * d, sb.box, None)) - float(E(Rb - h * d, sb.box, None))) / (2 * h)
+    np.testing.assert_allclose(float(jnp.sum(g * d)), fd, rtol=1e-7)
+    # JAX-MD neighbour lists (dense and sparse) give the all-pairs answer
+    for fmt in ("dense", "sparse"):
+        nbrs = neighbor_list_fn(sb.box, 2.5, skin=0.3, format=fmt).allocate(Rb)
+        np.testing.assert_allclose(float(E(Rb, sb.box, nbrs)), E0, rtol=1e-12)
+
+
+def test_hybrid_adds_exactly_the_wall_and_rebuilds_it_from_its_config():
+    kw = dict(species=(1, 8), descriptor="power_spectrum", cutoff=4.0, n_radial=3, l_max=2, hidden=(6,),
+              branch="reupload", n_qubits=2, layers=1)
+    plain, walled = hybrid.build(**kw), hybrid.build(**kw, core_radii=RADII)
+    params = testing.randomize_params(plain.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
+    R, system = water_dimer()
+    R = jnp.asarray(R)
+    # outside the wall nothing changes; pushed together, the difference is the wall's energy
+    np.testing.assert_allclose(float(walled.apply(params, R, system)), float(plain.apply(params, R, system)),
+                               rtol=1e-14)
+    Rc = R.at[3:].add(R[0] + jnp.array([2.0, 0.0, 0.0]) - R[3])
+    wall = core_repulsion((1, 8), RADII)
+    e_wall = float(wall(Rc, system.species, system.mask))
+    assert e_wall > 1.0
+    np.testing.assert_allclose(float(walled.apply(params, Rc, system) - plain.apply(params, Rc, system)), e_wall,
+                               rtol=1e-10)
+    ea = walled.atom_energies(params, Rc, system)
+    np.testing.assert_allclose(float(jnp.sum(ea)), float(walled.apply(params, Rc, system)), rtol=1e-12)
     again = build_model(walled.config)
-    np.testing.assert_allclose(float(again.apply(params, Rb, sb)), float(E0), rtol=1e-14)
+    assert again.config["core_radii"] == {"H-H": 1.2, "H-O": 0.8, "O-O": 2.3}
+    np.testing.assert_allclose(float(again.apply(params, Rc, system)), float(walled.apply(params, Rc, system)),
+                               rtol=1e-14)
 
 
 def test_auto_radii_are_taken_from_the_training_frames_and_recorded(tmp_path):
