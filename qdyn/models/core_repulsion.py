@@ -37,7 +37,9 @@ import numpy as np
 
 from .. import elements
 from ..descriptors.neighbors import aggregate, make_edges
+from ..elements import UnknownElementError
 from ..validation import QdynInputError
+from .base import make_species_table
 
 __all__ = ["CoreRepulsion", "core_repulsion", "core_radii_from_data", "pair_key"]
 
@@ -88,7 +90,7 @@ def core_repulsion(species: Sequence[int], radii: Mapping[str, float], *, streng
         parts = str(key).split("-")
         try:
             z1, z2 = (elements.atomic_number(p) for p in parts) if len(parts) == 2 else (None, None)
-        except Exception as exc:  # unknown symbol: name the key
+        except UnknownElementError as exc:  # name the key, not only the symbol
             raise QdynInputError(f"core repulsion: cannot read pair {key!r} ({exc})") from None
         if z1 is None:
             raise QdynInputError(f"core repulsion: pair keys look like 'H-O', got {key!r}")
@@ -99,17 +101,15 @@ def core_repulsion(species: Sequence[int], radii: Mapping[str, float], *, streng
             raise QdynInputError(f"core repulsion: radius of {key!r} must be positive, got {r} Å")
         r_in[index[z1], index[z2]] = r_in[index[z2], index[z1]] = float(r)
         clean[pair_key(z1, z2)] = float(r)
-    table = np.full(119, 0, dtype=np.int32)
-    for z, k in index.items():
-        table[z] = k
-    table_j, r_in_j = jnp.asarray(table), jnp.asarray(r_in)
+    table, r_in_j = make_species_table(species), jnp.asarray(r_in)
 
     def atom_energies(R, Z, mask, box=None, neighbor=None):
         R = jnp.asarray(R)
         e = make_edges(R, mask, box, neighbor)
         n = R.shape[0]
         centre = jnp.broadcast_to(jnp.arange(n)[:, None], e.neighbour.shape) if e.centre is None else e.centre
-        rin = r_in_j[table_j[Z[centre]], table_j[Z[e.neighbour]]]
+        # padding atoms (Z = 0, index -1) sit on invalid edges, which the mask drops
+        rin = r_in_j[jnp.maximum(table[Z[centre]], 0), jnp.maximum(table[Z[e.neighbour]], 0)]
         x = jnp.maximum(rin - e.r, 0.0) / width
         # every pair appears from both ends: each end keeps half of it
         return aggregate(e, 0.5 * strength * jnp.where(e.valid, x * x * x, 0.0), n)
