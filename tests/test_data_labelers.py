@@ -101,6 +101,27 @@ def test_tda_states_and_forces():
     assert PySCFLabeler(method="TDA", xc="B3LYP", basis="sto-3g", n_states=2).describe()["excited_state_grid_response"] is False
 
 
+@pytest.mark.slow
+def test_stability_following_continues_the_ground_state_past_an_instability():
+    # CaH2 bent to 45°: the closed-shell solution reached from the default guess is a saddle
+    # (TDA from it has a negative root and PySCF's Davidson gives up); following the internal
+    # instability lands on a lower, stable solution from which both states come out.
+    from qdyn.data.samplers import triatomic
+
+    Z, R = np.array([20, 1, 1]), triatomic(n=1, r1=2.05, r2="r1", angle_deg=45.0, mode="scan")[0]
+    kw = dict(xc="B3LYP", basis="def2-SVP", grid_level=1)
+    saddle = PySCFLabeler(method="DFT", **kw).label(Z, R)
+    plain = PySCFLabeler(method="TDA", n_states=2, **kw).label(Z, R)
+    stable = PySCFLabeler(method="TDA", n_states=2, stability=True, **kw).label(Z, R)
+    assert saddle.converged and not plain.converged and "negative TDA excitation" in plain.status
+    assert stable.converged, stable.status
+    assert stable.energies_states[0] < saddle.energy - 0.05  # a lower solution, not the same one
+    assert 0.0 < stable.energies_states[1] - stable.energies_states[0] < 1.5
+    # off by default, and then absent from the description (cache keys made before it hold)
+    assert "stability" not in PySCFLabeler(method="DFT", **kw).describe()
+    assert PySCFLabeler(method="DFT", stability=True, **kw).describe()["stability"] is True
+
+
 def test_non_convergence_is_recorded_not_hidden():
     res = PySCFLabeler(method="HF", basis="sto-3g", max_cycle=1).label(Z_LIH, R_LIH)
     assert not res.converged and res.status == "not converged: SCF"

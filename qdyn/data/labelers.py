@@ -92,6 +92,7 @@ class Labeler(Protocol):
 
 _SINGLE_STATE = ("HF", "DFT", "MP2", "CCSD", "CCSD(T)")
 _MULTI_STATE = ("SA-CASSCF", "TDA")
+_MAX_STABILITY_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,11 @@ class PySCFLabeler:
         nelecas: CASSCF active electrons.
         n_states: number of states (SA-CASSCF: averaged states; TDA: ground + n_states-1
             excited states). 0 for single-state methods.
+        stability: after the SCF, test the solution for an internal instability (a lower
+            solution of the same kind, e.g. a symmetry-broken closed shell) and follow it
+            until stable. Where a closed-shell solution turns into a saddle (CaH2 bent
+            below ~49°), TDA from it finds a negative excitation and fails; the stable
+            solution continues the ground state.
 
     Example:
         >>> lab = PySCFLabeler(method="HF", basis="sto-3g")
@@ -143,6 +149,7 @@ class PySCFLabeler:
     ncas: Optional[int] = None
     nelecas: Optional[int] = None
     n_states: int = 0
+    stability: bool = False
 
     def __post_init__(self):
         m = self.method.upper()
@@ -181,6 +188,7 @@ class PySCFLabeler:
                 # "TODO: to include the response of grids"): excited-state forces match the
                 # finite differences of their energies only up to the grid error.
                 d["excited_state_grid_response"] = False
+                d["tda_roots"] = "all (PySCF drops roots below 1e-3 Ha by default); a negative one is flagged"
         else:
             for k in ("grid_level", "grid_response"):
                 d.pop(k)
@@ -190,6 +198,8 @@ class PySCFLabeler:
         if self.method != "SA-CASSCF":
             d.pop("ncas")
             d.pop("nelecas")
+        if not self.stability:
+            d.pop("stability")  # absent = off: descriptions (cache keys) made before it existed hold
         return d
 
     # -- the calculation ------------------------------------------------------------------
@@ -219,6 +229,14 @@ class PySCFLabeler:
         mf.max_cycle = self.max_cycle
         mf.verbose = 0
         mf.kernel()
+        if self.stability:
+            for _ in range(_MAX_STABILITY_STEPS):
+                mo, _, stable, _ = mf.stability(return_status=True)
+                if stable:
+                    break
+                mf.kernel(mf.make_rdm1(mo, mf.mo_occ))
+            else:
+                mf.converged = False  # still unstable: reported as not converged, never used silently
         return mf
 
     def label(self, Z, R) -> FrameResult:
@@ -297,9 +315,16 @@ class PySCFLabeler:
             # Davidson's default tolerance (1e-5) makes excited energies too noisy for
             # forces to match their finite differences.
             td.conv_tol = max(self.conv_tol, 1e-9)
+            # PySCF keeps only roots above 1e-3 Ha (27 meV) by default: next to an S0/S1
+            # crossing the real S1 is lower, is dropped, and S2 is returned as S1 without a
+            # warning (seen on CaH2 at 50°). Keep every root; a negative one means the
+            # reference is unstable, and the frame is flagged.
+            td.positive_eig_threshold = -np.inf
             td.kernel()
             if not np.all(td.converged):
                 problems.append("TDA Davidson")
+            if np.min(td.e) < 0:
+                problems.append("negative TDA excitation (unstable reference; see stability=)")
             g0 = mf.nuc_grad_method()
             g0.grid_response = self.grid_response
             grads = [g0.kernel()]
@@ -445,6 +470,7 @@ class TBLiteLabeler:
     multiplicity: int = 1
     cell: Optional[tuple] = None
     n_states: int = 0
+    stability: bool = False
 
     def __post_init__(self):
         if self.method not in ("GFN2-xTB", "GFN1-xTB"):

@@ -105,11 +105,12 @@ SHIPPED_RECIPES = {
         "name": "CaH2",
         "description": ("CaH2 S0/S1 at TDA-B3LYP/def2-SVP (docs/multistate.md): random (r1, r2, angle) in "
                         "1.75-3.4 Angstrom, 70-180 degrees, random orientations; scans of the bend, the "
-                        "symmetric and the asymmetric stretch (where the S0/S1 gap narrows)"),
+                        "symmetric and the asymmetric stretch; the bend 30-75 degrees where the S0/S1 gap "
+                        "closes (random, a bend scan and a stretch at 50 degrees)"),
         "structure": {"name": "CaH2", "Z": [20, 1, 1],
                       "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
         "labeler": {"method": "TDA", "xc": "B3LYP", "basis": "def2-SVP", "n_states": 2, "grid_level": 3,
-                    "grid_response": True, "conv_tol": 1e-10, "max_cycle": 100},
+                    "grid_response": True, "conv_tol": 1e-10, "max_cycle": 100, "stability": True},
         "sampler": {"kind": "mixture", "parts": [
             {"kind": "triatomic", "mode": "random", "n": 84, "keep_first": 36, "r1": [1.75, 3.4], "r2": [1.75, 3.4],
              "angle_deg": [70.0, 180.0], "seed": 11, "random_orientation": True},
@@ -119,6 +120,18 @@ SHIPPED_RECIPES = {
             {"kind": "triatomic", "mode": "scan", "n": 7, "r1": [1.75, 3.2], "r2": "r1", "angle_deg": 150.0,
              "seed": 0},
             {"kind": "triatomic", "mode": "scan", "n": 11, "r1": 2.05, "r2": [1.75, 3.4], "angle_deg": 150.0,
+             "seed": 0},
+            # Below the 70 degrees of the first set the S0/S1 gap closes (0.035 eV at 50 degrees,
+            # r = 2.05 Angstrom; docs/namd.md): the bend scan continued down to 40 degrees, random
+            # (r1, r2, angle) around the funnel (asymmetric displacements are what couple the
+            # states there) and a symmetric stretch through it. Below ~49 degrees the closed-shell
+            # solution that continues from the linear molecule is a saddle (TDA finds a negative
+            # root): the labeller follows the instability to the stable solution (stability=True).
+            {"kind": "triatomic", "mode": "scan", "n": 16, "r1": 2.05, "r2": "r1", "angle_deg": [30.0, 67.5],
+             "seed": 0},
+            {"kind": "triatomic", "mode": "random", "n": 30, "r1": [1.85, 2.5], "r2": [1.85, 2.5],
+             "angle_deg": [32.0, 75.0], "seed": 12, "random_orientation": True},
+            {"kind": "triatomic", "mode": "scan", "n": 7, "r1": [1.85, 2.45], "r2": "r1", "angle_deg": 50.0,
              "seed": 0},
         ]},
     },
