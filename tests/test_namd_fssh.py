@@ -27,12 +27,19 @@ def test_energy_conserved_across_hops_and_shrinks_with_dt(triatomic):
     drift, hops = {}, {}
     for dt in (0.1, 0.05):
         res = run_fssh(W, p, masses=masses, dt_fs=dt, n_steps=int(round(25 / dt)), key=jax.random.PRNGKey(1),
-                       initial_state=1, R0=R, V0=V, stride=1, block_frames=250, progress=False)
+                       initial_state=1, R0=R, V0=V, stride=1, block_frames=250, progress=False,
+                       keep_positions=dt == 0.05)
         drift[dt] = np.abs(res.total - res.total[0]).max(axis=0)  # per trajectory, every step
         hops[dt] = res.hop_statistics()
         # populations: Σ|c_i|² = 1 in every trajectory (the ensemble mean of a constant 1)
         np.testing.assert_allclose(res.coefficient_population.sum(axis=1), 1.0, atol=1e-12)
         np.testing.assert_allclose(res.active_fraction.sum(axis=1), 1.0, atol=0)
+    # the recorded energies of every state: the active one is the potential; positions when asked
+    np.testing.assert_array_equal(np.take_along_axis(res.energies, res.active[..., None], axis=-1)[..., 0],
+                                  res.potential)
+    assert np.all(np.diff(res.energies, axis=-1) >= 0)
+    assert res.positions.shape == (res.active.shape[0], *R.shape)
+    np.testing.assert_array_equal(res.positions[0], R)
     # non-trivial: trajectories really hopped (energy conservation *across* hops is tested)
     assert hops[0.05]["accepted"] >= 4 and hops[0.1]["accepted"] >= 4, hops
     # velocity Verlet: error ∝ dt²; hops rescale the velocity exactly, adding nothing

@@ -99,6 +99,8 @@ class Observables(NamedTuple):
     Attributes:
         active: int32, active state.  population: [n_states] |c_i|².
         potential, kinetic, total: eV (potential = active adiabatic energy).
+        energies: [n_states] eV, every adiabatic energy (gaps at hops).
+        R: positions [Å] (where the hops happen).
     """
 
     active: jax.Array
@@ -106,6 +108,8 @@ class Observables(NamedTuple):
     potential: jax.Array
     kinetic: jax.Array
     total: jax.Array
+    energies: jax.Array
+    R: jax.Array
 
 
 class FSSH(NamedTuple):
@@ -316,6 +320,6 @@ def fssh(
     def observe(state):
         pot = state.electronic.energy[state.active]
         kin = kinetic_energy(state.V, jnp.asarray(masses, state.R.dtype))
-        return Observables(state.active, jnp.abs(state.c) ** 2, pot, kin, pot + kin)
+        return Observables(state.active, jnp.abs(state.c) ** 2, pot, kin, pot + kin, state.electronic.energy, state.R)
 
     return FSSH(init, step, observe, dt)

@@ -37,6 +37,8 @@ class FSSHResult(NamedTuple):
         potential, kinetic, total: [F, N] eV.
         attempted, accepted, frustrated: [N] int hop counts per trajectory.
         final_state: the final batched :class:`~qdyn.namd.fssh.FSSHState`.
+        energies: [F, N, n] eV, every adiabatic energy of every trajectory.
+        positions: [F, N, ...] Å when ``run_fssh(keep_positions=True)``, else None.
     """
 
     time_fs: np.ndarray
@@ -50,6 +52,8 @@ class FSSHResult(NamedTuple):
     accepted: np.ndarray
     frustrated: np.ndarray
     final_state: FSSHState
+    energies: np.ndarray
+    positions: Optional[np.ndarray] = None
 
     def hop_statistics(self) -> dict:
         """Totals over all trajectories: attempted, accepted (successful), frustrated."""
@@ -127,6 +131,7 @@ def run_fssh(
     frustrated: str = "keep",
     gap_regularization: float = DEFAULT_GAP_REGULARIZATION_EV,
     stop_when: Optional[Callable[[FSSHState], bool]] = None,
+    keep_positions: bool = False,
     progress: bool = True,
 ) -> FSSHResult:
     """Run an ensemble of fewest-switches surface-hopping trajectories.
@@ -148,6 +153,8 @@ def run_fssh(
             :func:`qdyn.namd.fssh.fssh`.
         stop_when: host callable on the batched state after each block; True ends the run
             early (e.g. every trajectory has left the interaction region).
+        keep_positions: return every recorded frame's positions (``positions``; host memory
+            F × N × the size of R), e.g. to see where trajectories hop.
         progress: show a rich progress bar.
 
     Returns:
@@ -183,7 +190,11 @@ def run_fssh(
     if not 0 <= initial_state < n_states:
         raise QdynInputError(f"initial_state must be in [0, {n_states}), got {initial_state}")
     obs0 = jax.vmap(sim.observe)(state)
-    records = [jax.tree_util.tree_map(lambda a: np.asarray(a)[None], obs0)]
+    def to_host(obs, lead):
+        obs = obs if keep_positions else obs._replace(R=None)  # dropped before the copy
+        return jax.tree_util.tree_map(lambda a: np.asarray(a)[None] if lead else np.asarray(a), obs)
+
+    records = [to_host(obs0, True)]
     n_frames = n_steps // stride
     done = 0
 
@@ -194,7 +205,7 @@ def run_fssh(
             state, obs = _block(sim, int(stride), frames)(state, params)
             done += frames
             _check_finite(state, done * stride)
-            records.append(jax.tree_util.tree_map(np.asarray, obs))
+            records.append(to_host(obs, False))
             advance(frames, state)
             if stop_when is not None and bool(stop_when(state)):
                 break
@@ -220,4 +231,4 @@ def run_fssh(
     t = np.arange(active.shape[0]) * stride * float(dt_fs)
     final = jax.tree_util.tree_map(np.asarray, state)
     return FSSHResult(t, frac, obs.population.mean(axis=1), active, obs.potential, obs.kinetic, obs.total,
-                      final.attempted, final.accepted, final.frustrated, state)
+                      final.attempted, final.accepted, final.frustrated, state, obs.energies, obs.R)
