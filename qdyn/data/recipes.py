@@ -106,7 +106,7 @@ SHIPPED_RECIPES = {
         "description": ("CaH2 S0/S1 at TDA-B3LYP/def2-SVP (docs/multistate.md): random (r1, r2, angle) in "
                         "1.75-3.4 Angstrom, 70-180 degrees, random orientations; scans of the bend, the "
                         "symmetric and the asymmetric stretch; the bend 30-75 degrees where the S0/S1 gap "
-                        "closes (random, a bend scan and a stretch at 50 degrees)"),
+                        "closes (random, a bend scan and a stretch at 50 degrees) and on towards Ca + H2"),
         "structure": {"name": "CaH2", "Z": [20, 1, 1],
                       "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
         "labeler": {"method": "TDA", "xc": "B3LYP", "basis": "def2-SVP", "n_states": 2, "grid_level": 3,
@@ -133,6 +133,12 @@ SHIPPED_RECIPES = {
              "angle_deg": [32.0, 75.0], "seed": 12, "random_orientation": True},
             {"kind": "triatomic", "mode": "scan", "n": 7, "r1": [1.85, 2.45], "r2": "r1", "angle_deg": 50.0,
              "seed": 0},
+            # Past the funnel S0 falls towards Ca + H2, where trajectories that hop there go:
+            # Ca at 2-4.5 Angstrom from H2 (H-H >= 4 r_min^2 sin^2(angle/2) >= 0.55 Angstrom).
+            {"kind": "triatomic", "mode": "random", "n": 30, "r1": [2.0, 3.0], "r2": [2.0, 3.0],
+             "angle_deg": [16.0, 32.0], "seed": 13, "random_orientation": True},
+            {"kind": "triatomic", "mode": "random", "n": 16, "r1": [3.0, 4.5], "r2": [3.0, 4.5],
+             "angle_deg": [10.5, 22.0], "seed": 14, "random_orientation": True},
         ]},
     },
     "water_dimer": {
