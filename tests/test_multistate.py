@@ -50,6 +50,30 @@ def test_diabatic_matrix_and_adiabats_are_invariant(backbone):
     np.testing.assert_allclose(W0, np.asarray(W0).T, atol=0)
 
 
+def test_core_wall_lifts_every_diabat_alike_and_only_below_its_radius():
+    from qdyn.models.core_repulsion import core_repulsion
+    from qdyn.models.registry import build_model
+
+    radii = {"H-H": 0.6, "H-Ca": 1.6}
+    plain, params = _model("bpnn")
+    walled = multistate.build(species=(1, 20), n_states=2, backbone="bpnn", core_radii=radii, **SMALL)
+    wall = core_repulsion((1, 20), radii)
+    fn, fw = jax.jit(plain.diabatic), jax.jit(walled.diabatic)
+    np.testing.assert_allclose(fw(params, jnp.asarray(R0), SYSTEM), fn(params, jnp.asarray(R0), SYSTEM), atol=0)
+    R = np.array([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [1.5, 0.45, 0.0]])  # H–H 0.45 Å, one Ca–H 1.5 Å
+    e = float(wall(jnp.asarray(R), SYSTEM.species, SYSTEM.mask))
+    assert e > 3.0  # non-trivial: (0.15/0.1)³ + (0.1/0.1)³ eV
+    np.testing.assert_allclose(fw(params, jnp.asarray(R), SYSTEM) - fn(params, jnp.asarray(R), SYSTEM),
+                               e * np.eye(2), atol=1e-12)
+    # gaps (and so couplings and NACs) are untouched
+    Ew, En = walled.adiabatic(params, jnp.asarray(R), SYSTEM), plain.adiabatic(params, jnp.asarray(R), SYSTEM)
+    np.testing.assert_allclose(Ew[1] - Ew[0], En[1] - En[0], atol=1e-12)
+    # recorded in the config and rebuilt from it
+    assert walled.config["core_radii"] == radii
+    again = build_model(walled.config)
+    np.testing.assert_allclose(again.diabatic(params, jnp.asarray(R), SYSTEM), fw(params, jnp.asarray(R), SYSTEM), atol=0)
+
+
 @pytest.mark.parametrize("n_states", [2, 3])
 def test_adiabatic_forces_are_minus_gradient(n_states):
     """F_i = -∇E_i (closed form for 2 states, Hellmann–Feynman eigh for 3) vs central FD."""

@@ -67,6 +67,7 @@ from ..nn import MLP
 from ..quantum.reupload import make_expvals
 from ..system import System
 from .base import make_species_table
+from .core_repulsion import core_repulsion
 
 BACKBONES = ("bpnn", "hybrid", "quantum")
 
@@ -148,6 +149,7 @@ def build(
     n_radial: int = 8,
     zetas: Sequence[float] = (1.0, 4.0),
     eta_angular: float = 0.1,
+    core_radii: Optional[dict] = None,
 ) -> MultistateModel:
     """Build a multistate model.
 
@@ -159,6 +161,11 @@ def build(
         n_qubits: qubits of the per-atom circuit (hybrid, quantum).
         layers: re-uploading layers of the circuit (hybrid, quantum).
         cutoff, n_radial, zetas, eta_angular: descriptor settings (Å, -, -, Å⁻²).
+        core_radii: optional pair wall r_in [Å] per species pair ("H-H": 0.5, ...) below the
+            training data's shortest distances (:mod:`qdyn.models.core_repulsion`), added to
+            every diabatic diagonal alike: it lifts all states together and leaves the gaps,
+            couplings and NACs untouched, so it only keeps trajectories out of regions the
+            network never saw (e.g. two H atoms fusing).
 
     Returns:
         A :class:`MultistateModel`.
@@ -173,6 +180,7 @@ def build(
     species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
                                          eta_angular=eta_angular)
     table = make_species_table(species)
+    wall = core_repulsion(species, core_radii) if core_radii else None
     hidden = tuple(int(h) for h in hidden)
     iu = np.triu_indices(n, 1)
     n_pairs = len(iu[0])
@@ -239,6 +247,8 @@ def build(
         idx = jnp.maximum(table[system.species], 0)
         e_atoms = jnp.sum(jnp.where(system.mask, params["shift"][idx], 0.0))
         diag = o[:n] + e_atoms + params["state_offset"]
+        if wall is not None:
+            diag = diag + wall(R, system.species, system.mask, system.box)
         W = jnp.diag(diag)
         W = W.at[iu].set(o[n:])
         return W.at[(iu[1], iu[0])].set(o[n:])
@@ -253,7 +263,8 @@ def build(
     check = make_local_check(species, cutoff)
     config = {"family": "multistate", "backbone": backbone, "n_states": n, "species": list(species),
               "hidden": list(hidden), "n_qubits": n_qubits, "layers": layers, "cutoff": cutoff,
-              "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular, "descriptor_size": n_feat}
+              "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular, "descriptor_size": n_feat,
+              "core_radii": dict(wall.radii) if wall is not None else None}
     return MultistateModel(init=init, apply=apply, check=check, name=f"Multistate[{backbone},{n}]", species=species,
                            config=config, diabatic=diabatic, adiabatic=adiabatic, n_states=n)
 

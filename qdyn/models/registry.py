@@ -40,7 +40,7 @@ def build_model(config: dict, *, species: Sequence[int] = ()) -> EnergyModel:
             raise ValueError("multistate needs the species it models (from the dataset)")
         return multistate.build(species=sp, n_states=c["n_states"], backbone=c["backbone"], hidden=c["hidden"],
                                 n_qubits=c["n_qubits"], layers=c["layers"], cutoff=c["cutoff"], n_radial=c["n_radial"],
-                                zetas=c["zetas"], eta_angular=c["eta_angular"])
+                                zetas=c["zetas"], eta_angular=c["eta_angular"], core_radii=c.get("core_radii"))
     raise ValueError(f"unknown model family {family!r}")
 
 

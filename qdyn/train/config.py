@@ -78,6 +78,9 @@ class MultistateConfig(_Strict):
     n_radial: int = Field(8, ge=1)
     zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
     eta_angular: float = Field(0.1, gt=0, description="Å^-2")
+    core_radii: Union[None, Literal["auto"], dict[str, float]] = Field(
+        None, description=("pair wall r_in [Å] per species pair ('H-H': 0.5, ...), added to every diabat alike; "
+                           "'auto': 0.9 x the shortest distance of each pair in the training set"))
 
 
 ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig, HybridConfig, MultistateConfig],
