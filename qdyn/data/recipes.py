@@ -106,7 +106,8 @@ SHIPPED_RECIPES = {
         "description": ("CaH2 S0/S1 at TDA-B3LYP/def2-SVP (docs/multistate.md): random (r1, r2, angle) in "
                         "1.75-3.4 Angstrom, 70-180 degrees, random orientations; scans of the bend, the "
                         "symmetric and the asymmetric stretch; the bend 30-75 degrees where the S0/S1 gap "
-                        "closes (random, a bend scan and a stretch at 50 degrees) and on towards Ca + H2"),
+                        "closes (random, a bend scan and a stretch at 50 degrees) and on towards Ca + H2; compressed "
+                        "Ca-H and H-H"),
         "structure": {"name": "CaH2", "Z": [20, 1, 1],
                       "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
         "labeler": {"method": "TDA", "xc": "B3LYP", "basis": "def2-SVP", "n_states": 2, "grid_level": 3,
@@ -139,6 +140,17 @@ SHIPPED_RECIPES = {
              "angle_deg": [16.0, 32.0], "seed": 13, "random_orientation": True},
             {"kind": "triatomic", "mode": "random", "n": 16, "r1": [3.0, 4.5], "r2": [3.0, 4.5],
              "angle_deg": [10.5, 22.0], "seed": 14, "random_orientation": True},
+            # Hot trajectories after a hop compress Ca-H to ~1.47 and H2 to ~0.52 Angstrom: short
+            # Ca-H bonds at any angle, and Ca + H2 with H-H ~0.67 and ~0.58 Angstrom (angle and
+            # distance scanned together).
+            {"kind": "triatomic", "mode": "random", "n": 24, "r1": [1.45, 1.8], "r2": [1.7, 2.6],
+             "angle_deg": [40.0, 180.0], "seed": 15, "random_orientation": True},
+            {"kind": "triatomic", "mode": "random", "n": 10, "r1": [1.45, 1.8], "r2": [1.45, 1.8],
+             "angle_deg": [60.0, 180.0], "seed": 16, "random_orientation": True},
+            {"kind": "triatomic", "mode": "scan", "n": 6, "r1": [2.2, 3.6], "r2": "r1", "angle_deg": [17.6, 10.6],
+             "seed": 0},
+            {"kind": "triatomic", "mode": "scan", "n": 6, "r1": [2.2, 3.6], "r2": "r1", "angle_deg": [15.2, 9.2],
+             "seed": 0},
         ]},
     },
     "water_dimer": {
