@@ -42,8 +42,9 @@ def scan_dataset(r1, r2, angle_deg, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/cah2")
-    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--epochs", type=int, default=800)
     ap.add_argument("--backbone", default="bpnn", choices=["bpnn", "hybrid", "quantum"])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="per-element MLP widths")
     ap.add_argument("--data", default=None, help="a dataset file with the shipped CaH2 layout (default: shipped)")
     ap.add_argument("--results-name", default="cah2_multistate", help="file stem under benchmarks/results")
     args = ap.parse_args()
@@ -67,8 +68,11 @@ def main():
     n_test = max(6, n // 6)
     n_val = max(4, n // 12)
     cfg = parse_config({
-        "model": {"family": "multistate", "backbone": args.backbone, "hidden": [16, 16], "n_radial": 6,
-                  "zetas": [1.0, 4.0], "cutoff": 5.0, "n_qubits": 3, "layers": 2},
+        "model": {"family": "multistate", "backbone": args.backbone, "hidden": list(args.hidden), "n_radial": 6,
+                  "zetas": [1.0, 4.0], "cutoff": 5.0, "n_qubits": 3, "layers": 2,
+                  # a pair wall 10 % inside the data's shortest Ca–H / H–H: hot trajectories after
+                  # a hop otherwise fuse H atoms where the network never saw any
+                  "core_radii": "auto"},
         "data": {"n_train": n - n_val - n_test, "n_val": n_val, "n_test": n_test, "split_seed": 0},
         "loss": {"energy_weight": 1.0, "force_weight": 1.0, "smoothness_weight": 1e-3,
                  "coupling_far_weight": 1e-2, "diabat_order_weight": 1e-2, "coupling_gap_scale": 2.0},
@@ -81,7 +85,7 @@ def main():
 
     part = ds.extras["sampler_part"]
     scans = {
-        "bend (r = 2.05 Å)": (scan_dataset(2.05, "r1", [70.0, 179.0], 120), part == 1,
+        "bend (r = 2.05 Å)": (scan_dataset(2.05, "r1", [30.0, 179.0], 160), (part == 1) | (part == 4),
                                lambda d: np.degrees(np.arccos(np.clip(np.einsum(
                                    "ix,ix->i", d.R[:, 1] - d.R[:, 0], d.R[:, 2] - d.R[:, 0]) / (
                                    np.linalg.norm(d.R[:, 1] - d.R[:, 0], axis=1)
@@ -90,9 +94,12 @@ def main():
                                                     lambda d: np.linalg.norm(d.R[:, 2] - d.R[:, 0], axis=1), "r2 [Å]"),
         "symmetric stretch (150°)": (scan_dataset([1.75, 3.2], "r1", 150.0, 120), part == 2,
                                      lambda d: np.linalg.norm(d.R[:, 1] - d.R[:, 0], axis=1), "r1 = r2 [Å]"),
+        "symmetric stretch (50°, through the funnel)": (scan_dataset([1.85, 2.45], "r1", 50.0, 120), part == 6,
+                                                        lambda d: np.linalg.norm(d.R[:, 1] - d.R[:, 0], axis=1),
+                                                        "r1 = r2 [Å]"),
     }
     E_ref0 = float(np.min(ds.E_states[:, 0]))
-    fig, axes = plt.subplots(2, len(scans), figsize=(5 * len(scans), 7), sharex="col")
+    fig, axes = plt.subplots(2, len(scans), figsize=(4.6 * len(scans), 7), sharex="col")
     smooth = {}
     for col, (title, (dense, sel, coord, xlabel)) in enumerate(scans.items()):
         Ed, _, Wd = predict_states(model, params, dense)
