@@ -51,7 +51,7 @@ def throughput(W, p, masses, R, V, dt_fs, n_traj, steps=200):
     sim = make_fssh(W, tuple(float(m) for m in masses), dt_fs, 20, "edc", float(0.1 * units.HARTREE_EV), "keep", 1e-4)
     keys = jax.random.split(jax.random.PRNGKey(0), n_traj)
     state = init_batch(sim, p, keys, active=1, R0=R[:n_traj], V0=V[:n_traj])
-    block = _block(sim, steps // 10, 10)
+    block = _block(sim, steps // 10, 10, False)
     t0 = time.perf_counter()
     compiled = block.lower(state, p).compile()
     t_compile = time.perf_counter() - t0

@@ -56,7 +56,7 @@ def test_batch_equals_single_trajectories():
                     "keep", 1e-4)
     sampler = tully.sampler(20.0, -3.0)
     keys = jax.random.split(jax.random.PRNGKey(5), 4)
-    block = _block(sim, 25, 4)
+    block = _block(sim, 25, 4, False)
     batch, _ = block(init_batch(sim, p, keys, active=0, sampler=sampler), p)
     assert int(np.asarray(batch.attempted).sum()) > 0  # the random stream was used
     assert len(np.unique(np.asarray(batch.R))) == 4  # different keys, different trajectories

@@ -70,11 +70,13 @@ def make_fssh(W_fn: Callable, masses: tuple, dt_fs: float, n_substeps: int, deco
 
 
 @functools.lru_cache(maxsize=64)
-def _block(sim: FSSH, stride: int, frames: int):
+def _block(sim: FSSH, stride: int, frames: int, keep_positions: bool):
     def one(state, params):
         def frame(s, _):
             s = jax.lax.fori_loop(0, stride, lambda _, x: sim.step(x, params=params), s)
-            return s, sim.observe(s)
+            obs = sim.observe(s)
+            # positions are only stacked over frames when asked for
+            return s, obs if keep_positions else obs._replace(R=None)
 
         return jax.lax.scan(frame, state, None, length=frames)
 
@@ -190,11 +192,9 @@ def run_fssh(
     if not 0 <= initial_state < n_states:
         raise QdynInputError(f"initial_state must be in [0, {n_states}), got {initial_state}")
     obs0 = jax.vmap(sim.observe)(state)
-    def to_host(obs, lead):
-        obs = obs if keep_positions else obs._replace(R=None)  # dropped before the copy
-        return jax.tree_util.tree_map(lambda a: np.asarray(a)[None] if lead else np.asarray(a), obs)
-
-    records = [to_host(obs0, True)]
+    if not keep_positions:
+        obs0 = obs0._replace(R=None)
+    records = [jax.tree_util.tree_map(lambda a: np.asarray(a)[None], obs0)]
     n_frames = n_steps // stride
     done = 0
 
@@ -202,10 +202,10 @@ def run_fssh(
         nonlocal state, done
         while done < n_frames:
             frames = min(int(block_frames), n_frames - done)
-            state, obs = _block(sim, int(stride), frames)(state, params)
+            state, obs = _block(sim, int(stride), frames, bool(keep_positions))(state, params)
             done += frames
             _check_finite(state, done * stride)
-            records.append(to_host(obs, False))
+            records.append(jax.tree_util.tree_map(np.asarray, obs))
             advance(frames, state)
             if stop_when is not None and bool(stop_when(state)):
                 break
