@@ -153,7 +153,8 @@ def masses(system: System) -> np.ndarray:
 def model_energy_fn(apply: Callable) -> Callable:
     """Adapt an :class:`~qdyn.models.base.EnergyModel` ``apply`` to the MD signature.
 
-    Dense molecular models ignore the neighbour list (they see every atom). Cached on
+    Every model's ``apply`` takes ``(params, R, system, neighbor=None)``; dense models
+    ignore the list (they see every atom). Cached on
     ``apply``, so runs with the same model reuse their compiled MD blocks.
 
     Returns:
@@ -161,8 +162,7 @@ def model_energy_fn(apply: Callable) -> Callable:
     """
 
     def energy_fn(R, *, params, system, neighbor=None):
-        del neighbor  # dense model: every pair is seen, no list needed
-        return apply(params, R, system)
+        return apply(params, R, system, neighbor)
 
     return energy_fn
 

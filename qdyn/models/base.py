@@ -25,7 +25,9 @@ class EnergyModel(NamedTuple):
 
     Attributes:
         init: ``init(key) -> params`` (a plain dict of float arrays).
-        apply: ``apply(params, R [n_atoms, 3] Å, system) -> energy`` [eV], pure and jittable.
+        apply: ``apply(params, R [n_atoms, 3] Å, system, neighbor=None) -> energy`` [eV], pure
+            and jittable; ``neighbor`` is an optional JAX-MD neighbour list (periodic boxes),
+            ignored by models that see every pair.
         check: ``check(R, system)`` host-side validation raising a clear error.
         name: short name for reports.
         species: atomic numbers the model was built for.

@@ -257,7 +257,8 @@ def build(
         """Adiabatic energies E [n] eV, ascending."""
         return adiabatic_from_diabatic(diabatic(params, R, system))
 
-    def apply(params, R, system: System):
+    def apply(params, R, system: System, neighbor=None):
+        del neighbor  # every pair is seen (dense): a neighbour list changes nothing here
         return adiabatic(params, R, system)[0]
 
     check = make_local_check(species, cutoff)
