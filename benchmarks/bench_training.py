@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from _common import machine_info, save, time_compiled, update_readme_section  # noqa: E402
 from qdyn.data import load_shipped  # noqa: E402
-from qdyn.models.registry import build_model, param_labels  # noqa: E402
+from qdyn.models import build_model  # noqa: E402
 from qdyn.train.batches import make_batch  # noqa: E402
 from qdyn.train.config import OptimConfig  # noqa: E402
 from qdyn.train.losses import make_loss_fn  # noqa: E402
@@ -49,7 +49,7 @@ def main():
         model = build_model(mc, species=(1, 8))
         params = model.init(jax.random.PRNGKey(0))
         loss = make_loss_fn(model.apply, sigma_E=0.01, sigma_F=1.0)
-        tx = make_optimizer(OptimConfig(), param_labels(params), total_steps=1000, trainable={"quantum", "classical"})
+        tx = make_optimizer(OptimConfig(), model.param_labels(params), total_steps=1000, trainable={"quantum", "classical"})
 
         def step(p, s, b):
             (val, _), g = jax.value_and_grad(loss, has_aux=True)(p, b, 1.0, 1.0, 0.0)

@@ -187,7 +187,7 @@ def phase_md(args) -> dict:
         # a run trained before the wall existed: the wall is zero wherever the training data
         # is, so the trained parameters stay valid with it
         from qdyn.models.core_repulsion import core_radii_from_data
-        from qdyn.models.registry import build_model
+        from qdyn.models import build_model
 
         ds = training_data(cluster_stride=args.cluster_stride)
         radii = core_radii_from_data(ds.R, ds.Z, cell=ds.cell, pbc=ds.pbc)

@@ -12,7 +12,7 @@ from qdyn.data import Dataset, load_shipped
 from qdyn.descriptors.neighbors import neighbor_list_fn
 from qdyn.models import hybrid
 from qdyn.models.core_repulsion import core_radii_from_data, core_repulsion
-from qdyn.models.registry import build_model
+from qdyn.models import build_model
 from qdyn.structures import water_dimer, water_lattice
 from qdyn.validation import QdynInputError
 

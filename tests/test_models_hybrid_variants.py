@@ -105,8 +105,6 @@ def test_md_with_neighbor_list_conserves_energy_and_matches_dense():
 @pytest.mark.parametrize("n_qubits,layers,descriptor", [(4, 3, "symmetry"), (4, 3, "power_spectrum"),
                                                         (3, 2, "power_spectrum")])
 def test_classical_control_has_the_circuit_branchs_width_and_size(n_qubits, layers, descriptor):
-    from qdyn.models.registry import param_labels
-
     kw = dict(species=(1, 8), n_qubits=n_qubits, layers=layers, descriptor=descriptor)
     q = hybrid.build(**kw, branch="reupload")
     c = hybrid.build(**kw, branch="mlp")
@@ -114,7 +112,7 @@ def test_classical_control_has_the_circuit_branchs_width_and_size(n_qubits, laye
     np.testing.assert_allclose(count_params(pc), count_params(pq), rtol=0.05)
     assert pc["int_q"].shape == pq["int_q"].shape  # same branch width into the integration layer
     # the control's branch is scheduled like the circuit it replaces (staged training)
-    labels = param_labels(pc)
+    labels = c.param_labels(pc)
     assert set(jax.tree_util.tree_leaves(labels["ctl_mlp"])) == {"quantum"}
     assert set(jax.tree_util.tree_leaves(labels["mlp"])) == {"classical"}
 
@@ -175,7 +173,7 @@ def test_bad_variant_choices_are_refused():
 def test_variants_build_from_config_and_train(tmp_path):
     from qdyn.data import load_shipped
     from qdyn.models.bpnn import descriptor_fn
-    from qdyn.models.registry import build_model
+    from qdyn.models import build_model
     from qdyn.train import parse_config, train
 
     raw = {"family": "hybrid", "descriptor": "power_spectrum", "branch": "qsf", "n_qubits": 2, "layers": 1,

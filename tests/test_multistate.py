@@ -52,7 +52,7 @@ def test_diabatic_matrix_and_adiabats_are_invariant(backbone):
 
 def test_core_wall_lifts_every_diabat_alike_and_only_below_its_radius():
     from qdyn.models.core_repulsion import core_repulsion
-    from qdyn.models.registry import build_model
+    from qdyn.models import build_model
 
     radii = {"H-H": 0.6, "H-Ca": 1.6}
     plain, params = _model("bpnn")
@@ -147,7 +147,7 @@ def test_training_on_adiabatic_data_and_run_round_trip(tmp_path):
     states = res.metrics["train"]["states"]
     assert len(states) == 2 and all(s["energy_rmse_meV"] > 0 for s in states)
     model, params, info = load_run(tmp_path / "run")
-    assert info["model"]["family"] == "multistate" and multistate.is_multistate(model)
+    assert info["model"]["family"] == "multistate" and model.is_multistate
     E1, F1, W1 = predict_states(model, params, ds)
     E2, F2, W2 = predict_states(res.model, res.params, ds)
     np.testing.assert_allclose(E1, E2, atol=1e-12)

@@ -68,7 +68,7 @@ def test_corrupt_checkpoint_is_reported_and_prev_survives(h2o_small, tmp_path):
 def test_staged_training_freezes_circuit_during_pretraining(h2o_small, tmp_path):
     cfg = _cfg(SIVQLM, staged=True, pretrain_epochs=2, epochs=3)
     first = train(cfg, tmp_path / "a", progress=False, data=h2o_small, max_steps=8)  # = end of stage 1
-    from qdyn.models.registry import build_model
+    from qdyn.models import build_model
     from qdyn.train.trainer import normalize_params, split_data
 
     tr, _, _ = split_data(h2o_small, cfg.data)

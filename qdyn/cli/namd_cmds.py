@@ -69,7 +69,6 @@ def namd(
     from rich.console import Console
 
     from .. import elements
-    from ..models.multistate import is_multistate
     from ..namd import minimize_adiabatic, normal_mode_sampler, run_fssh
     from ..namd import report
     from ..train import load_run
@@ -92,7 +91,7 @@ def namd(
         m, params, _ = load_run(model)
     except Exception as exc:  # a clear one-line message instead of a traceback
         raise typer.BadParameter(f"--model {model}: {exc}") from None
-    if not is_multistate(m):
+    if not m.is_multistate:
         raise typer.BadParameter(f"--model {model}: {m.name} is a single-state model; surface hopping needs a "
                                  "multistate run (model.family = multistate)")
     if not 0 <= initial_state < m.n_states:

@@ -9,7 +9,8 @@ place (:func:`energy_and_forces_fn`).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,19 +21,38 @@ from ..system import System
 Params = Any
 
 
+# Parameter groups (top-level parameter keys → group), declared by each model: optimisers
+# schedule, scale or freeze them per group (staged training: classical first, then all).
+QUANTUM = "quantum"  # the branch under study: circuit angles, encodings, and what stands in for them
+CLASSICAL = "classical"  # networks, integration layers, scale and shifts
+FIXED = "fixed"  # data statistics set by training before the first step (never optimised)
+
+
 class EnergyModel(NamedTuple):
-    """A qdyn energy model.
+    """A qdyn energy model: every family, single- or multistate, is one of these.
 
     Attributes:
         init: ``init(key) -> params`` (a plain dict of float arrays).
         apply: ``apply(params, R [n_atoms, 3] Å, system, neighbor=None) -> energy`` [eV], pure
             and jittable; ``neighbor`` is an optional JAX-MD neighbour list (periodic boxes),
-            ignored by models that see every pair.
+            ignored by models that see every pair. For a multistate model: the adiabatic
+            ground state.
         check: ``check(R, system)`` host-side validation raising a clear error.
         name: short name for reports.
         species: atomic numbers the model was built for.
-        config: the hyperparameters that rebuild it (JSON-serialisable).
-        atom_energies: ``(params, R, system) -> [n_atoms]`` [eV] where the model has them.
+        config: the settings that rebuild it (JSON; :func:`qdyn.models.config.build_model`).
+        atom_energies: ``(params, R, system, neighbor=None) -> [n_atoms]`` [eV] where the model
+            has them.
+        groups: ``{top-level parameter key: QUANTUM | CLASSICAL | FIXED}`` (keys absent from a
+            model's params are ignored; unlisted keys count as CLASSICAL).
+        features: ``(R, system) -> G [n_atoms, n_features]``, the raw per-atom descriptor whose
+            mean and spread training stores in the FIXED ``g_mean``/``g_std`` before the first
+            step; None for models without one.
+        diabatic: multistate models: ``(params, R, system, neighbor=None) -> W [n, n]`` eV,
+            symmetric; None for single-state models.
+        adiabatic: multistate models: ``(params, R, system, neighbor=None) -> E [n]`` eV,
+            ascending (the eigenvalues of W).
+        n_states: electronic states (1 for a single potential energy surface).
     """
 
     init: Callable
@@ -42,6 +62,20 @@ class EnergyModel(NamedTuple):
     species: tuple
     config: dict
     atom_energies: Optional[Callable] = None
+    groups: Mapping[str, str] = MappingProxyType({})
+    features: Optional[Callable] = None
+    diabatic: Optional[Callable] = None
+    adiabatic: Optional[Callable] = None
+    n_states: int = 1
+
+    @property
+    def is_multistate(self) -> bool:
+        return self.diabatic is not None
+
+    def param_labels(self, params: dict) -> dict:
+        """A pytree of group labels matching ``params`` (for ``optax.multi_transform``)."""
+        return {k: jax.tree_util.tree_map(lambda _, g=self.groups.get(k, CLASSICAL): g, v)
+                for k, v in params.items()}
 
 
 def energy_and_forces_fn(apply: Callable) -> Callable:

@@ -18,32 +18,36 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+from pydantic import Field
 
-from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..descriptors.symmetry_functions import make_local_check
 from ..nn import MLP
 from ..system import System
-from .base import EnergyModel, make_species_table
+from .base import CLASSICAL, FIXED, EnergyModel, make_species_table
+from .config import DescriptorSettings, ModelConfig, keyword_builder, resolve_species
 
 
 
-def build(
-    *,
-    species: Sequence[int],
-    hidden: Sequence[int] = (32, 32),
-    cutoff: float = 5.0,
-    n_radial: int = 8,
-    zetas: Sequence[float] = (1.0, 4.0),
-    eta_angular: float = 0.1,
-) -> EnergyModel:
-    """Build a BP network model for the given elements (atomic numbers)."""
-    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
-                                         eta_angular=eta_angular)
+class BPNNConfig(ModelConfig, DescriptorSettings):
+    """Settings of the Behler–Parrinello network baseline."""
+
+    family: Literal["bpnn"] = "bpnn"
+    species: Optional[list[int]] = Field(None, description="atomic numbers modelled (default: the dataset's)")
+    hidden: list[int] = Field(default_factory=lambda: [32, 32], description="hidden widths of each element's MLP")
+
+    def build(self, species: Sequence[int] = ()) -> EnergyModel:
+        return _build(self.model_copy(update={"species": resolve_species(self.species, species, "bpnn")}))
+
+
+def _build(cfg: BPNNConfig) -> EnergyModel:
+    """Build a BP network model (see :class:`BPNNConfig`)."""
+    species, sf = cfg.make_descriptor(cfg.species)
     table = make_species_table(species)
-    hidden = tuple(int(h) for h in hidden)
+    hidden = tuple(int(h) for h in cfg.hidden)
 
     def _nets(dtype):
         return MLP(hidden=hidden, param_dtype=dtype, out=1)
@@ -63,9 +67,13 @@ def build(
             "shift": jnp.zeros((len(species),), dtype),
         }
 
-    def atom_energies(params, R, system: System):
+    def features(R, system: System):
+        return sf(R, system.species, system.mask, system.box)
+
+    def atom_energies(params, R, system: System, neighbor=None):
+        del neighbor  # every pair is seen (dense)
         R = jnp.asarray(R)
-        G = sf(R, system.species, system.mask, system.box)
+        G = features(R, system)
         G = (G - params["g_mean"]) / params["g_std"]
         net = _nets(R.dtype)
         idx = table[system.species]
@@ -80,22 +88,11 @@ def build(
         del neighbor  # every pair is seen (dense): a neighbour list changes nothing here
         return jnp.sum(atom_energies(params, R, system))
 
-    check = make_local_check(species, cutoff)
-
-    config = {"family": "bpnn", "species": list(species), "hidden": list(hidden), "cutoff": cutoff,
-              "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular,
-              "descriptor_size": sf.size}
+    check = make_local_check(species, cfg.cutoff)
+    config = {**cfg.settings(), "descriptor_size": sf.size}
+    groups = {"nets": CLASSICAL, "scale": CLASSICAL, "shift": CLASSICAL, "g_mean": FIXED, "g_std": FIXED}
     return EnergyModel(init=init, apply=apply, check=check, name="BPNN", species=species, config=config,
-                       atom_energies=atom_energies)
+                       atom_energies=atom_energies, groups=groups, features=features)
 
 
-def descriptor_fn(model: EnergyModel):
-    """The descriptor of a descriptor-based model (BPNN or hybrid), rebuilt from its config."""
-    c = model.config
-    if c.get("descriptor", "symmetry") != "symmetry":
-        from .hybrid import make_descriptor
-
-        return make_descriptor(c["species"], descriptor=c["descriptor"], cutoff=c["cutoff"], n_radial=c["n_radial"],
-                               l_max=c["l_max"], radial_basis=c["radial_basis"])[1]
-    return species_and_descriptor(c["species"], cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"],
-                                  eta_angular=c["eta_angular"])[1]
+build = keyword_builder(BPNNConfig)

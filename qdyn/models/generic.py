@@ -8,29 +8,44 @@ invariant. See :mod:`qdyn.quantum.generic`.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+from pydantic import Field
 
 from ..quantum.generic import GenericLayout, generic_qnode, make_expval
 from ..quantum.layout import MoleculeTemplate
 from ..system import System
 from . import sivqlm
-from .base import EnergyModel, species_shift, template_arrays
+from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
+from .config import ModelConfig, keyword_builder
 
 
-def build(
-    template: Union[str, MoleculeTemplate],
-    *,
-    rep: Optional[int] = None,
-    layers: int = 6,
-    blocks: int = 1,
-    backend: Literal["statevector", "pennylane"] = "statevector",
-    scan_unroll: int = 1,
-    init_weight_std: float = 0.01,
-) -> EnergyModel:
-    """Build the generic QNN control for a molecule template (see :func:`sivqlm.build`)."""
+class GenericConfig(ModelConfig):
+    """Settings of the generic (non-invariant) control circuit."""
+
+    # run directories written before the template became a setting also stored its atoms
+    derived: ClassVar[frozenset] = frozenset({"n_qubits", "symbols", "vectors", "symmetries"})
+
+    family: Literal["generic"] = "generic"
+    template: Union[str, MoleculeTemplate] = Field("H2O", description="as for the siVQLM")
+    rep: Optional[int] = Field(None, ge=1, description="parallel encodings per vector; default per template")
+    layers: int = Field(6, ge=1, description="data re-uploading layers")
+    blocks: int = Field(1, ge=1, description="hardware-efficient blocks per layer")
+    backend: Literal["statevector", "pennylane"] = "statevector"
+    scan_unroll: int = Field(1, ge=1, description="layers per scan iteration")
+    init_weight_std: float = Field(0.01, ge=0, description="spread of the initial Rot angles")
+
+    def build(self, species: Sequence[int] = ()) -> EnergyModel:
+        del species  # the template fixes the atoms
+        return _build(self)
+
+
+def _build(cfg: GenericConfig) -> EnergyModel:
+    """Build the generic QNN control for a molecule template (see :class:`GenericConfig`)."""
+    template, rep, layers, blocks = cfg.template, cfg.rep, cfg.layers, cfg.blocks
+    backend, scan_unroll, init_weight_std = cfg.backend, cfg.scan_unroll, cfg.init_weight_std
     if isinstance(template, str):
         if template not in sivqlm.TEMPLATES:
             raise ValueError(f"unknown template {template!r}; known: {sorted(sivqlm.TEMPLATES)}")
@@ -66,14 +81,10 @@ def build(
         e = params["scale"] * expval({"a": params["a"], "W": params["W"]}, vecs)
         return e + species_shift(params["shift"], table, system)
 
-    config = {
-        "family": "generic",
-        "template": template.name,
-        "rep": rep,
-        "layers": layers,
-        "blocks": blocks,
-        "backend": backend,
-        "n_qubits": layout.n_qubits,
-    }
+    config = {**cfg.model_copy(update={"rep": rep}).settings(), "n_qubits": layout.n_qubits}
+    groups = {"a": QUANTUM, "W": QUANTUM, "scale": CLASSICAL, "shift": CLASSICAL}
     return EnergyModel(init=init, apply=apply, check=check, name=f"GenericQNN[{template.name}]",
-                       species=species, config=config)
+                       species=species, config=config, groups=groups)
+
+
+build = keyword_builder(GenericConfig, positional=("template",))

@@ -51,10 +51,11 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+from pydantic import Field
 
 from ..descriptors.power_spectrum import power_spectrum
 from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
@@ -63,7 +64,8 @@ from ..quantum.qsf import make_qsf
 from ..quantum.reupload import make_expvals
 from ..system import System
 from ..validation import QdynInputError
-from .base import EnergyModel, make_species_table
+from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel, make_species_table
+from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
 from .core_repulsion import core_repulsion
 
 DESCRIPTORS = ("symmetry", "power_spectrum")
@@ -83,59 +85,45 @@ def make_descriptor(species, *, descriptor: str = "symmetry", cutoff: float = 5.
     raise QdynInputError(f"unknown descriptor {descriptor!r}; choose one of {DESCRIPTORS}")
 
 
-def build(
-    *,
-    species: Sequence[int],
-    n_qubits: int = 4,
-    layers: int = 3,
-    hidden: Sequence[int] = (16, 16),
-    cutoff: float = 5.0,
-    n_radial: int = 8,
-    zetas: Sequence[float] = (1.0, 4.0),
-    eta_angular: float = 0.1,
-    init_circuit_std: float = 0.01,
-    descriptor: Literal["symmetry", "power_spectrum"] = "symmetry",
-    l_max: int = 2,
-    radial_basis: Literal["bessel", "gaussian"] = "bessel",
-    branch: Literal["reupload", "qsf", "mlp"] = "reupload",
-    parity_average: bool = True,
-    core_radii: Optional[Mapping[str, float]] = None,
-) -> EnergyModel:
-    """Build a hybrid model for the given elements (atomic numbers).
+class HybridConfig(ModelConfig, DescriptorSettings):
+    """Settings of the hybrid model (module docstring)."""
 
-    Args:
-        species: atomic numbers the model handles.
-        n_qubits: qubits per atom circuit (for ``branch="mlp"``: the branch's output width).
-        layers: re-uploading layers of the circuit (the control's hidden width is
-            ``layers · n_qubits``).
-        hidden: widths of the descriptor MLP.
-        cutoff: descriptor cutoff r_c [Å].
-        n_radial: radial functions per species.
-        zetas, eta_angular: angular terms of the symmetry-function descriptor.
-        init_circuit_std: std of the initial re-uploading circuit weights.
-        descriptor: "symmetry" (dense) or "power_spectrum" (dense or neighbour list).
-        l_max: highest spherical-harmonic degree of the power spectrum (1..3).
-        radial_basis: "bessel" or "gaussian" (power spectrum).
-        branch: "reupload", "qsf" (needs the power spectrum) or "mlp" (classical control).
-        parity_average: QSF only: average over x → -x (reflection invariance).
-        core_radii: optional wall r_in [Å] per species pair ("H-O": 0.8, ...) below the
-            training data's shortest distances (:mod:`qdyn.models.core_repulsion`; zero
-            where the data is, so it changes nothing there).
+    family: Literal["hybrid"] = "hybrid"
+    species: Optional[list[int]] = Field(None, description="atomic numbers modelled (default: the dataset's)")
+    n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit (branch mlp: its output width)")
+    layers: int = Field(3, ge=1, description="re-uploading layers (the control's hidden width is layers x n_qubits)")
+    hidden: list[int] = Field(default_factory=lambda: [16, 16], description="widths of the descriptor MLP")
+    branch: Literal["reupload", "qsf", "mlp"] = Field(
+        "reupload", description="angle-encoded circuit | quantum symmetry function (power_spectrum) | classical control")
+    parity_average: bool = Field(True, description="qsf: average over inversion (reflection invariance)")
+    core_radii: CoreRadii = Field(None, description=(
+        "pair wall r_in [Å] per species pair ('H-O': 0.8, ...) below the data's shortest distances; 'auto': "
+        "0.9 x the shortest distance of each pair in the training set (resolved by training)"))
+    init_circuit_std: float = Field(0.01, ge=0, description="std of the initial re-uploading circuit weights")
+
+    def build(self, species: Sequence[int] = ()) -> EnergyModel:
+        return _build(self.model_copy(update={"species": resolve_species(self.species, species, "hybrid")}))
+
+
+def _build(cfg: HybridConfig) -> EnergyModel:
+    """Build a hybrid model (see :class:`HybridConfig`).
 
     Raises:
-        QdynInputError: unknown descriptor or branch, or QSF without the power spectrum.
+        QdynInputError: QSF without the power spectrum, or core radii still "auto".
     """
+    n_qubits, layers, cutoff, descriptor, branch = cfg.n_qubits, cfg.layers, cfg.cutoff, cfg.descriptor, cfg.branch
+    parity_average, init_circuit_std = cfg.parity_average, cfg.init_circuit_std
+    core_radii = resolved_core_radii(cfg.core_radii)
     if branch not in BRANCHES:
         raise QdynInputError(f"unknown hybrid branch {branch!r}; choose one of {BRANCHES}")
     if branch == "qsf" and descriptor != "power_spectrum":
         raise QdynInputError("branch='qsf' reads the neighbour vectors of the spherical-harmonic expansion: "
                              "use descriptor='power_spectrum'")
-    species, desc = make_descriptor(species, descriptor=descriptor, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
-                                    eta_angular=eta_angular, l_max=l_max, radial_basis=radial_basis)
+    species, desc = cfg.make_descriptor(cfg.species)
     S = len(species)
     table = make_species_table(species)
     wall = core_repulsion(species, core_radii) if core_radii else None
-    hidden = tuple(int(h) for h in hidden)
+    hidden = tuple(int(h) for h in cfg.hidden)
     n_feat = desc.size
     expvals = make_expvals(n_qubits) if branch == "reupload" else None
     qsf = make_qsf(n_qubits, layers, parity_average=parity_average) if branch == "qsf" else None
@@ -211,16 +199,23 @@ def build(
         return jnp.sum(atom_energies(params, R, system, neighbor))
 
     check = make_local_check(species, cutoff)
-
-    config = {"family": "hybrid", "species": list(species), "n_qubits": n_qubits, "layers": layers,
-              "hidden": list(hidden), "cutoff": cutoff, "n_radial": n_radial, "zetas": list(zetas),
-              "eta_angular": eta_angular, "descriptor_size": n_feat, "descriptor": descriptor, "l_max": l_max,
-              "radial_basis": radial_basis, "branch": branch, "parity_average": parity_average,
-              "core_radii": dict(wall.radii) if wall is not None else None}
+    radii = dict(wall.radii) if wall is not None else None
+    config = {**cfg.model_copy(update={"core_radii": radii}).settings(), "descriptor_size": n_feat}
     name = {"reupload": f"Hybrid[{n_qubits}q]", "qsf": f"Hybrid-QSF[{n_qubits}q]",
             "mlp": f"Hybrid-control[MLP×{n_qubits}]"}[branch]
-    return EnergyModel(init=init, apply=apply, check=check, name=name, species=species,
-                       config=config, atom_energies=atom_energies)
+    return EnergyModel(init=init, apply=apply, check=check, name=name, species=species, config=config,
+                       atom_energies=atom_energies, groups=GROUPS, features=lambda R, system: desc(
+                           R, system.species, system.mask, system.box))
+
+
+# Everything the branch owns and the integration weights on its outputs are "quantum" (the
+# branch under study, so the classical control is scheduled exactly like the circuit it
+# replaces); the descriptor MLP, integration layer, scale and shift are "classical".
+GROUPS = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "int_q", "qsf_W", "qsf_alpha", "qsf_J", "ctl_mlp")},
+          **{k: CLASSICAL for k in ("mlp", "int_c", "int_b", "scale", "shift")},
+          "g_mean": FIXED, "g_std": FIXED}
+
+build = keyword_builder(HybridConfig)
 
 
 @functools.lru_cache(maxsize=32)

@@ -56,17 +56,19 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
 
-from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..descriptors.symmetry_functions import make_local_check
 from ..nn import MLP
 from ..quantum.reupload import make_expvals
 from ..system import System
-from .base import make_species_table
+from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel, make_species_table
+from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
 from .core_repulsion import core_repulsion
 
 BACKBONES = ("bpnn", "hybrid", "quantum")
@@ -74,36 +76,6 @@ BACKBONES = ("bpnn", "hybrid", "quantum")
 # Below this squared half-gap [eV²] the closed-form 2×2 eigenvalues take no gradient through
 # the square root (it would be infinite at an exact crossing); above it they are exact.
 _DEGENERACY_EPS2 = 1e-20
-
-
-class MultistateModel(NamedTuple):
-    """A multistate model; its first seven fields are those of
-    :class:`qdyn.models.base.EnergyModel`, so single-state tooling (MD, ASE calculator,
-    :mod:`qdyn.testing`, evaluation) works on the ground state.
-
-    Attributes:
-        init: ``init(key) -> params``.
-        apply: ``apply(params, R [A, 3] Å, system) -> E_0`` [eV], the adiabatic ground state.
-        check: host-side ``check(R, system)``.
-        name: short name for reports.
-        species: atomic numbers the model was built for.
-        config: hyperparameters that rebuild it (``family = "multistate"``).
-        atom_energies: None (adiabatic energies do not decompose into atoms).
-        diabatic: ``diabatic(params, R, system) -> W [n, n]`` eV, symmetric.
-        adiabatic: ``adiabatic(params, R, system) -> E [n]`` eV, ascending.
-        n_states: n.
-    """
-
-    init: Callable
-    apply: Callable
-    check: Callable
-    name: str
-    species: tuple
-    config: dict
-    atom_energies: Optional[Callable] = None
-    diabatic: Optional[Callable] = None
-    adiabatic: Optional[Callable] = None
-    n_states: int = 2
 
 
 @jax.custom_jvp
@@ -137,51 +109,34 @@ def adiabatic_from_diabatic(W):
     return eigvals_2x2(W) if W.shape[-1] == 2 else eigvalsh_hf(W)
 
 
-def build(
-    *,
-    species: Sequence[int],
-    n_states: int = 2,
-    backbone: str = "bpnn",
-    hidden: Sequence[int] = (32, 32),
-    n_qubits: int = 4,
-    layers: int = 3,
-    cutoff: float = 5.0,
-    n_radial: int = 8,
-    zetas: Sequence[float] = (1.0, 4.0),
-    eta_angular: float = 0.1,
-    core_radii: Optional[dict] = None,
-) -> MultistateModel:
-    """Build a multistate model.
+class MultistateConfig(ModelConfig, DescriptorSettings):
+    """Settings of a diabatic multistate model; it needs data with E_states."""
 
-    Args:
-        species: atomic numbers (elements) it models.
-        n_states: number of electronic states n ≥ 2 (W is n × n).
-        backbone: ``"bpnn"``, ``"hybrid"`` or ``"quantum"`` (module docstring).
-        hidden: MLP widths (bpnn, hybrid; ignored by quantum).
-        n_qubits: qubits of the per-atom circuit (hybrid, quantum).
-        layers: re-uploading layers of the circuit (hybrid, quantum).
-        cutoff, n_radial, zetas, eta_angular: descriptor settings (Å, -, -, Å⁻²).
-        core_radii: optional pair wall r_in [Å] per species pair ("H-H": 0.5, ...) below the
-            training data's shortest distances (:mod:`qdyn.models.core_repulsion`), added to
-            every diabatic diagonal alike: it lifts all states together and leaves the gaps,
-            couplings and NACs untouched, so it only keeps trajectories out of regions the
-            network never saw (e.g. two H atoms fusing).
+    family: Literal["multistate"] = "multistate"
+    species: Optional[list[int]] = Field(None, description="atomic numbers modelled (default: the dataset's)")
+    backbone: Literal["bpnn", "hybrid", "quantum"] = Field("bpnn", description="module docstring")
+    n_states: int = Field(2, ge=2, description="states n (W is n x n); the data must have as many")
+    hidden: list[int] = Field(default_factory=lambda: [32, 32], description="MLP widths (bpnn, hybrid)")
+    n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit (hybrid, quantum)")
+    layers: int = Field(3, ge=1, description="re-uploading layers (hybrid, quantum)")
+    core_radii: CoreRadii = Field(None, description=(
+        "pair wall r_in [Å] per species pair ('H-H': 0.5, ...), added to every diabat alike (gaps, couplings "
+        "and NACs untouched); 'auto': 0.9 x the shortest distance of each pair in the training set"))
 
-    Returns:
-        A :class:`MultistateModel`.
-    """
-    from ..validation import QdynInputError
+    def build(self, species: Sequence[int] = ()) -> EnergyModel:
+        return _build(self.model_copy(update={"species": resolve_species(self.species, species, "multistate")}))
 
-    if backbone not in BACKBONES:
-        raise QdynInputError(f"unknown multistate backbone {backbone!r}; choose one of {BACKBONES}")
-    if int(n_states) < 2:
-        raise QdynInputError(f"a multistate model needs n_states >= 2, got {n_states}")
+
+def _build(cfg: MultistateConfig) -> EnergyModel:
+    """Build a multistate model (see :class:`MultistateConfig`): an :class:`EnergyModel` whose
+    ``apply`` is the adiabatic ground state, with ``diabatic``, ``adiabatic`` and ``n_states``."""
+    backbone, n_states, n_qubits, layers = cfg.backbone, cfg.n_states, cfg.n_qubits, cfg.layers
+    core_radii = resolved_core_radii(cfg.core_radii)
     n = int(n_states)
-    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
-                                         eta_angular=eta_angular)
+    species, sf = cfg.make_descriptor(cfg.species)
     table = make_species_table(species)
     wall = core_repulsion(species, core_radii) if core_radii else None
-    hidden = tuple(int(h) for h in hidden)
+    hidden = tuple(int(h) for h in cfg.hidden)
     iu = np.triu_indices(n, 1)
     n_pairs = len(iu[0])
     n_out = n + n_pairs
@@ -222,10 +177,13 @@ def build(
         p["int_b"] = jnp.zeros((S, n_out), dtype)
         return p
 
+    def features(R, system: System):
+        return sf(R, system.species, system.mask, system.box)
+
     def atom_outputs(params, R, system: System):
         """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
         R = jnp.asarray(R)
-        G = (sf(R, system.species, system.mask, system.box) - params["g_mean"]) / params["g_std"]
+        G = (features(R, system) - params["g_mean"]) / params["g_std"]
         idx = jnp.maximum(table[system.species], 0)
         if backbone == "bpnn":
             net = MLP(hidden=hidden, param_dtype=R.dtype, out=n_out)
@@ -241,8 +199,9 @@ def build(
                 o = o + jnp.einsum("ah,aho->ao", hc, params["int_c"][idx])
         return jnp.where(system.mask[:, None], o, 0.0)
 
-    def diabatic(params, R, system: System):
+    def diabatic(params, R, system: System, neighbor=None):
         """Diabatic matrix W [n, n] eV (symmetric) of one configuration."""
+        del neighbor  # every pair is seen (dense)
         o = params["scale"] * jnp.sum(atom_outputs(params, R, system), axis=0)  # [n_out]
         idx = jnp.maximum(table[system.species], 0)
         e_atoms = jnp.sum(jnp.where(system.mask, params["shift"][idx], 0.0))
@@ -253,29 +212,28 @@ def build(
         W = W.at[iu].set(o[n:])
         return W.at[(iu[1], iu[0])].set(o[n:])
 
-    def adiabatic(params, R, system: System):
+    def adiabatic(params, R, system: System, neighbor=None):
         """Adiabatic energies E [n] eV, ascending."""
-        return adiabatic_from_diabatic(diabatic(params, R, system))
+        return adiabatic_from_diabatic(diabatic(params, R, system, neighbor))
 
     def apply(params, R, system: System, neighbor=None):
-        del neighbor  # every pair is seen (dense): a neighbour list changes nothing here
-        return adiabatic(params, R, system)[0]
+        return adiabatic(params, R, system, neighbor)[0]
 
-    check = make_local_check(species, cutoff)
-    config = {"family": "multistate", "backbone": backbone, "n_states": n, "species": list(species),
-              "hidden": list(hidden), "n_qubits": n_qubits, "layers": layers, "cutoff": cutoff,
-              "n_radial": n_radial, "zetas": list(zetas), "eta_angular": eta_angular, "descriptor_size": n_feat,
-              "core_radii": dict(wall.radii) if wall is not None else None}
-    return MultistateModel(init=init, apply=apply, check=check, name=f"Multistate[{backbone},{n}]", species=species,
-                           config=config, diabatic=diabatic, adiabatic=adiabatic, n_states=n)
-
-
-def is_multistate(model) -> bool:
-    """True for models with a diabatic head (``diabatic`` and ``adiabatic`` functions)."""
-    return getattr(model, "adiabatic", None) is not None
+    check = make_local_check(species, cfg.cutoff)
+    radii = dict(wall.radii) if wall is not None else None
+    config = {**cfg.model_copy(update={"core_radii": radii}).settings(), "descriptor_size": n_feat}
+    groups = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "int_q")},
+              **{k: CLASSICAL for k in ("nets", "mlp", "int_c", "int_b", "scale", "shift", "state_offset")},
+              "g_mean": FIXED, "g_std": FIXED}
+    return EnergyModel(init=init, apply=apply, check=check, name=f"Multistate[{backbone},{n}]", species=species,
+                       config=config, groups=groups, features=features, diabatic=diabatic, adiabatic=adiabatic,
+                       n_states=n)
 
 
-def diabatic_and_adiabatic_fn(model: MultistateModel) -> Callable:
+build = keyword_builder(MultistateConfig)
+
+
+def diabatic_and_adiabatic_fn(model: EnergyModel) -> Callable:
     """``(params, R, system) -> (W [n, n] eV, dW [n, n, A, 3] eV/Å, E [n] eV, F [n, A, 3] eV/Å)``.
 
     One forward-mode Jacobian of W serves everything: ``F_i = -Σ_kl ∂E_i/∂W_kl ∇W_kl``
@@ -294,7 +252,7 @@ def diabatic_and_adiabatic_fn(model: MultistateModel) -> Callable:
     return fn
 
 
-def adiabatic_energies_and_forces_fn(model: MultistateModel) -> Callable:
+def adiabatic_energies_and_forces_fn(model: EnergyModel) -> Callable:
     """``(params, R, system) -> (E [n] eV, F [n, A, 3] eV/Å)`` with ``F_i = -∇E_i`` (pure)."""
     fn = diabatic_and_adiabatic_fn(model)
 

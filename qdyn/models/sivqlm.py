@@ -29,11 +29,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
 
 from .. import elements
 from ..quantum.invariant import make_expval
@@ -41,7 +42,8 @@ from ..quantum.layout import InvariantLayout, MoleculeTemplate, build_layout
 from ..quantum.qnodes import invariant_qnode
 from ..system import System
 from ..validation import QdynInputError, check_positions, check_species
-from .base import EnergyModel, species_shift, template_arrays
+from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
+from .config import ModelConfig, keyword_builder
 
 TEMPLATES: dict[str, MoleculeTemplate] = {
     # One active atom: H seen from Li.
@@ -65,37 +67,38 @@ DEFAULT_REP = {"LiH": 2, "H2O": 2, "water_dimer": 1}
 Backend = Literal["statevector", "pennylane", "pennylane-expm"]
 
 
-def build(
-    template: Union[str, MoleculeTemplate],
-    *,
-    rep: Optional[int] = None,
-    layers: int = 6,
-    blocks: int = 1,
-    coupling: Literal["ring", "all"] = "ring",
-    symmetry_breaking: bool = False,
-    parity_average: Optional[bool] = None,
-    backend: Backend = "statevector",
-    scan_unroll: int = 1,
-    init_coupling_std: float = 0.01,
-) -> EnergyModel:
-    """Build a siVQLM :class:`~qdyn.models.base.EnergyModel`.
+class SiVQLMConfig(ModelConfig):
+    """Settings of a siVQLM (the paper's symmetry-invariant circuit)."""
 
-    Args:
-        template: a :data:`TEMPLATES` key ("LiH", "H2O", "water_dimer") or a
-            :class:`~qdyn.quantum.layout.MoleculeTemplate`.
-        rep: parallel encodings per vector (qubits = vectors × rep).
-        layers: D, data re-uploading layers. blocks: B, exchange blocks per layer.
-        coupling: exchange pairs before symmetrisation: nearest neighbours on a ring of
-            qubits (the paper's brickwork) or all pairs.
-        symmetry_breaking: add trainable RZ(ε) layers (breaks rotation invariance).
-        parity_average: average over x → -x; default on when ≥ 3 vectors are encoded.
-        backend: "statevector" (pure JAX, layers in ``lax.scan``) or "pennylane" (the
-            closed-form QNode on default.qubit, backprop) or "pennylane-expm" (every gate a
-            QubitUnitary of expm, as PennyLane's public demo writes it: slow, the reference
-            for tests and benchmarks). All three compute the same numbers.
-        scan_unroll: layers per scan iteration (trades compile time for speed).
-        init_coupling_std: spread of the initial couplings J (near identity).
-    """
+    # run directories written before the template became a setting also stored its atoms
+    derived: ClassVar[frozenset] = frozenset({"n_qubits", "symbols", "vectors", "symmetries"})
+
+    family: Literal["sivqlm"] = "sivqlm"
+    template: Union[str, MoleculeTemplate] = Field(
+        "H2O", description="LiH, H2O, water_dimer, or a template {symbols, vectors, symmetries, name}")
+    rep: Optional[int] = Field(None, ge=1, description="parallel encodings per vector (qubits = vectors x rep); "
+                                                       "default per template")
+    layers: int = Field(6, ge=1, description="data re-uploading layers D")
+    blocks: int = Field(1, ge=1, description="exchange blocks B per layer")
+    coupling: Literal["ring", "all"] = Field("ring", description="exchange pairs before symmetrisation")
+    symmetry_breaking: bool = Field(False, description="trainable RZ(eps) layers (breaks rotation invariance)")
+    parity_average: Optional[bool] = Field(None, description="average over x -> -x; default on with >= 3 vectors")
+    backend: Backend = Field("statevector", description=(
+        "statevector (pure JAX, layers in lax.scan) | pennylane (closed-form QNode on default.qubit, backprop) | "
+        "pennylane-expm (every gate a QubitUnitary of expm, as PennyLane's demo writes it: the slow reference)"))
+    scan_unroll: int = Field(1, ge=1, description="layers per scan iteration (compile time vs speed)")
+    init_coupling_std: float = Field(0.01, ge=0, description="spread of the initial couplings J (near identity)")
+
+    def build(self, species: Sequence[int] = ()) -> EnergyModel:
+        del species  # the template fixes the atoms
+        return _build(self)
+
+
+def _build(cfg: SiVQLMConfig) -> EnergyModel:
+    """Build a siVQLM :class:`~qdyn.models.base.EnergyModel` (see :class:`SiVQLMConfig`)."""
+    template, rep, layers, blocks = cfg.template, cfg.rep, cfg.layers, cfg.blocks
+    coupling, symmetry_breaking, parity_average = cfg.coupling, cfg.symmetry_breaking, cfg.parity_average
+    backend, scan_unroll, init_coupling_std = cfg.backend, cfg.scan_unroll, cfg.init_coupling_std
     if isinstance(template, str):
         if template not in TEMPLATES:
             raise ValueError(f"unknown template {template!r}; known: {sorted(TEMPLATES)}")
@@ -164,37 +167,19 @@ def build(
                 f"{template.name} model: atoms must be ordered {' '.join(template.symbols)}, got {got}"
             )
 
-    config = {
-        "family": "sivqlm",
-        "template": template.name,
-        "symbols": list(template.symbols),
-        "vectors": [list(v) for v in template.vectors],
-        "symmetries": [list(s) for s in template.symmetries],
-        "rep": rep,
-        "layers": layers,
-        "blocks": blocks,
-        "coupling": coupling,
-        "symmetry_breaking": symmetry_breaking,
-        "parity_average": parity_average,
-        "backend": backend,
-        "n_qubits": layout.n_qubits,
-    }
-    model = EnergyModel(
-        init=init, apply=apply, check=check, name=f"siVQLM[{template.name}]", species=species, config=config
-    )
-    return model
+    resolved = cfg.model_copy(update={"rep": rep, "parity_average": parity_average})
+    config = {**resolved.settings(), "n_qubits": layout.n_qubits}
+    groups = {"alpha": QUANTUM, "J": QUANTUM, "eps": QUANTUM, "scale": CLASSICAL, "shift": CLASSICAL}
+    return EnergyModel(init=init, apply=apply, check=check, name=f"siVQLM[{template.name}]", species=species,
+                       config=config, groups=groups)
+
+
+build = keyword_builder(SiVQLMConfig, positional=("template",))
 
 
 def layout_of(model: EnergyModel) -> InvariantLayout:
     """Rebuild the circuit layout of a siVQLM from its config (for drawing and counts)."""
-    c = model.config
-    template = MoleculeTemplate(
-        symbols=tuple(c["symbols"]),
-        vectors=tuple(tuple(v) for v in c["vectors"]),
-        symmetries=tuple(tuple(s) for s in c["symmetries"]),
-        name=c["template"],
-    )
-    return build_layout(
-        template, rep=c["rep"], layers=c["layers"], blocks=c["blocks"], coupling=c["coupling"],
-        symmetry_breaking=c["symmetry_breaking"],
-    )
+    cfg = SiVQLMConfig.model_validate({k: v for k, v in model.config.items() if k not in SiVQLMConfig.derived})
+    template = TEMPLATES[cfg.template] if isinstance(cfg.template, str) else cfg.template
+    return build_layout(template, rep=cfg.rep, layers=cfg.layers, blocks=cfg.blocks, coupling=cfg.coupling,
+                        symmetry_breaking=cfg.symmetry_breaking)

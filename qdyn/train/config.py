@@ -12,79 +12,17 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..models.config import families
+from ..models.sivqlm import SiVQLMConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SiVQLMConfig(_Strict):
-    family: Literal["sivqlm"] = "sivqlm"
-    template: str = Field("H2O", description="LiH, H2O or water_dimer")
-    rep: Optional[int] = Field(None, description="parallel encodings per vector (default per template)")
-    layers: int = Field(6, ge=1, description="data re-uploading layers D")
-    blocks: int = Field(1, ge=1, description="exchange blocks B per layer")
-    coupling: Literal["ring", "all"] = "ring"
-    symmetry_breaking: bool = False
-
-
-class GenericConfig(_Strict):
-    family: Literal["generic"] = "generic"
-    template: str = "H2O"
-    rep: Optional[int] = None
-    layers: int = Field(6, ge=1)
-    blocks: int = Field(1, ge=1)
-
-
-class BPNNConfig(_Strict):
-    family: Literal["bpnn"] = "bpnn"
-    hidden: list[int] = Field(default_factory=lambda: [32, 32])
-    cutoff: float = Field(5.0, gt=0, description="Å")
-    n_radial: int = Field(8, ge=1)
-    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
-    eta_angular: float = Field(0.1, gt=0, description="Å^-2")
-
-
-class HybridConfig(_Strict):
-    family: Literal["hybrid"] = "hybrid"
-    n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit")
-    layers: int = Field(3, ge=1, description="re-uploading layers")
-    hidden: list[int] = Field(default_factory=lambda: [16, 16])
-    cutoff: float = Field(5.0, gt=0, description="Å")
-    n_radial: int = Field(8, ge=1)
-    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
-    eta_angular: float = Field(0.1, gt=0, description="Å^-2")
-    descriptor: Literal["symmetry", "power_spectrum"] = Field(
-        "symmetry", description="Behler G2/G4 (dense) or radial+spherical-harmonic power spectrum (neighbour lists)")
-    l_max: int = Field(2, ge=1, le=3, description="power spectrum: highest spherical-harmonic degree")
-    radial_basis: Literal["bessel", "gaussian"] = Field("bessel", description="power spectrum: radial basis")
-    branch: Literal["reupload", "qsf", "mlp"] = Field(
-        "reupload", description="angle-encoded circuit | quantum symmetry function (power_spectrum) | classical control")
-    parity_average: bool = Field(True, description="qsf: average over inversion (reflection invariance)")
-    core_radii: Union[None, Literal["auto"], dict[str, float]] = Field(
-        None, description=("pair wall r_in [Å] per species pair ('H-O': 0.8, ...) below the data's shortest "
-                           "distances; 'auto': 0.9 x the shortest distance of each pair in the training set"))
-
-
-class MultistateConfig(_Strict):
-    """A diabatic multistate model (:mod:`qdyn.models.multistate`); needs data with E_states."""
-
-    family: Literal["multistate"] = "multistate"
-    backbone: Literal["bpnn", "hybrid", "quantum"] = "bpnn"
-    n_states: int = Field(2, ge=2, description="states n (W is n x n); the data must have as many")
-    hidden: list[int] = Field(default_factory=lambda: [32, 32])
-    n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit (hybrid, quantum)")
-    layers: int = Field(3, ge=1, description="re-uploading layers (hybrid, quantum)")
-    cutoff: float = Field(5.0, gt=0, description="Å")
-    n_radial: int = Field(8, ge=1)
-    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
-    eta_angular: float = Field(0.1, gt=0, description="Å^-2")
-    core_radii: Union[None, Literal["auto"], dict[str, float]] = Field(
-        None, description=("pair wall r_in [Å] per species pair ('H-H': 0.5, ...), added to every diabat alike; "
-                           "'auto': 0.9 x the shortest distance of each pair in the training set"))
-
-
-ModelConfig = Annotated[Union[SiVQLMConfig, GenericConfig, BPNNConfig, HybridConfig, MultistateConfig],
-                        Field(discriminator="family")]
+# The model section: one config class per family, declared next to its model
+# (qdyn.models.<family>), discriminated by `family`.
+ModelSection = Annotated[Union[tuple(families().values())], Field(discriminator="family")]
 
 
 class DataConfig(_Strict):
@@ -131,7 +69,7 @@ class OptimConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    model: ModelConfig = Field(default_factory=SiVQLMConfig)
+    model: ModelSection = Field(default_factory=SiVQLMConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)

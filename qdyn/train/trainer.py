@@ -20,10 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from ..models.base import EnergyModel, count_params, energy_and_forces_fn
+from ..models.base import FIXED, EnergyModel, count_params, energy_and_forces_fn
+from ..models.config import build_model
 from ..models.core_repulsion import core_radii_from_data
-from ..models.multistate import diabatic_and_adiabatic_fn, is_multistate
-from ..models.registry import FIXED_KEYS, build_model, param_labels
+from ..models.multistate import diabatic_and_adiabatic_fn
+from ..system import System
 from . import checkpoint as ckpt
 from .batches import Batch, batches_of, make_batch
 from .config import TrainConfig
@@ -75,8 +76,8 @@ def split_data(ds, cfg):
 
 # ----------------------------------------------------------------------------- model
 def _model_config(cfg: TrainConfig, species, train_ds=None) -> dict:
-    mc = cfg.model.model_dump()
-    if mc["family"] in ("bpnn", "hybrid", "multistate"):
+    mc = cfg.model.model_dump(mode="json")
+    if "species" in type(cfg.model).model_fields and not mc["species"]:
         mc["species"] = [int(z) for z in species]
     if mc.get("core_radii") == "auto":
         # fixed from the training frames once, then recorded as numbers: a resumed or
@@ -143,14 +144,10 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
     mask = train_ds.Z > 0
     info = {"mode": mode}
     p = dict(params)
-    if model.config["family"] in ("bpnn", "hybrid", "multistate"):
-        from ..models.bpnn import descriptor_fn
-
-        sf = descriptor_fn(model)
+    if model.features is not None:
         cell = None if train_ds.cell is None else jnp.asarray(train_ds.cell)
-        G = jax.vmap(sf, in_axes=(0, 0, 0, None if cell is None else 0))(
-            jnp.asarray(train_ds.R), jnp.asarray(train_ds.Z), jnp.asarray(mask), cell)
-        G = np.asarray(G)[mask]
+        systems = System(species=jnp.asarray(train_ds.Z), mask=jnp.asarray(mask), box=cell)
+        G = np.asarray(jax.vmap(model.features)(jnp.asarray(train_ds.R), systems))[mask]
         std = G.std(axis=0)
         p["g_mean"] = jnp.asarray(G.mean(axis=0))
         p["g_std"] = jnp.asarray(np.where(std > 1e-8, std, 1.0))
@@ -165,7 +162,7 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
         p["scale"] = jnp.asarray((hi - lo) / 2)
         p["shift"] = jnp.full(len(species), (hi + lo) / 2 / n_mean)
         info.update(energy_min_eV=lo, energy_max_eV=hi)
-    if is_multistate(model):
+    if model.is_multistate:
         # diabatic diagonals start at the mean adiabatic excitation energies
         train_ds.require("E_states")
         exc = np.mean(train_ds.E_states - train_ds.E_states[:, :1], axis=0)
@@ -250,14 +247,14 @@ def train(
     model = build_model(model_cfg, species=species)
     for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
         model.check(*train_ds.to_system(i))
-    multi = is_multistate(model)
+    multi = model.is_multistate
     if multi:
         train_ds.require("E_states")
         if train_ds.E_states.shape[1] != model.n_states:
             raise ValueError(f"model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
     params0 = model.init(jax.random.PRNGKey(cfg.seed))
     params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
-    labels = param_labels(params0)
+    labels = model.param_labels(params0)
     mask = train_ds.Z > 0
     n_at = mask.sum(1)
     ref = species_reference_energies(train_ds.Z, train_ds.E, species)
@@ -420,7 +417,7 @@ def train(
     # An interrupted run returns where it stopped; a finished one its best (validation) params.
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
     seconds = time.perf_counter() - t_start
-    n_trainable = count_params({k: v for k, v in final.items() if k not in FIXED_KEYS})
+    n_trainable = count_params({k: v for k, v in final.items() if model.groups.get(k) != FIXED})
     metrics: dict = {"model": model.name, "n_params": n_trainable, "interrupted": interrupted,
                      "train_seconds_this_call": seconds, "normalization": norm_info,
                      "sizes": {"train": train_ds.n_frames, "val": val_ds.n_frames, "test": test_ds.n_frames}}
@@ -465,7 +462,7 @@ def evaluate(model: EnergyModel, params, ds) -> dict:
         model.check(*ds.to_system(i))
     E, F = predict(model, params, ds)
     m = error_metrics(E, ds.E, F, ds.F, ds.Z > 0)
-    if is_multistate(model) and ds.E_states is not None:
+    if model.is_multistate and ds.E_states is not None:
         Es, Fs, _ = predict_states(model, params, ds)
         m["states"] = multistate_metrics(Es, ds.E_states, Fs, ds.F_states, ds.Z > 0)
     return m
