@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from qdyn.data import Dataset, read_index_file, split_indices, write_index_file
+from qdyn.train.batches import make_batch
 from qdyn.validation import QdynInputError
 
 
@@ -118,3 +119,20 @@ def test_concatenate_pads_to_the_largest():
     assert c.R.shape == (2, 3, 3)
     np.testing.assert_array_equal(c.E, [-1.0, -2.0])
     np.testing.assert_array_equal(c.Z[0], [1, 1, 0])
+
+
+def _cell_ds(pbc):
+    R = np.random.default_rng(0).normal(size=(2, 3, 3))
+    cell = np.stack([np.eye(3) * 9.0] * 2)
+    return Dataset(R=R, Z=np.array([[8, 1, 1]] * 2), E=np.zeros(2), F=np.zeros((2, 3, 3)), cell=cell,
+                   pbc=np.array(pbc, bool), source="t.extxyz")
+
+def test_a_cell_with_pbc_false_is_free_space_and_mixed_frames_are_refused():
+    free = _cell_ds([[False] * 3] * 2)
+    assert free.to_system(0)[1].box is None and make_batch(free, np.arange(2), 2).system.box is None
+    box = _cell_ds([[True] * 3] * 2)
+    assert box.to_system(1)[1].box is not None and make_batch(box, np.arange(2), 2).system.box.shape == (2, 3, 3)
+    with pytest.raises(QdynInputError, match="t.extxyz: frame 1 is periodic along some"):
+        _cell_ds([[True] * 3, [True, True, False]]).to_system(0)
+    with pytest.raises(QdynInputError, match="mixed"):
+        make_batch(_cell_ds([[True] * 3, [False] * 3]), np.arange(2), 2)

@@ -307,8 +307,31 @@ class Dataset:
         from ..system import System
 
         m = self.mask[i]
-        box = None if self.cell is None else self.cell[i]
-        return self.R[i][m], System.create(self.Z[i][m].tolist(), box=box)
+        cells = self.periodic_cells()
+        return self.R[i][m], System.create(self.Z[i][m].tolist(), box=None if cells is None else cells[i])
+
+    def periodic_cells(self) -> Optional[np.ndarray]:
+        """Cells [n, 3, 3] Å of periodic frames, or None for molecules in free space.
+
+        A cell with ``pbc`` all False (an extxyz ``Lattice`` written for a molecule) is not a
+        box: such frames are free. qdyn's models are either fully periodic or free, so frames
+        periodic along some lattice vectors only, or a dataset mixing periodic and free frames,
+        are refused with the first such frame named.
+        """
+        if self.cell is None:
+            return None
+        pbc = np.ones((self.n_frames, 3), bool) if self.pbc is None else self.pbc
+        partial = np.flatnonzero(pbc.any(1) & ~pbc.all(1))
+        if len(partial):
+            raise QdynInputError(f"{self.source}: frame {partial[0]} is periodic along some lattice vectors only "
+                                 f"(pbc {pbc[partial[0]].tolist()}); qdyn models are fully periodic or free")
+        periodic = pbc.all(1)
+        if periodic.all():
+            return self.cell
+        if not periodic.any():
+            return None
+        raise QdynInputError(f"{self.source}: frames {np.flatnonzero(periodic)[0]} (periodic) and "
+                             f"{np.flatnonzero(~periodic)[0]} (free) are mixed in one dataset")
 
     @staticmethod
     def concatenate(parts: Sequence["Dataset"], *, metadata: Optional[dict] = None) -> "Dataset":

@@ -31,6 +31,7 @@ def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch
     w = np.zeros(size)
     w[:n] = 1.0
     Z = ds.Z[full]
+    cells = ds.periodic_cells()
     F = ds.F[full] if ds.F is not None else np.zeros_like(ds.R[full])
     if states:
         ds.require("E_states")
@@ -38,7 +39,7 @@ def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch
     return Batch(
         R=jnp.asarray(ds.R[full]),
         system=System(species=jnp.asarray(Z), mask=jnp.asarray(Z > 0),
-                      box=None if ds.cell is None else jnp.asarray(ds.cell[full])),
+                      box=None if cells is None else jnp.asarray(cells[full])),
         E=jnp.asarray(ds.E[full] if ds.E is not None else np.zeros(len(full))),  # unlabelled: predictions only
         F=jnp.asarray(F),
         weight=jnp.asarray(w),

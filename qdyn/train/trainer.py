@@ -145,7 +145,8 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
     info = {"mode": mode}
     p = dict(params)
     if model.features is not None:
-        cell = None if train_ds.cell is None else jnp.asarray(train_ds.cell)
+        cells = train_ds.periodic_cells()
+        cell = None if cells is None else jnp.asarray(cells)
         systems = System(species=jnp.asarray(train_ds.Z), mask=jnp.asarray(mask), box=cell)
         G = np.asarray(jax.vmap(model.features)(jnp.asarray(train_ds.R), systems))[mask]
         std = G.std(axis=0)
