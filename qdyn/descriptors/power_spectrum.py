@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..validation import QdynInputError
-from .neighbors import aggregate, make_edges
+from ..geometry import aggregate, make_edges
 from .radial import radial_basis
 from .spherical import l_of_component, n_components, real_spherical_harmonics
 

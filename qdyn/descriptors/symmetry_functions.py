@@ -20,35 +20,7 @@ from itertools import combinations_with_replacement
 import jax.numpy as jnp
 import numpy as np
 
-
-def cutoff_fn(r, r_c: float):
-    """C² polynomial cutoff: 1 at r = 0, 0 with zero first and second derivative at r_c."""
-    x = jnp.clip(r / r_c, 0.0, 1.0)
-    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
-
-
-def minimum_image(dR, box):
-    """Wrap pair vectors [..., 3] into the periodic box (columns = lattice vectors)."""
-    frac = dR @ jnp.linalg.inv(box).T
-    return dR - jnp.round(frac) @ box.T
-
-
-def pair_geometry(R, mask, box=None):
-    """Pair vectors dR[i, j] = R[j] - R[i] (minimum image when ``box`` is given), distances
-    and a validity mask [n, n].
-
-    Padding atoms and i = j pairs are invalid; their distances are set to a safe 1.0 before
-    the square root so that no NaN reaches the gradient (double-where trick).
-    """
-    dR = R[None, :, :] - R[:, None, :]
-    if box is not None:
-        dR = minimum_image(dR, box)
-    n = R.shape[0]
-    valid = mask[:, None] & mask[None, :] & ~jnp.eye(n, dtype=bool)
-    d2 = jnp.sum(dR * dR, axis=-1)
-    d2 = jnp.where(valid, d2, 1.0)
-    r = jnp.sqrt(d2)
-    return dR, r, valid
+from ..geometry import check_box, cutoff_fn, dense_edges
 
 
 @dataclass(frozen=True)
@@ -83,7 +55,7 @@ class SymmetryFunctions:
 
         With a periodic ``box`` [3, 3] (columns = lattice vectors) pairs use the minimum
         image, which is exact while the cutoff is below half the box's smallest width
-        (:func:`check_box`); this dense form suits small cells, neighbour lists come with
+        (:func:`qdyn.geometry.check_box`); this dense form suits small cells, neighbour lists come with
         the scale-out work.
         """
         table = np.full(119, -1, dtype=np.int32)
@@ -91,7 +63,8 @@ class SymmetryFunctions:
             table[z] = k
         sidx = jnp.asarray(table)[species]
         onehot = (sidx[:, None] == jnp.arange(len(self.species))[None, :]) & mask[:, None]  # [n, S]
-        dR, r, valid = pair_geometry(R, mask, box)
+        e = dense_edges(R, mask, box)
+        dR, r, valid = e.dR, e.r, e.valid
         fc = jnp.where(valid, cutoff_fn(r, self.cutoff), 0.0)
         mu = jnp.linspace(0.5, self.cutoff, self.n_radial)
         eta = (self.n_radial / self.cutoff) ** 2
@@ -123,25 +96,6 @@ class SymmetryFunctions:
                     feats.append(0.5 * per_pair[:, s, t] if s == t else per_pair[:, s, t])
         out = jnp.concatenate([radial, jnp.stack(feats, axis=-1)], axis=-1) if feats else radial
         return jnp.where(mask[:, None], out, 0.0)
-
-
-def check_box(box, cutoff: float) -> None:
-    """The minimum image sees every neighbour within ``cutoff`` only if the cutoff is below
-    half of the smallest perpendicular width of the cell."""
-    import numpy as np
-
-    from ..validation import QdynInputError
-
-    b = np.asarray(box, dtype=float)
-    vol = abs(np.linalg.det(b))
-    if vol < 1e-9:
-        raise QdynInputError(f"periodic box is singular (volume {vol:.3g} Å³)")
-    widths = [vol / np.linalg.norm(np.cross(b[:, (k + 1) % 3], b[:, (k + 2) % 3])) for k in range(3)]
-    if cutoff >= 0.5 * min(widths):
-        raise QdynInputError(
-            f"cutoff {cutoff} Å is not below half the smallest box width ({min(widths):.3g} Å): "
-            "use a larger box or a smaller cutoff"
-        )
 
 
 def make_local_check(species, cutoff: float):

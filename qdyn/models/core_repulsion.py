@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import elements
-from ..descriptors.neighbors import aggregate, make_edges
+from ..geometry import aggregate, make_edges
 from ..elements import UnknownElementError
 from ..validation import QdynInputError
 from .base import make_species_table

@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..geometry import safe_norm
 from ..nn import MLP
 from ..quantum.reupload import make_expvals
 from ..system import System
@@ -124,10 +125,10 @@ def eigvals_2x2(W):
     """Ascending eigenvalues [2] of a symmetric 2×2 matrix in closed form, with a guarded
     square root so that gradients are finite at an exact crossing."""
     a, d, b = W[0, 0], W[1, 1], 0.5 * (W[0, 1] + W[1, 0])
-    half = 0.5 * (a - d)
-    r2 = half * half + b * b
-    safe = r2 > _DEGENERACY_EPS2
-    root = jnp.where(safe, jnp.sqrt(jnp.where(safe, r2, 1.0)), jax.lax.stop_gradient(jnp.sqrt(jnp.maximum(r2, 0.0))))
+    v = jnp.stack([0.5 * (a - d), b])
+    root, safe = safe_norm(v, tiny=_DEGENERACY_EPS2)
+    # at a crossing the root keeps its value but passes no (infinite) gradient
+    root = jnp.where(safe, root, jax.lax.stop_gradient(jnp.sqrt(jnp.sum(v * v))))
     mean = 0.5 * (a + d)
     return jnp.stack([mean - root, mean + root])
 
