@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..validation import QdynInputError
+from ..elements import make_species_table
 from ..geometry import aggregate, make_edges
 from .radial import radial_basis
 from .spherical import l_of_component, n_components, real_spherical_harmonics
@@ -105,10 +106,7 @@ def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int
         raise QdynInputError(f"l_max must be 1..3 (l = 0 alone is the radial descriptor), got {l_max}")
     rb = radial_basis(radial, n=n_radial, cutoff=cutoff)
     S, K = len(species), n_radial
-    table = np.full(119, -1, dtype=np.int32)
-    for k, z in enumerate(species):
-        table[z] = k
-    table = jnp.asarray(table)
+    table = make_species_table(species)
     pairs = list(combinations_with_replacement(range(S), 2))
     ps, pt = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     ls = l_of_component(l_max)

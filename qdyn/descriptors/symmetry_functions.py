@@ -20,6 +20,7 @@ from itertools import combinations_with_replacement
 import jax.numpy as jnp
 import numpy as np
 
+from ..elements import make_species_table
 from ..geometry import check_box, cutoff_fn, dense_edges
 
 
@@ -58,10 +59,7 @@ class SymmetryFunctions:
         (:func:`qdyn.geometry.check_box`); this dense form suits small cells, neighbour lists come with
         the scale-out work.
         """
-        table = np.full(119, -1, dtype=np.int32)
-        for k, z in enumerate(self.species):
-            table[z] = k
-        sidx = jnp.asarray(table)[species]
+        sidx = make_species_table(self.species)[species]
         onehot = (sidx[:, None] == jnp.arange(len(self.species))[None, :]) & mask[:, None]  # [n, S]
         e = dense_edges(R, mask, box)
         dR, r, valid = e.dR, e.r, e.valid

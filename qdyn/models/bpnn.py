@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 
 from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..elements import make_species_table
 from ..nn import MLP
 from ..system import System
-from .base import EnergyModel, make_species_table
+from .base import EnergyModel
 
 
 

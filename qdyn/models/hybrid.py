@@ -58,12 +58,13 @@ import jax.numpy as jnp
 
 from ..descriptors.power_spectrum import power_spectrum
 from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..elements import make_species_table
 from ..nn import MLP
 from ..quantum.qsf import make_qsf
 from ..quantum.reupload import make_expvals
 from ..system import System
 from ..validation import QdynInputError
-from .base import EnergyModel, make_species_table
+from .base import EnergyModel
 from .core_repulsion import core_repulsion
 
 DESCRIPTORS = ("symmetry", "power_spectrum")

@@ -63,11 +63,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..elements import make_species_table
 from ..geometry import safe_norm
 from ..nn import MLP
 from ..quantum.reupload import make_expvals
 from ..system import System
-from .base import make_species_table
 from .core_repulsion import core_repulsion
 
 BACKBONES = ("bpnn", "hybrid", "quantum")
