@@ -1,5 +1,6 @@
 """Pair geometry, written once: the smooth cutoff, the minimum image, a NaN-free norm and the
-edges (centre, neighbour) every descriptor and pair term is built on.
+edges (centre, neighbour) every descriptor and pair term is built on (the host-side box
+check is :func:`qdyn.validation.check_box`).
 
 Edges come from all pairs (molecules, clusters) or from a JAX-MD neighbour list (periodic
 boxes), in one representation. An :class:`Edges` holds, for every (centre i, neighbour j)
@@ -15,8 +16,9 @@ gradient.
 
 The box is a call-time argument (``system.box``, columns = lattice vectors): pair vectors use
 the minimum image, exact while the cutoff is below half the smallest box width (checked on
-the host by :func:`check_box`). The neighbour list only decides *which* pairs are looked at,
-so a list that holds every pair within the cutoff gives exactly the all-pairs result.
+the host by :func:`qdyn.validation.check_box`). The neighbour list only decides *which* pairs
+are looked at, so a list that holds every pair within the cutoff gives exactly the all-pairs
+result.
 
 Example:
     >>> from qdyn.precision import enable_x64; enable_x64()
@@ -33,10 +35,8 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax_md import partition
 
-from .validation import QdynInputError
 
 
 def cutoff_fn(r, r_c: float):
@@ -68,22 +68,6 @@ def safe_norm(x, valid=None, *, tiny: float = 0.0):
     r2 = jnp.sum(x * x, axis=-1)
     ok = r2 > tiny if valid is None else valid & (r2 > tiny)
     return jnp.sqrt(jnp.where(ok, r2, 1.0)), ok
-
-
-def check_box(box, cutoff: float) -> None:
-    """Raise :class:`QdynInputError` unless ``cutoff`` [Å] is below half the smallest
-    perpendicular width of ``box`` [3, 3] (columns = lattice vectors): only then does the
-    minimum image see every neighbour within the cutoff."""
-    b = np.asarray(box, dtype=float)
-    vol = abs(np.linalg.det(b))
-    if vol < 1e-9:
-        raise QdynInputError(f"periodic box is singular (volume {vol:.3g} Å³)")
-    widths = [vol / np.linalg.norm(np.cross(b[:, (k + 1) % 3], b[:, (k + 2) % 3])) for k in range(3)]
-    if cutoff >= 0.5 * min(widths):
-        raise QdynInputError(
-            f"cutoff {cutoff} Å is not below half the smallest box width ({min(widths):.3g} Å): "
-            "use a larger box or a smaller cutoff"
-        )
 
 
 class Edges(NamedTuple):

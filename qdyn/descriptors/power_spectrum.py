@@ -43,9 +43,9 @@ from typing import Callable, NamedTuple, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ..validation import QdynInputError
 from ..elements import make_species_table
 from ..geometry import aggregate, make_edges
+from ..validation import QdynInputError
 from .radial import radial_basis
 from .spherical import l_of_component, n_components, real_spherical_harmonics
 
@@ -53,10 +53,10 @@ _Y00 = 0.5 / np.sqrt(np.pi)
 _C1 = np.sqrt(3.0 / (4.0 * np.pi))
 
 
-class Descriptor(NamedTuple):
-    """Pure functions of a per-atom descriptor (static structure only, no parameters).
+class PowerSpectrum(NamedTuple):
+    """Pure functions of the power-spectrum descriptor (static structure only, no parameters).
 
-    Call it like :class:`~qdyn.descriptors.SymmetryFunctions`:
+    A :class:`~qdyn.descriptors.Descriptor`: call it as
     ``descriptor(R [n, 3] Å, species [n], mask [n], box=None, neighbor=None) -> G [n, size]``.
 
     Attributes:
@@ -86,7 +86,7 @@ class Descriptor(NamedTuple):
 
 
 def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int = 6, l_max: int = 2,
-                   radial: str = "bessel") -> Descriptor:
+                   radial: str = "bessel") -> PowerSpectrum:
     """Build the radial + power-spectrum descriptor for the given elements.
 
     Args:
@@ -145,5 +145,5 @@ def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int
         # Y_1m = c₁ (y, z, x): reorder to (x, y, z) and divide c₁ out
         return A[..., jnp.array([3, 1, 2])] / _C1
 
-    return Descriptor(expand=expand, invariants=invariants, vectors=vectors, size=size, species=species,
+    return PowerSpectrum(expand=expand, invariants=invariants, vectors=vectors, size=size, species=species,
                       cutoff=float(cutoff), n_radial=K, l_max=int(l_max))

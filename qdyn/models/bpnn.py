@@ -2,7 +2,7 @@
 
 ``E = Σ_i [scale · NN_{Z_i}(G_i) + shift_{Z_i}]`` with one MLP per element, descriptors
 from :class:`qdyn.descriptors.SymmetryFunctions` (normalised by fixed statistics that
-training sets from data), per-atom energies available. Trained by the same code as the
+training sets from data; all pairs or a JAX-MD neighbour list), per-atom energies available. Trained by the same code as the
 quantum models, so every quantum number sits next to a classical one.
 
 Example:
@@ -23,10 +23,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..descriptors import make_descriptor
 from ..elements import make_species_table
 from ..nn import MLP
 from ..system import System
+from ..validation import make_local_check
 from .base import EnergyModel
 
 
@@ -41,8 +42,7 @@ def build(
     eta_angular: float = 0.1,
 ) -> EnergyModel:
     """Build a BP network model for the given elements (atomic numbers)."""
-    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
-                                         eta_angular=eta_angular)
+    species, sf = make_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas, eta_angular=eta_angular)
     table = make_species_table(species)
     hidden = tuple(int(h) for h in hidden)
 
@@ -64,9 +64,9 @@ def build(
             "shift": jnp.zeros((len(species),), dtype),
         }
 
-    def atom_energies(params, R, system: System):
+    def atom_energies(params, R, system: System, neighbor=None):
         R = jnp.asarray(R)
-        G = sf(R, system.species, system.mask, system.box)
+        G = sf(R, system.species, system.mask, system.box, neighbor)
         G = (G - params["g_mean"]) / params["g_std"]
         net = _nets(R.dtype)
         idx = table[system.species]
@@ -78,8 +78,7 @@ def build(
         return jnp.where(system.mask, e, 0.0)
 
     def apply(params, R, system: System, neighbor=None):
-        del neighbor  # every pair is seen (dense): a neighbour list changes nothing here
-        return jnp.sum(atom_energies(params, R, system))
+        return jnp.sum(atom_energies(params, R, system, neighbor))
 
     check = make_local_check(species, cutoff)
 
@@ -91,12 +90,8 @@ def build(
 
 
 def descriptor_fn(model: EnergyModel):
-    """The descriptor of a descriptor-based model (BPNN or hybrid), rebuilt from its config."""
+    """The descriptor of a descriptor-based model (BPNN, hybrid, multistate), rebuilt from its config."""
     c = model.config
-    if c.get("descriptor", "symmetry") != "symmetry":
-        from .hybrid import make_descriptor
-
-        return make_descriptor(c["species"], descriptor=c["descriptor"], cutoff=c["cutoff"], n_radial=c["n_radial"],
-                               l_max=c["l_max"], radial_basis=c["radial_basis"])[1]
-    return species_and_descriptor(c["species"], cutoff=c["cutoff"], n_radial=c["n_radial"], zetas=c["zetas"],
-                                  eta_angular=c["eta_angular"])[1]
+    return make_descriptor(c["species"], kind=c.get("descriptor", "symmetry"), cutoff=c["cutoff"],
+                           n_radial=c["n_radial"], zetas=c["zetas"], eta_angular=c["eta_angular"],
+                           l_max=c.get("l_max", 2), radial_basis=c.get("radial_basis", "bessel"))[1]

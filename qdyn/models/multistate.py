@@ -62,12 +62,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..descriptors import make_descriptor
 from ..elements import make_species_table
 from ..geometry import safe_norm
 from ..nn import MLP
 from ..quantum.reupload import make_expvals
 from ..system import System
+from ..validation import QdynInputError, make_local_check
 from .core_repulsion import core_repulsion
 
 BACKBONES = ("bpnn", "hybrid", "quantum")
@@ -84,14 +85,15 @@ class MultistateModel(NamedTuple):
 
     Attributes:
         init: ``init(key) -> params``.
-        apply: ``apply(params, R [A, 3] Å, system) -> E_0`` [eV], the adiabatic ground state.
+        apply: ``apply(params, R [A, 3] Å, system, neighbor=None) -> E_0`` [eV], the adiabatic
+            ground state (``neighbor``: an optional JAX-MD ``Dense`` neighbour list).
         check: host-side ``check(R, system)``.
         name: short name for reports.
         species: atomic numbers the model was built for.
         config: hyperparameters that rebuild it (``family = "multistate"``).
         atom_energies: None (adiabatic energies do not decompose into atoms).
-        diabatic: ``diabatic(params, R, system) -> W [n, n]`` eV, symmetric.
-        adiabatic: ``adiabatic(params, R, system) -> E [n]`` eV, ascending.
+        diabatic: ``diabatic(params, R, system, neighbor=None) -> W [n, n]`` eV, symmetric.
+        adiabatic: ``adiabatic(params, R, system, neighbor=None) -> E [n]`` eV, ascending.
         n_states: n.
     """
 
@@ -171,15 +173,12 @@ def build(
     Returns:
         A :class:`MultistateModel`.
     """
-    from ..validation import QdynInputError
-
     if backbone not in BACKBONES:
         raise QdynInputError(f"unknown multistate backbone {backbone!r}; choose one of {BACKBONES}")
     if int(n_states) < 2:
         raise QdynInputError(f"a multistate model needs n_states >= 2, got {n_states}")
     n = int(n_states)
-    species, sf = species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
-                                         eta_angular=eta_angular)
+    species, sf = make_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas, eta_angular=eta_angular)
     table = make_species_table(species)
     wall = core_repulsion(species, core_radii) if core_radii else None
     hidden = tuple(int(h) for h in hidden)
@@ -223,10 +222,10 @@ def build(
         p["int_b"] = jnp.zeros((S, n_out), dtype)
         return p
 
-    def atom_outputs(params, R, system: System):
+    def atom_outputs(params, R, system: System, neighbor=None):
         """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
         R = jnp.asarray(R)
-        G = (sf(R, system.species, system.mask, system.box) - params["g_mean"]) / params["g_std"]
+        G = (sf(R, system.species, system.mask, system.box, neighbor) - params["g_mean"]) / params["g_std"]
         idx = jnp.maximum(table[system.species], 0)
         if backbone == "bpnn":
             net = MLP(hidden=hidden, param_dtype=R.dtype, out=n_out)
@@ -242,25 +241,24 @@ def build(
                 o = o + jnp.einsum("ah,aho->ao", hc, params["int_c"][idx])
         return jnp.where(system.mask[:, None], o, 0.0)
 
-    def diabatic(params, R, system: System):
+    def diabatic(params, R, system: System, neighbor=None):
         """Diabatic matrix W [n, n] eV (symmetric) of one configuration."""
-        o = params["scale"] * jnp.sum(atom_outputs(params, R, system), axis=0)  # [n_out]
+        o = params["scale"] * jnp.sum(atom_outputs(params, R, system, neighbor), axis=0)  # [n_out]
         idx = jnp.maximum(table[system.species], 0)
         e_atoms = jnp.sum(jnp.where(system.mask, params["shift"][idx], 0.0))
         diag = o[:n] + e_atoms + params["state_offset"]
         if wall is not None:
-            diag = diag + wall(R, system.species, system.mask, system.box)
+            diag = diag + wall(R, system.species, system.mask, system.box, neighbor)
         W = jnp.diag(diag)
         W = W.at[iu].set(o[n:])
         return W.at[(iu[1], iu[0])].set(o[n:])
 
-    def adiabatic(params, R, system: System):
+    def adiabatic(params, R, system: System, neighbor=None):
         """Adiabatic energies E [n] eV, ascending."""
-        return adiabatic_from_diabatic(diabatic(params, R, system))
+        return adiabatic_from_diabatic(diabatic(params, R, system, neighbor))
 
     def apply(params, R, system: System, neighbor=None):
-        del neighbor  # every pair is seen (dense): a neighbour list changes nothing here
-        return adiabatic(params, R, system)[0]
+        return adiabatic(params, R, system, neighbor)[0]
 
     check = make_local_check(species, cutoff)
     config = {"family": "multistate", "backbone": backbone, "n_states": n, "species": list(species),
