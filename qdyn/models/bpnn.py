@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 
 from ..descriptors import make_descriptor
 from ..elements import make_species_table
-from ..nn import MLP
+from ..nn import species_mlp
 from ..system import System
 from ..validation import make_local_check
 from .base import EnergyModel
@@ -46,16 +45,12 @@ def build(
     table = make_species_table(species)
     hidden = tuple(int(h) for h in hidden)
 
-    def _nets(dtype):
-        return MLP(hidden=hidden, param_dtype=dtype, out=1)
+    nets = species_mlp(species, hidden, out=1)
 
     def init(key):
         dtype = jnp.result_type(float)
-        keys = jax.random.split(key, len(species))
-        net = _nets(dtype)
-        x = jnp.zeros((1, sf.size), dtype)
         return {
-            "nets": {str(z): net.init(k, x)["params"] for z, k in zip(species, keys)},
+            "nets": nets.init(key, sf.size, dtype),
             # descriptor standardisation (set from data by training; kept as params so it
             # travels with checkpoints — training freezes it)
             "g_mean": jnp.zeros((sf.size,), dtype),
@@ -68,13 +63,8 @@ def build(
         R = jnp.asarray(R)
         G = sf(R, system.species, system.mask, system.box, neighbor)
         G = (G - params["g_mean"]) / params["g_std"]
-        net = _nets(R.dtype)
         idx = table[system.species]
-        e = jnp.zeros(R.shape[0], R.dtype)
-        for k, z in enumerate(species):
-            out = net.apply({"params": params["nets"][str(z)]}, G)
-            e = jnp.where(idx == k, out, e)
-        e = params["scale"] * e + params["shift"][jnp.maximum(idx, 0)]
+        e = params["scale"] * nets.apply(params["nets"], G, idx, R.dtype) + params["shift"][jnp.maximum(idx, 0)]
         return jnp.where(system.mask, e, 0.0)
 
     def apply(params, R, system: System, neighbor=None):

@@ -65,7 +65,7 @@ import numpy as np
 from ..descriptors import make_descriptor
 from ..elements import make_species_table
 from ..geometry import safe_norm
-from ..nn import MLP
+from ..nn import MLP, species_mlp
 from ..quantum.reupload import make_expvals
 from ..system import System
 from ..validation import QdynInputError, make_local_check
@@ -190,6 +190,7 @@ def build(
     use_circuit = backbone in ("hybrid", "quantum")
     use_mlp = backbone in ("bpnn", "hybrid")
     expvals = make_expvals(n_qubits) if use_circuit else None
+    nets = species_mlp(species, hidden, out=n_out)
 
     def init(key):
         dtype = jnp.result_type(float)
@@ -203,9 +204,7 @@ def build(
             "state_offset": jnp.zeros((n,), dtype),
         }
         if backbone == "bpnn":
-            net = MLP(hidden=hidden, param_dtype=dtype, out=n_out)
-            keys = jax.random.split(k_net, S)
-            p["nets"] = {str(z): net.init(k, jnp.zeros((1, n_feat), dtype))["params"] for z, k in zip(species, keys)}
+            p["nets"] = nets.init(k_net, n_feat, dtype)
             return p
         p["enc_A"] = jax.random.normal(k_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat)
         p["enc_b"] = jnp.zeros((layers, n_qubits), dtype)
@@ -228,10 +227,7 @@ def build(
         G = (sf(R, system.species, system.mask, system.box, neighbor) - params["g_mean"]) / params["g_std"]
         idx = jnp.maximum(table[system.species], 0)
         if backbone == "bpnn":
-            net = MLP(hidden=hidden, param_dtype=R.dtype, out=n_out)
-            o = jnp.zeros((R.shape[0], n_out), R.dtype)
-            for k, z in enumerate(species):
-                o = jnp.where((idx == k)[:, None], net.apply({"params": params["nets"][str(z)]}, G), o)
+            o = nets.apply(params["nets"], G, idx, R.dtype)
         else:
             angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
             zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
