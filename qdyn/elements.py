@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+import numpy as np
+
 # IUPAC standard atomic weights (abridged to what force fields in qdyn's scope meet).
 _SYMBOLS = (
     "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "
@@ -43,3 +46,12 @@ def symbol(z) -> str:
 def mass(z) -> float:
     """Standard atomic mass [amu]."""
     return _MASSES[atomic_number(z)]
+
+
+def make_species_table(species) -> jnp.ndarray:
+    """int32 [119] lookup: atomic number → index into ``species`` (-1 for elements not in it),
+    so that ``table[Z]`` maps per-atom atomic numbers [n] to channel indices inside jit."""
+    table = np.full(119, -1, dtype=np.int32)
+    for i, z in enumerate(species):
+        table[int(z)] = i
+    return jnp.asarray(table)

@@ -81,3 +81,32 @@ def check_species(species, allowed: Sequence[int], *, mask=None, where: str = "s
                 f"{where}: element {elements.symbol(int(zi))} (Z={int(zi)}) is not one this model "
                 f"was built for ({names})"
             )
+
+
+def check_box(box, cutoff: float) -> None:
+    """Raise :class:`QdynInputError` unless ``cutoff`` [Å] is below half the smallest
+    perpendicular width of ``box`` [3, 3] (columns = lattice vectors): only then does the
+    minimum image see every neighbour within the cutoff."""
+    b = np.asarray(box, dtype=float)
+    vol = abs(np.linalg.det(b))
+    if vol < 1e-9:
+        raise QdynInputError(f"periodic box is singular (volume {vol:.3g} Å³)")
+    widths = [vol / np.linalg.norm(np.cross(b[:, (k + 1) % 3], b[:, (k + 2) % 3])) for k in range(3)]
+    if cutoff >= 0.5 * min(widths):
+        raise QdynInputError(
+            f"cutoff {cutoff} Å is not below half the smallest box width ({min(widths):.3g} Å): "
+            "use a larger box or a smaller cutoff"
+        )
+
+
+def make_local_check(species: Sequence[int], cutoff: float):
+    """Host-side ``check(R, system)`` for models built on local descriptors: positions,
+    species, and a periodic box large enough for the minimum image at ``cutoff`` [Å]."""
+
+    def check(R, system):
+        check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
+        check_species(system.species, species, mask=system.mask)
+        if system.box is not None:
+            check_box(system.box, cutoff)
+
+    return check

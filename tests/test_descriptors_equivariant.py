@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qdyn import testing
+from qdyn.descriptors import make_descriptor
 from qdyn.descriptors.neighbors import neighbor_list_fn
 from qdyn.descriptors.power_spectrum import power_spectrum
 from qdyn.descriptors.radial import radial_basis
@@ -135,12 +136,13 @@ def test_padding_changes_nothing_and_keeps_gradients_finite():
     np.testing.assert_allclose(g[7:], 0.0, atol=0)
 
 
-@pytest.mark.parametrize("fmt", ["dense", "sparse"])
-def test_neighbor_list_equals_all_pairs_in_a_periodic_box(fmt):
+@pytest.mark.parametrize("kind, fmt", [("power_spectrum", "dense"), ("power_spectrum", "sparse"),
+                                       ("symmetry", "dense")])
+def test_neighbor_list_equals_all_pairs_in_a_periodic_box(kind, fmt):
     R, Z, side = water_box(4, spacing=3.1)  # 64 waters, 12.4 Å box
     R = np.mod(R, side)
     system = System.create(Z.tolist(), box=side)
-    desc = power_spectrum((1, 8), cutoff=4.5, n_radial=4, l_max=2)
+    _, desc = make_descriptor((1, 8), kind=kind, cutoff=4.5, n_radial=4, l_max=2, zetas=(1.0, 2.5))
     nf = neighbor_list_fn(system.box, desc.cutoff, skin=0.4, format=fmt)
     nbrs = nf.allocate(jnp.asarray(R))
     f = lambda x, nb: jnp.sum(jnp.sin(desc(x, system.species, system.mask, system.box, nb)))  # noqa: E731
@@ -158,7 +160,18 @@ def test_neighbor_list_equals_all_pairs_in_a_periodic_box(fmt):
     assert np.max(np.abs(G_free - G_all)) > 1e-2
 
 
+def test_symmetry_functions_refuse_a_sparse_neighbor_list():
+    R, Z, side = water_box(2, spacing=3.1)
+    system = System.create(Z.tolist(), box=side)
+    _, desc = make_descriptor((1, 8), kind="symmetry", cutoff=2.5)
+    nbrs = neighbor_list_fn(system.box, desc.cutoff, format="sparse").allocate(jnp.asarray(np.mod(R, side)))
+    with pytest.raises(QdynInputError, match="Dense"):
+        desc(jnp.asarray(R), system.species, system.mask, system.box, nbrs)
+
+
 def test_bad_descriptor_input_is_refused():
+    with pytest.raises(QdynInputError, match="unknown descriptor"):
+        make_descriptor((1, 8), kind="soap")
     with pytest.raises(QdynInputError, match="l_max must be 1..3"):
         power_spectrum((1, 8), l_max=4)
     with pytest.raises(QdynInputError, match="unknown radial basis"):

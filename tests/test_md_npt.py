@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from qdyn import md, units
-from qdyn.descriptors.symmetry_functions import cutoff_fn, pair_geometry
+from qdyn.geometry import cutoff_fn, dense_edges
 from qdyn.md.integrators import make_integrator, make_space, masses, npt_conserved_quantity
 from qdyn.system import System
 from qdyn.validation import QdynInputError
@@ -16,11 +16,10 @@ def make_lj(rc):
     """Lennard-Jones with a C² cutoff at rc [Å] (below half the smallest cell width)."""
 
     def lj(R, *, params, system, neighbor=None):
-        dR, r, valid = pair_geometry(R, system.mask, system.box)
-        rs = jnp.where(valid, r, 1.0)
-        x = (params["sigma"] / rs) ** 6
-        e = 4 * params["eps"] * (x * x - x) * cutoff_fn(rs, rc)
-        return 0.5 * jnp.sum(jnp.where(valid, e, 0.0))
+        e = dense_edges(R, system.mask, system.box)  # r = 1 Å on invalid pairs: no NaN gradient
+        x = (params["sigma"] / e.r) ** 6
+        lj = 4 * params["eps"] * (x * x - x) * cutoff_fn(e.r, rc)
+        return 0.5 * jnp.sum(jnp.where(e.valid, lj, 0.0))
 
     return lj
 

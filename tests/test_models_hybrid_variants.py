@@ -172,7 +172,6 @@ def test_bad_variant_choices_are_refused():
 @pytest.mark.slow
 def test_variants_build_from_config_and_train(tmp_path):
     from qdyn.data import load_shipped
-    from qdyn.models.bpnn import descriptor_fn
     from qdyn.models import build_model
     from qdyn.train import parse_config, train
 
@@ -183,9 +182,9 @@ def test_variants_build_from_config_and_train(tmp_path):
     model = build_model({**cfg.model.model_dump(), "species": [1, 8]})
     assert model.config["branch"] == "qsf" and model.config["descriptor"] == "power_spectrum"
     R, system = water_dimer()
-    d = descriptor_fn(model)  # what training standardises
-    assert d.size == model.config["descriptor_size"]
-    assert np.max(np.abs(np.asarray(d(jnp.asarray(R), system.species, system.mask)))) > 1e-2
+    G = model.features(jnp.asarray(R), system)  # what training standardises
+    assert G.shape == (len(R), model.config["descriptor_size"])
+    assert np.max(np.abs(np.asarray(G))) > 1e-2
     res = train(cfg, tmp_path, progress=False, data=load_shipped("water_dimer").subset(np.arange(24)))
     assert not res.interrupted
     assert np.isfinite(res.metrics["test"]["energy_mae_meV"]) and np.isfinite(res.metrics["test"]["force_mae_meV_per_A"])

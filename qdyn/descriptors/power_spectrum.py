@@ -43,8 +43,9 @@ from typing import Callable, NamedTuple, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from ..elements import make_species_table
+from ..geometry import aggregate, make_edges
 from ..validation import QdynInputError
-from .neighbors import aggregate, make_edges
 from .radial import radial_basis
 from .spherical import l_of_component, n_components, real_spherical_harmonics
 
@@ -52,10 +53,10 @@ _Y00 = 0.5 / np.sqrt(np.pi)
 _C1 = np.sqrt(3.0 / (4.0 * np.pi))
 
 
-class Descriptor(NamedTuple):
-    """Pure functions of a per-atom descriptor (static structure only, no parameters).
+class PowerSpectrum(NamedTuple):
+    """Pure functions of the power-spectrum descriptor (static structure only, no parameters).
 
-    Call it like :class:`~qdyn.descriptors.SymmetryFunctions`:
+    A :class:`~qdyn.descriptors.Descriptor`: call it as
     ``descriptor(R [n, 3] Å, species [n], mask [n], box=None, neighbor=None) -> G [n, size]``.
 
     Attributes:
@@ -85,7 +86,7 @@ class Descriptor(NamedTuple):
 
 
 def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int = 6, l_max: int = 2,
-                   radial: str = "bessel") -> Descriptor:
+                   radial: str = "bessel") -> PowerSpectrum:
     """Build the radial + power-spectrum descriptor for the given elements.
 
     Args:
@@ -105,10 +106,7 @@ def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int
         raise QdynInputError(f"l_max must be 1..3 (l = 0 alone is the radial descriptor), got {l_max}")
     rb = radial_basis(radial, n=n_radial, cutoff=cutoff)
     S, K = len(species), n_radial
-    table = np.full(119, -1, dtype=np.int32)
-    for k, z in enumerate(species):
-        table[z] = k
-    table = jnp.asarray(table)
+    table = make_species_table(species)
     pairs = list(combinations_with_replacement(range(S), 2))
     ps, pt = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     ls = l_of_component(l_max)
@@ -147,5 +145,5 @@ def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int
         # Y_1m = c₁ (y, z, x): reorder to (x, y, z) and divide c₁ out
         return A[..., jnp.array([3, 1, 2])] / _C1
 
-    return Descriptor(expand=expand, invariants=invariants, vectors=vectors, size=size, species=species,
+    return PowerSpectrum(expand=expand, invariants=invariants, vectors=vectors, size=size, species=species,
                       cutoff=float(cutoff), n_radial=K, l_max=int(l_max))

@@ -1,7 +1,7 @@
 """Smooth radial bases for atomic environments, each with a C² cutoff at r_c.
 
 Every basis function is a shape ``g_k(r)`` times the polynomial envelope
-``f_c(x) = 1 - 10x³ + 15x⁴ - 6x⁵`` (x = r/r_c, the one :mod:`.symmetry_functions` uses):
+``f_c(x) = 1 - 10x³ + 15x⁴ - 6x⁵`` (x = r/r_c, :func:`qdyn.geometry.cutoff_fn`):
 ``f_c`` and its first two derivatives vanish at r_c, so energies, forces and force
 derivatives (what training differentiates) are continuous when a neighbour crosses the
 cutoff; beyond r_c everything is exactly zero.
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..validation import QdynInputError
-from .symmetry_functions import cutoff_fn
+from ..geometry import cutoff_fn
 
 RadialKind = Literal["bessel", "gaussian"]
 

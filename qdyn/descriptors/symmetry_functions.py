@@ -1,15 +1,28 @@
-"""Behler–Parrinello atom-centred symmetry functions, dense and padding-safe.
+"""Behler–Parrinello atom-centred symmetry functions on all pairs or a neighbour list.
 
 Per atom i and neighbour species s:
   radial  G2[i, s, k] = Σ_{j∈s} exp(-η (r_ij - μ_k)²) f_c(r_ij)
 per neighbour-species pair (s ≤ t):
   angular G4[i, st, m] = Σ_{j∈s, k∈t, j≠k} 2^{1-ζ} (1 + λ_m cos θ_jik)^ζ exp(-η_a (r_ij² + r_ik²)) f_c(r_ij) f_c(r_ik)
 
-Invariant under rotations, reflections, translations and permutations of like atoms by
-construction. The cutoff ``f_c(x) = 1 - 10x³ + 15x⁴ - 6x⁵`` (x = r/r_c) is C² at r_c, so
-forces and their derivatives are continuous when atoms cross it. All pairs are computed
-densely (molecules and clusters); distances use the double-where trick so gradients stay
-finite on the diagonal and for padding atoms.
+(Behler, J. Chem. Phys. 134, 074106, 2011.) Invariant under rotations, reflections,
+translations and permutations of like atoms by construction. The radial shapes are the
+``"gaussian"`` basis of :mod:`.radial` (μ_k evenly spaced on [0.5 Å, r_c], η = (K/r_c)²)
+with the C² cutoff of :func:`qdyn.geometry.cutoff_fn`, so forces and their derivatives are
+continuous when atoms cross r_c.
+
+Pairs come from :func:`qdyn.geometry.make_edges`: all pairs (molecules, clusters; padding
+via the mask) or a JAX-MD ``Dense`` neighbour list in a periodic box (the triplets j, k of
+centre i are the pairs of slots in its row). Both give the same numbers when the list holds
+every pair within r_c.
+
+Example:
+    >>> from qdyn.precision import enable_x64; enable_x64()
+    >>> from qdyn.structures import water
+    >>> sf = SymmetryFunctions(species=(1, 8), cutoff=5.0, n_radial=4)
+    >>> R, system = water()
+    >>> sf(R, system.species, system.mask).shape == (3, sf.size)
+    True
 """
 
 from __future__ import annotations
@@ -18,42 +31,16 @@ from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
 import jax.numpy as jnp
-import numpy as np
 
-
-def cutoff_fn(r, r_c: float):
-    """C² polynomial cutoff: 1 at r = 0, 0 with zero first and second derivative at r_c."""
-    x = jnp.clip(r / r_c, 0.0, 1.0)
-    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
-
-
-def minimum_image(dR, box):
-    """Wrap pair vectors [..., 3] into the periodic box (columns = lattice vectors)."""
-    frac = dR @ jnp.linalg.inv(box).T
-    return dR - jnp.round(frac) @ box.T
-
-
-def pair_geometry(R, mask, box=None):
-    """Pair vectors dR[i, j] = R[j] - R[i] (minimum image when ``box`` is given), distances
-    and a validity mask [n, n].
-
-    Padding atoms and i = j pairs are invalid; their distances are set to a safe 1.0 before
-    the square root so that no NaN reaches the gradient (double-where trick).
-    """
-    dR = R[None, :, :] - R[:, None, :]
-    if box is not None:
-        dR = minimum_image(dR, box)
-    n = R.shape[0]
-    valid = mask[:, None] & mask[None, :] & ~jnp.eye(n, dtype=bool)
-    d2 = jnp.sum(dR * dR, axis=-1)
-    d2 = jnp.where(valid, d2, 1.0)
-    r = jnp.sqrt(d2)
-    return dR, r, valid
+from ..elements import make_species_table
+from ..geometry import cutoff_fn, make_edges
+from ..validation import QdynInputError
+from .radial import radial_basis
 
 
 @dataclass(frozen=True)
 class SymmetryFunctions:
-    """Configuration of the descriptor; call it on (R [n, 3], species [n], mask [n]).
+    """The descriptor's settings; call it as ``G = sf(R, species, mask, box=None, neighbor=None)``.
 
     Attributes:
         species: atomic numbers the descriptor distinguishes (neighbour channels).
@@ -78,46 +65,42 @@ class SymmetryFunctions:
         n_s = len(self.species)
         return n_s * self.n_radial + len(self.pairs) * 2 * len(self.zetas)
 
-    def __call__(self, R, species, mask, box=None):
-        """Descriptors [n_atoms, size] (rows of padding atoms are zero).
+    def __call__(self, R, species, mask, box=None, neighbor=None):
+        """Descriptors G [n_atoms, size] (rows of padding atoms are zero).
 
-        With a periodic ``box`` [3, 3] (columns = lattice vectors) pairs use the minimum
-        image, which is exact while the cutoff is below half the box's smallest width
-        (:func:`check_box`); this dense form suits small cells, neighbour lists come with
-        the scale-out work.
+        Args:
+            R: [n, 3] Å positions.
+            species: int [n] atomic numbers.
+            mask: bool [n], False for padding atoms.
+            box: optional [3, 3] Å lattice vectors (columns): minimum-image pairs, exact while
+                the cutoff is below half the box's smallest width
+                (:func:`qdyn.validation.check_box`).
+            neighbor: optional JAX-MD neighbour list in ``Dense`` format (``box`` required).
+
+        Raises:
+            QdynInputError: a ``Sparse`` neighbour list (triplets need each centre's row).
         """
-        table = np.full(119, -1, dtype=np.int32)
-        for k, z in enumerate(self.species):
-            table[z] = k
-        sidx = jnp.asarray(table)[species]
-        onehot = (sidx[:, None] == jnp.arange(len(self.species))[None, :]) & mask[:, None]  # [n, S]
-        dR, r, valid = pair_geometry(R, mask, box)
-        fc = jnp.where(valid, cutoff_fn(r, self.cutoff), 0.0)
-        mu = jnp.linspace(0.5, self.cutoff, self.n_radial)
-        eta = (self.n_radial / self.cutoff) ** 2
-        g = jnp.exp(-eta * (r[..., None] - mu) ** 2) * fc[..., None]  # [n, n, K]
-        radial = jnp.einsum("ijk,js->isk", g, onehot.astype(R.dtype)).reshape(R.shape[0], -1)
+        R = jnp.asarray(R)
+        e = make_edges(R, mask, box, neighbor)
+        if e.centre is not None:
+            raise QdynInputError("symmetry functions sum over pairs of each atom's neighbours: use a Dense "
+                                 "neighbour list (neighbor_list_fn(..., format='dense'))")
+        S = len(self.species)
+        onehot = make_species_table(self.species)[species][:, None] == jnp.arange(S)[None, :]
+        oh = (onehot[e.neighbour] & e.valid[..., None]).astype(R.dtype)  # [n, slots, S] neighbour's channel
+        g = radial_basis("gaussian", n=self.n_radial, cutoff=self.cutoff).fn(e.r)  # [n, slots, K]
+        radial = jnp.einsum("ijk,ijs->isk", g, oh).reshape(R.shape[0], -1)
 
-        cos = jnp.einsum("ijx,ikx->ijk", dR, dR) / (r[:, :, None] * r[:, None, :])
-        w = jnp.exp(-self.eta_angular * r**2) * fc  # [n, n]
-        ww = w[:, :, None] * w[:, None, :]
-        n = R.shape[0]
-        ww = ww * (~jnp.eye(n, dtype=bool))[None]  # exclude j = k
+        fc = jnp.where(e.valid, cutoff_fn(e.r, self.cutoff), 0.0)
+        cos = jnp.einsum("ijx,ikx->ijk", e.dR, e.dR) / (e.r[:, :, None] * e.r[:, None, :])
+        w = jnp.exp(-self.eta_angular * e.r**2) * fc  # [n, slots]
+        m = e.r.shape[1]
+        ww = w[:, :, None] * w[:, None, :] * (~jnp.eye(m, dtype=bool))[None]  # slot j ≠ slot k
         feats = []
-        oh = onehot.astype(R.dtype)
         for zeta in self.zetas:
             for lam in (1.0, -1.0):
-                # b = 1 + λ cos θ ≥ 0 reaches 0 (j = k, or an exactly linear triple), where a float
-                # power's second derivative is 0 · inf = NaN (Hessians, normal modes): integer ζ
-                # take an integer power (exact derivatives everywhere), others a double where
-                b = 1.0 + lam * cos
-                if float(zeta).is_integer():
-                    powered = b ** int(zeta)
-                else:
-                    pos = b > 0.0
-                    powered = jnp.where(pos, jnp.where(pos, b, 1.0) ** zeta, 0.0)
-                term = 2.0 ** (1.0 - zeta) * powered * ww  # [i, j, k]
-                per_pair = jnp.einsum("ijk,js,kt->ist", term, oh, oh)  # [n, S, S]
+                term = 2.0 ** (1.0 - zeta) * _power(1.0 + lam * cos, zeta) * ww  # [i, j, k]
+                per_pair = jnp.einsum("ijk,ijs,ikt->ist", term, oh, oh)  # [n, S, S]
                 for s, t in self.pairs:
                     # ordered (j, k) sums count each unordered like-species pair twice
                     feats.append(0.5 * per_pair[:, s, t] if s == t else per_pair[:, s, t])
@@ -125,42 +108,11 @@ class SymmetryFunctions:
         return jnp.where(mask[:, None], out, 0.0)
 
 
-def check_box(box, cutoff: float) -> None:
-    """The minimum image sees every neighbour within ``cutoff`` only if the cutoff is below
-    half of the smallest perpendicular width of the cell."""
-    import numpy as np
-
-    from ..validation import QdynInputError
-
-    b = np.asarray(box, dtype=float)
-    vol = abs(np.linalg.det(b))
-    if vol < 1e-9:
-        raise QdynInputError(f"periodic box is singular (volume {vol:.3g} Å³)")
-    widths = [vol / np.linalg.norm(np.cross(b[:, (k + 1) % 3], b[:, (k + 2) % 3])) for k in range(3)]
-    if cutoff >= 0.5 * min(widths):
-        raise QdynInputError(
-            f"cutoff {cutoff} Å is not below half the smallest box width ({min(widths):.3g} Å): "
-            "use a larger box or a smaller cutoff"
-        )
-
-
-def make_local_check(species, cutoff: float):
-    """Host-side ``check(R, system)`` for models built on these descriptors: positions,
-    species, and a periodic box large enough for the minimum image."""
-    from ..validation import check_positions, check_species
-
-    def check(R, system):
-        check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
-        check_species(system.species, species, mask=system.mask)
-        if system.box is not None:
-            check_box(system.box, cutoff)
-
-    return check
-
-
-def species_and_descriptor(species, *, cutoff: float, n_radial: int, zetas, eta_angular: float):
-    """(sorted species tuple, :class:`SymmetryFunctions`) for descriptor-based models, so that
-    every model (and training's descriptor statistics) builds the same descriptor."""
-    species = tuple(sorted(int(z) for z in species))
-    return species, SymmetryFunctions(species=species, cutoff=cutoff, n_radial=n_radial, zetas=tuple(zetas),
-                                      eta_angular=eta_angular)
+def _power(b, zeta: float):
+    """b^ζ for b = 1 + λ cos θ ≥ 0. b reaches 0 (j = k, or an exactly linear triple), where a
+    float power's second derivative is 0 · inf = NaN (Hessians, normal modes): integer ζ take
+    an integer power (exact derivatives everywhere), others a double where."""
+    if float(zeta).is_integer():
+        return b ** int(zeta)
+    pos = b > 0.0
+    return jnp.where(pos, jnp.where(pos, b, 1.0) ** zeta, 0.0)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..elements import make_species_table
 from ..system import System
 
 Params = Any
@@ -141,14 +142,6 @@ def species_shift(shift, species_table, system: System):
     """Σ over real atoms of the per-species energy shift [eV]."""
     idx = species_table[system.species]
     return jnp.sum(jnp.where(system.mask, shift[jnp.maximum(idx, 0)], 0.0))
-
-
-def make_species_table(species) -> jnp.ndarray:
-    """Map atomic number → index into the model's species list (-1 if absent)."""
-    table = np.full(119, -1, dtype=np.int32)
-    for i, z in enumerate(species):
-        table[z] = i
-    return jnp.asarray(table)
 
 
 def template_arrays(template):

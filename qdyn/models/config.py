@@ -78,9 +78,9 @@ class DescriptorSettings(Strict):
 
     def make_descriptor(self, species: Sequence[int]):
         """(sorted species, descriptor) with these settings."""
-        from .hybrid import make_descriptor
+        from ..descriptors import make_descriptor
 
-        return make_descriptor(species, descriptor=self.descriptor, cutoff=self.cutoff, n_radial=self.n_radial,
+        return make_descriptor(species, kind=self.descriptor, cutoff=self.cutoff, n_radial=self.n_radial,
                                zetas=tuple(self.zetas), eta_angular=self.eta_angular, l_max=self.l_max,
                                radial_basis=self.radial_basis)
 

@@ -36,10 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import elements
-from ..descriptors.neighbors import aggregate, make_edges
-from ..elements import UnknownElementError
+from ..geometry import aggregate, make_edges
+from ..elements import UnknownElementError, make_species_table
 from ..validation import QdynInputError
-from .base import make_species_table
 
 __all__ = ["CoreRepulsion", "core_repulsion", "core_radii_from_data", "pair_key"]
 

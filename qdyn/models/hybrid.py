@@ -22,12 +22,12 @@ terms) and smooth (C² cutoffs). An optional fixed pair wall below the training 
 shortest distances (``core_radii``, :mod:`qdyn.models.core_repulsion`) keeps MD out of the
 holes a learned potential has where it saw no data.
 
-Descriptors: ``"symmetry"`` (Behler G2/G4, dense, the default) or ``"power_spectrum"``
-(:mod:`qdyn.descriptors.power_spectrum`: Bessel/Gaussian radial basis × real spherical
-harmonics, ACE-like B2 invariants; all pairs or a JAX-MD neighbour list). With the
-power spectrum, ``apply(params, R, system, neighbor=nbrs)`` takes a JAX-MD neighbour list
-(from :func:`qdyn.descriptors.neighbors.neighbor_list_fn`), which periodic MD uses through
-:func:`md_energy_fn`.
+Descriptors (:func:`qdyn.descriptors.make_descriptor`): ``"symmetry"`` (Behler G2/G4, the
+default) or ``"power_spectrum"`` (:mod:`qdyn.descriptors.power_spectrum`: Bessel/Gaussian
+radial basis × real spherical harmonics, ACE-like B2 invariants). Both work on all pairs or
+on a JAX-MD neighbour list: ``apply(params, R, system, neighbor=nbrs)`` takes one (from
+:func:`qdyn.descriptors.neighbors.neighbor_list_fn`; the symmetry functions need the
+``Dense`` format), which periodic MD uses through :func:`md_energy_fn`.
 
 Parameter groups for staged training: everything the branch owns (encoding, circuit
 weights, QSF channels, the control's branch MLP) and the integration weights on the
@@ -57,32 +57,18 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field
 
-from ..descriptors.power_spectrum import power_spectrum
-from ..descriptors.symmetry_functions import make_local_check, species_and_descriptor
+from ..descriptors import make_descriptor
+from ..elements import make_species_table
 from ..nn import MLP
 from ..quantum.qsf import make_qsf
 from ..quantum.reupload import make_expvals
 from ..system import System
-from ..validation import QdynInputError
-from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel, make_species_table
+from ..validation import QdynInputError, make_local_check
+from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
 from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
 from .core_repulsion import core_repulsion
 
-DESCRIPTORS = ("symmetry", "power_spectrum")
 BRANCHES = ("reupload", "qsf", "mlp")
-
-
-def make_descriptor(species, *, descriptor: str = "symmetry", cutoff: float = 5.0, n_radial: int = 8,
-                    zetas=(1.0, 4.0), eta_angular: float = 0.1, l_max: int = 2, radial_basis: str = "bessel"):
-    """(sorted species, descriptor) for ``descriptor`` = "symmetry" or "power_spectrum"; both
-    are called as ``G = d(R, species, mask, box)`` [n_atoms, d.size]."""
-    if descriptor == "symmetry":
-        return species_and_descriptor(species, cutoff=cutoff, n_radial=n_radial, zetas=zetas,
-                                      eta_angular=eta_angular)
-    if descriptor == "power_spectrum":
-        d = power_spectrum(species, cutoff=cutoff, n_radial=n_radial, l_max=l_max, radial=radial_basis)
-        return d.species, d
-    raise QdynInputError(f"unknown descriptor {descriptor!r}; choose one of {DESCRIPTORS}")
 
 
 class HybridConfig(ModelConfig, DescriptorSettings):
@@ -163,15 +149,11 @@ def _build(cfg: HybridConfig) -> EnergyModel:
 
     def _features(params, R, system, neighbor):
         """(standardised invariants G [n, n_feat], branch outputs [n, n_branch])."""
-        if descriptor == "symmetry":
-            if neighbor is not None:
-                raise ValueError("the symmetry-function descriptor is dense (all pairs); neighbour lists need "
-                                 "descriptor='power_spectrum'")
-            G = desc(R, system.species, system.mask, system.box)
-            A = None
-        else:
+        if branch == "qsf":  # the QSF reads the neighbour vectors of the density expansion too
             A = desc.expand(R, system.species, system.mask, system.box, neighbor)
             G = desc.invariants(A, system.species, system.mask)
+        else:
+            G = desc(R, system.species, system.mask, system.box, neighbor)
         G = (G - params["g_mean"]) / params["g_std"]
         if branch == "reupload":
             angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])

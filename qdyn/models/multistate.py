@@ -63,11 +63,13 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import Field
 
-from ..descriptors.symmetry_functions import make_local_check
-from ..nn import MLP
+from ..elements import make_species_table
+from ..geometry import safe_norm
+from ..nn import MLP, species_mlp
 from ..quantum.reupload import make_expvals
 from ..system import System
-from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel, make_species_table
+from ..validation import make_local_check
+from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
 from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
 from .core_repulsion import core_repulsion
 
@@ -96,10 +98,10 @@ def eigvals_2x2(W):
     """Ascending eigenvalues [2] of a symmetric 2×2 matrix in closed form, with a guarded
     square root so that gradients are finite at an exact crossing."""
     a, d, b = W[0, 0], W[1, 1], 0.5 * (W[0, 1] + W[1, 0])
-    half = 0.5 * (a - d)
-    r2 = half * half + b * b
-    safe = r2 > _DEGENERACY_EPS2
-    root = jnp.where(safe, jnp.sqrt(jnp.where(safe, r2, 1.0)), jax.lax.stop_gradient(jnp.sqrt(jnp.maximum(r2, 0.0))))
+    v = jnp.stack([0.5 * (a - d), b])
+    root, safe = safe_norm(v, tiny=_DEGENERACY_EPS2)
+    # at a crossing the root keeps its value but passes no (infinite) gradient
+    root = jnp.where(safe, root, jax.lax.stop_gradient(jnp.sqrt(jnp.sum(v * v))))
     mean = 0.5 * (a + d)
     return jnp.stack([mean - root, mean + root])
 
@@ -145,6 +147,7 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     use_circuit = backbone in ("hybrid", "quantum")
     use_mlp = backbone in ("bpnn", "hybrid")
     expvals = make_expvals(n_qubits) if use_circuit else None
+    nets = species_mlp(species, hidden, out=n_out)
 
     def init(key):
         dtype = jnp.result_type(float)
@@ -158,9 +161,7 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
             "state_offset": jnp.zeros((n,), dtype),
         }
         if backbone == "bpnn":
-            net = MLP(hidden=hidden, param_dtype=dtype, out=n_out)
-            keys = jax.random.split(k_net, S)
-            p["nets"] = {str(z): net.init(k, jnp.zeros((1, n_feat), dtype))["params"] for z, k in zip(species, keys)}
+            p["nets"] = nets.init(k_net, n_feat, dtype)
             return p
         p["enc_A"] = jax.random.normal(k_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat)
         p["enc_b"] = jnp.zeros((layers, n_qubits), dtype)
@@ -177,19 +178,16 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
         p["int_b"] = jnp.zeros((S, n_out), dtype)
         return p
 
-    def features(R, system: System):
-        return sf(R, system.species, system.mask, system.box)
+    def features(R, system: System, neighbor=None):
+        return sf(R, system.species, system.mask, system.box, neighbor)
 
-    def atom_outputs(params, R, system: System):
+    def atom_outputs(params, R, system: System, neighbor=None):
         """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
         R = jnp.asarray(R)
-        G = (features(R, system) - params["g_mean"]) / params["g_std"]
+        G = (features(R, system, neighbor) - params["g_mean"]) / params["g_std"]
         idx = jnp.maximum(table[system.species], 0)
         if backbone == "bpnn":
-            net = MLP(hidden=hidden, param_dtype=R.dtype, out=n_out)
-            o = jnp.zeros((R.shape[0], n_out), R.dtype)
-            for k, z in enumerate(species):
-                o = jnp.where((idx == k)[:, None], net.apply({"params": params["nets"][str(z)]}, G), o)
+            o = nets.apply(params["nets"], G, idx, R.dtype)
         else:
             angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
             zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
@@ -201,13 +199,12 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
 
     def diabatic(params, R, system: System, neighbor=None):
         """Diabatic matrix W [n, n] eV (symmetric) of one configuration."""
-        del neighbor  # every pair is seen (dense)
-        o = params["scale"] * jnp.sum(atom_outputs(params, R, system), axis=0)  # [n_out]
+        o = params["scale"] * jnp.sum(atom_outputs(params, R, system, neighbor), axis=0)  # [n_out]
         idx = jnp.maximum(table[system.species], 0)
         e_atoms = jnp.sum(jnp.where(system.mask, params["shift"][idx], 0.0))
         diag = o[:n] + e_atoms + params["state_offset"]
         if wall is not None:
-            diag = diag + wall(R, system.species, system.mask, system.box)
+            diag = diag + wall(R, system.species, system.mask, system.box, neighbor)
         W = jnp.diag(diag)
         W = W.at[iu].set(o[n:])
         return W.at[(iu[1], iu[0])].set(o[n:])

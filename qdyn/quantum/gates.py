@@ -16,6 +16,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ..geometry import safe_norm
+
 I2 = np.eye(2, dtype=complex)
 X = np.array([[0, 1], [1, 0]], dtype=complex)
 Y = np.array([[0, -1j], [1j, 0]], dtype=complex)
@@ -27,13 +29,10 @@ HEISENBERG = sum(np.kron(P, P) for P in PAULIS)  # XX+YY+ZZ = 2 SWAP - I
 
 def _safe_norm_and_sinc(x, alpha):
     """|x| and sin(α|x|/2)/|x|, with finite gradients at x = 0 (double-where trick)."""
-    r2 = jnp.sum(x * x, axis=-1)
-    small = r2 < 1e-24
-    r = jnp.sqrt(jnp.where(small, 1.0, r2))
+    r, ok = safe_norm(x, tiny=1e-24)
     half = 0.5 * alpha
-    sinc = jnp.where(small, half, jnp.sin(half * r) / r)
-    r = jnp.where(small, 0.0, r)
-    return r, sinc
+    sinc = jnp.where(ok, jnp.sin(half * r) / r, half)
+    return jnp.where(ok, r, 0.0), sinc
 
 
 def su2_encoding(x, alpha):

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import pennylane as qml
 
+from ..geometry import safe_norm
 from ..validation import QdynInputError
 from . import gates
 from .statevector import apply_1q_all, apply_exchange_pair, expect_heisenberg, singlet_state
@@ -60,10 +61,8 @@ class QSFCircuit(NamedTuple):
 def bounded_vectors(v):
     """x = tanh(|v|) v̂ for v [..., 3]: |x| < 1, smooth (tanh(r)/r is even in r), no NaN
     gradient at v = 0 (double-where)."""
-    r2 = jnp.sum(v * v, axis=-1, keepdims=True)
-    small = r2 < 1e-24
-    r = jnp.sqrt(jnp.where(small, 1.0, r2))
-    return v * jnp.where(small, 1.0, jnp.tanh(r) / r)
+    r, ok = safe_norm(v, tiny=1e-24)
+    return v * jnp.where(ok, jnp.tanh(r) / r, 1.0)[..., None]
 
 
 def make_qsf(n_qubits: int, layers: int, *, parity_average: bool = True) -> QSFCircuit:
