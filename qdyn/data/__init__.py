@@ -14,7 +14,7 @@ Example:
 from .dataset import Dataset, assert_datasets_equal, read_index_file, split_indices, write_index_file
 from .io import FORMATS, read, write
 from .labelers import ASELabeler, FrameResult, Labeler, PySCFLabeler, TBLiteLabeler
-from .labelling import label_dataset
+from .label_run import label_dataset
 from .shipped import SHIPPED, load_shipped, shipped_path
 
 __all__ = [

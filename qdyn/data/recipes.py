@@ -3,7 +3,7 @@
 A recipe names the starting structure (with its coordinates inline), the labeller and the
 sampler. :func:`run_recipe` samples the configurations (optimising the reference geometry
 and computing its Hessian with the recipe's own labeller where the sampler needs them),
-labels them with :func:`qdyn.data.labelling.label_dataset` and stores the recipe, the
+labels them with :func:`qdyn.data.label_run.label_dataset` and stores the recipe, the
 resulting reference data and the regeneration command in the dataset's metadata. The
 reference geometry, Hessian and sampled configurations are cached next to the labels, so a
 resumed run never recomputes them and samples exactly the same configurations.
@@ -45,7 +45,7 @@ from .. import structures
 from .dataset import Dataset
 from .io import atomic_savez, load_npz
 from .labelers import PySCFLabeler, labeler_from_spec
-from .labelling import ProgressFn, _pyscf_threads, default_cache_dir, label_dataset
+from .label_run import ProgressFn, default_cache_dir, label_dataset, pyscf_threads
 from . import samplers
 from . import water as _water
 
@@ -258,7 +258,7 @@ class _Reference:
         key = _hash({"lab": self.labeler.describe(), "Z": np.asarray(Z).tolist(), "R": np.asarray(R).tolist(),
                      "optimize": optimize, "fmax": fmax})
         path = self.cache / f"reference-{key}.npz"
-        with _pyscf_threads(1):  # one thread: PySCF's threaded reductions are not bitwise reproducible
+        with pyscf_threads(1):  # one thread: PySCF's threaded reductions are not bitwise reproducible
             if path.exists():
                 Ropt = load_npz(path)["R"]
             else:

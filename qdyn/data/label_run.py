@@ -201,7 +201,7 @@ def label_dataset(
             progress(done, n, n_cached)
 
     if workers == 0:
-        with _pyscf_threads(1):
+        with pyscf_threads(1):
             for i in todo:
                 m = configs.mask[i]
                 finish(*_label_one(labeler, configs.Z[i][m], configs.R[i][m], i))
@@ -229,7 +229,8 @@ def label_dataset(
 
 
 @contextlib.contextmanager
-def _pyscf_threads(k: int):
+def pyscf_threads(k: int):
+    """PySCF on ``k`` threads inside the block (nothing to do where PySCF is not installed)."""
     try:
         from pyscf import lib
     except ImportError:
