@@ -105,3 +105,29 @@ def test_keyword_builder_has_the_configs_defaults_and_rejects_misspelt_settings(
     with pytest.raises(QdynInputError, match="unknown model family"):
         build_model({"family": "nope"})
     assert hybrid.build(species=(1, 8)).config["cutoff"] == hybrid.HybridConfig().cutoff
+
+
+def test_the_worked_example_of_docs_architecture_builds_a_family_that_passes_the_battery():
+    """docs/architecture.md shows how to add a family in one module: that code must work."""
+    import importlib.util
+    import pathlib
+    import re
+
+    from qdyn.models import config as model_config
+
+    doc = (pathlib.Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    source = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "class PairMLPConfig" in b)
+    spec = importlib.util.spec_from_loader("qdyn.models.pairmlp", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        exec(compile(source, "docs/architecture.md", "exec"), module.__dict__)
+        assert "pairmlp" in families()
+        model = build_model({"family": "pairmlp", "hidden": [8]}, species=WATER_SPECIES)
+        assert build_model(model.config).config == model.config
+        params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
+        R, system = water()
+        R = jnp.asarray(rattle(R, 0))
+        testing.assert_nontrivial(model, params, R, system)
+        testing.check_model(model, params, R, system, permutations=[[0, 2, 1]])
+    finally:
+        model_config._REGISTRY.pop("pairmlp", None)  # keep the registry as the package defines it
