@@ -66,7 +66,7 @@ def qdyn_energy(name):
     params = model.init(jax.random.PRNGKey(0))
     # a gentle potential: random weights at full scale would heat the box within the timed steps
     params = {**params, "scale": jnp.asarray(0.01)}
-    return hybrid.md_energy_fn(model.apply), params, count_params(params)
+    return md.model_energy_fn(model.apply), params, count_params(params)
 
 
 def jaxmd_bp_energy(side, species):

@@ -101,13 +101,14 @@ def main():
 
     from qdyn.cli.namd_cmds import start_structure
     from qdyn.data import load_shipped
+    from qdyn.md.adapters import diabatic_fn
     from qdyn.namd import minimize_adiabatic, normal_mode_sampler, report, run_fssh
     from qdyn.train import load_run
 
     t_wall = time.perf_counter()
     model, params, _ = load_run(args.run)
     R_start, system = start_structure(model, None, 0)
-    W_fn = report.multistate_diabatic_fn(model, system)
+    W_fn = diabatic_fn(model, system)
     Z = np.asarray(system.species)
     masses = [elements.mass(int(z)) for z in Z]
     R0 = minimize_adiabatic(W_fn, params, np.asarray(R_start), state=0)

@@ -71,6 +71,7 @@ def namd(
     from .. import elements
     from ..models.multistate import is_multistate
     from ..namd import minimize_adiabatic, normal_mode_sampler, run_fssh
+    from ..md.adapters import diabatic_fn
     from ..namd import report
     from ..train import load_run
     from ..validation import QdynInputError
@@ -102,7 +103,7 @@ def namd(
     t_all = time.perf_counter()
     try:
         R, system = start_structure(m, structure, frame)
-        W_fn = report.multistate_diabatic_fn(m, system)
+        W_fn = diabatic_fn(m, system)
         Z = np.asarray(system.species)
         t = time.perf_counter()
         with console.status("relaxing the ground state"):

@@ -16,13 +16,15 @@ Example:
 """
 
 from .init import degrees_of_freedom, load_structure, maxwell_boltzmann
-from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses, model_energy_fn
+from .adapters import diabatic_fn, model_energy_fn
+from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
 from .quickstart import quickstart_md
 from .run import Frames, MDBlowUpError, MDResult, load_state, make_block, run_md, save_state
 
 __all__ = [
     "degrees_of_freedom", "load_structure", "maxwell_boltzmann",
-    "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses", "model_energy_fn",
+    "diabatic_fn", "model_energy_fn",
+    "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses",
     "quickstart_md",
     "Frames", "MDBlowUpError", "MDResult", "load_state", "make_block", "run_md", "save_state",
 ]

@@ -232,17 +232,3 @@ def plot_spectrum(wavenumber, intensity, path, *, harmonic: Optional[Sequence[fl
     path = _save(fig, path)
     plt.close(fig)
     return path
-
-
-def plot_rdf(r, g, path, *, label: str = "g(r)") -> Path:
-    """Radial distribution function."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(r, g, label=label)
-    ax.axhline(1.0, color="0.6", lw=0.8)
-    ax.set_xlabel("r [Å]")
-    ax.set_ylabel("g(r)")
-    ax.legend()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path

@@ -18,7 +18,8 @@ from ..data.io import atomic_write_text
 from ..models.base import EnergyModel
 from ..validation import QdynInputError
 from . import analysis
-from .integrators import masses, model_energy_fn
+from .adapters import model_energy_fn
+from .integrators import masses
 from .run import run_md
 
 

@@ -299,7 +299,7 @@ def run_md(
     Args:
         energy_fn: ``(R, *, params, system, neighbor) -> E`` [eV]; for an
             :class:`~qdyn.models.base.EnergyModel` use
-            :func:`~qdyn.md.integrators.model_energy_fn` ``(model.apply)``.
+            :func:`~qdyn.md.adapters.model_energy_fn` ``(model.apply)``.
         params: the model parameters (call-time argument of the compiled block).
         R: initial positions [n, 3] Å (all replicas) or [replicas, n, 3].
         system: one :class:`~qdyn.system.System` or one per replica (same atom count and

@@ -27,7 +27,7 @@ Descriptors: ``"symmetry"`` (Behler G2/G4, dense, the default) or ``"power_spect
 harmonics, ACE-like B2 invariants; all pairs or a JAX-MD neighbour list). With the
 power spectrum, ``apply(params, R, system, neighbor=nbrs)`` takes a JAX-MD neighbour list
 (from :func:`qdyn.descriptors.neighbors.neighbor_list_fn`), which periodic MD uses through
-:func:`md_energy_fn`.
+:func:`qdyn.md.model_energy_fn`.
 
 Parameter groups for staged training: everything the branch owns (encoding, circuit
 weights, QSF channels, the control's branch MLP) and the integration weights on the
@@ -50,7 +50,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from typing import Literal, Mapping, Optional, Sequence
 
 import jax
@@ -221,15 +220,3 @@ def build(
             "mlp": f"Hybrid-control[MLP×{n_qubits}]"}[branch]
     return EnergyModel(init=init, apply=apply, check=check, name=name, species=species,
                        config=config, atom_energies=atom_energies)
-
-
-@functools.lru_cache(maxsize=32)
-def md_energy_fn(apply):
-    """The MD energy ``(R, *, params, system, neighbor=None) -> E`` [eV] of a hybrid model's
-    ``apply``, forwarding the JAX-MD neighbour list (``qdyn.md.model_energy_fn`` drops it, as
-    dense molecular models need none). Cached, so MD runs reuse their compiled blocks."""
-
-    def energy_fn(R, *, params, system, neighbor=None):
-        return apply(params, R, system, neighbor)
-
-    return energy_fn

@@ -10,8 +10,25 @@
 * :mod:`qdyn.namd.report` — multistate-model adapter, lifetime fits, hop / energy summaries, plots.
 
 A diabatic function has the signature ``W_fn(params, R) -> [n_states, n_states]`` (eV,
-symmetric; R in Å). A model that also takes a ``System`` plugs in as
-``lambda params, R: model.apply(params, R, system)``.
+symmetric; R in Å). A multistate model plugs in through :func:`qdyn.md.adapters.diabatic_fn`
+(its ``apply`` is the ground-state energy, a scalar, not the matrix).
+
+Example:
+    >>> from qdyn.precision import enable_x64; enable_x64()
+    >>> import jax, numpy as np
+    >>> from qdyn.md import diabatic_fn
+    >>> from qdyn.models import multistate
+    >>> from qdyn.namd import run_fssh
+    >>> from qdyn.system import System
+    >>> model = multistate.build(species=(1, 20), n_states=2, backbone="bpnn", hidden=(8,))
+    >>> params = model.init(jax.random.PRNGKey(0))
+    >>> system = System.create(["Ca", "H", "H"])
+    >>> R0 = np.array([[[0.0, 0, 0], [2.05, 0, 0], [-2.0, 0.4, 0]]])   # [replicas, 3, 3] Å
+    >>> res = run_fssh(diabatic_fn(model, system), params, masses=[40.08, 1.008, 1.008], dt_fs=0.1,
+    ...                n_steps=10, key=jax.random.PRNGKey(0), initial_state=1, R0=R0, V0=np.zeros_like(R0),
+    ...                stride=5, progress=None)
+    >>> res.active_fraction.shape
+    (3, 2)
 """
 
 from .electronic import Electronic, align_phases, electronic_structure

@@ -70,12 +70,6 @@ def _w3(p, x):
 _W_AU = {1: _w1, 2: _w2, 3: _w3}
 
 
-def diabatic_au(number: int) -> Callable:
-    """``W(params, x_bohr) -> [2, 2]`` hartree, Tully's definition verbatim."""
-    _check(number)
-    return _W_AU[number]
-
-
 def _check(number):
     if number not in _W_AU:
         raise QdynInputError(f"Tully model must be 1, 2 or 3, got {number!r}")
