@@ -69,7 +69,7 @@ def test_npt_volume_responds_to_pressure_and_is_reported(tmp_path):
     system = System.create(["Ar"] * len(R), box=box)
     vols = {}
     for P in (1.0, 3000.0):
-        res = md.run_md(lj, PARAMS, R, system, ensemble="npt", dt_fs=4.0, steps=1500, stride=10, temperature_K=40.0,
+        res = md.run_md(lj, PARAMS, R, system, ensemble="npt", dt_fs=4.0, n_steps=1500, stride=10, temperature_K=40.0,
                         pressure_bar=P, tau_fs=200.0, barostat_tau_fs=1000.0, progress=None, replicas=2,
                         out_dir=tmp_path / f"p{P:g}", trajectory_formats=("extxyz", "h5md"))
         half = len(res.volume) // 2
@@ -104,7 +104,7 @@ def test_triclinic_cell_gives_the_same_dynamics_as_the_equivalent_cube():
     runs = []
     for box in (cube, skew):
         system = System.create(["Ar"] * len(R), box=box)
-        res = md.run_md(lj55, PARAMS, R, system, ensemble="nve", dt_fs=4.0, steps=200, stride=10,
+        res = md.run_md(lj55, PARAMS, R, system, ensemble="nve", dt_fs=4.0, n_steps=200, stride=10,
                         temperature_K=40.0, progress=None, key=jax.random.PRNGKey(3))
         runs.append(res)
     a, b = runs
@@ -119,10 +119,10 @@ def test_triclinic_cell_gives_the_same_dynamics_as_the_equivalent_cube():
 def test_npt_refuses_free_space_and_missing_pressure():
     R, box = fcc(2, 5.30)
     with pytest.raises(QdynInputError, match="periodic"):
-        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R)), ensemble="npt", dt_fs=4.0, steps=10, stride=10,
+        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R)), ensemble="npt", dt_fs=4.0, n_steps=10, stride=10,
                   pressure_bar=1.0, progress=None)
     with pytest.raises(QdynInputError, match="pressure_bar"):
-        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R), box=2 * box), ensemble="npt", dt_fs=4.0, steps=10,
+        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R), box=2 * box), ensemble="npt", dt_fs=4.0, n_steps=10,
                   stride=10, progress=None)
     with pytest.raises(QdynInputError, match="right-handed"):
         make_space(System.create(["Ar"] * len(R), box=np.diag([10.0, 10.0, -10.0])))

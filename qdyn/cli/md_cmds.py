@@ -41,7 +41,7 @@ def md(
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
     import jax
 
-    from ..md import MDBlowUpError, analysis, model_energy_fn, quickstart_md, run_md
+    from ..md import BlowUpError, analysis, model_energy_fn, quickstart_md, run_md
     from ..train import load_run
     from ..validation import QdynInputError
 
@@ -72,14 +72,14 @@ def md(
             typer.echo(f"step {info['step']:>9d}  t = {info['time_ps']:8.3f} ps  T = {info['temperature_K']:7.1f} K  "
                        f"drift = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day", err=True)
 
-        res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=ensemble, dt_fs=dt, steps=steps,
+        res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=ensemble, dt_fs=dt, n_steps=steps,
                      temperature_K=temperature, replicas=replicas, stride=stride, friction_per_fs=friction,
                      tau_fs=tau, pressure_bar=pressure, barostat_tau_fs=barostat_tau,
                      store_replicas=store_replicas, key=jax.random.PRNGKey(seed), out_dir=out, restart=restart,
                      progress=progress)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
-    except MDBlowUpError as exc:
+    except BlowUpError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     analysis.plot_energies(res, out / "energies.png")

@@ -12,19 +12,21 @@ Example:
     >>> params = model.init(jax.random.PRNGKey(0))
     >>> R, system = water()
     >>> res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve",
-    ...                 dt_fs=0.5, steps=20, stride=5, progress=None)
+    ...                 dt_fs=0.5, n_steps=20, stride=5, progress=None)
 """
 
 from .init import degrees_of_freedom, load_structure, maxwell_boltzmann
 from .adapters import diabatic_fn, model_energy_fn
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
 from .quickstart import quickstart_md
-from .run import Frames, MDBlowUpError, MDResult, load_state, make_block, run_md, save_state
+from .host_loop import BlowUpError, host_loop
+from .run import Frames, MDResult, load_state, make_block, run_md, save_state
 
 __all__ = [
     "degrees_of_freedom", "load_structure", "maxwell_boltzmann",
     "diabatic_fn", "model_energy_fn",
     "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses",
     "quickstart_md",
-    "Frames", "MDBlowUpError", "MDResult", "load_state", "make_block", "run_md", "save_state",
+    "BlowUpError", "host_loop",
+    "Frames", "MDResult", "load_state", "make_block", "run_md", "save_state",
 ]

@@ -91,7 +91,7 @@ def quickstart_md(model: EnergyModel, params, out_dir, *, small: bool, seed: int
     harm = analysis.harmonic_frequencies(energy_fn, params, R_min, system, mass)
     replicas, steps = (4, 2000) if small else (32, 8000)
     dt_fs, stride = 0.5, 4
-    res = run_md(energy_fn, params, R_min, system, ensemble="nve", dt_fs=dt_fs, steps=steps, stride=stride,
+    res = run_md(energy_fn, params, R_min, system, ensemble="nve", dt_fs=dt_fs, n_steps=steps, stride=stride,
                  frames_per_block=100, temperature_K=temperature_K, remove_rotation=True, replicas=replicas,
                  store_replicas=replicas, key=jax.random.PRNGKey(seed), out_dir=out,
                  trajectory_formats=("extxyz", "h5md"), progress=progress)
