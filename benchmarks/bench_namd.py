@@ -102,8 +102,8 @@ def fssh_outcome(model, k, n_traj, decoherence):
         return bool(np.all(((x > x_exit) & (v > 0)) | ((x < -x_exit) & (v < 0))))
 
     res = run_fssh(W, p, masses=[tully.MASS_AMU], dt_fs=5 * AU, n_steps=40000, key=jax.random.PRNGKey(7),
-                   initial_state=0, R0=R, V0=V, stride=20, block_frames=25, decoherence=decoherence, stop_when=done,
-                   progress=False)
+                   initial_state=0, R0=R, V0=V, stride=20, frames_per_block=25, decoherence=decoherence, stop_when=done,
+                   progress=None)
     x, a = np.asarray(res.final_state.R[:, 0]), np.asarray(res.final_state.active)
     T = [float(np.mean((x > 0) & (a == i))) for i in range(2)]
     Rf = [float(np.mean((x < 0) & (a == i))) for i in range(2)]

@@ -126,8 +126,8 @@ def main():
         sampler = normal_mode_sampler(W_fn, params, R0, Z, distribution="wigner", temperature_K=T)
         t0 = time.perf_counter()
         res = run_fssh(W_fn, params, masses=masses, dt_fs=args.dt, n_steps=args.steps, key=jax.random.PRNGKey(args.seed),
-                       initial_state=1, n_traj=args.n_traj, sampler=sampler, stride=args.stride, n_substeps=20,
-                       decoherence="edc", frustrated="keep", keep_positions=True, progress=True)
+                       initial_state=1, replicas=args.n_traj, sampler=sampler, stride=args.stride, n_substeps=20,
+                       decoherence="edc", frustrated="keep", keep_positions=True)
         t_run = time.perf_counter() - t0
         fit = report.fit_exponential_decay(res.time_fs, res.active_fraction[:, 1])
         where, raw = hop_geometry(res, args.stride * args.dt)

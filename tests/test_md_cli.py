@@ -72,7 +72,7 @@ def test_quickstart_md_small(tmp_path):
     R, _ = water()
     springs, _ = spring_network(R)
     model = EnergyModel(init=lambda key: {"k": jnp.asarray(20.0)},
-                        apply=lambda params, R, system: springs(R, params=params, system=system),
+                        apply=lambda params, R, system, neighbor=None: springs(R, params=params, system=system),
                         check=lambda R, system: None, name="springs", species=(1, 8), config={})
     summary = quickstart_md(model, model.init(None), tmp_path / "qs", small=True)
     assert (tmp_path / "qs" / "spectrum.png").exists()
