@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from qdyn.cli.app import app
 from qdyn.models import bpnn, multistate
 from qdyn.system import System
-from qdyn.train import checkpoint as ckpt
+from qdyn import checkpoint as ckpt
 
 CAH2 = np.array([[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-1.55, 1.35, 0.0]])
 

@@ -72,7 +72,7 @@ def train(
     """Train a model on energies and forces; writes checkpoints, params, metrics and plots."""
     from ..train import ConfigError, load_config, parse_config
     from ..train import train as run_train
-    from ..train.checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError
 
     try:
         raw = {}

@@ -20,7 +20,8 @@ from .adapters import diabatic_fn, model_energy_fn
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
 from .quickstart import quickstart_md
 from .host_loop import BlowUpError, host_loop
-from .run import Frames, MDResult, load_state, make_block, run_md, save_state
+from ..checkpoint import load_state, save_state
+from .run import Frames, MDResult, make_block, run_md
 
 __all__ = [
     "degrees_of_freedom", "load_structure", "maxwell_boltzmann",

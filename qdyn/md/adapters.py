@@ -82,3 +82,52 @@ def diabatic_fn(model, system) -> Callable:
         return model.diabatic(params, R, system)
 
     return W_fn
+
+
+def model_neighbor_fn(model, params, R, system, *, skin: float = 0.5, required: bool = False):
+    """A JAX-MD neighbour list for ``model`` in a periodic ``system``, or None where the
+    model does not read one. Checked once on the host, with the model's own params:
+
+    * the model *uses* the list: with every slot empty its energy differs from all-pairs
+      (a dense model, which ignores the list, would only pay for updating it);
+    * the list is *right*: with the allocated list the energy equals all-pairs (1e-9).
+
+    Args:
+        model: an :class:`~qdyn.models.base.EnergyModel` (``config["cutoff"]`` in Å).
+        params: its parameters.  R: [n, 3] Å.  system: its :class:`~qdyn.system.System`.
+        skin: Verlet skin [Å].
+        required: raise instead of returning None when no list can be used.
+
+    Returns:
+        ``NeighborListFns`` (``allocate`` / ``update``) or None.
+
+    Raises:
+        QdynInputError: ``required`` and the system is not periodic, the model has no cutoff
+            or does not read the list, or the list does not reproduce all-pairs.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ..descriptors.neighbors import neighbor_list_fn
+
+    def refuse(why):
+        if required:
+            raise QdynInputError(f"neighbor_list=on, but {why}")
+        return None
+
+    cutoff = (model.config or {}).get("cutoff")
+    if system.box is None:
+        return refuse("the system is not periodic (no box)")
+    if cutoff is None:
+        return refuse(f"{model.name} has no cutoff in its config")
+    nf = neighbor_list_fn(system.box, float(cutoff), skin=skin)
+    R = jnp.asarray(R)
+    nbrs = nf.allocate(R)
+    dense = float(model.apply(params, R, system))
+    empty = nbrs.set(idx=jnp.full_like(nbrs.idx, R.shape[0]))  # index n = an empty slot
+    if np.isclose(float(model.apply(params, R, system, empty)), dense, rtol=1e-12, atol=0.0):
+        return refuse(f"{model.name} does not read neighbour lists")
+    listed = float(model.apply(params, R, system, nbrs))
+    if not np.isclose(listed, dense, rtol=1e-9, atol=1e-9):
+        return refuse(f"{model.name}'s energy with the list ({listed!r} eV) differs from all pairs ({dense!r} eV)")
+    return nf

@@ -171,19 +171,11 @@ def radial_distribution(positions, species, box_side, *, pair: tuple[int, int] =
 
 # -- plots (matplotlib Agg; files written atomically) -------------------------------------
 def _save(fig, path) -> Path:
-    import os
-    import tempfile
+    from ..data.io import atomic_write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # the temporary name ends in the figure's suffix: matplotlib picks the format from it
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"), suffix=path.suffix)
     return path
 
 

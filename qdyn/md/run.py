@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from ..data.io import atomic_savez, atomic_write_text, load_npz
+from ..checkpoint import load_state, save_state
+from ..data.io import atomic_write_text
 from ..system import System, stack
 from ..validation import QdynInputError
 from . import init as md_init
@@ -177,43 +178,6 @@ class _Programs:
 @functools.lru_cache(maxsize=16)
 def _programs(*key) -> _Programs:
     return _Programs(*key)
-
-
-# -- checkpoints ---------------------------------------------------------------------------
-def _leaves_with_names(state):
-    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
-    return [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in flat], treedef
-
-
-def save_state(path, state, meta: dict) -> Path:
-    """Write a (batched) JAX-MD state and its metadata to ``path`` (npz, atomic, no pickle)."""
-    named, _ = _leaves_with_names(state)
-    arrays = {f"leaf{i:03d}": v for i, (_, v) in enumerate(named)}
-    arrays["__names__"] = np.array([n for n, _ in named])
-    arrays["__meta__"] = np.array(json.dumps(meta))
-    atomic_savez(Path(path), arrays)
-    return Path(path)
-
-
-def load_state(path, template):
-    """(state, meta) from a :func:`save_state` file, shaped like ``template``.
-
-    Raises:
-        QdynInputError: if the file does not match the template (another ensemble, replica
-            count or atom count).
-    """
-    z = load_npz(Path(path))
-    named, treedef = _leaves_with_names(template)
-    names = [str(n) for n in z["__names__"]]
-    if names != [n for n, _ in named]:
-        raise QdynInputError(f"{path}: state fields {names} do not match this run's {[n for n, _ in named]}")
-    leaves = []
-    for i, (name, ref) in enumerate(named):
-        v = z[f"leaf{i:03d}"]
-        if v.shape != ref.shape:
-            raise QdynInputError(f"{path}: field {name} has shape {v.shape}, this run needs {ref.shape}")
-        leaves.append(jnp.asarray(v, dtype=ref.dtype))
-    return jax.tree_util.tree_unflatten(treedef, leaves), json.loads(str(z["__meta__"]))
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -477,7 +441,8 @@ def _open_writers(out: Optional[Path], formats, stored, species, box, *, variabl
     if out is None:
         return []
     out.mkdir(parents=True, exist_ok=True)
-    from .trajectory import ExtxyzWriter, H5MDWriter
+    from ..data.extxyz import ExtxyzWriter
+    from .trajectory import H5MDWriter
 
     writers = []
     if "extxyz" in formats:

@@ -24,7 +24,7 @@ from ..models.base import EnergyModel, count_params, energy_and_forces_fn
 from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn, is_multistate
 from ..models.registry import FIXED_KEYS, build_model, param_labels
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from .batches import Batch, batches_of, make_batch
 from .config import TrainConfig
 from .losses import make_loss_fn, make_multistate_loss_fn
