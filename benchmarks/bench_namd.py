@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import elements, units  # noqa: E402
 from qdyn.namd import analytic, minimize_adiabatic, normal_mode_sampler, tully, wavepacket  # noqa: E402
-from qdyn.namd.initial import sample_batch  # noqa: E402
+from qdyn.namd.sampling import sample_batch  # noqa: E402
 from qdyn.namd.run import _block, init_batch, make_fssh, run_fssh  # noqa: E402
 
 AU = units.AU_TIME_FS

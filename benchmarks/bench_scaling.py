@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import md  # noqa: E402
 from qdyn.descriptors.neighbors import neighbor_list_fn  # noqa: E402
-from qdyn.md.potentials import water_box  # noqa: E402
+from qdyn.structures import water_box  # noqa: E402
 from qdyn.models import hybrid  # noqa: E402
 from qdyn.models.base import count_params  # noqa: E402
 from qdyn.system import System  # noqa: E402

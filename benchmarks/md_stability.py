@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save  # noqa: E402
 from qdyn import md  # noqa: E402
-from qdyn.md.quickstart import quickstart_md  # noqa: E402
+from qdyn.quickstart import quickstart_md  # noqa: E402
 from qdyn.structures import water  # noqa: E402
 from qdyn.train import load_run  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""``qdyn md`` from the command line and ``qdyn.md.quickstart_md``."""
+"""``qdyn md`` from the command line and ``qdyn.quickstart.quickstart_md``."""
 
 import json
 
@@ -62,7 +62,7 @@ def test_qdyn_md_cli_refuses_bad_input(tmp_path):
 def test_quickstart_md_small(tmp_path):
     import jax.numpy as jnp
 
-    from qdyn.md import quickstart_md
+    from qdyn.quickstart import quickstart_md
     from qdyn.md.potentials import spring_network
     from qdyn.models.base import EnergyModel
     from qdyn.structures import water
@@ -84,7 +84,7 @@ def test_quickstart_md_small(tmp_path):
 def test_quickstart_md_refuses_an_unbound_model(tmp_path):
     import pytest
 
-    from qdyn.md import quickstart_md
+    from qdyn.quickstart import quickstart_md
     from qdyn.validation import QdynInputError
 
     model, params = _fake_run(tmp_path / "run")

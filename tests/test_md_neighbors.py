@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from qdyn import md
-from qdyn.md.potentials import flexible_water, water_box
+from qdyn.md.potentials import flexible_water
+from qdyn.structures import water_box
 from qdyn.system import System
 
 

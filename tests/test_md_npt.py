@@ -44,13 +44,13 @@ def test_npt_conserved_quantity_and_temperature():
     integ = make_integrator(lj, sp.shift_fn, ensemble="npt", dt_fs=4.0, temperature_K=40.0, pressure_bar=1000.0,
                             tau_fs=200.0, barostat_tau_fs=1000.0)
     m = jnp.asarray(masses(system))
-    p = md.init.maxwell_boltzmann(jax.random.PRNGKey(0), jnp.asarray(R), m, temperature_K=40.0)
+    p = md.momenta.maxwell_boltzmann(jax.random.PRNGKey(0), jnp.asarray(R), m, temperature_K=40.0)
     state = integ.init(jax.random.PRNGKey(1), jnp.asarray(R), mass=m, momenta=p, params=PARAMS, system=system)
 
     def body(s, _):
         s = integ.step(s, params=PARAMS, system=system)
         H = npt_conserved_quantity(integ, lj, s, params=PARAMS, system=system)
-        return s, (H, md.init.kinetic_energy(s.momentum, m), integ.observe(s, system)[1].box)
+        return s, (H, md.momenta.kinetic_energy(s.momentum, m), integ.observe(s, system)[1].box)
 
     state, (H, KE, boxes) = jax.jit(lambda s: jax.lax.scan(body, s, None, length=1000))(state)
     H, KE, vol = np.asarray(H), np.asarray(KE), np.linalg.det(np.asarray(boxes))

@@ -7,7 +7,7 @@ import pytest
 
 from qdyn import elements, units
 from qdyn.namd import analytic, fssh, minimize_adiabatic, normal_mode_sampler, run_fssh, tully
-from qdyn.namd.initial import sample_batch, velocity_from_wavenumber
+from qdyn.namd.sampling import sample_batch, velocity_from_wavenumber
 from qdyn.namd.run import _block, init_batch, make_fssh
 from qdyn.validation import QdynInputError
 

@@ -9,7 +9,7 @@ import pytest
 
 from qdyn import units
 from qdyn.namd import run_fssh, tully, wavepacket
-from qdyn.namd.initial import sample_batch
+from qdyn.namd.sampling import sample_batch
 
 X0_BOHR = -10.0
 

@@ -54,7 +54,7 @@ def quickstart(
     seed: int = typer.Option(0, "--seed"),
 ):
     """The main job: build the H2O siVQLM, evaluate it, verify its physics, plot, report."""
-    from .quickstart import run
+    from ..quickstart import run
 
     run(out=out, small=small, seed=seed)
 

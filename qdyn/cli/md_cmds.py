@@ -64,11 +64,10 @@ def _echo_progress(info):
 
 def _start(m, cfg):
     """(R, system) to start from: cfg.structure's frame, else the model's reference molecule."""
-    if cfg.structure is None:
-        from ..md.quickstart import reference_structure
+    from ..structures import load_structure, reference_structure
 
+    if cfg.structure is None:
         return reference_structure(m)
-    from ..md import load_structure
 
     R, system = load_structure(cfg.structure, frame=cfg.frame)
     m.check(R, system)
@@ -79,7 +78,8 @@ def run_md_config(cfg) -> None:
     """Load the model, pick the start structure and neighbour list, run, report."""
     import jax
 
-    from ..md import BlowUpError, analysis, model_energy_fn, quickstart_md, run_md
+    from ..md import BlowUpError, analysis, model_energy_fn, run_md
+    from ..quickstart import quickstart_md
     from ..md.adapters import model_neighbor_fn
     from ..train import load_run
     from ..validation import QdynInputError

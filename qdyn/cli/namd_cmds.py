@@ -20,8 +20,7 @@ _FRUSTRATED = ("keep", "reverse", "gradV")
 def start_structure(model, structure: Optional[Path], frame: int):
     """(R [A, 3] Å, System) to relax from: ``structure`` if given, else the model's reference
     molecule; for a Ca/H model without one, the lowest-S0 frame of the shipped CaH2 data."""
-    from ..md import load_structure
-    from ..md.quickstart import reference_structure
+    from ..structures import load_structure, reference_structure
     from ..validation import QdynInputError
 
     if structure is not None:

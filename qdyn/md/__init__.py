@@ -1,6 +1,6 @@
 """Molecular dynamics with any qdyn model through JAX-MD: integrators, the jitted block and
 host loop (neighbour-list overflow, NaN checks on the new state, checkpoints), batched
-replicas, initial conditions, analysis, trajectories and an ASE calculator.
+replicas, initial momenta, analysis, trajectories and an ASE calculator.
 
 Example:
     >>> from qdyn.precision import enable_x64; enable_x64()
@@ -15,19 +15,17 @@ Example:
     ...                 dt_fs=0.5, n_steps=20, stride=5, progress=None)
 """
 
-from .init import degrees_of_freedom, load_structure, maxwell_boltzmann
+from .momenta import degrees_of_freedom, maxwell_boltzmann
 from .adapters import diabatic_fn, model_energy_fn
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
-from .quickstart import quickstart_md
 from .host_loop import BlowUpError, host_loop
 from ..checkpoint import load_state, save_state
 from .run import Frames, MDResult, make_block, run_md
 
 __all__ = [
-    "degrees_of_freedom", "load_structure", "maxwell_boltzmann",
+    "degrees_of_freedom", "maxwell_boltzmann",
     "diabatic_fn", "model_energy_fn",
     "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses",
-    "quickstart_md",
     "BlowUpError", "host_loop",
     "Frames", "MDResult", "load_state", "make_block", "run_md", "save_state",
 ]

@@ -29,7 +29,7 @@ from ..checkpoint import load_state, save_state
 from ..data.io import atomic_write_text
 from ..system import System, stack
 from ..validation import QdynInputError
-from . import init as md_init
+from . import momenta
 from .host_loop import host_loop
 from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
 
@@ -148,7 +148,7 @@ class _Programs:
         integ = self.integ
 
         def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
-            p = md_init.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
+            p = momenta.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
                                           remove_rotation=remove_rotation)
             state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr)
             pe = energy_fn(R, params=params, system=system, neighbor=nbr)
@@ -161,7 +161,7 @@ class _Programs:
 
         self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, None)))
         self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames))
-        self.kinetic = jax.jit(md_init.kinetic_energy)
+        self.kinetic = jax.jit(momenta.kinetic_energy)
         self.compiled = {}
 
     def compiled_block(self, *args):
@@ -298,7 +298,7 @@ def run_md(
     rot = bool(remove_rotation and sp.box is None)
     # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
     # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
-    dof = md_init.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
+    dof = momenta.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
     progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
                       float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
                       None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))

@@ -174,7 +174,7 @@ def run_fssh(
         key: PRNG key; trajectory i uses ``jax.random.split(key, replicas)[i]``.
         initial_state: adiabatic state every trajectory starts on (c = that unit vector).
         replicas: number of trajectories (required with ``sampler``; else from ``R0``).
-        sampler: ``sample(key) -> (R, V)`` (:mod:`qdyn.namd.initial`), or
+        sampler: ``sample(key) -> (R, V)`` (:mod:`qdyn.namd.sampling`), or
         R0, V0: [replicas, ...] Å and Å/fs, explicit initial conditions.
         stride: steps between recorded frames.
         frames_per_block: frames per compiled block (between host checks).

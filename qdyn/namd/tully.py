@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import units
 from ..validation import QdynInputError
-from .initial import wavepacket_sampler
+from .sampling import wavepacket_sampler
 
 MASS_AU = 2000.0  # nuclear mass in electron masses
 MASS_AMU = MASS_AU * units.ELECTRON_MASS_AMU
