@@ -15,11 +15,11 @@ Example:
     ...                 dt_fs=0.5, n_steps=20, stride=5, progress=None)
 """
 
-from .momenta import degrees_of_freedom, maxwell_boltzmann
-from .adapters import diabatic_fn, model_energy_fn
-from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
-from .host_loop import BlowUpError, host_loop
 from ..checkpoint import load_state, save_state
+from .adapters import diabatic_fn, model_energy_fn
+from .host_loop import BlowUpError, host_loop
+from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
+from .momenta import degrees_of_freedom, maxwell_boltzmann
 from .run import Frames, MDResult, make_block, run_md
 
 __all__ = [
