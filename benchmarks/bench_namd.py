@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import elements, units  # noqa: E402
 from qdyn.namd import analytic, minimize_adiabatic, normal_mode_sampler, tully, wavepacket  # noqa: E402
-from qdyn.namd.initial import sample_batch  # noqa: E402
+from qdyn.namd.sampling import sample_batch  # noqa: E402
 from qdyn.namd.run import _block, init_batch, make_fssh, run_fssh  # noqa: E402
 
 AU = units.AU_TIME_FS
@@ -102,8 +102,8 @@ def fssh_outcome(model, k, n_traj, decoherence):
         return bool(np.all(((x > x_exit) & (v > 0)) | ((x < -x_exit) & (v < 0))))
 
     res = run_fssh(W, p, masses=[tully.MASS_AMU], dt_fs=5 * AU, n_steps=40000, key=jax.random.PRNGKey(7),
-                   initial_state=0, R0=R, V0=V, stride=20, block_frames=25, decoherence=decoherence, stop_when=done,
-                   progress=False)
+                   initial_state=0, R0=R, V0=V, stride=20, frames_per_block=25, decoherence=decoherence, stop_when=done,
+                   progress=None)
     x, a = np.asarray(res.final_state.R[:, 0]), np.asarray(res.final_state.active)
     T = [float(np.mean((x > 0) & (a == i))) for i in range(2)]
     Rf = [float(np.mean((x < 0) & (a == i))) for i in range(2)]

@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import md  # noqa: E402
 from qdyn.descriptors.neighbors import neighbor_list_fn  # noqa: E402
-from qdyn.md.potentials import water_box  # noqa: E402
+from qdyn.structures import water_box  # noqa: E402
 from qdyn.models import hybrid  # noqa: E402
 from qdyn.models.base import count_params  # noqa: E402
 from qdyn.system import System  # noqa: E402
@@ -66,7 +66,7 @@ def qdyn_energy(name):
     params = model.init(jax.random.PRNGKey(0))
     # a gentle potential: random weights at full scale would heat the box within the timed steps
     params = {**params, "scale": jnp.asarray(0.01)}
-    return hybrid.md_energy_fn(model.apply), params, count_params(params)
+    return md.model_energy_fn(model.apply), params, count_params(params)
 
 
 def jaxmd_bp_energy(side, species):

@@ -101,13 +101,14 @@ def main():
 
     from qdyn.cli.namd_cmds import start_structure
     from qdyn.data import load_shipped
+    from qdyn.md.adapters import diabatic_fn
     from qdyn.namd import minimize_adiabatic, normal_mode_sampler, report, run_fssh
     from qdyn.train import load_run
 
     t_wall = time.perf_counter()
     model, params, _ = load_run(args.run)
     R_start, system = start_structure(model, None, 0)
-    W_fn = report.multistate_diabatic_fn(model, system)
+    W_fn = diabatic_fn(model, system)
     Z = np.asarray(system.species)
     masses = [elements.mass(int(z)) for z in Z]
     R0 = minimize_adiabatic(W_fn, params, np.asarray(R_start), state=0)
@@ -125,8 +126,8 @@ def main():
         sampler = normal_mode_sampler(W_fn, params, R0, Z, distribution="wigner", temperature_K=T)
         t0 = time.perf_counter()
         res = run_fssh(W_fn, params, masses=masses, dt_fs=args.dt, n_steps=args.steps, key=jax.random.PRNGKey(args.seed),
-                       initial_state=1, n_traj=args.n_traj, sampler=sampler, stride=args.stride, n_substeps=20,
-                       decoherence="edc", frustrated="keep", keep_positions=True, progress=True)
+                       initial_state=1, replicas=args.n_traj, sampler=sampler, stride=args.stride, n_substeps=20,
+                       decoherence="edc", frustrated="keep", keep_positions=True)
         t_run = time.perf_counter() - t0
         fit = report.fit_exponential_decay(res.time_fs, res.active_fraction[:, 1])
         where, raw = hop_geometry(res, args.stride * args.dt)

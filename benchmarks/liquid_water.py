@@ -177,8 +177,7 @@ def phase_train(args) -> dict:
 def phase_md(args) -> dict:
     from qdyn.descriptors.neighbors import neighbor_list_fn
     from qdyn.md.analysis import radial_distribution
-    from qdyn.md.run import MDBlowUpError, run_md
-    from qdyn.models.hybrid import md_energy_fn
+    from qdyn.md import BlowUpError, model_energy_fn, run_md
     from qdyn.system import System
     from qdyn.train import load_run
 
@@ -213,11 +212,11 @@ def phase_md(args) -> dict:
 
     t0 = time.perf_counter()
     try:
-        res = run_md(md_energy_fn(model.apply), params, R0, system, ensemble="nvt-langevin", dt_fs=args.dt,
-                     steps=args.steps, temperature_K=300.0, key=jax.random.PRNGKey(args.seed), stride=args.stride,
+        res = run_md(model_energy_fn(model.apply), params, R0, system, ensemble="nvt-langevin", dt_fs=args.dt,
+                     n_steps=args.steps, temperature_K=300.0, key=jax.random.PRNGKey(args.seed), stride=args.stride,
                      frames_per_block=args.frames_per_block, friction_per_fs=0.01, neighbor_fn=nbr_fn,
                      out_dir=args.md_out, trajectory_formats=("extxyz",), progress=progress, progress_every_s=30.0)
-    except MDBlowUpError as exc:
+    except BlowUpError as exc:
         # A blow-up is a result too: record where and why instead of losing the run.
         out = {"model": info["model"], "run": str(args.run), "blew_up": True, "error": str(exc), "step": exc.step,
                "md": {"ensemble": "nvt-langevin", "dt_fs": args.dt, "steps": args.steps, "neighbour_list": True},

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save  # noqa: E402
 from qdyn import md  # noqa: E402
-from qdyn.md.quickstart import quickstart_md  # noqa: E402
+from qdyn.quickstart import quickstart_md  # noqa: E402
 from qdyn.structures import water  # noqa: E402
 from qdyn.train import load_run  # noqa: E402
 
@@ -123,7 +123,7 @@ def main():
     print(f"{model.name} from {args.run}: {args.replicas} replicas × {steps} steps of {args.dt} fs "
           f"(NVT Langevin {args.temperature} K)")
     res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nvt-langevin", dt_fs=args.dt,
-                    steps=steps, temperature_K=args.temperature, replicas=args.replicas, stride=stride,
+                    n_steps=steps, temperature_K=args.temperature, replicas=args.replicas, stride=stride,
                     frames_per_block=10, remove_rotation=True, key=jax.random.PRNGKey(7),
                     out_dir=Path("runs/md_stability"), trajectory_formats=("h5md",), store_replicas=4)
     bonds, angles = geometry(np.asarray(res.state.position))
@@ -140,7 +140,7 @@ def main():
         "max_potential_rel_eV": float((res.potential - res.potential[0].min()).max()),
         "final_OH_range_A": [float(bonds.min()), float(bonds.max())],
         "final_HOH_range_deg": [float(angles.min()), float(angles.max())],
-        # numerical blow-up (non-finite or over-hot state) would have raised MDBlowUpError;
+        # numerical blow-up (non-finite or over-hot state) would have raised BlowUpError;
         # a molecule that left its bound region is counted separately: that is the model's doing
         "numerical_blow_up": False,
         "replicas_dissociated_at_end": int((bonds.max(-1) > 1.5).sum()),

@@ -1,10 +1,14 @@
-"""Reference geometries [Å] for examples and tests (no network, no files)."""
+"""Reference structures [Å]: molecules and water lattices for examples and tests (no network,
+no files), the reference molecule of a model, and one frame of a structure file."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from typing import Optional
+
 from .system import System
+from .validation import QdynInputError
 
 
 def water(r_oh: float = 0.9572, angle_deg: float = 104.52):
@@ -68,3 +72,51 @@ def water_lattice(n_side: int = 2, *, spacing: float = 4.6, seed: int = 0, wrap:
     if wrap:
         R = np.mod(R, side)
     return R, System.create(["O", "H", "H"] * n_side**3, box=np.eye(3) * side)
+
+
+def reference_structure(model):
+    """(R [n, 3] Å, System) of the molecule a model was built for."""
+    template = model.config.get("template")
+    by_template = {"H2O": water, "LiH": lih, "water_dimer": water_dimer}
+    if template in by_template:
+        return by_template[template]()
+    if tuple(sorted(model.species)) == (1, 8):
+        return water()
+    if tuple(sorted(model.species)) == (1, 3):
+        return lih()
+    raise QdynInputError(f"no reference molecule for {model.name} (species {model.species}); pass a structure")
+
+
+def load_structure(path, *, frame: int = 0, length_unit: Optional[str] = None):
+    """(R [n, 3] Å, System) of one frame of any file :func:`qdyn.data.read` reads.
+
+    Args:
+        path: extxyz, ASE db/traj, qdyn npz, MD17 npz, ... file.
+        frame: which frame.
+        length_unit: the file's length unit where the format does not record it.
+
+    Raises:
+        QdynInputError: unreadable file or a frame index out of range.
+    """
+    from . import data
+
+    ds = data.read(path, length_unit=length_unit)
+    if not -ds.n_frames <= frame < ds.n_frames:
+        raise QdynInputError(f"{path}: frame {frame} requested, the file has {ds.n_frames} frames")
+    return ds.to_system(frame % ds.n_frames)
+
+
+def water_box(n_per_side: int, *, spacing: float = 3.1, seed: int = 0):
+    """(R [3 m, 3] Å, species [3 m], box side [3] Å) of m = n_per_side³ randomly oriented
+    waters on a cubic lattice (for neighbour-list tests and examples)."""
+    rng = np.random.default_rng(seed)
+    base = np.round(water()[0], 4)  # the monomer to 4 decimals: [-0.2400, 0.9266] for the second H
+    R = []
+    for i in range(n_per_side):
+        for j in range(n_per_side):
+            for k in range(n_per_side):
+                q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+                R.append(base @ q.T + spacing * (np.array([i, j, k]) + 0.5))
+    R = np.concatenate(R)
+    species = np.tile([8, 1, 1], n_per_side**3)
+    return R, species, np.full(3, spacing * n_per_side)

@@ -11,7 +11,7 @@ from qdyn.descriptors.neighbors import neighbor_list_fn
 from qdyn.descriptors.power_spectrum import power_spectrum
 from qdyn.descriptors.radial import radial_basis
 from qdyn.descriptors.spherical import real_spherical_harmonics
-from qdyn.md.potentials import water_box
+from qdyn.structures import water_box
 from qdyn.system import System, pad_positions
 from qdyn.validation import QdynInputError
 

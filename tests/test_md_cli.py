@@ -1,4 +1,4 @@
-"""``qdyn md`` from the command line and ``qdyn.md.quickstart_md``."""
+"""``qdyn md`` from the command line and ``qdyn.quickstart.quickstart_md``."""
 
 import json
 
@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from qdyn.cli.app import app
 from qdyn.models import bpnn
-from qdyn.train import checkpoint as ckpt
+from qdyn import checkpoint as ckpt
 
 
 def _fake_run(path):
@@ -62,7 +62,7 @@ def test_qdyn_md_cli_refuses_bad_input(tmp_path):
 def test_quickstart_md_small(tmp_path):
     import jax.numpy as jnp
 
-    from qdyn.md import quickstart_md
+    from qdyn.quickstart import quickstart_md
     from qdyn.md.potentials import spring_network
     from qdyn.models.base import EnergyModel
     from qdyn.structures import water
@@ -72,7 +72,7 @@ def test_quickstart_md_small(tmp_path):
     R, _ = water()
     springs, _ = spring_network(R)
     model = EnergyModel(init=lambda key: {"k": jnp.asarray(20.0)},
-                        apply=lambda params, R, system: springs(R, params=params, system=system),
+                        apply=lambda params, R, system, neighbor=None: springs(R, params=params, system=system),
                         check=lambda R, system: None, name="springs", species=(1, 8), config={})
     summary = quickstart_md(model, model.init(None), tmp_path / "qs", small=True)
     assert (tmp_path / "qs" / "spectrum.png").exists()
@@ -84,9 +84,58 @@ def test_quickstart_md_small(tmp_path):
 def test_quickstart_md_refuses_an_unbound_model(tmp_path):
     import pytest
 
-    from qdyn.md import quickstart_md
+    from qdyn.quickstart import quickstart_md
     from qdyn.validation import QdynInputError
 
     model, params = _fake_run(tmp_path / "run")
     with pytest.raises(QdynInputError, match="no minimum"):
         quickstart_md(model, params, tmp_path / "qs", small=True)
+
+
+def _periodic_water_run(path):
+    """A finished run of a small hybrid power-spectrum model (reads neighbour lists) and the
+    shipped periodic water box (32 waters) as an extxyz start structure."""
+    from qdyn import data
+    from qdyn.models import hybrid
+
+    model = hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="mlp", n_qubits=2, layers=1,
+                         hidden=(8,), cutoff=4.0, n_radial=4, l_max=1)
+    params = model.init(jax.random.PRNGKey(0))
+    path.mkdir(parents=True)
+    ckpt.save_params(path / "params.msgpack", params)
+    (path / "model.json").write_text(json.dumps({"model": model.config}))
+    box = data.load_shipped("water_box32").subset(np.arange(1))
+    data.write(box, path / "box.xyz")
+    return model, params, box
+
+
+def test_qdyn_md_config_uses_a_neighbor_list_on_the_periodic_water_box(tmp_path):
+    from qdyn import data
+
+    model, params, box = _periodic_water_run(tmp_path / "run")
+    out = tmp_path / "md"
+    (tmp_path / "md.yaml").write_text(
+        f"model: {tmp_path / 'run'}\nstructure: {tmp_path / 'run' / 'box.xyz'}\nensemble: nve\n"
+        f"dt_fs: 0.25\nn_steps: 100\nstride: 5\ntemperature_K: 100\nout: {out}\n")
+    # the flag overrides the file's n_steps
+    r = CliRunner().invoke(app, ["md", "--config", str(tmp_path / "md.yaml"), "--steps", "10"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout[r.stdout.index("{"):])
+    assert report["neighbor_list"] is True
+    assert json.loads((out / "md.json").read_text())["steps"] == 10
+    # the energies written along the run are the all-pairs energies of the written positions
+    traj = data.read(out / "trajectory.xyz")
+    R, system = box.to_system(0)
+    assert traj.n_frames == 2 and np.max(np.abs(traj.R[-1] - traj.R[0])) > 1e-4  # the atoms moved
+    for i in (0, 1):
+        np.testing.assert_allclose(traj.E[i], float(model.apply(params, traj.R[i], system)), rtol=1e-10)
+
+
+def test_qdyn_md_config_errors_name_the_file_and_key(tmp_path):
+    (tmp_path / "md.yaml").write_text(f"model: {tmp_path}\nn_stepz: 10\n")
+    r = CliRunner().invoke(app, ["md", "--config", str(tmp_path / "md.yaml")])
+    text = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code != 0 and "md.yaml" in text and "n_stepz" in text, text
+    r = CliRunner().invoke(app, ["md", "--model", str(tmp_path), "--steps", "15", "--stride", "10"])
+    text = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code != 0 and "multiple of stride" in text, text

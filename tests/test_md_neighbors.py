@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from qdyn import md
-from qdyn.md.potentials import flexible_water, water_box
+from qdyn.md.potentials import flexible_water
+from qdyn.structures import water_box
 from qdyn.system import System
 
 
@@ -31,7 +32,7 @@ def test_neighbor_energy_equals_dense():
 def test_overflow_is_detected_and_the_block_redone():
     R, system, side = _box()
     sp = md.make_space(system)
-    kw = dict(ensemble="nve", dt_fs=0.5, steps=400, stride=10, frames_per_block=4, temperature_K=600.0,
+    kw = dict(ensemble="nve", dt_fs=0.5, n_steps=400, stride=10, frames_per_block=4, temperature_K=600.0,
               key=jax.random.PRNGKey(0), progress=None)
     # no spare capacity: the first O–O pair that comes within the cutoff overflows the list
     tight = flexible_water(sp.displacement_fn, side, n_molecules=27, capacity_multiplier=1.0)

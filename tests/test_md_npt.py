@@ -43,13 +43,13 @@ def test_npt_conserved_quantity_and_temperature():
     integ = make_integrator(lj, sp.shift_fn, ensemble="npt", dt_fs=4.0, temperature_K=40.0, pressure_bar=1000.0,
                             tau_fs=200.0, barostat_tau_fs=1000.0)
     m = jnp.asarray(masses(system))
-    p = md.init.maxwell_boltzmann(jax.random.PRNGKey(0), jnp.asarray(R), m, temperature_K=40.0)
+    p = md.momenta.maxwell_boltzmann(jax.random.PRNGKey(0), jnp.asarray(R), m, temperature_K=40.0)
     state = integ.init(jax.random.PRNGKey(1), jnp.asarray(R), mass=m, momenta=p, params=PARAMS, system=system)
 
     def body(s, _):
         s = integ.step(s, params=PARAMS, system=system)
         H = npt_conserved_quantity(integ, lj, s, params=PARAMS, system=system)
-        return s, (H, md.init.kinetic_energy(s.momentum, m), integ.observe(s, system)[1].box)
+        return s, (H, md.momenta.kinetic_energy(s.momentum, m), integ.observe(s, system)[1].box)
 
     state, (H, KE, boxes) = jax.jit(lambda s: jax.lax.scan(body, s, None, length=1000))(state)
     H, KE, vol = np.asarray(H), np.asarray(KE), np.linalg.det(np.asarray(boxes))
@@ -68,7 +68,7 @@ def test_npt_volume_responds_to_pressure_and_is_reported(tmp_path):
     system = System.create(["Ar"] * len(R), box=box)
     vols = {}
     for P in (1.0, 3000.0):
-        res = md.run_md(lj, PARAMS, R, system, ensemble="npt", dt_fs=4.0, steps=1500, stride=10, temperature_K=40.0,
+        res = md.run_md(lj, PARAMS, R, system, ensemble="npt", dt_fs=4.0, n_steps=1500, stride=10, temperature_K=40.0,
                         pressure_bar=P, tau_fs=200.0, barostat_tau_fs=1000.0, progress=None, replicas=2,
                         out_dir=tmp_path / f"p{P:g}", trajectory_formats=("extxyz", "h5md"))
         half = len(res.volume) // 2
@@ -103,7 +103,7 @@ def test_triclinic_cell_gives_the_same_dynamics_as_the_equivalent_cube():
     runs = []
     for box in (cube, skew):
         system = System.create(["Ar"] * len(R), box=box)
-        res = md.run_md(lj55, PARAMS, R, system, ensemble="nve", dt_fs=4.0, steps=200, stride=10,
+        res = md.run_md(lj55, PARAMS, R, system, ensemble="nve", dt_fs=4.0, n_steps=200, stride=10,
                         temperature_K=40.0, progress=None, key=jax.random.PRNGKey(3))
         runs.append(res)
     a, b = runs
@@ -118,10 +118,10 @@ def test_triclinic_cell_gives_the_same_dynamics_as_the_equivalent_cube():
 def test_npt_refuses_free_space_and_missing_pressure():
     R, box = fcc(2, 5.30)
     with pytest.raises(QdynInputError, match="periodic"):
-        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R)), ensemble="npt", dt_fs=4.0, steps=10, stride=10,
+        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R)), ensemble="npt", dt_fs=4.0, n_steps=10, stride=10,
                   pressure_bar=1.0, progress=None)
     with pytest.raises(QdynInputError, match="pressure_bar"):
-        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R), box=2 * box), ensemble="npt", dt_fs=4.0, steps=10,
+        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R), box=2 * box), ensemble="npt", dt_fs=4.0, n_steps=10,
                   stride=10, progress=None)
     with pytest.raises(QdynInputError, match="right-handed"):
         make_space(System.create(["Ar"] * len(R), box=np.diag([10.0, 10.0, -10.0])))

@@ -18,7 +18,7 @@ def _bpnn():
 
 
 def _drift(energy_fn, params, R, system, dt, t_total_fs, key):
-    res = md.run_md(energy_fn, params, R, system, ensemble="nve", dt_fs=dt, steps=int(round(t_total_fs / dt)),
+    res = md.run_md(energy_fn, params, R, system, ensemble="nve", dt_fs=dt, n_steps=int(round(t_total_fs / dt)),
                     stride=int(round(2.0 / dt)), temperature_K=300.0, key=key, progress=None)
     E = res.total[:, 0]
     return np.max(np.abs(E - E[0])), res
@@ -62,7 +62,7 @@ def test_nve_sivqlm_brief():
     params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
     R, system = water()
     energy_fn, P = _on_springs(model.apply, params, R)
-    res = md.run_md(energy_fn, P, R, system, ensemble="nve", dt_fs=0.25, steps=160, stride=8, temperature_K=300.0,
+    res = md.run_md(energy_fn, P, R, system, ensemble="nve", dt_fs=0.25, n_steps=160, stride=8, temperature_K=300.0,
                     progress=None)
     assert np.all(np.isfinite(res.total))
     assert np.ptp(res.potential[:, 0]) > 1e-3  # it moved
@@ -74,7 +74,7 @@ def test_langevin_mean_temperature_within_statistical_error():
     energy_fn, init = spring_network(R)
     params = init(k=5.0)
     T = 300.0
-    res = md.run_md(energy_fn, params, R, system, ensemble="nvt", dt_fs=0.5, steps=4000, stride=10,
+    res = md.run_md(energy_fn, params, R, system, ensemble="nvt", dt_fs=0.5, n_steps=4000, stride=10,
                     frames_per_block=50, temperature_K=T, friction_per_fs=0.02, replicas=64,
                     key=jax.random.PRNGKey(7), progress=None)
     assert res.dof == 9  # Langevin thermalises every degree of freedom
@@ -90,7 +90,7 @@ def test_nose_hoover_mean_temperature_is_the_target():
     R, system = water()
     energy_fn, init = spring_network(R)
     # start cold: the chain must heat the molecules up to T
-    res = md.run_md(energy_fn, init(k=5.0), R, system, ensemble="nvt-nose-hoover", dt_fs=0.5, steps=2000,
+    res = md.run_md(energy_fn, init(k=5.0), R, system, ensemble="nvt-nose-hoover", dt_fs=0.5, n_steps=2000,
                     stride=10, frames_per_block=50, temperature_K=300.0, initial_temperature_K=30.0, tau_fs=20.0,
                     replicas=16, progress=None)
     assert res.dof == 6  # 3N − 3: the chain conserves the removed total momentum
@@ -112,7 +112,7 @@ def test_vmap_over_replicas_equals_loop(ensemble):
     rng = np.random.default_rng(0)
     Rs = R + 0.03 * rng.normal(size=(3, 3, 3))  # different initial structures
     keys = jax.random.split(jax.random.PRNGKey(11), 3)
-    kw = dict(ensemble=ensemble, dt_fs=0.5, steps=40, stride=10, temperature_K=300.0, progress=None)
+    kw = dict(ensemble=ensemble, dt_fs=0.5, n_steps=40, stride=10, temperature_K=300.0, progress=None)
     batched = md.run_md(energy_fn, params, Rs, system, replicas=3, replica_keys=keys, store_replicas=3, **kw)
     for i in range(3):
         single = md.run_md(energy_fn, params, Rs[i], system, replicas=1, replica_keys=keys[i:i + 1], **kw)
@@ -142,14 +142,14 @@ def test_nan_mid_run_stops_with_last_good_state_saved(tmp_path):
     kw = dict(ensemble="nve", dt_fs=0.5, stride=5, frames_per_block=2, temperature_K=10.0, progress=None,
               max_temperature_K=1e9)
     # the same run without the NaN tells which block first crosses the threshold
-    ref = md.run_md(_exploding(1e9), params, R, system, steps=400, **kw)
+    ref = md.run_md(_exploding(1e9), params, R, system, n_steps=400, **kw)
     dmax = np.array([np.max(np.linalg.norm(x[:, None] - x[None], axis=-1)) for x in ref.position[:, 0]])
     threshold = 0.5 * (dmax[0] + dmax[-1])
     first_bad = int(ref.step[np.argmax(dmax > threshold)])
     block_start = (first_bad - 1) // 10 * 10
     assert block_start >= 20  # really mid-run
-    with pytest.raises(md.MDBlowUpError, match="non-finite") as err:
-        md.run_md(_exploding(threshold), params, R, system, steps=400, out_dir=tmp_path, **kw)
+    with pytest.raises(md.BlowUpError, match="non-finite") as err:
+        md.run_md(_exploding(threshold), params, R, system, n_steps=400, out_dir=tmp_path, **kw)
     # the check ran on the NEW state: it stopped in the block that produced the NaN
     assert err.value.step == block_start
     assert err.value.last_good_path.exists()
@@ -162,8 +162,8 @@ def test_nan_mid_run_stops_with_last_good_state_saved(tmp_path):
 
 def test_blow_up_by_temperature_is_detected():
     R, system = water()
-    with pytest.raises(md.MDBlowUpError, match="blew up: temperature") as err:
-        md.run_md(_exploding(1e9), {"q": jnp.asarray(0.5)}, R, system, ensemble="nve", dt_fs=0.5, steps=400, stride=5,
+    with pytest.raises(md.BlowUpError, match="blew up: temperature") as err:
+        md.run_md(_exploding(1e9), {"q": jnp.asarray(0.5)}, R, system, ensemble="nve", dt_fs=0.5, n_steps=400, stride=5,
                   temperature_K=10.0, progress=None)
     assert err.value.last_good_path is None
     assert np.all(np.isfinite(np.asarray(err.value.last_good_state.position)))
@@ -175,9 +175,9 @@ def test_checkpoint_restart_continues_exactly(tmp_path):
     energy_fn = md.model_energy_fn(model.apply)
     kw = dict(ensemble="nvt", dt_fs=0.5, stride=5, frames_per_block=2, temperature_K=300.0, progress=None,
               key=jax.random.PRNGKey(5))
-    full = md.run_md(energy_fn, params, R, system, steps=60, out_dir=tmp_path / "a", checkpoint_every=1, **kw)
-    md.run_md(energy_fn, params, R, system, steps=30, out_dir=tmp_path / "b", checkpoint_every=1, **kw)
-    resumed = md.run_md(energy_fn, params, R, system, steps=60, out_dir=tmp_path / "b", restart=True, **kw)
+    full = md.run_md(energy_fn, params, R, system, n_steps=60, out_dir=tmp_path / "a", checkpoint_every=1, **kw)
+    md.run_md(energy_fn, params, R, system, n_steps=30, out_dir=tmp_path / "b", checkpoint_every=1, **kw)
+    resumed = md.run_md(energy_fn, params, R, system, n_steps=60, out_dir=tmp_path / "b", restart=True, **kw)
     np.testing.assert_allclose(resumed.position[-1], full.position[-1], atol=1e-10)
     from qdyn.md.trajectory import read_h5md
 
@@ -190,11 +190,11 @@ def test_bad_input_is_refused_before_compiling():
     R, system = water()
     energy_fn, init = spring_network(R)
     with pytest.raises(ValueError, match="multiple of stride"):
-        md.run_md(energy_fn, init(), R, system, ensemble="nve", dt_fs=0.5, steps=7, stride=5)
+        md.run_md(energy_fn, init(), R, system, ensemble="nve", dt_fs=0.5, n_steps=7, stride=5)
     with pytest.raises(ValueError, match="ensemble"):
-        md.run_md(energy_fn, init(), R, system, ensemble="npt-ish", dt_fs=0.5, steps=10, stride=5)
+        md.run_md(energy_fn, init(), R, system, ensemble="npt-ish", dt_fs=0.5, n_steps=10, stride=5)
     with pytest.raises(ValueError, match="temperature"):
-        md.run_md(energy_fn, init(), R, system, ensemble="nvt", dt_fs=0.5, steps=10, stride=5, temperature_K=-1)
+        md.run_md(energy_fn, init(), R, system, ensemble="nvt", dt_fs=0.5, n_steps=10, stride=5, temperature_K=-1)
     with pytest.raises(ValueError, match="padding"):
         md.run_md(energy_fn, init(), np.vstack([R, [[9, 9, 9]]]), system.pad(4), ensemble="nve", dt_fs=0.5,
-                  steps=10, stride=5)
+                  n_steps=10, stride=5)

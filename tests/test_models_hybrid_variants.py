@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qdyn import testing
+from qdyn import md, testing
 from qdyn.descriptors.neighbors import neighbor_list_fn
 from qdyn.models import hybrid
 from qdyn.models.base import count_params
@@ -93,7 +93,7 @@ def test_md_with_neighbor_list_conserves_energy_and_matches_dense():
     params = {**params, "scale": jnp.asarray(0.05)}  # a gentle potential for a short NVE check
     R, system = _water_box()
     nf = neighbor_list_fn(system.box, model.config["cutoff"], skin=0.5, format="dense")
-    res = md.run_md(hybrid.md_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, steps=40,
+    res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, n_steps=40,
                     stride=10, frames_per_block=2, temperature_K=300.0, key=jax.random.PRNGKey(0), progress=None,
                     neighbor_fn=nf)
     drift = np.ptp(res.total)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from qdyn.cli.app import app
 from qdyn.models import bpnn, multistate
 from qdyn.system import System
-from qdyn.train import checkpoint as ckpt
+from qdyn import checkpoint as ckpt
 
 CAH2 = np.array([[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-1.55, 1.35, 0.0]])
 
@@ -38,7 +38,7 @@ def _text(result):
 def test_qdyn_namd_runs_conserves_energy_and_writes_outputs(tmp_path):
     _multistate_run(tmp_path / "run")
     out = tmp_path / "namd"
-    r = CliRunner().invoke(app, ["namd", "--model", str(tmp_path / "run"), "--n-traj", "8", "--initial-state", "1",
+    r = CliRunner().invoke(app, ["namd", "--model", str(tmp_path / "run"), "--replicas", "8", "--initial-state", "1",
                                  "--sampling", "wigner", "--dt", "0.2", "--steps", "40", "--stride", "10",
                                  "--substeps", "10", "--decoherence", "edc", "--frustrated", "reverse",
                                  "--seed", "3", "--out", str(out)])

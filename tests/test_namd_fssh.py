@@ -7,7 +7,7 @@ import pytest
 
 from qdyn import elements, units
 from qdyn.namd import analytic, fssh, minimize_adiabatic, normal_mode_sampler, run_fssh, tully
-from qdyn.namd.initial import sample_batch, velocity_from_wavenumber
+from qdyn.namd.sampling import sample_batch, velocity_from_wavenumber
 from qdyn.namd.run import _block, init_batch, make_fssh
 from qdyn.validation import QdynInputError
 
@@ -27,7 +27,7 @@ def test_energy_conserved_across_hops_and_shrinks_with_dt(triatomic):
     drift, hops = {}, {}
     for dt in (0.1, 0.05):
         res = run_fssh(W, p, masses=masses, dt_fs=dt, n_steps=int(round(25 / dt)), key=jax.random.PRNGKey(1),
-                       initial_state=1, R0=R, V0=V, stride=1, block_frames=250, progress=False,
+                       initial_state=1, R0=R, V0=V, stride=1, frames_per_block=250, progress=None,
                        keep_positions=dt == 0.05)
         drift[dt] = np.abs(res.total - res.total[0]).max(axis=0)  # per trajectory, every step
         hops[dt] = res.hop_statistics()
@@ -131,7 +131,13 @@ def test_bad_input_is_named():
         fssh(W, [tully.MASS_AMU], -1.0)
     with pytest.raises(QdynInputError, match="exactly one"):
         run_fssh(W, p, masses=[tully.MASS_AMU], dt_fs=0.1, n_steps=10, key=jax.random.PRNGKey(0), initial_state=0,
-                 n_traj=2, progress=False)
+                 replicas=2, progress=None)
+    # a W_fn that returns an energy (a model's apply) instead of the [n, n] matrix is named
+    R0, V0 = np.zeros((2, 1)), np.full((2, 1), 0.05)
+    for wrong in (lambda p, R: W(p, R)[0, 0], lambda p, R: W(p, R)[0]):
+        with pytest.raises(QdynInputError, match=r"square diabatic matrix .* got shape \(2?,?\)"):
+            run_fssh(wrong, p, masses=[tully.MASS_AMU], dt_fs=0.1, n_steps=10, key=jax.random.PRNGKey(0),
+                     initial_state=0, R0=R0, V0=V0, progress=None)
     with pytest.raises(QdynInputError, match="not a minimum"):
         Wt, pt, Z, R = analytic.triatomic(2)
         normal_mode_sampler(Wt, pt, R * 1.1, Z)

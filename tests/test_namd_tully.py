@@ -9,7 +9,7 @@ import pytest
 
 from qdyn import units
 from qdyn.namd import run_fssh, tully, wavepacket
-from qdyn.namd.initial import sample_batch
+from qdyn.namd.sampling import sample_batch
 
 X0_BOHR = -10.0
 
@@ -52,8 +52,8 @@ def _fssh_outcome(k, n_traj=400):
         return bool(np.all(((x > x_exit) & (v > 0)) | ((x < -x_exit) & (v < 0))))
 
     res = run_fssh(W, p, masses=[tully.MASS_AMU], dt_fs=5 * units.AU_TIME_FS, n_steps=8000,
-                   key=jax.random.PRNGKey(100 + int(k)), initial_state=0, R0=R, V0=V, stride=20, block_frames=25,
-                   decoherence="none", stop_when=done, progress=False)
+                   key=jax.random.PRNGKey(100 + int(k)), initial_state=0, R0=R, V0=V, stride=20, frames_per_block=25,
+                   decoherence="none", stop_when=done, progress=None)
     x, a = np.asarray(res.final_state.R[:, 0]), np.asarray(res.final_state.active)
     assert done(res.final_state)
     trans = np.array([np.mean((x > 0) & (a == 0)), np.mean((x > 0) & (a == 1))])

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from qdyn.cli.app import app
 from qdyn.data import load_shipped
 from qdyn.train import ConfigError, parse_config, train
-from qdyn.train.checkpoint import CheckpointError
+from qdyn.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")

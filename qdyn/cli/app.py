@@ -54,7 +54,7 @@ def quickstart(
     seed: int = typer.Option(0, "--seed"),
 ):
     """The main job: build the H2O siVQLM, evaluate it, verify its physics, plot, report."""
-    from .quickstart import run
+    from ..quickstart import run
 
     run(out=out, small=small, seed=seed)
 
@@ -72,7 +72,7 @@ def train(
     """Train a model on energies and forces; writes checkpoints, params, metrics and plots."""
     from ..train import ConfigError, load_config, parse_config
     from ..train import train as run_train
-    from ..train.checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError
 
     try:
         raw = {}

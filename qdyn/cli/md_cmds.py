@@ -11,80 +11,109 @@ from typing import Optional
 
 import typer
 
-_ENSEMBLES = ("nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt")
-
-
 def md(
-    model: Path = typer.Option(..., "--model", help="A finished training run directory (qdyn train --out)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="An MD config (YAML, keys as in qdyn.md.config."
+                                                                 "MDConfig); the flags below override it."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A finished training run directory (qdyn train --out)."),
     structure: Optional[Path] = typer.Option(None, "--structure",
                                              help="Start structure: any file qdyn's data layer reads "
                                                   "(default: the model's reference molecule)."),
-    frame: int = typer.Option(0, "--frame", help="Frame of --structure to start from."),
-    ensemble: str = typer.Option("nvt", "--ensemble", help="nve, nvt (Langevin), nvt-nose-hoover or npt "
-                                                                  "(periodic structures)."),
-    temperature: float = typer.Option(300.0, "--temperature", help="Temperature [K]."),
-    dt: float = typer.Option(0.5, "--dt", help="Time step [fs]."),
-    steps: int = typer.Option(2000, "--steps", help="Number of steps (a multiple of --stride)."),
-    replicas: int = typer.Option(1, "--replicas", help="Independent replicas run at once (vmapped)."),
-    stride: int = typer.Option(10, "--stride", help="Steps between trajectory frames."),
-    friction: float = typer.Option(0.01, "--friction", help="Langevin friction [1/fs]."),
-    tau: float = typer.Option(100.0, "--tau", help="Nosé–Hoover thermostat time constant [fs] (nvt-nose-hoover, npt)."),
+    frame: Optional[int] = typer.Option(None, "--frame", help="Frame of --structure to start from [0]."),
+    ensemble: Optional[str] = typer.Option(None, "--ensemble", help="nve, nvt (Langevin) [default], nvt-nose-hoover "
+                                                                    "or npt (periodic structures)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature [K] [300]."),
+    dt: Optional[float] = typer.Option(None, "--dt", help="Time step [fs] [0.5]."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Number of steps, a multiple of --stride [2000]."),
+    replicas: Optional[int] = typer.Option(None, "--replicas", help="Independent replicas run at once (vmapped) [1]."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Steps between trajectory frames [10]."),
+    friction: Optional[float] = typer.Option(None, "--friction", help="Langevin friction [1/fs] [0.01]."),
+    tau: Optional[float] = typer.Option(None, "--tau", help="Nosé–Hoover time constant [fs] (nvt-nose-hoover, npt) "
+                                                            "[100]."),
     pressure: Optional[float] = typer.Option(None, "--pressure", help="NPT target pressure [bar]."),
-    barostat_tau: float = typer.Option(1000.0, "--barostat-tau", help="NPT barostat time constant [fs]."),
-    store_replicas: int = typer.Option(1, "--store-replicas", help="Replicas written to the trajectory."),
-    seed: int = typer.Option(0, "--seed"),
-    restart: bool = typer.Option(False, "--restart", help="Continue from OUT/checkpoint.npz."),
-    spectrum: bool = typer.Option(False, "--spectrum",
-                                  help="Also relax, compute harmonic frequencies and the NVE spectrum."),
-    out: Path = typer.Option(Path("runs/md"), "--out", help="Output directory."),
+    barostat_tau: Optional[float] = typer.Option(None, "--barostat-tau", help="NPT barostat time constant [fs] [1000]."),
+    store_replicas: Optional[int] = typer.Option(None, "--store-replicas", help="Replicas written to the trajectory [1]."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    restart: Optional[bool] = typer.Option(None, "--restart/--no-restart", help="Continue from OUT/checkpoint.npz."),
+    spectrum: Optional[bool] = typer.Option(None, "--spectrum/--no-spectrum",
+                                            help="Also relax, compute harmonic frequencies and the NVE spectrum."),
+    neighbor_list: Optional[str] = typer.Option(None, "--neighbor-list",
+                                                help="auto [default]: periodic systems use a neighbour list when the "
+                                                     "model reads one; on; off."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory [runs/md]."),
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
+    from ..md.config import load_md_config
+    from ..train import ConfigError
+
+    overrides = {"model": model, "structure": structure, "frame": frame, "ensemble": ensemble,
+                 "temperature_K": temperature, "dt_fs": dt, "n_steps": steps, "replicas": replicas, "stride": stride,
+                 "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
+                 "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
+                 "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out}
+    try:
+        cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    run_md_config(cfg)
+
+
+def _echo_progress(info):
+    typer.echo(f"step {info['step']:>9d}  t = {info['time_ps']:8.3f} ps  T = {info['temperature_K']:7.1f} K  "
+               f"drift = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day", err=True)
+
+
+def _start(m, cfg):
+    """(R, system) to start from: cfg.structure's frame, else the model's reference molecule."""
+    from ..structures import load_structure, reference_structure
+
+    if cfg.structure is None:
+        return reference_structure(m)
+
+    R, system = load_structure(cfg.structure, frame=cfg.frame)
+    m.check(R, system)
+    return R, system
+
+
+def run_md_config(cfg) -> None:
+    """Load the model, pick the start structure and neighbour list, run, report."""
     import jax
 
-    from ..md import MDBlowUpError, analysis, model_energy_fn, quickstart_md, run_md
+    from ..md import BlowUpError, analysis, model_energy_fn, run_md
+    from ..quickstart import quickstart_md
+    from ..md.adapters import model_neighbor_fn
     from ..train import load_run
     from ..validation import QdynInputError
 
-    if ensemble not in _ENSEMBLES:
-        raise typer.BadParameter(f"--ensemble must be one of {', '.join(_ENSEMBLES)}, got {ensemble!r}")
-    if (ensemble == "npt") != (pressure is not None):
-        raise typer.BadParameter("--pressure [bar] is needed with --ensemble npt and only there")
     try:
-        m, params, _ = load_run(model)
+        m, params, _ = load_run(cfg.model)
     except Exception as exc:  # a clear one-line message instead of a traceback
-        raise typer.BadParameter(f"--model {model}: {exc}") from None
+        raise typer.BadParameter(f"--model {cfg.model}: {exc}") from None
+    out = cfg.out
     try:
-        if structure is not None:
-            from ..md import load_structure
-
-            R, system = load_structure(structure, frame=frame)
-            m.check(R, system)
-        else:
-            from ..md.quickstart import reference_structure
-
-            R, system = reference_structure(m)
-        if spectrum:
-            summary = quickstart_md(m, params, out, small=steps < 4000, seed=seed, R=R, system=system)
+        R, system = _start(m, cfg)
+        if cfg.spectrum:
+            summary = quickstart_md(m, params, out, small=cfg.n_steps < 4000, seed=cfg.seed, R=R, system=system)
             typer.echo(json.dumps(summary, indent=2))
             return
-
-        def progress(info):
-            typer.echo(f"step {info['step']:>9d}  t = {info['time_ps']:8.3f} ps  T = {info['temperature_K']:7.1f} K  "
-                       f"drift = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day", err=True)
-
-        res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=ensemble, dt_fs=dt, steps=steps,
-                     temperature_K=temperature, replicas=replicas, stride=stride, friction_per_fs=friction,
-                     tau_fs=tau, pressure_bar=pressure, barostat_tau_fs=barostat_tau,
-                     store_replicas=store_replicas, key=jax.random.PRNGKey(seed), out_dir=out, restart=restart,
-                     progress=progress)
+        neighbor_fn = None
+        if cfg.neighbor_list != "off" and cfg.ensemble != "npt":
+            neighbor_fn = model_neighbor_fn(m, params, R, system, skin=cfg.neighbor_skin_A,
+                                            required=cfg.neighbor_list == "on")
+        res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=cfg.ensemble, dt_fs=cfg.dt_fs,
+                     n_steps=cfg.n_steps, temperature_K=cfg.temperature_K, replicas=cfg.replicas, stride=cfg.stride,
+                     friction_per_fs=cfg.friction_per_fs, tau_fs=cfg.tau_fs, pressure_bar=cfg.pressure_bar,
+                     barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
+                     key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
+                     progress=_echo_progress)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
-    except MDBlowUpError as exc:
+    except BlowUpError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     analysis.plot_energies(res, out / "energies.png")
     report = {"out": str(out), "mean_temperature_K": float(res.temperature.mean()),
-              "n_reallocations": res.n_reallocations, "timings": res.timings}
+              "n_reallocations": res.n_reallocations, "neighbor_list": neighbor_fn is not None,
+              "timings": res.timings}
     if res.volume is not None:
         report["mean_volume_A3"] = float(res.volume.mean())
     typer.echo(json.dumps(report, indent=2))

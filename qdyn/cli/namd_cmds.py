@@ -20,8 +20,7 @@ _FRUSTRATED = ("keep", "reverse", "gradV")
 def start_structure(model, structure: Optional[Path], frame: int):
     """(R [A, 3] Å, System) to relax from: ``structure`` if given, else the model's reference
     molecule; for a Ca/H model without one, the lowest-S0 frame of the shipped CaH2 data."""
-    from ..md import load_structure
-    from ..md.quickstart import reference_structure
+    from ..structures import load_structure, reference_structure
     from ..validation import QdynInputError
 
     if structure is not None:
@@ -42,13 +41,19 @@ def start_structure(model, structure: Optional[Path], frame: int):
     return ds.to_system(int(np.argmin(ds.E_states[:, 0])))
 
 
+def _echo_progress(info: dict) -> None:
+    pops = " ".join(f"{f:.2f}" for f in info["active_fraction"])
+    typer.echo(f"step {info['step']:>9d} / {info['n_steps']}  t = {info['time_ps']:8.4f} ps  on surfaces {pops}",
+               err=True)
+
+
 def namd(
     model: Path = typer.Option(..., "--model", help="A finished training run of a multistate model (qdyn train --out)."),
     structure: Optional[Path] = typer.Option(None, "--structure",
                                              help="Start geometry to relax (default: the model's reference molecule; "
                                                   "CaH2 for Ca/H models)."),
     frame: int = typer.Option(0, "--frame", help="Frame of --structure."),
-    n_traj: int = typer.Option(256, "--n-traj", help="Number of trajectories."),
+    replicas: int = typer.Option(256, "--replicas", "--n-traj", help="Number of trajectories (as in qdyn md)."),
     initial_state: int = typer.Option(1, "--initial-state", help="Adiabatic state excited vertically (0 = ground)."),
     sampling: str = typer.Option("wigner", "--sampling", help="wigner (harmonic, zero-point motion included) or "
                                                               "boltzmann (classical, needs --temperature > 0)."),
@@ -70,6 +75,7 @@ def namd(
 
     from .. import elements
     from ..namd import minimize_adiabatic, normal_mode_sampler, run_fssh
+    from ..md import BlowUpError, diabatic_fn
     from ..namd import report
     from ..train import load_run
     from ..validation import QdynInputError
@@ -79,8 +85,8 @@ def namd(
                                  ("--frustrated", frustrated, _FRUSTRATED)):
         if value not in allowed:
             raise typer.BadParameter(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    if n_traj < 1:
-        raise typer.BadParameter(f"--n-traj must be ≥ 1, got {n_traj}")
+    if replicas < 1:
+        raise typer.BadParameter(f"--replicas must be ≥ 1, got {replicas}")
     if not dt > 0:
         raise typer.BadParameter(f"--dt must be > 0 fs, got {dt}")
     if stride < 1 or steps < 0 or steps % stride:
@@ -101,7 +107,7 @@ def namd(
     t_all = time.perf_counter()
     try:
         R, system = start_structure(m, structure, frame)
-        W_fn = report.multistate_diabatic_fn(m, system)
+        W_fn = diabatic_fn(m, system)
         Z = np.asarray(system.species)
         t = time.perf_counter()
         with console.status("relaxing the ground state"):
@@ -114,21 +120,21 @@ def namd(
         timings["normal_modes_s"] = time.perf_counter() - t
         t = time.perf_counter()
         res = run_fssh(W_fn, params, masses=[elements.mass(int(z)) for z in Z], dt_fs=dt, n_steps=steps,
-                       key=jax.random.PRNGKey(seed), initial_state=initial_state, n_traj=n_traj, sampler=sampler,
+                       key=jax.random.PRNGKey(seed), initial_state=initial_state, replicas=replicas, sampler=sampler,
                        stride=stride, n_substeps=substeps, decoherence=decoherence, frustrated=frustrated,
-                       progress=True)
+                       progress=_echo_progress)
         timings["fssh_s"] = time.perf_counter() - t
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
-    except FloatingPointError as exc:
+    except BlowUpError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     timings["total_s"] = time.perf_counter() - t_all
-    timings["traj_steps_per_s"] = n_traj * steps / timings["fssh_s"] if timings["fssh_s"] > 0 else None
+    timings["traj_steps_per_s"] = replicas * steps / timings["fssh_s"] if timings["fssh_s"] > 0 else None
     fit = report.fit_exponential_decay(res.time_fs, res.active_fraction[:, initial_state]) if initial_state else None
     out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "settings": {"model": str(model), "model_name": m.name, "n_states": m.n_states, "n_traj": n_traj,
+        "settings": {"model": str(model), "model_name": m.name, "n_states": m.n_states, "n_traj": replicas,
                      "initial_state": initial_state, "sampling": sampling, "temperature_K": temperature,
                      "dt_fs": dt, "steps": steps, "stride": stride, "substeps": substeps,
                      "decoherence": decoherence, "frustrated": frustrated, "seed": seed,
@@ -144,7 +150,7 @@ def namd(
     }
     (out / "namd.json").write_text(json.dumps(summary, indent=2))
     report.plot_populations(res, out / "populations.png", fit=fit, fit_state=initial_state,
-                            title=f"{m.name}: FSSH from S{initial_state}, {n_traj} trajectories")
+                            title=f"{m.name}: FSSH from S{initial_state}, {replicas} trajectories")
     typer.echo(json.dumps({"out": str(out), "final_active_fraction": res.active_fraction[-1].tolist(),
                            "hops": res.hop_statistics(), "lifetime_fit": fit,
                            "max_abs_dE_eV": summary["energy_conservation"]["max_abs_dE_per_traj_eV"]["max"],

@@ -53,7 +53,7 @@ def _frame_data(ds: Dataset, i: int) -> dict:
 
 
 def write_ase(ds: Dataset, path: Path, fmt: str) -> None:
-    from .io import _atomic
+    from .io import atomic_write
 
     if fmt == "ase-db":
         import ase.db
@@ -66,7 +66,7 @@ def write_ase(ds: Dataset, path: Path, fmt: str) -> None:
             db = ase.db.connect(str(tmp), type="db")
             db.metadata = {_META_KEY: json.dumps(ds.metadata, sort_keys=True)}
 
-        _atomic(path, w, suffix=".db")
+        atomic_write(path, w, suffix=".db")
     elif fmt == "traj":
         from ase.io.trajectory import Trajectory
 
@@ -79,7 +79,7 @@ def write_ase(ds: Dataset, path: Path, fmt: str) -> None:
                         atoms.info[_META_KEY] = json.dumps(ds.metadata, sort_keys=True)
                     tr.write(atoms)
 
-        _atomic(path, w, suffix=".traj")
+        atomic_write(path, w, suffix=".traj")
     else:
         raise QdynInputError(f"{path}: cannot write ASE format {fmt!r}")
 

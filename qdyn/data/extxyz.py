@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -76,22 +76,13 @@ def write_extxyz(ds: Dataset, path: Path, *, energy_unit: str = "eV", length_uni
     S = 0 if ds.E_states is None else ds.E_states.shape[1]
     for i in range(ds.n_frames):
         m = ds.mask[i]
-        na = int(m.sum())
-        R = units.convert(ds.R[i][m], "Angstrom", length_unit)
-        props = "species:S:1:pos:R:3"
-        cols = [[elements.symbol(int(z)) for z in ds.Z[i][m]], R]
+        cols = [("pos", units.convert(ds.R[i][m], "Angstrom", length_unit))]
         if ds.F is not None:
-            props += ":forces:R:3"
-            cols.append(units.convert(ds.F[i][m], "eV/Angstrom", force_unit))
+            cols.append(("forces", units.convert(ds.F[i][m], "eV/Angstrom", force_unit)))
         for s in range(S):
-            props += f":forces_state{s}:R:3"
-            cols.append(units.convert(ds.F_states[i, s][m], "eV/Angstrom", force_unit))
+            cols.append((f"forces_state{s}", units.convert(ds.F_states[i, s][m], "eV/Angstrom", force_unit)))
+        cell = None if ds.cell is None else units.convert(ds.cell[i], "Angstrom", length_unit)
         info = []
-        if ds.cell is not None:
-            # extxyz lists lattice vectors one after another (ASE rows = qdyn columns).
-            cell = units.convert(ds.cell[i], "Angstrom", length_unit)
-            info.append("Lattice=" + _quote(" ".join(_fmt(v) for v in cell.T.ravel())))
-        info.append(f"Properties={props}")
         if ds.E is not None:
             info.append(f"energy={_fmt(units.convert(ds.E[i], 'eV', energy_unit))}")
         if ds.E_states is not None:
@@ -105,14 +96,87 @@ def write_extxyz(ds: Dataset, path: Path, *, energy_unit: str = "eV", length_uni
         info.append(f"energy_unit={_quote(energy_unit)} length_unit={_quote(length_unit)} force_unit={_quote(force_unit)}")
         if i == 0 and ds.metadata:
             info.append("qdyn_metadata=" + _quote(json.dumps(ds.metadata, sort_keys=True)))
-        lines.append(str(na))
-        lines.append(" ".join(info))
-        for a in range(na):
-            row = [cols[0][a]]
-            for c in cols[1:]:
-                row.extend(_fmt(v) for v in c[a])
-            lines.append(" ".join(row))
+        lines.extend(frame_lines([elements.symbol(int(z)) for z in ds.Z[i][m]], cols, info, cell=cell))
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def frame_lines(symbols: Sequence[str], columns: Sequence[tuple], info: Sequence[str] = (), *,
+                cell: Optional[np.ndarray] = None) -> list:
+    """One extxyz frame as lines (no newlines): atom count, comment line, one line per atom.
+
+    Floats are written with ``repr`` (they parse back to the same float64).
+
+    Args:
+        symbols: [n] element symbols.
+        columns: ``(name, values [n, k])`` real-valued per-atom columns after the species
+            (``"pos"`` first), declared in ``Properties``.
+        info: further ``key=value`` tokens of the comment line, already formatted.
+        cell: [3, 3] Å lattice vectors as columns, or None (no ``Lattice``).
+    """
+    head = []
+    if cell is not None:
+        # extxyz lists lattice vectors one after another (ASE rows = qdyn columns).
+        head.append("Lattice=" + _quote(" ".join(_fmt(v) for v in np.asarray(cell).T.ravel())))
+    head.append("Properties=species:S:1" + "".join(f":{name}:R:{np.shape(v)[1]}" for name, v in columns))
+    lines = [str(len(symbols)), " ".join(head + list(info))]
+    for a, s in enumerate(symbols):
+        row = [s]
+        for _, c in columns:
+            row.extend(_fmt(v) for v in c[a])
+        lines.append(" ".join(row))
+    return lines
+
+
+class ExtxyzWriter:
+    """Append the frames of one MD replica to an extended XYZ file while the run goes.
+
+    Trajectories grow, so they are appended to (not replaced atomically); the writer can
+    cut the file back to a checkpoint's frame count on restart, so a resumed run never
+    duplicates or loses frames. Units: Å, Å/fs, eV, fs, K (recorded in every frame).
+
+    Args:
+        path: file; created (or truncated to ``keep_frames`` frames when resuming).
+        species: [n] atomic numbers.
+        box: the periodic cell, [3, 3] Å (columns = lattice vectors) or [3] sides, None in
+            free space; frames may pass their own cell (NPT).
+        keep_frames: frames already in the file to keep (restart), 0 to start fresh.
+    """
+
+    def __init__(self, path, species: Sequence[int], box: Optional[np.ndarray], *, keep_frames: int = 0):
+        self.path = Path(path)
+        self.symbols = [elements.symbol(int(z)) for z in species]
+        self.box = None if box is None else (np.diag(box) if np.ndim(box) == 1 else np.asarray(box, float))
+        self.n_frames = 0
+        lines_per_frame = len(self.symbols) + 2
+        if keep_frames and self.path.exists():
+            with open(self.path) as fh:
+                lines = fh.readlines()[: keep_frames * lines_per_frame]
+            if len(lines) != keep_frames * lines_per_frame:
+                raise RuntimeError(f"{self.path}: holds fewer than the {keep_frames} frames the checkpoint expects")
+            with open(self.path, "w") as fh:
+                fh.writelines(lines)
+            self.n_frames = keep_frames
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+
+    def append(self, *, time_fs, R, V, energy, temperature, cell=None):
+        """Append frames: time [F] fs, R [F, n, 3] Å, V [F, n, 3] Å/fs, energy [F] eV (potential),
+        temperature [F] K, and optionally each frame's cell [F, 3, 3] Å (columns)."""
+        lines = []
+        for f in range(len(time_fs)):
+            box = self.box if cell is None else np.asarray(cell[f], float)
+            info = [f'pbc="{"T T T" if box is not None else "F F F"}"', f"time={_fmt(time_fs[f])}",
+                    f"energy={_fmt(energy[f])}", f"temperature={_fmt(temperature[f])}",
+                    'energy_unit=eV length_unit=Angstrom force_unit="eV/Angstrom" time_unit=fs vel_unit="Angstrom/fs"']
+            lines.extend(frame_lines(self.symbols, [("pos", R[f]), ("vel", V[f])], info, cell=box))
+        with open(self.path, "a") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+        self.n_frames += len(time_fs)
+
+    def close(self):
+        pass
 
 
 def _parse_comment(line: str, where: str) -> dict:

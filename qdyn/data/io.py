@@ -26,7 +26,8 @@ from .. import elements, units
 from ..validation import QdynInputError
 from .dataset import Dataset
 
-__all__ = ["read", "write", "FORMATS", "atomic_write_text", "detect_format"]
+__all__ = ["read", "write", "FORMATS", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_savez",
+           "detect_format"]
 
 QDYN_FORMAT = "qdyn-dataset"
 QDYN_FORMAT_VERSION = 1
@@ -35,8 +36,16 @@ _QDYN_UNITS = {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom"}
 
 
 # -- atomic writes -------------------------------------------------------------------------
-def _atomic(path: Path, write_fn, *, suffix: str = "") -> None:
-    """Write through ``write_fn(tmp_path)`` then ``os.replace`` (readers never see half a file)."""
+def atomic_write(path: Path, write_fn, *, suffix: str = "") -> None:
+    """Write through ``write_fn(tmp_path)``, fsync, then ``os.replace``: readers never see
+    half a file, and a crash leaves the old file or the new one. The one atomic writer of
+    qdyn (text, bytes, npz, plots, ASE files, checkpoints).
+
+    Args:
+        path: the file to (re)place.
+        write_fn: writes the whole content to the temporary path it is given.
+        suffix: appended to the temporary name (writers that pick a format from it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
@@ -47,6 +56,8 @@ def _atomic(path: Path, write_fn, *, suffix: str = "") -> None:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         write_fn(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -58,7 +69,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     def w(tmp):
         tmp.write_text(text)
 
-    _atomic(Path(path), w)
+    atomic_write(Path(path), w)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_savez(path: Path, arrays: dict, *, compressed: bool = True) -> None:
@@ -67,7 +82,7 @@ def atomic_savez(path: Path, arrays: dict, *, compressed: bool = True) -> None:
         with open(tmp, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
-    _atomic(Path(path), w)
+    atomic_write(Path(path), w)
 
 
 def load_npz(path: Path) -> dict:

@@ -247,7 +247,7 @@ def _fix_signs(U):
     return U * np.sign(U[idx, np.arange(U.shape[1])])
 
 
-def _mode_std(omega, kT, distribution, omega_floor):
+def mode_std(omega, kT, distribution, omega_floor):
     """Standard deviation of mass-weighted normal coordinates [Å sqrt(amu)]."""
     w = np.maximum(np.abs(omega), omega_floor)
     if distribution == "classical":
@@ -334,10 +334,10 @@ def thermal_normal_modes(
         for _ in range(max_tries):
             T = rng.uniform(lo, hi)
             kT = units.temperature_to_energy(T)
-            q = rng.normal(size=len(va.omega_intra)) * _mode_std(va.omega_intra, kT, distribution, floor)
+            q = rng.normal(size=len(va.omega_intra)) * mode_std(va.omega_intra, kT, distribution, floor)
             R = R0 + (va.modes_intra @ q * inv_sq).reshape(R0.shape)
             if va.modes_inter.shape[1]:
-                qi = rng.normal(size=len(va.omega_inter)) * _mode_std(va.omega_inter, kT, distribution, floor)
+                qi = rng.normal(size=len(va.omega_inter)) * mode_std(va.omega_inter, kT, distribution, floor)
                 R = _apply_rigid(R, R0, (va.modes_inter @ qi * inv_sq).reshape(R0.shape), va.fragments, va.masses)
             if not multi:
                 break

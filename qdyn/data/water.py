@@ -27,13 +27,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import units
+from ..structures import water
 
 __all__ = ["MONOMER_R", "box_length", "water_cluster_geometry", "water_box_geometry", "cluster_md_frames",
            "liquid_box_frames", "sample_water_recipe"]
 
 # A water monomer (O, H, H) in Å: TIP3P's rigid geometry (0.9572 Å, 104.52°), O at the origin.
 _A = np.deg2rad(104.52)
-MONOMER_R = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [0.9572 * np.cos(_A), 0.9572 * np.sin(_A), 0.0]])
+MONOMER_R = water()[0]
 _WATER_MASS_AMU = 15.999 + 2 * 1.008
 
 

@@ -1,6 +1,6 @@
 """Molecular dynamics with any qdyn model through JAX-MD: integrators, the jitted block and
 host loop (neighbour-list overflow, NaN checks on the new state, checkpoints), batched
-replicas, initial conditions, analysis, trajectories and an ASE calculator.
+replicas, initial momenta, analysis, trajectories and an ASE calculator.
 
 Example:
     >>> from qdyn.precision import enable_x64; enable_x64()
@@ -12,17 +12,20 @@ Example:
     >>> params = model.init(jax.random.PRNGKey(0))
     >>> R, system = water()
     >>> res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve",
-    ...                 dt_fs=0.5, steps=20, stride=5, progress=None)
+    ...                 dt_fs=0.5, n_steps=20, stride=5, progress=None)
 """
 
-from .init import degrees_of_freedom, load_structure, maxwell_boltzmann
-from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses, model_energy_fn
-from .quickstart import quickstart_md
-from .run import Frames, MDBlowUpError, MDResult, load_state, make_block, run_md, save_state
+from ..checkpoint import load_state, save_state
+from .adapters import diabatic_fn, model_energy_fn
+from .host_loop import BlowUpError, host_loop
+from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
+from .momenta import degrees_of_freedom, maxwell_boltzmann
+from .run import Frames, MDResult, make_block, run_md
 
 __all__ = [
-    "degrees_of_freedom", "load_structure", "maxwell_boltzmann",
-    "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses", "model_energy_fn",
-    "quickstart_md",
-    "Frames", "MDBlowUpError", "MDResult", "load_state", "make_block", "run_md", "save_state",
+    "degrees_of_freedom", "maxwell_boltzmann",
+    "diabatic_fn", "model_energy_fn",
+    "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses",
+    "BlowUpError", "host_loop",
+    "Frames", "MDResult", "load_state", "make_block", "run_md", "save_state",
 ]

@@ -171,19 +171,11 @@ def radial_distribution(positions, species, box_side, *, pair: tuple[int, int] =
 
 # -- plots (matplotlib Agg; files written atomically) -------------------------------------
 def _save(fig, path) -> Path:
-    import os
-    import tempfile
+    from ..data.io import atomic_write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # the temporary name ends in the figure's suffix: matplotlib picks the format from it
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"), suffix=path.suffix)
     return path
 
 
@@ -228,20 +220,6 @@ def plot_spectrum(wavenumber, intensity, path, *, harmonic: Optional[Sequence[fl
     ax.set_xlabel("wavenumber [cm⁻¹]")
     ax.set_ylabel("intensity [arb.]")
     ax.set_title(title)
-    ax.legend()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
-
-
-def plot_rdf(r, g, path, *, label: str = "g(r)") -> Path:
-    """Radial distribution function."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(r, g, label=label)
-    ax.axhline(1.0, color="0.6", lw=0.8)
-    ax.set_xlabel("r [Å]")
-    ax.set_ylabel("g(r)")
     ax.legend()
     path = _save(fig, path)
     plt.close(fig)

@@ -42,16 +42,12 @@ class Space(NamedTuple):
         displacement_fn: ``(Ra [3], Rb [3]) -> Ra - Rb`` [Å], minimum image when periodic.
         shift_fn: ``(R [n, 3], dR [n, 3]) -> R + dR`` [Å], wrapped into the cell when
             periodic; with ``variable_cell`` it also takes ``box=`` (the current cell).
-        box_side: [3] Å sides of an orthorhombic box, or None (free space or triclinic).
         box: [3, 3] Å lattice vectors as columns, or None in free space.
-        variable_cell: the shift follows a changing cell (NPT).
     """
 
     displacement_fn: Callable
     shift_fn: Callable
-    box_side: Optional[np.ndarray]
     box: Optional[np.ndarray] = None
-    variable_cell: bool = False
 
     def wrap(self, R):
         """Host-side: positions [..., n, 3] Å wrapped into the cell (unchanged in free space)."""
@@ -120,18 +116,16 @@ def make_space(system: System, *, variable_cell: bool = False) -> Space:
 def _space(box: Optional[tuple], variable_cell: bool) -> Space:
     if box is None:
         d, s = space.free()
-        return Space(d, s, None)
+        return Space(d, s)
     b = np.asarray(box).reshape(3, 3)
     if np.allclose(b, np.diag(np.diag(b))) and not variable_cell:
-        side = np.diag(b).copy()
-        d, s = space.periodic(jnp.asarray(side))
-        return Space(d, s, side, b)
+        d, s = space.periodic(jnp.asarray(np.diag(b).copy()))
+        return Space(d, s, b)
     # JAX-MD and qdyn share the convention: lattice vectors are the columns of the box.
     # Cartesian coordinates throughout: forces are then -dE/dR in Å, which is what JAX-MD's
     # integrators (NPT's MTK position update included) assume.
     d, s = space.periodic_general(jnp.asarray(b), fractional_coordinates=False)
-    side = np.diag(b).copy() if np.allclose(b, np.diag(np.diag(b))) else None
-    return Space(d, s, side, b, variable_cell)
+    return Space(d, s, b)
 
 
 def masses(system: System) -> np.ndarray:
@@ -147,24 +141,6 @@ def masses(system: System) -> np.ndarray:
             f"MD needs a System without padding atoms; this one has {int((~mask).sum())} masked atoms"
         )
     return np.array([elements.mass(int(z)) for z in np.asarray(system.species)], dtype=np.float64)
-
-
-@functools.lru_cache(maxsize=64)
-def model_energy_fn(apply: Callable) -> Callable:
-    """Adapt an :class:`~qdyn.models.base.EnergyModel` ``apply`` to the MD signature.
-
-    Every model's ``apply`` takes ``(params, R, system, neighbor=None)``; dense models
-    ignore the list (they see every atom). Cached on
-    ``apply``, so runs with the same model reuse their compiled MD blocks.
-
-    Returns:
-        ``energy_fn(R [n, 3] Å, *, params, system, neighbor=None) -> E`` [eV].
-    """
-
-    def energy_fn(R, *, params, system, neighbor=None):
-        return apply(params, R, system, neighbor)
-
-    return energy_fn
 
 
 def _kT(temperature_K: float) -> float:
@@ -189,7 +165,7 @@ def make_integrator(
 
     Args:
         energy_fn: ``(R, *, params, system, neighbor) -> E`` [eV] (see
-            :func:`model_energy_fn`).
+            :func:`qdyn.md.adapters.model_energy_fn`).
         shift_fn: the cell's shift function (:func:`make_space`).
         ensemble: "nve" (velocity Verlet), "nvt" or "nvt-langevin" (BAOAB Langevin),
             "nvt-nose-hoover" (Nosé–Hoover chain), "npt" (isotropic MTK barostat with
@@ -214,6 +190,7 @@ def make_integrator(
     Example:
         >>> from qdyn.structures import water
         >>> from qdyn.models import bpnn
+        >>> from qdyn.md.adapters import model_energy_fn
         >>> model = bpnn.build(species=(1, 8), hidden=(8,))
         >>> R, system = water()
         >>> sp = make_space(system)

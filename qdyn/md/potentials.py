@@ -103,22 +103,6 @@ def flexible_water(displacement_fn: Callable, box_side, *, n_molecules: int, cut
     return NeighborPotential(energy_fn, neighbor_fn, init_params)
 
 
-def water_box(n_per_side: int, *, spacing: float = 3.1, seed: int = 0):
-    """(R [3 m, 3] Å, species [3 m], box side [3] Å) of m = n_per_side³ randomly oriented
-    waters on a cubic lattice (for neighbour-list tests and examples)."""
-    rng = np.random.default_rng(seed)
-    base = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]])
-    R = []
-    for i in range(n_per_side):
-        for j in range(n_per_side):
-            for k in range(n_per_side):
-                q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-                R.append(base @ q.T + spacing * (np.array([i, j, k]) + 0.5))
-    R = np.concatenate(R)
-    species = np.tile([8, 1, 1], n_per_side**3)
-    return R, species, np.full(3, spacing * n_per_side)
-
-
 def spring_network(R_ref, *, cutoff: float = 2.0) -> tuple[Callable, Callable]:
     """Springs between every pair of atoms closer than ``cutoff`` in a reference geometry.
 

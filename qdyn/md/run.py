@@ -1,16 +1,11 @@
-"""The MD run loop: one jitted block (``lax.scan`` of steps) inside a host loop.
+"""MD runs: one jitted block (``lax.scan`` of steps) inside the shared host loop.
 
 The block advances every replica by ``frames × stride`` steps (vmapped over replicas, the
-neighbour list updated inside) and returns the sampled frames. The host loop around it
-
-* checks the neighbour lists' ``did_buffer_overflow`` after every block; on overflow it
-  reallocates from the block's *starting* positions and redoes the block, so no step ever
-  runs with a truncated list;
-* checks the *new* state (finite positions, momenta and energies; temperature below a
-  blow-up threshold) and, if it is bad, saves the last good state and raises
-  :class:`MDBlowUpError`;
-* writes trajectory frames (extxyz, H5MD), checkpoints for restart (npz, atomic, no
-  pickle) and prints progress with ns/day and temperature.
+neighbour list updated inside) and returns the sampled frames. :func:`run_md` wires it into
+:func:`qdyn.md.host_loop.host_loop`, which redoes a block after a neighbour-list overflow,
+checks the *new* state (here: finite positions, momenta and energies; temperature below a
+blow-up threshold), keeps the last good state, writes checkpoints and reports progress;
+the MD side adds trajectory frames (extxyz, H5MD) and ``md.json``.
 
 Params, systems and neighbour lists are arguments of the compiled block, never constants
 in it, so one compilation serves any params of the same shape.
@@ -30,27 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from ..data.io import atomic_savez, atomic_write_text, load_npz
+from ..checkpoint import load_state, save_state
+from ..data.io import atomic_write_text
 from ..system import System, stack
 from ..validation import QdynInputError
-from . import init as md_init
+from . import momenta
+from .host_loop import host_loop
 from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
-
-
-class MDBlowUpError(RuntimeError):
-    """The new MD state is not finite or has blown up; the last good state was kept.
-
-    Attributes:
-        step: the step of the last good state.
-        last_good_path: checkpoint file holding it (None when no output directory was given).
-        last_good_state: the last good (batched) JAX-MD state.
-    """
-
-    def __init__(self, message: str, *, step: int, last_good_path, last_good_state):
-        super().__init__(message)
-        self.step = step
-        self.last_good_path = last_good_path
-        self.last_good_state = last_good_state
 
 
 class Frames(NamedTuple):
@@ -167,7 +148,7 @@ class _Programs:
         integ = self.integ
 
         def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
-            p = md_init.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
+            p = momenta.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
                                           remove_rotation=remove_rotation)
             state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr)
             pe = energy_fn(R, params=params, system=system, neighbor=nbr)
@@ -180,7 +161,7 @@ class _Programs:
 
         self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, None)))
         self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames))
-        self.kinetic = jax.jit(md_init.kinetic_energy)
+        self.kinetic = jax.jit(momenta.kinetic_energy)
         self.compiled = {}
 
     def compiled_block(self, *args):
@@ -197,43 +178,6 @@ class _Programs:
 @functools.lru_cache(maxsize=16)
 def _programs(*key) -> _Programs:
     return _Programs(*key)
-
-
-# -- checkpoints ---------------------------------------------------------------------------
-def _leaves_with_names(state):
-    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
-    return [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in flat], treedef
-
-
-def save_state(path, state, meta: dict) -> Path:
-    """Write a (batched) JAX-MD state and its metadata to ``path`` (npz, atomic, no pickle)."""
-    named, _ = _leaves_with_names(state)
-    arrays = {f"leaf{i:03d}": v for i, (_, v) in enumerate(named)}
-    arrays["__names__"] = np.array([n for n, _ in named])
-    arrays["__meta__"] = np.array(json.dumps(meta))
-    atomic_savez(Path(path), arrays)
-    return Path(path)
-
-
-def load_state(path, template):
-    """(state, meta) from a :func:`save_state` file, shaped like ``template``.
-
-    Raises:
-        QdynInputError: if the file does not match the template (another ensemble, replica
-            count or atom count).
-    """
-    z = load_npz(Path(path))
-    named, treedef = _leaves_with_names(template)
-    names = [str(n) for n in z["__names__"]]
-    if names != [n for n, _ in named]:
-        raise QdynInputError(f"{path}: state fields {names} do not match this run's {[n for n, _ in named]}")
-    leaves = []
-    for i, (name, ref) in enumerate(named):
-        v = z[f"leaf{i:03d}"]
-        if v.shape != ref.shape:
-            raise QdynInputError(f"{path}: field {name} has shape {v.shape}, this run needs {ref.shape}")
-        leaves.append(jnp.asarray(v, dtype=ref.dtype))
-    return jax.tree_util.tree_unflatten(treedef, leaves), json.loads(str(z["__meta__"]))
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -270,7 +214,7 @@ def run_md(
     *,
     ensemble: str,
     dt_fs: float,
-    steps: int,
+    n_steps: int,
     temperature_K: float = 300.0,
     key: Optional[jax.Array] = None,
     replica_keys: Optional[jax.Array] = None,
@@ -299,7 +243,7 @@ def run_md(
     Args:
         energy_fn: ``(R, *, params, system, neighbor) -> E`` [eV]; for an
             :class:`~qdyn.models.base.EnergyModel` use
-            :func:`~qdyn.md.integrators.model_energy_fn` ``(model.apply)``.
+            :func:`~qdyn.md.adapters.model_energy_fn` ``(model.apply)``.
         params: the model parameters (call-time argument of the compiled block).
         R: initial positions [n, 3] Å (all replicas) or [replicas, n, 3].
         system: one :class:`~qdyn.system.System` or one per replica (same atom count and
@@ -307,7 +251,7 @@ def run_md(
         ensemble: "nve", "nvt" (Langevin), "nvt-langevin", "nvt-nose-hoover" or "npt"
             (isotropic, periodic systems, dense models: no neighbour list).
         dt_fs: time step [fs].
-        steps: total steps; a multiple of ``stride``.
+        n_steps: total steps; a multiple of ``stride``.
         temperature_K: thermostat target [K] (and initial temperature by default).
         key: PRNG key; replica i uses ``jax.random.split(key, replicas)[i]``.
         replica_keys: [replicas] keys instead of ``key`` (to reproduce single replicas).
@@ -330,8 +274,8 @@ def run_md(
         restart: continue from ``out_dir/checkpoint.npz``.
         max_temperature_K: blow-up threshold on any replica's temperature (default
             ``max(20 T, 2000 K)``).
-        progress: callback with a dict (step, time_ps, temperature_K, drift_eV, ns_per_day),
-            or None for silence.
+        progress: callback with a dict (step, n_steps, time_ps, temperature_K, drift_eV,
+            ns_per_day), or None for silence.
         progress_every_s: seconds between progress calls.
 
     Returns:
@@ -339,11 +283,101 @@ def run_md(
 
     Raises:
         QdynInputError: bad arguments (before anything compiles).
-        MDBlowUpError: a block produced a non-finite or blown-up state.
+        BlowUpError: a block produced a non-finite or blown-up state.
     """
     t_start = time.perf_counter()
-    if steps <= 0 or steps % stride:
-        raise QdynInputError(f"steps must be a positive multiple of stride={stride}, got {steps}")
+    _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn)
+    Rs, systems = _as_replicas(R, system, replicas)
+    sp = make_space(systems[0], variable_cell=ensemble == "npt")
+    Rs = sp.wrap(Rs)  # JAX-MD's periodic spaces expect wrapped positions
+    mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
+    n_frames = n_steps // stride
+    fpb = _frames_per_block(n_frames, frames_per_block)
+    thermostat = ensemble != "nve"
+    conserves = ensemble in ("nve", "nvt-nose-hoover")
+    rot = bool(remove_rotation and sp.box is None)
+    # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
+    # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
+    dof = momenta.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
+    progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
+                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
+                      None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+    batched_sys = stack(systems)
+    T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
+    if max_temperature_K is None:
+        max_temperature_K = max(20.0 * max(T0, temperature_K), 2000.0)
+    vel_keys, int_keys = _replica_keys(key, replica_keys, replicas)
+    if neighbor_fn is None and neighbor is not None:
+        raise QdynInputError("neighbor given without neighbor_fn")
+    nbrs = None
+    if neighbor_fn is not None:
+        nbrs = _spread(neighbor_fn, neighbor, Rs) if neighbor is not None else _allocate(neighbor_fn, Rs)
+    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs, params,
+                             float(T0))
+
+    out = None if out_dir is None else Path(out_dir)
+    meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride)
+    frames_start = 0
+    if restart:
+        states, frames_start = _restore(out / "checkpoint.npz", states, meta(0, 0))
+        if nbrs is not None:
+            nbrs = _allocate(neighbor_fn, np.asarray(states.position))
+        pe0 = progs.potential(states, batched_sys, nbrs, params)
+    stored = list(range(min(store_replicas, replicas)))
+    writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
+                            variable_cell=ensemble == "npt", keep_frames=frames_start)
+    mass_j = jnp.asarray(mass)
+    e_ref = np.asarray(pe0) + np.asarray(progs.kinetic(states.momentum, mass_j))
+    clock = _Clock()
+    recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
+                         writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
+
+    def run_block(carry, frames):
+        states, nbrs = carry
+        fn, compile_s = progs.compiled_block(states, nbrs, params, batched_sys)
+        clock.compiled(compile_s)
+        new_states, new_nbrs, fr = fn(states, nbrs, params, batched_sys)
+        if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
+            return carry, None, True
+        KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
+        host = _HostFrames(np.asarray(fr.position), np.asarray(fr.momentum), np.asarray(fr.potential), KE,
+                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box))
+        return (new_states, new_nbrs), host, False
+
+    def reallocate(carry, attempt):
+        # the first retry sizes the list for the block's start positions, later ones add 25 %
+        states, nbrs = carry
+        extra = int(nbrs.idx.shape[-1] * 0.25) if attempt > 1 else 0
+        return states, _allocate(neighbor_fn, np.asarray(states.position), extra)
+
+    def save(name):
+        return lambda carry, frames: save_state(out / name, carry[0], meta(frames * stride, frames))
+
+    try:
+        loop = host_loop(
+            (states, nbrs), run_block=run_block, n_frames=n_frames, frames_per_block=fpb, stride=stride,
+            frames_done=frames_start, reallocate=reallocate, state_of=lambda carry: carry[0],
+            check=lambda carry, host: _check_new_state(host.R, host.P, host.PE, host.T, max_temperature_K),
+            record=recorder, what="MD",
+            hint="Try a smaller dt_fs, check the model on this geometry, or lower the temperature.",
+            save_last_good=None if out is None else save("last_good.npz"),
+            checkpoint=None if out is None else save("checkpoint.npz"), checkpoint_every=checkpoint_every,
+            progress=progress, progress_every_s=progress_every_s)
+    finally:
+        for _, w in writers:
+            w.close()
+    steps_run = (loop.frames_done - frames_start) * stride
+    result = recorder.result(loop.carry[0], loop.n_reallocations, steps_run, replicas, t_start, out)
+    if out is not None:
+        _write_summary(out / "md.json", result, progs.integ, mass, dt_fs=dt_fs, n_steps=n_steps, replicas=replicas,
+                       temperature_K=temperature_K, pressure_bar=pressure_bar)
+    return result
+
+
+def _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn):
+    """Refuse bad arguments before anything compiles."""
+    if n_steps <= 0 or n_steps % stride:
+        raise QdynInputError(f"n_steps must be a positive multiple of stride={stride}, got {n_steps}")
     if replicas < 1:
         raise QdynInputError(f"replicas must be ≥ 1, got {replicas}")
     bad_formats = set(trajectory_formats) - {"extxyz", "h5md"}
@@ -351,209 +385,179 @@ def run_md(
         raise QdynInputError(f"unknown trajectory formats {sorted(bad_formats)}; choose extxyz and/or h5md")
     if restart and out_dir is None:
         raise QdynInputError("restart=True needs out_dir (where checkpoint.npz is)")
-    Rs, systems = _as_replicas(R, system, replicas)
-    if ensemble == "npt" and neighbor_fn is not None:
-        raise QdynInputError("npt runs dense models only: a neighbour list would have to follow the changing cell")
-    sp = make_space(systems[0], variable_cell=ensemble == "npt")
-    Rs = sp.wrap(Rs)  # JAX-MD's periodic spaces expect wrapped positions
-    mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
-    n_frames_total = steps // stride
-    # frames per block: the largest divisor of the frame count not above the request, so every
-    # block has the same shape and compiles once
-    fpb = max(d for d in range(1, min(frames_per_block, n_frames_total) + 1) if n_frames_total % d == 0)
     if ensemble not in ENSEMBLES:
         raise QdynInputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
-    thermostat = ensemble != "nve"
-    conserves = ensemble in ("nve", "nvt-nose-hoover")
-    rot = bool(remove_rotation and sp.box is None)
-    n_atoms = Rs.shape[1]
-    # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
-    # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
-    dof = md_init.degrees_of_freedom(n_atoms, remove_com=conserves, remove_rotation=rot and conserves)
-    progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
-                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                      None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
-    integ = progs.integ
-    batched_sys = stack(systems)
-    T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
-    if max_temperature_K is None:
-        max_temperature_K = max(20.0 * max(T0, temperature_K), 2000.0)
+    if ensemble == "npt" and neighbor_fn is not None:
+        raise QdynInputError("npt runs dense models only: a neighbour list would have to follow the changing cell")
 
+
+def _frames_per_block(n_frames: int, requested: int) -> int:
+    """The largest divisor of the frame count not above the request, so every block has the
+    same shape and compiles once."""
+    return max(d for d in range(1, min(requested, n_frames) + 1) if n_frames % d == 0)
+
+
+def _replica_keys(key, replica_keys, replicas: int):
+    """(velocity keys, integrator keys), [replicas] each, from ``key`` or per-replica keys."""
     if replica_keys is None:
         key = jax.random.PRNGKey(0) if key is None else key
         replica_keys = jax.random.split(key, replicas)
     replica_keys = jnp.asarray(replica_keys)
     if replica_keys.shape[0] != replicas:
         raise QdynInputError(f"replica_keys holds {replica_keys.shape[0]} keys for {replicas} replicas")
-    vel_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(replica_keys)
-    int_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(replica_keys)
+    return (jax.vmap(lambda k: jax.random.fold_in(k, 1))(replica_keys),
+            jax.vmap(lambda k: jax.random.fold_in(k, 2))(replica_keys))
 
-    # -- neighbour lists: allocated on the host, one per replica with a common capacity
-    def allocate(Rp, extra=0):
-        best = None
-        for r in range(Rp.shape[0]):
-            nb = neighbor_fn.allocate(jnp.asarray(Rp[r]), extra_capacity=extra)
-            if best is None or nb.idx.shape[-1] > best.idx.shape[-1]:
-                best = nb
-        return _spread(best, Rp)
 
-    def _spread(template, Rp):
-        return jax.vmap(lambda r: neighbor_fn.update(r, template))(jnp.asarray(Rp))
+def _allocate(neighbor_fn, Rp, extra: int = 0):
+    """Neighbour lists for [Rp, n, 3] positions, allocated on the host: one per replica, all
+    with the capacity of the fullest."""
+    best = None
+    for r in range(Rp.shape[0]):
+        nb = neighbor_fn.allocate(jnp.asarray(Rp[r]), extra_capacity=extra)
+        if best is None or nb.idx.shape[-1] > best.idx.shape[-1]:
+            best = nb
+    return _spread(neighbor_fn, best, Rp)
 
-    nbrs = None
-    if neighbor_fn is not None:
-        nbrs = _spread(neighbor, Rs) if neighbor is not None else allocate(Rs)
-    elif neighbor is not None:
-        raise QdynInputError("neighbor given without neighbor_fn")
 
-    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs, params,
-                             float(T0))
-    steps_per_block = stride * fpb
+def _spread(neighbor_fn, template, Rp):
+    return jax.vmap(lambda r: neighbor_fn.update(r, template))(jnp.asarray(Rp))
 
-    out = None if out_dir is None else Path(out_dir)
-    ckpt_path = None if out is None else out / "checkpoint.npz"
-    step0 = 0
-    frames_done = 0
-    if restart:
-        if not ckpt_path.exists():
-            raise QdynInputError(f"restart=True but {ckpt_path} does not exist")
-        states, meta = load_state(ckpt_path, states)
-        for k, v in (("ensemble", integ.ensemble), ("dt_fs", float(dt_fs)), ("replicas", replicas),
-                     ("stride", stride)):
-            if meta.get(k) != v:
-                raise QdynInputError(f"{ckpt_path}: checkpoint has {k}={meta.get(k)!r}, this run asks for {v!r}")
-        step0 = int(meta["step"])
-        frames_done = int(meta["frames"])
-        if nbrs is not None:
-            nbrs = allocate(np.asarray(states.position))
-    stored = list(range(min(store_replicas, replicas)))
-    species = np.asarray(systems[0].species)
+
+def _restore(path: Path, template, expected: dict):
+    """(state, frames done) from a checkpoint written by this kind of run."""
+    if not path.exists():
+        raise QdynInputError(f"restart=True but {path} does not exist")
+    state, meta = load_state(path, template)
+    for k in ("ensemble", "dt_fs", "replicas", "stride"):
+        if meta.get(k) != expected[k]:
+            raise QdynInputError(f"{path}: checkpoint has {k}={meta.get(k)!r}, this run asks for {expected[k]!r}")
+    return state, int(meta["frames"])
+
+
+def _open_writers(out: Optional[Path], formats, stored, species, box, *, variable_cell: bool, keep_frames: int):
+    """``(replica, writer)`` pairs: an extxyz file per stored replica, one H5MD file for all
+    (replica None); none without an output directory."""
+    if out is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    from ..data.extxyz import ExtxyzWriter
+    from .trajectory import H5MDWriter
+
     writers = []
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        from .trajectory import ExtxyzWriter, H5MDWriter
+    if "extxyz" in formats:
+        for r in stored:
+            name = "trajectory.xyz" if len(stored) == 1 else f"trajectory_r{r:04d}.xyz"
+            writers.append((r, ExtxyzWriter(out / name, species, box, keep_frames=keep_frames)))
+    if "h5md" in formats:
+        writers.append((None, H5MDWriter(out / "trajectory.h5", species, box, replicas=stored,
+                                         variable_cell=variable_cell, keep_frames=keep_frames)))
+    return writers
 
-        if "extxyz" in trajectory_formats:
-            for r in stored:
-                name = "trajectory.xyz" if len(stored) == 1 else f"trajectory_r{r:04d}.xyz"
-                writers.append(("xyz", r, ExtxyzWriter(out / name, species, sp.box, keep_frames=frames_done)))
-        if "h5md" in trajectory_formats:
-            writers.append(("h5", None, H5MDWriter(out / "trajectory.h5", species, sp.box, replicas=stored,
-                                                   variable_cell=ensemble == "npt",
-                                                   keep_frames=frames_done)))
 
-    mass_j = jnp.asarray(mass)
-    if restart:
-        pe0 = progs.potential(states, batched_sys, nbrs, params)
-    e_ref = np.asarray(pe0) + np.asarray(progs.kinetic(states.momentum, mass_j))
+class _HostFrames(NamedTuple):
+    """One block's frames on the host (leading axes: frame, replica): R, P [F, Rp, n, 3],
+    PE, KE [F, Rp] eV, T [F, Rp] K, box [F, Rp, 3, 3] Å or None."""
 
-    rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell")}
-    n_realloc = 0
-    compile_s = 0.0
-    t_loop = None
-    t_last_print = -1e9
-    steps_run = 0
-    step = step0
-    block_i = 0
-    try:
-        while step < steps:
-            fn, c_s = progs.compiled_block(states, nbrs, params, batched_sys)
-            compile_s += c_s
-            if t_loop is None:
-                t_loop = time.perf_counter()
-            new_states, new_nbrs, fr = fn(states, nbrs, params, batched_sys)
-            if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
-                # redo the block from its start with a list sized for the start positions
-                n_realloc += 1
-                if n_realloc > 100:
-                    raise RuntimeError("neighbour list overflowed 100 times; is the system exploding?")
-                extra = int(nbrs.idx.shape[-1] * 0.25) if n_realloc > 1 else 0
-                nbrs = allocate(np.asarray(states.position), extra)
-                continue
-            R_f = np.asarray(fr.position)
-            P_f = np.asarray(fr.momentum)
-            PE_f = np.asarray(fr.potential)
-            KE_f = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
-            T_f = 2.0 * KE_f / (dof * units.KB_EV_PER_K)
-            bad = _check_new_state(R_f, P_f, PE_f, T_f, max_temperature_K)
-            if bad is not None:
-                last = None
-                if out is not None:
-                    last = save_state(out / "last_good.npz", states, _meta(integ, dt_fs, replicas, stride, step,
-                                                                            frames_done))
-                where = f"; last good state (step {step}) saved to {last}" if last else \
-                    f"; last good state (step {step}) is attached to the error as .last_good_state"
-                raise MDBlowUpError(
-                    f"MD stopped in steps {step}..{step + steps_per_block}: {bad}{where}. "
-                    "Try a smaller dt_fs, check the model on this geometry, or lower the temperature.",
-                    step=step, last_good_path=last, last_good_state=states)
-            states, nbrs = new_states, new_nbrs
-            steps_here = steps_per_block
-            f_steps = step + stride * (1 + np.arange(fpb))
-            step += steps_here
-            steps_run += steps_here
-            frames_done += fpb
-            block_i += 1
-            V_f = P_f[:, stored] / mass[None, stored, :, None] / units.TIME_UNIT_FS
-            rec["step"].append(f_steps)
-            rec["pe"].append(PE_f)
-            rec["ke"].append(KE_f)
-            rec["R"].append(R_f[:, stored])
-            cell_f = None
-            if fr.box is not None:
-                box_f = np.asarray(fr.box)  # [F, Rp, 3, 3]
-                cell_f = box_f[:, stored]
-                rec["vol"].append(np.linalg.det(box_f))
-                rec["cell"].append(cell_f)
-            rec["V"].append(V_f)
-            t_fs = f_steps * float(dt_fs)
-            for kind, r, w in writers:
-                if kind == "xyz":
-                    w.append(time_fs=t_fs, R=R_f[:, r], V=V_f[:, stored.index(r)], energy=PE_f[:, r],
-                             temperature=T_f[:, r], cell=None if cell_f is None else cell_f[:, stored.index(r)])
-                else:
-                    w.append(step=f_steps, time_fs=t_fs, R=R_f[:, stored], V=V_f, potential=PE_f[:, stored],
-                             kinetic=KE_f[:, stored], temperature=T_f[:, stored], cell=cell_f)
-            if out is not None and (block_i % checkpoint_every == 0 or step >= steps):
-                save_state(ckpt_path, states, _meta(integ, dt_fs, replicas, stride, step, frames_done))
-            now = time.perf_counter()
-            if progress is not None and (now - t_last_print >= progress_every_s or step >= steps):
-                t_last_print = now
-                el = max(now - t_loop, 1e-9)
-                progress({"step": int(step), "time_ps": step * dt_fs / 1e3,
-                          "temperature_K": float(T_f[-1].mean()),
-                          "drift_eV": float(np.mean(PE_f[-1] + KE_f[-1] - e_ref)),
-                          "ns_per_day": steps_run * dt_fs * 1e-6 / (el / 86400.0)})
-    finally:
-        for _, _, w in writers:
-            w.close()
+    R: np.ndarray
+    P: np.ndarray
+    PE: np.ndarray
+    KE: np.ndarray
+    T: np.ndarray
+    box: Optional[np.ndarray]
 
-    run_s = max(time.perf_counter() - (t_loop or time.perf_counter()), 1e-9)
-    cat = (lambda k: np.concatenate(rec[k]) if rec[k] else np.zeros((0,)))
-    pe, ke = cat("pe"), cat("ke")
-    steps_arr = cat("step").astype(np.int64)
-    timings = {
-        "compile_s": compile_s, "run_s": run_s, "total_s": time.perf_counter() - t_start,
-        "steps_per_s": steps_run / run_s, "molecule_steps_per_s": steps_run * replicas / run_s,
-        "ns_per_day": steps_run * dt_fs * 1e-6 / (run_s / 86400.0),
-    }
-    result = MDResult(
-        state=states, step=steps_arr, time_fs=steps_arr * float(dt_fs), potential=pe, kinetic=ke,
-        total=pe + ke if len(pe) else pe, temperature=2.0 * ke / (dof * units.KB_EV_PER_K) if len(ke) else ke,
-        position=cat("R"), velocity=cat("V"), stored_replicas=stored, dof=dof, n_reallocations=n_realloc,
-        timings=timings, out_dir=out, volume=cat("vol") if rec["vol"] else None,
-        cell=cat("cell") if rec["cell"] else None)
-    if out is not None:
-        summary = {"ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": steps, "replicas": replicas,
-                   "temperature_K": temperature_K, "dof": dof, "n_reallocations": n_realloc, "timings": timings,
-                   "mean_temperature_K": float(result.temperature.mean()) if len(ke) else None}
-        if result.volume is not None and len(ke):
-            summary["mean_volume_A3"] = float(result.volume.mean())
-            summary["mean_density_g_cm3"] = float(mass.sum(-1).mean() / result.volume.mean() * units.AMU_PER_A3_G_CM3)
-        if pressure_bar is not None:
-            summary["pressure_bar"] = float(pressure_bar)
-        atomic_write_text(out / "md.json", json.dumps(summary, indent=2))
-    return result
+
+class _Clock:
+    """Compile time apart from run time: the run clock starts after the first compilation."""
+
+    def __init__(self):
+        self.compile_s = 0.0
+        self.t_loop = None
+
+    def compiled(self, seconds: float):
+        self.compile_s += seconds
+        if self.t_loop is None:
+            self.t_loop = time.perf_counter()
+
+    def run_s(self) -> float:
+        return max(time.perf_counter() - (self.t_loop or time.perf_counter()), 1e-9)
+
+
+class _Recorder:
+    """Keeps every block's frames (stored replicas' positions and velocities), writes them
+    and returns the progress information; at the end, assembles the :class:`MDResult`."""
+
+    def __init__(self, *, stored, mass, dt_fs, stride, dof, n_steps, writers, e_ref, clock, frames_start):
+        self.stored, self.mass, self.dt_fs, self.stride, self.dof = stored, mass, dt_fs, stride, dof
+        self.n_steps, self.writers, self.e_ref, self.clock = n_steps, writers, e_ref, clock
+        self.frames_start = frames_start
+        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell")}
+
+    def __call__(self, carry, host: _HostFrames, frames_done: int) -> dict:
+        stored, F = self.stored, host.R.shape[0]
+        f_steps = self.stride * (frames_done - F + 1 + np.arange(F))
+        V = host.P[:, stored] / self.mass[None, stored, :, None] / units.TIME_UNIT_FS
+        cell = None
+        if host.box is not None:
+            cell = host.box[:, stored]
+            self.rec["vol"].append(np.linalg.det(host.box))
+            self.rec["cell"].append(cell)
+        for k, v in (("step", f_steps), ("pe", host.PE), ("ke", host.KE), ("R", host.R[:, stored]), ("V", V)):
+            self.rec[k].append(v)
+        self._write(f_steps, host, V, cell)
+        step = frames_done * self.stride
+        steps_run = (frames_done - self.frames_start) * self.stride
+        elapsed = max(time.perf_counter() - self.clock.t_loop, 1e-9)
+        return {"step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
+                "temperature_K": float(host.T[-1].mean()),
+                "drift_eV": float(np.mean(host.PE[-1] + host.KE[-1] - self.e_ref)),
+                "ns_per_day": steps_run * self.dt_fs * 1e-6 / (elapsed / 86400.0)}
+
+    def _write(self, f_steps, host: _HostFrames, V, cell):
+        t_fs = f_steps * self.dt_fs
+        for r, w in self.writers:
+            if r is None:
+                s = self.stored
+                w.append(step=f_steps, time_fs=t_fs, R=host.R[:, s], V=V, potential=host.PE[:, s],
+                         kinetic=host.KE[:, s], temperature=host.T[:, s], cell=cell)
+            else:
+                i = self.stored.index(r)
+                w.append(time_fs=t_fs, R=host.R[:, r], V=V[:, i], energy=host.PE[:, r], temperature=host.T[:, r],
+                         cell=None if cell is None else cell[:, i])
+
+    def result(self, state, n_reallocations, steps_run, replicas, t_start, out) -> MDResult:
+        rec = self.rec
+        cat = (lambda k: np.concatenate(rec[k]) if rec[k] else np.zeros((0,)))
+        pe, ke = cat("pe"), cat("ke")
+        steps = cat("step").astype(np.int64)
+        run_s = self.clock.run_s()
+        timings = {
+            "compile_s": self.clock.compile_s, "run_s": run_s, "total_s": time.perf_counter() - t_start,
+            "steps_per_s": steps_run / run_s, "molecule_steps_per_s": steps_run * replicas / run_s,
+            "ns_per_day": steps_run * self.dt_fs * 1e-6 / (run_s / 86400.0),
+        }
+        return MDResult(
+            state=state, step=steps, time_fs=steps * self.dt_fs, potential=pe, kinetic=ke,
+            total=pe + ke if len(pe) else pe,
+            temperature=2.0 * ke / (self.dof * units.KB_EV_PER_K) if len(ke) else ke,
+            position=cat("R"), velocity=cat("V"), stored_replicas=self.stored, dof=self.dof,
+            n_reallocations=n_reallocations, timings=timings, out_dir=out,
+            volume=cat("vol") if rec["vol"] else None, cell=cat("cell") if rec["cell"] else None)
+
+
+def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_fs, n_steps, replicas,
+                   temperature_K, pressure_bar):
+    """``md.json``: settings, degrees of freedom, timings and mean temperature (and density)."""
+    n = len(result.kinetic)
+    summary = {"ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": n_steps, "replicas": replicas,
+               "temperature_K": temperature_K, "dof": result.dof, "n_reallocations": result.n_reallocations,
+               "timings": result.timings, "mean_temperature_K": float(result.temperature.mean()) if n else None}
+    if result.volume is not None and n:
+        summary["mean_volume_A3"] = float(result.volume.mean())
+        summary["mean_density_g_cm3"] = float(mass.sum(-1).mean() / result.volume.mean() * units.AMU_PER_A3_G_CM3)
+    if pressure_bar is not None:
+        summary["pressure_bar"] = float(pressure_bar)
+    atomic_write_text(path, json.dumps(summary, indent=2))
 
 
 def _meta(integ, dt_fs, replicas, stride, step, frames):

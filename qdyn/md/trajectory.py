@@ -1,12 +1,10 @@
-"""Streaming trajectory writers: extended XYZ and H5MD.
+"""Streaming H5MD trajectories (the extended XYZ one is :class:`qdyn.data.extxyz.ExtxyzWriter`).
 
 Trajectories grow while the run goes, so they are appended to (not replaced atomically);
-each writer records how many frames it holds and can be cut back to a checkpoint's frame
+the writer records how many frames it holds and can be cut back to a checkpoint's frame
 count on restart, so a resumed run never duplicates or loses frames. Units: Å, Å/fs, eV,
 fs, K.
 
-* extxyz: one frame per block of lines, readable by ASE (``ase.io.read(path, ":")``),
-  OVITO and :func:`qdyn.data.read` (which reads ``energy_unit="eV"``/Å headers).
 * H5MD 1.1 (de Buyl et al., Comput. Phys. Commun. 185, 1546 (2014)): one particle group per
   stored replica with time-dependent ``position`` and ``velocity``, ``species`` and ``box``;
   ``observables/`` holds per-frame energies and temperatures. Readable by OVITO, MDAnalysis
@@ -20,64 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .. import __version__, elements
-
-
-class ExtxyzWriter:
-    """Append frames of one replica to an extended XYZ file.
-
-    Args:
-        path: file; created (or truncated to ``keep_frames`` frames when resuming).
-        species: [n] atomic numbers.
-        box: the periodic cell, [3, 3] Å (columns = lattice vectors) or [3] sides, None in
-            free space; frames may pass their own cell (NPT).
-        keep_frames: frames already in the file to keep (restart), 0 to start fresh.
-    """
-
-    def __init__(self, path, species: Sequence[int], box: Optional[np.ndarray], *, keep_frames: int = 0):
-        self.path = Path(path)
-        self.symbols = [elements.symbol(int(z)) for z in species]
-        self.box = _as_cell(box)
-        self.n_frames = 0
-        lines_per_frame = len(self.symbols) + 2
-        if keep_frames and self.path.exists():
-            with open(self.path) as fh:
-                lines = fh.readlines()[: keep_frames * lines_per_frame]
-            if len(lines) != keep_frames * lines_per_frame:
-                raise RuntimeError(f"{self.path}: holds fewer than the {keep_frames} frames the checkpoint expects")
-            with open(self.path, "w") as fh:
-                fh.writelines(lines)
-            self.n_frames = keep_frames
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("")
-
-    def append(self, *, time_fs, R, V, energy, temperature, cell=None):
-        """Append frames: time [F] fs, R [F, n, 3] Å, V [F, n, 3] Å/fs, energy [F] eV (potential),
-        temperature [F] K, and optionally each frame's cell [F, 3, 3] Å (columns)."""
-        out = []
-        for f in range(len(time_fs)):
-            box = self.box if cell is None else np.asarray(cell[f], float)
-            if box is not None:
-                # extxyz's Lattice lists the lattice vectors one after another (qdyn's columns)
-                lat = " ".join(f"{x:.8f}" for x in box.T.ravel())
-                cell_s = f'Lattice="{lat}" pbc="T T T" '
-            else:
-                cell_s = 'pbc="F F F" '
-
-            out.append(f"{len(self.symbols)}\n")
-            out.append(f"{cell_s}Properties=species:S:1:pos:R:3:vel:R:3 time={time_fs[f]:.6f} "
-                       f"energy={energy[f]:.12f} temperature={temperature[f]:.6f} "
-                       'energy_unit=eV length_unit=Angstrom force_unit="eV/Angstrom" time_unit=fs vel_unit="Angstrom/fs"\n')
-            for s, r, v in zip(self.symbols, R[f], V[f]):
-                out.append(f"{s} {r[0]:.10f} {r[1]:.10f} {r[2]:.10f} {v[0]:.10e} {v[1]:.10e} {v[2]:.10e}\n")
-        with open(self.path, "a") as fh:
-            fh.writelines(out)
-            fh.flush()
-        self.n_frames += len(time_fs)
-
-    def close(self):
-        pass
+from .. import __version__
 
 
 class H5MDWriter:

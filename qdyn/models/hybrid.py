@@ -27,7 +27,7 @@ default) or ``"power_spectrum"`` (:mod:`qdyn.descriptors.power_spectrum`: Bessel
 radial basis × real spherical harmonics, ACE-like B2 invariants). Both work on all pairs or
 on a JAX-MD neighbour list: ``apply(params, R, system, neighbor=nbrs)`` takes one (from
 :func:`qdyn.descriptors.neighbors.neighbor_list_fn`; the symmetry functions need the
-``Dense`` format), which periodic MD uses through :func:`md_energy_fn`.
+``Dense`` format), which periodic MD uses through :func:`qdyn.md.model_energy_fn`.
 
 Parameter groups for staged training: everything the branch owns (encoding, circuit
 weights, QSF channels, the control's branch MLP) and the integration weights on the
@@ -50,7 +50,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from typing import Literal, Optional, Sequence
 
 import jax
@@ -198,15 +197,3 @@ GROUPS = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "int_q", "qsf_W", "qsf
           "g_mean": FIXED, "g_std": FIXED}
 
 build = keyword_builder(HybridConfig)
-
-
-@functools.lru_cache(maxsize=32)
-def md_energy_fn(apply):
-    """The MD energy ``(R, *, params, system, neighbor=None) -> E`` [eV] of a hybrid model's
-    ``apply``, forwarding the JAX-MD neighbour list (``qdyn.md.model_energy_fn`` drops it, as
-    dense molecular models need none). Cached, so MD runs reuse their compiled blocks."""
-
-    def energy_fn(R, *, params, system, neighbor=None):
-        return apply(params, R, system, neighbor)
-
-    return energy_fn

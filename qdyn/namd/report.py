@@ -2,39 +2,18 @@
 
 Host-side NumPy helpers shared by ``qdyn namd``, ``benchmarks/cah2_namd.py`` and the
 notebooks; they take a :class:`~qdyn.namd.run.FSSHResult` and return plain JSON-ready dicts
-or write a matplotlib figure. Also :func:`multistate_diabatic_fn`, the adapter from a
-trained multistate model to the ``W_fn(params, R)`` signature :func:`~qdyn.namd.run_fssh`
-takes.
+or write a matplotlib figure. (The adapter from a multistate model to ``W_fn(params, R)`` is
+:func:`qdyn.md.adapters.diabatic_fn`.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from ..validation import QdynInputError
 from .run import FSSHResult
-
-
-def multistate_diabatic_fn(model, system) -> Callable:
-    """``W_fn(params, R [A, 3] Å) -> W [n, n] eV`` of a multistate model for one molecule.
-
-    Build it once per (model, system) and reuse the function object: compiled FSSH blocks
-    are cached on it.
-
-    Raises:
-        QdynInputError: the model has no diabatic head (not a multistate model).
-    """
-    if getattr(model, "diabatic", None) is None:
-        raise QdynInputError(f"{getattr(model, 'name', model)!r} is not a multistate model (no diabatic matrix); "
-                             "surface hopping needs a model trained with model.family = multistate")
-
-    def W_fn(params, R):
-        return model.diabatic(params, R, system)
-
-    return W_fn
 
 
 def fit_exponential_decay(time_fs, population, *, min_drop: float = 0.05) -> Optional[dict]:

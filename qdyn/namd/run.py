@@ -1,13 +1,14 @@
 """Host-side surface-hopping driver: sample, run jitted blocks of vmapped steps, summarise.
 
 :func:`run_fssh` is the public entry. The one jit boundary is a block: ``lax.scan`` over
-``frames`` frames of ``stride`` steps each, vmapped over trajectories, with the model
-parameters a call-time argument (one compiled block serves any params of the same shape,
-so a trained multistate model plugs in with its params, not closed over). Between blocks
-the host checks the new state for non-finite values, updates a rich progress bar and asks
-an optional ``stop_when`` whether to finish early.
+``frames`` frames of ``stride`` steps each, vmapped over trajectories (replicas), with the
+model parameters a call-time argument (one compiled block serves any params of the same
+shape, so a trained multistate model plugs in with its params, not closed over). Between
+blocks the shared host loop (:func:`qdyn.md.host_loop.host_loop`, the same as MD's) checks
+the new state for non-finite values, reports progress and asks an optional ``stop_when``
+whether to finish early.
 
-Reproducibility: trajectory i uses ``jax.random.split(key, n_traj)[i]`` (split again into
+Reproducibility: trajectory i uses ``jax.random.split(key, replicas)[i]`` (split again into
 a sampling key and a dynamics key), so running trajectory i alone with that key gives the
 same trajectory as in the batch.
 """
@@ -15,12 +16,14 @@ same trajectory as in the batch.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..md.host_loop import host_loop
 from ..validation import QdynInputError
 from .electronic import DEFAULT_GAP_REGULARIZATION_EV
 from .fssh import EDC_C_EV, FSSH, FSSHState, fssh
@@ -103,13 +106,35 @@ def init_batch(sim: FSSH, params, keys, *, active: int, R0=None, V0=None, sample
     return _init(sim, sampler)(keys, None, None, params, active)
 
 
-def _check_finite(state: FSSHState, step: int):
+def _check_finite(state: FSSHState) -> Optional[str]:
+    """What is wrong with a new batched state (non-finite R, V or c), or None."""
     for name in ("R", "V", "c"):
         x = np.asarray(getattr(state, name))
         bad = ~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
         if bad.any():
-            raise FloatingPointError(f"surface hopping: non-finite {name} in trajectory {int(np.argmax(bad))} "
-                                     f"by step {step} (time step too large, or a singular model)")
+            return f"non-finite {name} in trajectory {int(np.argmax(bad))}"
+    return None
+
+
+def _check_diabatic(W_fn: Callable, params, R) -> None:
+    """Refuse a ``W_fn`` that does not return a square [n_states, n_states] matrix (before
+    anything compiles; shapes only, nothing is evaluated)."""
+    try:
+        W = jax.eval_shape(W_fn, params, R)
+    except IndexError as exc:  # e.g. a model that reads R as [A, 3] given something else
+        raise QdynInputError(f"W_fn(params, R) failed for R of shape {np.shape(R)}: {exc}") from None
+    shape = tuple(getattr(W, "shape", ()))
+    if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 2:
+        raise QdynInputError(
+            f"W_fn(params, R) must return a square diabatic matrix [n_states, n_states] with n_states ≥ 2 "
+            f"for R of shape {tuple(np.shape(R))}, got shape {shape}; a multistate model plugs in through "
+            "qdyn.md.diabatic_fn(model, system), not its apply (the ground-state energy)")
+
+
+def _default_progress(info: dict) -> None:
+    pops = " ".join(f"{f:.2f}" for f in info["active_fraction"])
+    print(f"step {info['step']:>9d} / {info['n_steps']}  t = {info['time_ps']:9.4f} ps  on surfaces {pops}",
+          file=sys.stderr, flush=True)
 
 
 def run_fssh(
@@ -121,12 +146,12 @@ def run_fssh(
     n_steps: int,
     key,
     initial_state: int,
-    n_traj: Optional[int] = None,
+    replicas: Optional[int] = None,
     sampler: Optional[Callable] = None,
     R0=None,
     V0=None,
     stride: int = 10,
-    block_frames: int = 50,
+    frames_per_block: int = 50,
     n_substeps: int = 20,
     decoherence: str = "edc",
     edc_C_eV: float = EDC_C_EV,
@@ -134,59 +159,58 @@ def run_fssh(
     gap_regularization: float = DEFAULT_GAP_REGULARIZATION_EV,
     stop_when: Optional[Callable[[FSSHState], bool]] = None,
     keep_positions: bool = False,
-    progress: bool = True,
+    progress: Optional[Callable[[dict], None]] = _default_progress,
+    progress_every_s: float = 5.0,
 ) -> FSSHResult:
     """Run an ensemble of fewest-switches surface-hopping trajectories.
 
     Args:
-        W_fn: ``W_fn(params, R) -> [n_states, n_states]`` diabatic matrix [eV], R in Å.
+        W_fn: ``W_fn(params, R) -> [n_states, n_states]`` diabatic matrix [eV], R in Å
+            (for a multistate model: :func:`qdyn.md.adapters.diabatic_fn`).
         params: its parameters (call-time argument of the compiled block).
         masses: [n] amu (one per leading index of R).
         dt_fs: nuclear time step [fs].
         n_steps: steps to run (a multiple of ``stride``).
-        key: PRNG key; trajectory i uses ``jax.random.split(key, n_traj)[i]``.
+        key: PRNG key; trajectory i uses ``jax.random.split(key, replicas)[i]``.
         initial_state: adiabatic state every trajectory starts on (c = that unit vector).
-        n_traj: number of trajectories (required with ``sampler``; else from ``R0``).
-        sampler: ``sample(key) -> (R, V)`` (:mod:`qdyn.namd.initial`), or
-        R0, V0: [n_traj, ...] Å and Å/fs, explicit initial conditions.
+        replicas: number of trajectories (required with ``sampler``; else from ``R0``).
+        sampler: ``sample(key) -> (R, V)`` (:mod:`qdyn.namd.sampling`), or
+        R0, V0: [replicas, ...] Å and Å/fs, explicit initial conditions.
         stride: steps between recorded frames.
-        block_frames: frames per compiled block (between host checks).
+        frames_per_block: frames per compiled block (between host checks).
         n_substeps, decoherence, edc_C_eV, frustrated, gap_regularization: see
             :func:`qdyn.namd.fssh.fssh`.
         stop_when: host callable on the batched state after each block; True ends the run
             early (e.g. every trajectory has left the interaction region).
         keep_positions: return every recorded frame's positions (``positions``; host memory
             F × N × the size of R), e.g. to see where trajectories hop.
-        progress: show a rich progress bar.
+        progress: callback with a dict (step, n_steps, time_ps, active_fraction), or None
+            for silence.
+        progress_every_s: seconds between progress calls.
 
     Returns:
         :class:`FSSHResult`.
+
+    Raises:
+        QdynInputError: bad arguments, or a ``W_fn`` that does not return [n, n] (before
+            anything compiles).
+        qdyn.md.BlowUpError: a block produced a non-finite state.
 
     Example:
         >>> import jax
         >>> from qdyn.namd import tully
         >>> W, p = tully.model(1)
         >>> res = run_fssh(W, p, masses=[tully.MASS_AMU], dt_fs=0.2, n_steps=100, key=jax.random.PRNGKey(0),
-        ...                initial_state=0, n_traj=8, sampler=tully.sampler(20.0, -8.0), progress=False)
+        ...                initial_state=0, replicas=8, sampler=tully.sampler(20.0, -8.0), progress=None)
         >>> res.active_fraction.shape
         (11, 2)
     """
-    if (sampler is None) == (R0 is None):
-        raise QdynInputError("run_fssh needs exactly one of sampler= or R0=/V0=")
-    if sampler is None:
-        if V0 is None or np.shape(V0) != np.shape(R0):
-            raise QdynInputError(f"V0 must have the shape of R0 {np.shape(R0)}, got {np.shape(V0)}")
-        n_traj = np.shape(R0)[0] if n_traj is None else n_traj
-        if np.shape(R0)[0] != n_traj:
-            raise QdynInputError(f"R0 holds {np.shape(R0)[0]} trajectories but n_traj={n_traj}")
-    elif n_traj is None or n_traj < 1:
-        raise QdynInputError(f"n_traj must be a positive integer with sampler=, got {n_traj!r}")
-    if n_steps < 0 or stride < 1 or n_steps % stride:
-        raise QdynInputError(f"n_steps ({n_steps}) must be a non-negative multiple of stride ({stride})")
+    replicas = _check_arguments(replicas, sampler, R0, V0, n_steps, stride)
+    _check_diabatic(W_fn, params, np.asarray(R0)[0] if sampler is None else jax.eval_shape(sampler, key)[0])
     masses_t = tuple(float(m) for m in np.atleast_1d(np.asarray(masses, dtype=np.float64)))
     sim = make_fssh(W_fn, masses_t, float(dt_fs), int(n_substeps), decoherence, float(edc_C_eV), frustrated,
                     float(gap_regularization))
-    keys = jax.random.split(key, int(n_traj))
+    keys = jax.random.split(key, int(replicas))
     state = init_batch(sim, params, keys, active=int(initial_state), R0=R0, V0=V0, sampler=sampler)
     n_states = int(state.c.shape[-1])
     if not 0 <= initial_state < n_states:
@@ -195,36 +219,43 @@ def run_fssh(
     if not keep_positions:
         obs0 = obs0._replace(R=None)
     records = [jax.tree_util.tree_map(lambda a: np.asarray(a)[None], obs0)]
-    n_frames = n_steps // stride
-    done = 0
 
-    def run_blocks(advance):
-        nonlocal state, done
-        while done < n_frames:
-            frames = min(int(block_frames), n_frames - done)
-            state, obs = _block(sim, int(stride), frames, bool(keep_positions))(state, params)
-            done += frames
-            _check_finite(state, done * stride)
-            records.append(jax.tree_util.tree_map(np.asarray, obs))
-            advance(frames, state)
-            if stop_when is not None and bool(stop_when(state)):
-                break
+    def run_block(state, frames):
+        new_state, obs = _block(sim, int(stride), frames, bool(keep_positions))(state, params)
+        return new_state, obs, False
 
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def record(state, obs, frames_done):
+        records.append(jax.tree_util.tree_map(np.asarray, obs))
+        frac = np.bincount(np.asarray(state.active), minlength=n_states) / replicas
+        step = frames_done * stride
+        return {"step": step, "n_steps": n_steps, "time_ps": step * float(dt_fs) / 1e3,
+                "active_fraction": frac.tolist()}
 
-        with Progress(TextColumn("FSSH {task.fields[pops]}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), transient=False) as bar:
-            task = bar.add_task("fssh", total=n_frames, pops="")
+    loop = host_loop(state, run_block=run_block, n_frames=n_steps // stride, frames_per_block=frames_per_block,
+                     stride=stride, check=lambda state, obs: _check_finite(state), record=record,
+                     what="surface hopping", hint="Try a smaller dt_fs (or more n_substeps), or check the model "
+                     "near degeneracies.", stop_when=stop_when, progress=progress, progress_every_s=progress_every_s)
+    return _result(records, loop.carry, n_states, stride, dt_fs)
 
-            def advance(frames, s):
-                frac = np.bincount(np.asarray(s.active), minlength=n_states) / n_traj
-                bar.update(task, advance=frames, pops="on surfaces " + " ".join(f"{f:.2f}" for f in frac))
 
-            run_blocks(advance)
-    else:
-        run_blocks(lambda frames, s: None)
+def _check_arguments(replicas, sampler, R0, V0, n_steps, stride) -> int:
+    """The number of trajectories, after refusing inconsistent arguments."""
+    if (sampler is None) == (R0 is None):
+        raise QdynInputError("run_fssh needs exactly one of sampler= or R0=/V0=")
+    if sampler is None:
+        if V0 is None or np.shape(V0) != np.shape(R0):
+            raise QdynInputError(f"V0 must have the shape of R0 {np.shape(R0)}, got {np.shape(V0)}")
+        replicas = np.shape(R0)[0] if replicas is None else replicas
+        if np.shape(R0)[0] != replicas:
+            raise QdynInputError(f"R0 holds {np.shape(R0)[0]} trajectories but replicas={replicas}")
+    elif replicas is None or replicas < 1:
+        raise QdynInputError(f"replicas must be a positive integer with sampler=, got {replicas!r}")
+    if n_steps < 0 or stride < 1 or n_steps % stride:
+        raise QdynInputError(f"n_steps ({n_steps}) must be a non-negative multiple of stride ({stride})")
+    return int(replicas)
 
+
+def _result(records, state, n_states, stride, dt_fs) -> FSSHResult:
     obs = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *records)
     active = obs.active
     frac = np.stack([(active == i).mean(axis=1) for i in range(n_states)], axis=1)

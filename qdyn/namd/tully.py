@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import units
 from ..validation import QdynInputError
-from .initial import wavepacket_sampler
+from .sampling import wavepacket_sampler
 
 MASS_AU = 2000.0  # nuclear mass in electron masses
 MASS_AMU = MASS_AU * units.ELECTRON_MASS_AMU
@@ -68,12 +68,6 @@ def _w3(p, x):
 
 
 _W_AU = {1: _w1, 2: _w2, 3: _w3}
-
-
-def diabatic_au(number: int) -> Callable:
-    """``W(params, x_bohr) -> [2, 2]`` hartree, Tully's definition verbatim."""
-    _check(number)
-    return _W_AU[number]
 
 
 def _check(number):

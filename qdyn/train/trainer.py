@@ -25,7 +25,7 @@ from ..models.config import build_model
 from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn
 from ..system import System
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from .batches import Batch, batches_of, make_batch
 from .config import TrainConfig
 from .losses import make_loss_fn, make_multistate_loss_fn

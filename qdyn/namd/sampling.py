@@ -10,7 +10,7 @@ once on the host:
   :func:`qdyn.data.samplers.vibrational_analysis`), either the harmonic **Wigner**
   distribution at temperature T (zero-point motion included; T = 0 is the ground
   vibrational state) or the classical **Boltzmann** distribution (positions from the
-  harmonic modes, momenta Maxwell–Boltzmann from :func:`qdyn.md.init.maxwell_boltzmann`).
+  harmonic modes, momenta Maxwell–Boltzmann from :func:`qdyn.md.momenta.maxwell_boltzmann`).
 
 Velocities are in Å/fs (what :mod:`qdyn.namd.fssh` propagates).
 """
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from ..data.samplers import _mode_std, vibrational_analysis, wavenumber_to_omega
-from ..md import init as md_init
+from ..data.samplers import mode_std, vibrational_analysis, wavenumber_to_omega
+from ..md import momenta
 from ..validation import QdynInputError
 
 
@@ -147,10 +147,10 @@ def normal_mode_sampler(
     kT = max(units.temperature_to_energy(temperature_K), 1e-12)
     omega = np.maximum(np.abs(va.omega_intra), floor)
     if distribution == "wigner":
-        sq = _mode_std(va.omega_intra, kT, "wigner", floor)
+        sq = mode_std(va.omega_intra, kT, "wigner", floor)
         sp = omega * sq  # Wigner: σ_p = ω σ_q for each harmonic mode (mass-weighted)
     else:
-        sq = _mode_std(va.omega_intra, kT, "classical", floor)
+        sq = mode_std(va.omega_intra, kT, "classical", floor)
         sp = None
     modes_j = jnp.asarray(modes)
     sq_j = jnp.asarray(sq)
@@ -163,9 +163,9 @@ def normal_mode_sampler(
         q = sq_j * jax.random.normal(kq, sq_j.shape, R0_j.dtype)
         R = R0_j + (modes_j @ q).reshape(shape)
         if sp is None:
-            p = md_init.maxwell_boltzmann(kp, R, mass_j, temperature_K=float(temperature_K), remove_com=True,
+            p = momenta.maxwell_boltzmann(kp, R, mass_j, temperature_K=float(temperature_K), remove_com=True,
                                           remove_rotation=True, rescale=False)
-            V = md_init.velocities_A_per_fs(p, mass_j)
+            V = momenta.velocities_A_per_fs(p, mass_j)
         else:
             P = jnp.asarray(sp) * jax.random.normal(kp, sq_j.shape, R0_j.dtype)
             V = (modes_j @ P).reshape(shape) / units.TIME_UNIT_FS  # Å/τ -> Å/fs

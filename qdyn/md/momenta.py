@@ -1,4 +1,5 @@
-"""Initial conditions: Maxwell–Boltzmann momenta at T with COM (and rotation) removed.
+"""Momenta: Maxwell–Boltzmann initial momenta at T with COM (and rotation) removed, kinetic
+energy, temperature and velocities.
 
 Momenta are in JAX-MD's internal unit amu·Å/τ with τ = :data:`qdyn.units.TIME_UNIT_FS` fs,
 so that ``p²/2m`` is in eV. Velocities in Å/fs are ``p / m / TIME_UNIT_FS``.
@@ -6,33 +7,10 @@ so that ``p²/2m`` is in eV. Velocities in Å/fs are ``p / m / TIME_UNIT_FS``.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import units
-
-
-def load_structure(path, *, frame: int = 0, length_unit: Optional[str] = None):
-    """(R [n, 3] Å, System) of one frame of any file :func:`qdyn.data.read` reads.
-
-    Args:
-        path: extxyz, ASE db/traj, qdyn npz, MD17 npz, ... file.
-        frame: which frame.
-        length_unit: the file's length unit where the format does not record it.
-
-    Raises:
-        QdynInputError: unreadable file or a frame index out of range.
-    """
-    from .. import data
-    from ..validation import QdynInputError
-
-    ds = data.read(path, length_unit=length_unit)
-    if not -ds.n_frames <= frame < ds.n_frames:
-        raise QdynInputError(f"{path}: frame {frame} requested, the file has {ds.n_frames} frames")
-    return ds.to_system(frame % ds.n_frames)
 
 
 def degrees_of_freedom(n_atoms: int, *, remove_com: bool, remove_rotation: bool) -> int:

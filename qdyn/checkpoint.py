@@ -1,34 +1,36 @@
-"""Atomic, verifiable checkpoints in msgpack (no pickle: loading cannot execute code).
+"""Checkpoints: atomic, verifiable, no pickle (loading cannot execute code).
 
-Each checkpoint is ``NAME.msgpack`` (the arrays: params, optimiser state, counters) plus
-``NAME.json`` (step, SHA-256 of the msgpack file, resolved config, versions). Files are
-written to a temporary name, flushed and fsynced, then renamed over the old ones; the
-previous good checkpoint is kept as ``prev``. A truncated or corrupted file is detected by
-its checksum and reported with the path of the previous good one.
+Every checkpoint is written through :func:`qdyn.data.io.atomic_write` (temporary name,
+fsync, rename) and carries a SHA-256 checksum of its arrays, checked on load; a truncated
+or corrupted file is reported by name.
+
+* Training (:func:`save`, :func:`load`, :func:`verify`): ``NAME.msgpack`` (params,
+  optimiser state, counters) plus ``NAME.json`` (step, checksum of the msgpack file,
+  resolved config, versions); the previous good checkpoint is kept as ``prev``.
+* Parameters only (:func:`save_params`, :func:`load_params`): ``params.msgpack``.
+* Dynamics states (:func:`save_state`, :func:`load_state`): one npz holding the named
+  leaves of a (batched) JAX-MD state and a JSON ``__meta__`` (step, frames, settings,
+  checksum). Files written before the checksum was added still load.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import serialization
+
+from .data.io import atomic_savez, atomic_write_bytes, load_npz
+from .validation import QdynInputError
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or corrupted."""
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save(directory: str | Path, state: dict, meta: dict, *, name: str = "latest") -> Path:
@@ -45,9 +47,9 @@ def save(directory: str | Path, state: dict, meta: dict, *, name: str = "latest"
             shutil.copyfile(meta_path, directory / "prev.json")
         except CheckpointError:
             pass  # never let a bad 'latest' overwrite the good 'prev'
-    _write_atomic(data_path, blob)
+    atomic_write_bytes(data_path, blob)
     meta = {**meta, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
-    _write_atomic(meta_path, json.dumps(meta, indent=2).encode())
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
     return data_path
 
 
@@ -87,7 +89,7 @@ def load(directory: str | Path, template: dict, *, name: str = "latest") -> tupl
 
 def save_params(path: str | Path, params) -> None:
     """Just the parameters (the artefact a trained run ships)."""
-    _write_atomic(Path(path), serialization.msgpack_serialize(serialization.to_state_dict(params)))
+    atomic_write_bytes(Path(path), serialization.msgpack_serialize(serialization.to_state_dict(params)))
 
 
 def load_params(path: str | Path, template):
@@ -98,3 +100,52 @@ def load_params(path: str | Path, template):
         raise CheckpointError(f"no parameter file {path}") from e
     except Exception as e:
         raise CheckpointError(f"{path} cannot be decoded as qdyn parameters: {e}") from e
+
+
+# -- dynamics states (MD restart, last good state) -----------------------------------------
+def _named_leaves(state):
+    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+    return [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in flat], treedef
+
+
+def _arrays_sha256(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_state(path, state, meta: dict) -> Path:
+    """Write a (batched) JAX-MD state and ``meta`` (JSON) to ``path`` (npz, atomic, with
+    the SHA-256 of the leaves in the meta)."""
+    named, _ = _named_leaves(state)
+    arrays = {f"leaf{i:03d}": v for i, (_, v) in enumerate(named)}
+    arrays["__names__"] = np.array([n for n, _ in named])
+    arrays["__meta__"] = np.array(json.dumps({**meta, "sha256": _arrays_sha256(v for _, v in named)}))
+    atomic_savez(Path(path), arrays)
+    return Path(path)
+
+
+def load_state(path, template):
+    """(state, meta) from a :func:`save_state` file, shaped like ``template``.
+
+    Raises:
+        QdynInputError: the file does not match the template (another ensemble, replica
+            count or atom count).
+        CheckpointError: its arrays do not match their checksum.
+    """
+    z = load_npz(Path(path))
+    named, treedef = _named_leaves(template)
+    names = [str(n) for n in z["__names__"]]
+    if names != [n for n, _ in named]:
+        raise QdynInputError(f"{path}: state fields {names} do not match this run's {[n for n, _ in named]}")
+    raw = [z[f"leaf{i:03d}"] for i in range(len(named))]
+    meta = json.loads(str(z["__meta__"]))
+    if "sha256" in meta and meta.pop("sha256") != _arrays_sha256(raw):
+        raise CheckpointError(f"{path} is corrupted (checksum mismatch)")
+    for (name, ref), v in zip(named, raw):
+        if v.shape != ref.shape:
+            raise QdynInputError(f"{path}: field {name} has shape {v.shape}, this run needs {ref.shape}")
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v, dtype=ref.dtype) for (_, ref), v in zip(named, raw)]), meta

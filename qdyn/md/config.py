@@ -1,0 +1,89 @@
+"""The ``qdyn md`` configuration (pydantic, ``extra="forbid"``): validated before anything
+compiles; a misspelled key is an error naming the file and the key.
+
+Keys use the library's names (``n_steps``, ``replicas``, ``dt_fs``, ``temperature_K``, as in
+:func:`qdyn.md.run_md`); command-line flags override the file.
+
+Example ``md.yaml``::
+
+    model: runs/water_box
+    structure: water_box.xyz
+    ensemble: nvt
+    temperature_K: 300
+    dt_fs: 0.5
+    n_steps: 2000
+    neighbor_list: auto      # periodic systems: a JAX-MD neighbour list when the model uses one
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..train.config import ConfigError
+
+
+class MDConfig(BaseModel):
+    """Everything ``qdyn md`` needs, in qdyn units (K, fs, bar, Å)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path = Field(description="a finished training run directory (qdyn train --out)")
+    structure: Optional[Path] = Field(None, description="start structure (default: the model's reference molecule)")
+    frame: int = Field(0, ge=0, description="frame of structure to start from")
+    ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt"] = "nvt"
+    temperature_K: float = Field(300.0, gt=0)
+    dt_fs: float = Field(0.5, gt=0, le=5.0)
+    n_steps: int = Field(2000, gt=0, description="a multiple of stride")
+    replicas: int = Field(1, ge=1, description="independent replicas run at once (vmapped)")
+    stride: int = Field(10, ge=1, description="steps between trajectory frames")
+    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction")
+    tau_fs: float = Field(100.0, gt=0, description="Nosé–Hoover thermostat time constant (nvt-nose-hoover, npt)")
+    pressure_bar: Optional[float] = Field(None, description="NPT target pressure (npt only)")
+    barostat_tau_fs: float = Field(1000.0, gt=0)
+    store_replicas: int = Field(1, ge=1, description="replicas written to the trajectory")
+    seed: int = 0
+    restart: bool = Field(False, description="continue from out/checkpoint.npz")
+    spectrum: bool = Field(False, description="also relax, compute harmonic frequencies and the NVE spectrum")
+    neighbor_list: Literal["auto", "on", "off"] = Field(
+        "auto", description="periodic systems: auto uses a neighbour list when the model reads one and it "
+                            "reproduces the all-pairs energy; on requires it; off never")
+    neighbor_skin_A: float = Field(0.5, ge=0, description="Verlet skin of the neighbour list")
+    out: Path = Path("runs/md")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.ensemble == "npt") != (self.pressure_bar is not None):
+            raise ValueError("pressure_bar [bar] is needed with ensemble npt and only there")
+        if self.n_steps % self.stride:
+            raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of stride ({self.stride})")
+        if self.ensemble == "npt" and self.neighbor_list == "on":
+            raise ValueError("npt runs dense models only: neighbor_list must be auto or off")
+        return self
+
+
+def load_md_config(path: Optional[Path], overrides: dict) -> MDConfig:
+    """Read ``path`` (YAML, optional), apply ``overrides`` (keys given on the command line;
+    None values are ignored) and validate.
+
+    Raises:
+        ConfigError: unreadable file, unknown key or invalid value (naming file and key).
+    """
+    raw, source = {}, "command line"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read YAML config: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: an MD config is a mapping of keys to values, got {type(raw).__name__}")
+    raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return MDConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{source}: invalid MD config: {problems}") from e
