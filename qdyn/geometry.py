@@ -38,7 +38,6 @@ import jax.numpy as jnp
 from jax_md import partition
 
 
-
 def cutoff_fn(r, r_c: float):
     """C² polynomial cutoff ``f_c(x) = 1 - 10x³ + 15x⁴ - 6x⁵`` (x = r/r_c): 1 at r = 0, 0 with
     zero first and second derivative at r_c (forces and their derivatives stay continuous

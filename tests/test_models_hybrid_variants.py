@@ -162,11 +162,28 @@ def test_bad_variant_choices_are_refused():
         hybrid.build(species=(1, 8), branch="quantum")
     with pytest.raises(QdynInputError, match="even number of qubits"):
         hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="qsf", n_qubits=3)
-    model = hybrid.build(species=(1, 8), n_qubits=2, layers=1)  # symmetry functions: dense only
-    R, system = _water_box()
-    nbrs = neighbor_list_fn(system.box, 5.0).allocate(R)
-    with pytest.raises(ValueError, match="neighbour lists need descriptor='power_spectrum'"):
-        model.apply(model.init(jax.random.PRNGKey(0)), R, system, nbrs)
+
+
+@pytest.mark.parametrize("family", ["hybrid", "bpnn", "multistate"])
+def test_symmetry_function_models_take_a_dense_neighbor_list(family):
+    from qdyn.models import bpnn, multistate
+
+    kw = dict(species=(1, 8), cutoff=4.0, n_radial=3, hidden=(6,))
+    model = {"hybrid": lambda: hybrid.build(**kw, n_qubits=2, layers=1),
+             "bpnn": lambda: bpnn.build(**kw),
+             "multistate": lambda: multistate.build(**kw, n_states=2, backbone="bpnn")}[family]()
+    params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
+    R, system = _water_box()  # 8 waters, 9.2 Å box, cutoff 4 Å
+    ef = jax.jit(jax.value_and_grad(model.apply, argnums=1))
+    E0, g0 = ef(params, R, system, None)
+    nbrs = neighbor_list_fn(system.box, 4.0, skin=0.3, format="dense").allocate(R)
+    E1, g1 = ef(params, R, system, nbrs)
+    np.testing.assert_allclose(float(E1), float(E0), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), atol=1e-10)
+    assert float(jnp.max(jnp.abs(g0))) > 1e-3  # non-trivial forces
+    sparse = neighbor_list_fn(system.box, 4.0, format="sparse").allocate(R)
+    with pytest.raises(QdynInputError, match="Dense"):
+        model.apply(params, R, system, sparse)
 
 
 @pytest.mark.slow

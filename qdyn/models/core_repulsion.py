@@ -105,13 +105,11 @@ def core_repulsion(species: Sequence[int], radii: Mapping[str, float], *, streng
     def atom_energies(R, Z, mask, box=None, neighbor=None):
         R = jnp.asarray(R)
         e = make_edges(R, mask, box, neighbor)
-        n = R.shape[0]
-        centre = jnp.broadcast_to(jnp.arange(n)[:, None], e.neighbour.shape) if e.centre is None else e.centre
         # padding atoms (Z = 0, index -1) sit on invalid edges, which the mask drops
-        rin = r_in_j[jnp.maximum(table[Z[centre]], 0), jnp.maximum(table[Z[e.neighbour]], 0)]
+        rin = r_in_j[jnp.maximum(table[Z[e.centres()]], 0), jnp.maximum(table[Z[e.neighbour]], 0)]
         x = jnp.maximum(rin - e.r, 0.0) / width
         # every pair appears from both ends: each end keeps half of it
-        return aggregate(e, 0.5 * strength * jnp.where(e.valid, x * x * x, 0.0), n)
+        return aggregate(e, 0.5 * strength * jnp.where(e.valid, x * x * x, 0.0), R.shape[0])
 
     def energy(R, Z, mask, box=None, neighbor=None):
         return jnp.sum(atom_energies(R, Z, mask, box, neighbor))
