@@ -158,7 +158,7 @@ def test_qsf_statevector_equals_the_pennylane_qnode():
 def test_bad_variant_choices_are_refused():
     with pytest.raises(QdynInputError, match="use descriptor='power_spectrum'"):
         hybrid.build(species=(1, 8), branch="qsf")
-    with pytest.raises(QdynInputError, match="unknown hybrid branch"):
+    with pytest.raises(QdynInputError, match="branch: Input should be 'reupload', 'qsf' or 'mlp'"):
         hybrid.build(species=(1, 8), branch="quantum")
     with pytest.raises(QdynInputError, match="even number of qubits"):
         hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="qsf", n_qubits=3)

@@ -67,9 +67,6 @@ from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
 from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
 from .core_repulsion import core_repulsion
 
-BRANCHES = ("reupload", "qsf", "mlp")
-
-
 class HybridConfig(ModelConfig, DescriptorSettings):
     """Settings of the hybrid model (module docstring)."""
 
@@ -99,8 +96,6 @@ def _build(cfg: HybridConfig) -> EnergyModel:
     n_qubits, layers, cutoff, descriptor, branch = cfg.n_qubits, cfg.layers, cfg.cutoff, cfg.descriptor, cfg.branch
     parity_average, init_circuit_std = cfg.parity_average, cfg.init_circuit_std
     core_radii = resolved_core_radii(cfg.core_radii)
-    if branch not in BRANCHES:
-        raise QdynInputError(f"unknown hybrid branch {branch!r}; choose one of {BRANCHES}")
     if branch == "qsf" and descriptor != "power_spectrum":
         raise QdynInputError("branch='qsf' reads the neighbour vectors of the spherical-harmonic expansion: "
                              "use descriptor='power_spectrum'")

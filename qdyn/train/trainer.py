@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -215,6 +215,137 @@ def _versions():
             "pennylane": pennylane.__version__, "numpy": np.__version__}
 
 
+class _Run(NamedTuple):
+    """Everything a training run derives from its config and data before the first step."""
+
+    model: EnergyModel
+    model_cfg: dict
+    train_ds: object
+    val_ds: object
+    test_ds: object
+    params0: dict
+    norm_info: dict
+    multi: bool
+    loss_fn: Callable
+
+
+def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
+    """(full dataset, run): split, build and check the model, normalise, build the loss."""
+    ds = load_data(cfg.data) if data is None else data
+    train_ds, val_ds, test_ds = split_data(ds, cfg.data)
+    species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
+    model_cfg = _model_config(cfg, species, train_ds)
+    model = build_model(model_cfg, species=species)
+    for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
+        model.check(*train_ds.to_system(i))
+    multi = model.is_multistate
+    if multi:
+        train_ds.require("E_states")
+        if train_ds.E_states.shape[1] != model.n_states:
+            raise ValueError(f"model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
+    params0 = model.init(jax.random.PRNGKey(cfg.seed))
+    params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
+    loss_fn = _make_loss(cfg, model, train_ds, species)
+    return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn)
+
+
+def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Callable:
+    """The batch loss, with energy and force residuals scaled by the training data's spreads."""
+    mask = train_ds.Z > 0
+    n_at = mask.sum(1)
+    ref = species_reference_energies(train_ds.Z, train_ds.E, species)
+    counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
+    lc = cfg.loss
+    if not model.is_multistate:
+        E_res = train_ds.E - counts @ ref
+        sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
+        sigma_F = force_rms(train_ds.F, mask) or 1.0
+        return make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
+    # per-state spreads: the excitation energy itself is not a residual scale
+    E_res = train_ds.E_states - (counts @ ref)[:, None]
+    var = np.var(E_res / n_at[:, None] if lc.per_atom else E_res, axis=0)
+    sigma_E = float(np.sqrt(np.mean(var))) or 1.0
+    F_all = train_ds.F_states if train_ds.F_states is not None else train_ds.F[:, None]
+    sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
+    return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
+                                   smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
+                                   diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+
+
+def _make_step(cfg: TrainConfig, loss_fn: Callable, tx) -> Callable:
+    """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net)``."""
+
+    def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net):
+        (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, w_E, w_F, w_net)
+        upd, opt_state = tx.update(g, opt_state, params, value=loss)
+        params = jax.tree_util.tree_map(lambda p, u: p + u, params, upd)
+        if cfg.optim.ema_decay is not None:
+            d = cfg.optim.ema_decay
+            ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
+        return params, opt_state, ema, loss, aux
+
+    return jax.jit(step)
+
+
+def _loss_weights(cfg: TrainConfig, epoch: int):
+    """(w_E, w_F, w_net) of an epoch: linear schedules from the initial to the final weights."""
+    frac = epoch / max(cfg.epochs - 1, 1)
+    lc = cfg.loss
+
+    def ramp(w0, w1):
+        return w0 + frac * ((w1 if w1 is not None else w0) - w0)
+
+    return (jnp.asarray(ramp(lc.energy_weight, lc.energy_weight_final)),
+            jnp.asarray(ramp(lc.force_weight, lc.force_weight_final)), jnp.asarray(lc.net_force_weight))
+
+
+def _fresh_state(tx, params, stage_idx: int) -> dict:
+    return {
+        "params": params,
+        "opt_state": tx.init(params),
+        "ema": params,
+        "best_params": params,
+        "counters": {"epoch": np.int64(0), "batch": np.int64(0), "step": np.int64(0),
+                     "stage": np.int64(stage_idx), "bad_epochs": np.int64(0)},
+        "best_val": np.float64(np.inf),
+        # running sum of this epoch's batch losses, so a resumed epoch reports the same mean
+        "epoch_loss_sum": np.float64(0.0),
+    }
+
+
+def _resolved_config(cfg: TrainConfig, ds, data) -> dict:
+    resolved = cfg.model_dump(mode="json")
+    if data is not None:
+        # cfg.data.path did not supply these frames: record what did, so the run's provenance
+        # is not the default path (a CLI resume then fails clearly instead of loading it)
+        name = ds.metadata.get("name") or ds.source
+        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {ds.n_frames} frames>"
+    return resolved
+
+
+class _Progress:
+    """A rich progress bar with loss and ETA, or nothing."""
+
+    def __init__(self, enabled: bool, name: str, total: int, done: int):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]:.4g}"),
+                                TimeElapsedColumn(), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task(name, total=total, completed=done, loss=float("nan"))
+
+    def step(self, loss: float, description: str):
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, loss=loss, description=description)
+
+    def stop(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path,
@@ -241,206 +372,133 @@ def train(
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(cfg.data) if data is None else data
-    train_ds, val_ds, test_ds = split_data(ds, cfg.data)
-    species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
-    model_cfg = _model_config(cfg, species, train_ds)
-    model = build_model(model_cfg, species=species)
-    for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
-        model.check(*train_ds.to_system(i))
-    multi = model.is_multistate
-    if multi:
-        train_ds.require("E_states")
-        if train_ds.E_states.shape[1] != model.n_states:
-            raise ValueError(f"model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
-    params0 = model.init(jax.random.PRNGKey(cfg.seed))
-    params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
-    labels = model.param_labels(params0)
-    mask = train_ds.Z > 0
-    n_at = mask.sum(1)
-    ref = species_reference_energies(train_ds.Z, train_ds.E, species)
-    counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
-    E_res = train_ds.E - counts @ ref
-    if multi:
-        # per-state spreads: the excitation energy itself is not a residual scale
-        E_res = train_ds.E_states - (counts @ ref)[:, None]
-        var = np.var(E_res / n_at[:, None] if cfg.loss.per_atom else E_res, axis=0)
-        sigma_E = float(np.sqrt(np.mean(var))) or 1.0
-        F_all = train_ds.F_states if train_ds.F_states is not None else train_ds.F[:, None]
-        sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
-        lc = cfg.loss
-        loss_fn = make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
-                                          smoothness_weight=lc.smoothness_weight,
-                                          coupling_far_weight=lc.coupling_far_weight,
-                                          diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
-    else:
-        sigma_E = float(np.std(E_res / n_at if cfg.loss.per_atom else E_res)) or 1.0
-        sigma_F = force_rms(train_ds.F, mask) or 1.0
-        loss_fn = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=cfg.loss.per_atom)
+    ds, run = _prepare(cfg, data)
     stages = _stages(cfg)
-    bs = min(cfg.batch_size, train_ds.n_frames)
-    steps_per_epoch = -(-train_ds.n_frames // bs)
-
-    def make_tx(i):
-        name, e0, e1, groups = stages[i]
-        return make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
-
-    txs = [make_tx(i) for i in range(len(stages))]
-
-    def make_step(tx):
-        def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net):
-            (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, w_E, w_F, w_net)
-            upd, opt_state = tx.update(g, opt_state, params, value=loss)
-            params = jax.tree_util.tree_map(lambda p, u: p + u, params, upd)
-            if cfg.optim.ema_decay is not None:
-                d = cfg.optim.ema_decay
-                ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
-            return params, opt_state, ema, loss, aux
-
-        return jax.jit(step)
-
-    steps = [make_step(tx) for tx in txs]
-    val_loss = jax.jit(lambda p, b, wE, wF, wn: loss_fn(p, b, wE, wF, wn)[0])
-
-    def weights_at(epoch):
-        frac = epoch / max(cfg.epochs - 1, 1)
-        lc = cfg.loss
-        wE = lc.energy_weight + frac * ((lc.energy_weight_final if lc.energy_weight_final is not None else lc.energy_weight) - lc.energy_weight)
-        wF = lc.force_weight + frac * ((lc.force_weight_final if lc.force_weight_final is not None else lc.force_weight) - lc.force_weight)
-        return jnp.asarray(wE), jnp.asarray(wF), jnp.asarray(lc.net_force_weight)
-
-    def fresh_state(stage_idx, params):
-        return {
-            "params": params,
-            "opt_state": txs[stage_idx].init(params),
-            "ema": params,
-            "best_params": params,
-            "counters": {"epoch": np.int64(0), "batch": np.int64(0), "step": np.int64(0),
-                         "stage": np.int64(stage_idx), "bad_epochs": np.int64(0)},
-            "best_val": np.float64(np.inf),
-            # running sum of this epoch's batch losses, so a resumed epoch reports the same mean
-            "epoch_loss_sum": np.float64(0.0),
-        }
+    bs = min(cfg.batch_size, run.train_ds.n_frames)
+    steps_per_epoch = -(-run.train_ds.n_frames // bs)
+    labels = run.model.param_labels(run.params0)
+    txs = [make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
+           for _, e0, e1, groups in stages]
+    steps = [_make_step(cfg, run.loss_fn, tx) for tx in txs]
 
     ckdir = out / "checkpoints"
     history: list = []
     if resume:
         name = "prev" if from_prev else "latest"
         meta = ckpt.verify(ckdir, name=name)
-        template = fresh_state(int(meta["stage"]), params0)
-        state, meta = ckpt.load(ckdir, template, name=name)
+        stage = int(meta["stage"])
+        state, meta = ckpt.load(ckdir, _fresh_state(txs[stage], run.params0, stage), name=name)
         history = meta.get("history", [])
     else:
-        state = fresh_state(0, params0)
-
-    resolved = cfg.model_dump(mode="json")
-    if data is not None:
-        # cfg.data.path did not supply these frames: record what did, so the run's provenance
-        # is not the default path (a CLI resume then fails clearly instead of loading it)
-        name = ds.metadata.get("name") or ds.source
-        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {ds.n_frames} frames>"
+        state = _fresh_state(txs[0], run.params0, 0)
+    resolved = _resolved_config(cfg, ds, data)
     (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     def save_checkpoint():
         c = state["counters"]
         ckpt.save(ckdir, state, {"epoch": int(c["epoch"]), "batch": int(c["batch"]), "step": int(c["step"]),
-                                  "stage": int(c["stage"]), "config": resolved, "model": model_cfg,
-                                  "normalization": norm_info, "versions": _versions(), "history": history})
+                                  "stage": int(c["stage"]), "config": resolved, "model": run.model_cfg,
+                                  "normalization": run.norm_info, "versions": _versions(), "history": history})
 
-    def eval_on(ds_, params):
-        E, F = predict(model, params, ds_)
-        return E, F, error_metrics(E, ds_.E, F, ds_.F, ds_.Z > 0)
-
+    bar = _Progress(progress, run.model.name, cfg.epochs * steps_per_epoch, int(state["counters"]["step"]))
     interrupted = False
-    steps_this_call = 0
-    total_steps = cfg.epochs * steps_per_epoch
-    pbar = None
-    if progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        pbar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TimeRemainingColumn())
-        pbar.start()
-        task = pbar.add_task(model.name, total=total_steps, completed=int(state["counters"]["step"]), loss=float("nan"))
     try:
-        while int(state["counters"]["epoch"]) < cfg.epochs:
-            c = state["counters"]
-            epoch = int(c["epoch"])
-            si = _stage_at(stages, epoch)
-            if si != int(c["stage"]):  # stage change: fresh optimiser state for the new groups
-                state["opt_state"] = txs[si].init(state["params"])
-                c["stage"] = np.int64(si)
-            w = weights_at(epoch)
-            order = batches_of(train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
-            for b in range(int(c["batch"]), len(order)):
-                if max_steps is not None and steps_this_call >= max_steps:
-                    raise KeyboardInterrupt
-                batch = make_batch(train_ds, order[b], bs, states=multi)
-                p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch, *w)
-                state["params"], state["opt_state"], state["ema"] = p, o, e
-                c["batch"] = np.int64(b + 1)
-                c["step"] = np.int64(int(c["step"]) + 1)
-                steps_this_call += 1
-                state["epoch_loss_sum"] = np.float64(float(state["epoch_loss_sum"]) + float(loss))
-                if pbar is not None:
-                    pbar.update(task, advance=1, loss=float(loss), description=f"{model.name} [{stages[si][0]}] epoch {epoch + 1}")
-            record = {"epoch": epoch + 1, "stage": stages[si][0], "train_loss": float(state["epoch_loss_sum"]) / len(order)}
-            state["epoch_loss_sum"] = np.float64(0.0)
-            eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
-            if val_ds.n_frames:
-                Ev, Fv, mv = eval_on(val_ds, eval_params)
-                record["val_loss"] = _chunked_loss(val_loss, eval_params, val_ds, w, states=multi)
-                record["val_energy_mae_meV"] = mv["energy_mae_meV"]
-                record["val_force_mae_meV_per_A"] = mv["force_mae_meV_per_A"]
-                score = record["val_loss"]
-            else:
-                score = record["train_loss"]
-            if score < float(state["best_val"]):
-                state["best_val"] = np.float64(score)
-                state["best_params"] = eval_params
-                c["bad_epochs"] = np.int64(0)
-            else:
-                c["bad_epochs"] = np.int64(int(c["bad_epochs"]) + 1)
-            history.append(record)
-            c["epoch"] = np.int64(epoch + 1)
-            c["batch"] = np.int64(0)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                save_checkpoint()
-            if cfg.early_stopping_patience is not None and int(c["bad_epochs"]) >= cfg.early_stopping_patience:
-                break
+        _epochs(cfg, run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint)
     except KeyboardInterrupt:
         interrupted = True
         save_checkpoint()
     finally:
-        if pbar is not None:
-            pbar.stop()
-
+        bar.stop()
     # An interrupted run returns where it stopped; a finished one its best (validation) params.
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
     seconds = time.perf_counter() - t_start
+    model = run.model
     n_trainable = count_params({k: v for k, v in final.items() if model.groups.get(k) != FIXED})
     metrics: dict = {"model": model.name, "n_params": n_trainable, "interrupted": interrupted,
-                     "train_seconds_this_call": seconds, "normalization": norm_info,
-                     "sizes": {"train": train_ds.n_frames, "val": val_ds.n_frames, "test": test_ds.n_frames}}
+                     "train_seconds_this_call": seconds, "normalization": run.norm_info,
+                     "sizes": {"train": run.train_ds.n_frames, "val": run.val_ds.n_frames, "test": run.test_ds.n_frames}}
     if not interrupted:
-        ckpt.save_params(out / "params.msgpack", final)
-        (out / "model.json").write_text(json.dumps({"model": model_cfg, "normalization": norm_info,
-                                                     "versions": _versions()}, indent=2))
-        for name, part in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
-            if part.n_frames:
-                E, F, m = eval_on(part, final)
-                if multi:
-                    Es, Fs, _ = predict_states(model, final, part)
-                    m["states"] = multistate_metrics(Es, part.E_states, Fs, part.F_states, part.Z > 0)
-                metrics[name] = m
-                if name == "test" or (name == "val" and not test_ds.n_frames):
-                    parity_plot(out / f"parity_{name}.png", E, part.E, F, part.F, part.Z > 0, title=model.name)
-        if history:
-            learning_curve(out / "learning_curve.png", history)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        _write_results(out, run, final, history, metrics)
     return TrainResult(model=model, params=final, history=history, metrics=metrics, out=out,
                        interrupted=interrupted, seconds=seconds)
+
+
+def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint):
+    """The host loop over epochs and minibatches; raises KeyboardInterrupt at ``max_steps``."""
+    val_loss = jax.jit(lambda p, b, wE, wF, wn: run.loss_fn(p, b, wE, wF, wn)[0])
+    steps_this_call = 0
+    while int(state["counters"]["epoch"]) < cfg.epochs:
+        c = state["counters"]
+        epoch = int(c["epoch"])
+        si = _stage_at(stages, epoch)
+        if si != int(c["stage"]):  # stage change: fresh optimiser state for the new groups
+            state["opt_state"] = txs[si].init(state["params"])
+            c["stage"] = np.int64(si)
+        w = _loss_weights(cfg, epoch)
+        order = batches_of(run.train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
+        for b in range(int(c["batch"]), len(order)):
+            if max_steps is not None and steps_this_call >= max_steps:
+                raise KeyboardInterrupt
+            batch = make_batch(run.train_ds, order[b], bs, states=run.multi)
+            p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch, *w)
+            state["params"], state["opt_state"], state["ema"] = p, o, e
+            c["batch"] = np.int64(b + 1)
+            c["step"] = np.int64(int(c["step"]) + 1)
+            steps_this_call += 1
+            state["epoch_loss_sum"] = np.float64(float(state["epoch_loss_sum"]) + float(loss))
+            bar.step(float(loss), f"{run.model.name} [{stages[si][0]}] epoch {epoch + 1}")
+        record = {"epoch": epoch + 1, "stage": stages[si][0], "train_loss": float(state["epoch_loss_sum"]) / len(order)}
+        state["epoch_loss_sum"] = np.float64(0.0)
+        eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
+        score = _validate(run, eval_params, val_loss, w, record)
+        if score < float(state["best_val"]):
+            state["best_val"] = np.float64(score)
+            state["best_params"] = eval_params
+            c["bad_epochs"] = np.int64(0)
+        else:
+            c["bad_epochs"] = np.int64(int(c["bad_epochs"]) + 1)
+        history.append(record)
+        c["epoch"] = np.int64(epoch + 1)
+        c["batch"] = np.int64(0)
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            save_checkpoint()
+        if cfg.early_stopping_patience is not None and int(c["bad_epochs"]) >= cfg.early_stopping_patience:
+            break
+
+
+def _validate(run: _Run, params, val_loss, w, record: dict) -> float:
+    """Add validation metrics to the epoch's record; returns the score early stopping uses."""
+    if not run.val_ds.n_frames:
+        return record["train_loss"]
+    E, F = predict(run.model, params, run.val_ds)
+    m = error_metrics(E, run.val_ds.E, F, run.val_ds.F, run.val_ds.Z > 0)
+    record["val_loss"] = _chunked_loss(val_loss, params, run.val_ds, w, states=run.multi)
+    record["val_energy_mae_meV"] = m["energy_mae_meV"]
+    record["val_force_mae_meV_per_A"] = m["force_mae_meV_per_A"]
+    return record["val_loss"]
+
+
+def _write_results(out: Path, run: _Run, final, history, metrics: dict) -> None:
+    """Parameters, model description, metrics per split, parity plot and learning curve."""
+    model = run.model
+    ckpt.save_params(out / "params.msgpack", final)
+    (out / "model.json").write_text(json.dumps({"model": run.model_cfg, "normalization": run.norm_info,
+                                                 "versions": _versions()}, indent=2))
+    for name, part in (("train", run.train_ds), ("val", run.val_ds), ("test", run.test_ds)):
+        if not part.n_frames:
+            continue
+        E, F = predict(model, final, part)
+        m = error_metrics(E, part.E, F, part.F, part.Z > 0)
+        if run.multi:
+            Es, Fs, _ = predict_states(model, final, part)
+            m["states"] = multistate_metrics(Es, part.E_states, Fs, part.F_states, part.Z > 0)
+        metrics[name] = m
+        if name == "test" or (name == "val" and not run.test_ds.n_frames):
+            parity_plot(out / f"parity_{name}.png", E, part.E, F, part.F, part.Z > 0, title=model.name)
+    if history:
+        learning_curve(out / "learning_curve.png", history)
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
 def load_run(run_dir: str | Path):
