@@ -3,7 +3,7 @@
 Same contract, same difference vectors from the central atom (so it is translation
 invariant), but the coordinates are angle-encoded component by component and the trainable
 layers are hardware-efficient (Rot + CNOT ring): it is neither rotation nor permutation
-invariant. See :mod:`qdyn.quantum.generic`.
+invariant. See :mod:`qdyn.quantum.hardware_efficient`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Literal, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from ..quantum.generic import GenericLayout, generic_qnode, make_expval
-from ..quantum.layout import MoleculeTemplate
+from ..quantum.hardware_efficient import hardware_efficient_circuit
+from ..quantum.templates import MoleculeTemplate, resolve_template, template_check
 from ..system import System
-from . import sivqlm
 from .base import EnergyModel, species_shift, template_arrays
 
 
@@ -31,23 +30,17 @@ def build(
     init_weight_std: float = 0.01,
 ) -> EnergyModel:
     """Build the generic QNN control for a molecule template (see :func:`sivqlm.build`)."""
-    if isinstance(template, str):
-        if template not in sivqlm.TEMPLATES:
-            raise ValueError(f"unknown template {template!r}; known: {sorted(sivqlm.TEMPLATES)}")
-        rep = sivqlm.DEFAULT_REP[template] if rep is None else rep
-        template = sivqlm.TEMPLATES[template]
-    rep = 2 if rep is None else rep
-    layout = GenericLayout(n_vectors=len(template.vectors), rep=rep, layers=layers, blocks=blocks)
+    template, rep = resolve_template(template, rep)
+    circuit = hardware_efficient_circuit(len(template.vectors), rep=rep, layers=layers, blocks=blocks,
+                                         scan_unroll=scan_unroll)
     if backend == "statevector":
-        expval = make_expval(layout, scan_unroll=scan_unroll)
+        expval = circuit.expval
     elif backend == "pennylane":
-        expval = generic_qnode(layout)
+        expval = circuit.qnode()
     else:
         raise ValueError(f"backend must be 'statevector' or 'pennylane', got {backend!r}")
     species, table, n_atoms, heads, tails = template_arrays(template)
-    shapes = layout.param_shapes()
-    # The generic model accepts exactly what the siVQLM for the same template accepts.
-    check = sivqlm.build(template, rep=rep, layers=1).check
+    shapes = circuit.param_shapes
 
     def init(key):
         k1, k2 = jax.random.split(key)
@@ -73,7 +66,7 @@ def build(
         "layers": layers,
         "blocks": blocks,
         "backend": backend,
-        "n_qubits": layout.n_qubits,
+        "n_qubits": circuit.n_qubits,
     }
-    return EnergyModel(init=init, apply=apply, check=check, name=f"GenericQNN[{template.name}]",
-                       species=species, config=config)
+    return EnergyModel(init=init, apply=apply, check=template_check(template),
+                       name=f"GenericQNN[{template.name}]", species=species, config=config)

@@ -4,17 +4,31 @@ Layer structure (repeated D = ``layers`` times, data re-uploading):
 ``SU(2) encoding(x, α_d) → B × [exchange orbits, J_{d,b}] → RZ(ε_d) (optional)``, starting
 from the singlet product state and ending with the mean Heisenberg exchange over the singlet
 pairs. Layers run in ``lax.scan`` so that compile time does not grow with depth.
+
+The PennyLane reference (:func:`invariant_qnode`, layers unrolled, ``default.qubit`` by
+default, ``diff_method="backprop"``) comes in two styles of the same circuit:
+
+* ``"closed"``: gates as ``qml.QubitUnitary`` of the closed-form matrices in
+  :mod:`qdyn.quantum.gates` (the model's PennyLane backend; also for drawing, resource
+  counts and other devices);
+* ``"expm"``: every gate as ``qml.QubitUnitary(jax.scipy.linalg.expm(...))``, the way
+  PennyLane's public ``eqnn_force_field`` demo writes it. This is the reference the fast
+  paths are proven equal to, and the baseline of the benchmarks.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pennylane as qml
 
+from ..precision import complex_for
 from . import gates
+from .circuit import Circuit, jax_qnode, singlet
 from .layout import InvariantLayout
 from .statevector import (
     apply_1q_all,
@@ -37,11 +51,12 @@ def cluster_spectra(layout: InvariantLayout):
     return spectra
 
 
-def make_expval(layout: InvariantLayout, *, scan_unroll: int = 1) -> Callable:
-    """Return ``expval(circuit_params, vecs [n_vec, 3]) -> ⟨O⟩`` (a pure function).
+def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circuit:
+    """The siVQLM circuit of a layout: ``expval(circuit_params, vecs [n_vec, 3] Å) -> ⟨O⟩``.
 
     ``circuit_params`` holds ``alpha`` [D, n_alpha], ``J`` [D, B, n_exchange] and, with
-    symmetry breaking, ``eps`` [D, n_alpha].
+    symmetry breaking, ``eps`` [D, n_alpha]; ``scan_unroll`` is the number of layers per
+    ``lax.scan`` iteration. ``qnode`` is :func:`invariant_qnode` (takes ``style``).
     """
     n = layout.n_qubits
     qv = np.asarray(layout.qubit_vector)
@@ -74,9 +89,67 @@ def make_expval(layout: InvariantLayout, *, scan_unroll: int = 1) -> Callable:
             return state, None
 
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
-        state = singlet_state(n, layout.singlets, jnp.result_type(vecs.dtype, jnp.complex64))
+        state = singlet_state(n, layout.singlets, complex_for(vecs.dtype))
         state, _ = jax.lax.scan(layer, state, xs, unroll=scan_unroll)
         obs = [expect_heisenberg(state, p, q) for p, q in layout.observable]
         return sum(obs) / len(obs)
 
-    return expval
+    return Circuit(name=f"invariant[{layout.template.name}, {n}q, {layout.layers}L]", n_qubits=n,
+                   param_shapes=layout.param_shapes(), out_shape=(), expval=expval,
+                   qnode=partial(invariant_qnode, layout))
+
+
+def invariant_qnode(layout: InvariantLayout, device_name: str = "default.qubit", *,
+                    diff_method: str = "backprop", style: Literal["closed", "expm"] = "closed"):
+    """QNode ``circuit(cparams, vecs) -> ⟨O⟩`` for an invariant layout (layers unrolled)."""
+    if style not in ("closed", "expm"):
+        raise ValueError(f"style must be 'closed' or 'expm', got {style!r}")
+    n = layout.n_qubits
+    spectra = cluster_spectra(layout)
+    heis = jnp.asarray(gates.HEISENBERG)
+    paulis = jnp.asarray(gates.PAULIS)
+    generators = [
+        [(qs, jnp.asarray(gates.heisenberg_sum([(qs.index(p), qs.index(q)) for p, q in prs], len(qs))))
+         for qs, prs in orbit.clusters]
+        for orbit in layout.exchange
+    ]
+    mean = 1.0 / len(layout.observable)
+    observable = qml.Hamiltonian([mean] * 3 * len(layout.observable),
+                                 [P(p) @ P(q) for p, q in layout.observable for P in (qml.PauliX, qml.PauliY, qml.PauliZ)])
+
+    def encoding(x, a, wire):
+        if style == "closed":
+            U = gates.su2_encoding(x, a)
+        else:
+            U = jax.scipy.linalg.expm(-0.5j * a * jnp.einsum("i,ijk->jk", x, paulis))
+        qml.QubitUnitary(U, wires=wire)
+
+    def exchange(J, k):
+        orbit = layout.exchange[k]
+        if orbit.is_matching:
+            U = gates.exchange(J) if style == "closed" else jax.scipy.linalg.expm(-1j * J * heis)
+            for p, q in orbit.pairs:
+                qml.QubitUnitary(U, wires=[p, q])
+        else:
+            for c, (qs, lam, V) in enumerate(spectra[k]):
+                if style == "closed":
+                    U = gates.exp_from_spectrum(J, lam, V)
+                else:
+                    U = jax.scipy.linalg.expm(-1j * J * generators[k][c][1])
+                qml.QubitUnitary(U, wires=list(qs))
+
+    def program(cparams, vecs):
+        for p, q in layout.singlets:
+            singlet([p, q])
+        for d in range(layout.layers):
+            for q in range(n):
+                encoding(vecs[layout.qubit_vector[q]], cparams["alpha"][d, layout.alpha_index[q]], q)
+            for b in range(layout.blocks):
+                for k in range(layout.n_exchange):
+                    exchange(cparams["J"][d, b, k], k)
+            if layout.symmetry_breaking:
+                for q in range(n):
+                    qml.RZ(cparams["eps"][d, layout.alpha_index[q]], wires=q)
+        return qml.expval(observable)
+
+    return jax_qnode(program, n, device_name=device_name, diff_method=diff_method)
