@@ -71,7 +71,8 @@ def test_scan_unroll_does_not_change_results():
 @pytest.mark.parametrize("name", list(CASES))
 def test_expectation_within_spectrum(name):
     layout, vecs, cparams = _vecs_and_params(name, seed=3)
-    vals = jax.vmap(invariant_circuit(layout).expval, in_axes=(None, 0))(cparams, vecs[None] * jnp.linspace(0.1, 5, 16)[:, None, None])
+    scaled = vecs[None] * jnp.linspace(0.1, 5, 16)[:, None, None]
+    vals = jax.vmap(invariant_circuit(layout).expval, in_axes=(None, 0))(cparams, scaled)
     # mean of (XX+YY+ZZ) over pairs: eigenvalues of one term are -3 and +1
     assert np.all(np.asarray(vals) >= -3 - 1e-12) and np.all(np.asarray(vals) <= 1 + 1e-12)
 

@@ -155,7 +155,7 @@ def build(
         else:
             k1, k2, k3 = jax.random.split(k_enc, 3)
             p["qsf_W"] = jax.random.normal(k1, (n_qubits, S, desc.n_radial), dtype) / jnp.sqrt(S * desc.n_radial)
-            p["qsf_alpha"] = 2.0 + 0.5 * jax.random.normal(k2, (layers, n_qubits), dtype)
+            p["qsf_alpha"] = 2.0 + 0.5 * jax.random.normal(k2, circuit.param_shapes["alpha"], dtype)
             p["qsf_J"] = 0.5 * jax.random.normal(k3, circuit.param_shapes["J"], dtype)
         mlp = MLP(hidden=hidden, param_dtype=dtype)
         p.update({

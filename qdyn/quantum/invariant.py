@@ -40,15 +40,16 @@ from .statevector import (
 )
 
 
+def cluster_generators(layout: InvariantLayout):
+    """Per exchange orbit: (qubits, Σ (XX+YY+ZZ) over its pairs) for each cluster of a
+    non-matching orbit (empty for matchings)."""
+    return [[(qs, gates.heisenberg_sum([(qs.index(p), qs.index(q)) for p, q in prs], len(qs)))
+             for qs, prs in orbit.clusters] for orbit in layout.exchange]
+
+
 def cluster_spectra(layout: InvariantLayout):
-    """Per exchange orbit: a list of (qubits, λ, V) for the non-matching clusters."""
-    spectra = []
-    for orbit in layout.exchange:
-        spectra.append(
-            [(qs, *gates.spectral(gates.heisenberg_sum([(qs.index(p), qs.index(q)) for p, q in prs], len(qs))))
-             for qs, prs in orbit.clusters]
-        )
-    return spectra
+    """Per exchange orbit: (qubits, λ, V) for each cluster generator, taken once at build time."""
+    return [[(qs, *gates.spectral(H)) for qs, H in orbit] for orbit in cluster_generators(layout)]
 
 
 def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circuit:
@@ -105,45 +106,34 @@ def invariant_qnode(layout: InvariantLayout, device_name: str = "default.qubit",
     if style not in ("closed", "expm"):
         raise ValueError(f"style must be 'closed' or 'expm', got {style!r}")
     n = layout.n_qubits
-    spectra = cluster_spectra(layout)
-    heis = jnp.asarray(gates.HEISENBERG)
-    paulis = jnp.asarray(gates.PAULIS)
-    generators = [
-        [(qs, jnp.asarray(gates.heisenberg_sum([(qs.index(p), qs.index(q)) for p, q in prs], len(qs))))
-         for qs, prs in orbit.clusters]
-        for orbit in layout.exchange
-    ]
-    mean = 1.0 / len(layout.observable)
-    observable = qml.Hamiltonian([mean] * 3 * len(layout.observable),
-                                 [P(p) @ P(q) for p, q in layout.observable for P in (qml.PauliX, qml.PauliY, qml.PauliZ)])
-
-    def encoding(x, a, wire):
-        if style == "closed":
-            U = gates.su2_encoding(x, a)
-        else:
-            U = jax.scipy.linalg.expm(-0.5j * a * jnp.einsum("i,ijk->jk", x, paulis))
-        qml.QubitUnitary(U, wires=wire)
+    terms = [P(p) @ P(q) for p, q in layout.observable for P in (qml.PauliX, qml.PauliY, qml.PauliZ)]
+    observable = qml.Hamiltonian([1.0 / len(layout.observable)] * len(terms), terms)  # mean exchange
+    if style == "closed":
+        spectra = cluster_spectra(layout)
+        encode, pair_gate = gates.su2_encoding, gates.exchange
+        cluster_gate = lambda J, k, c: gates.exp_from_spectrum(J, *spectra[k][c][1:])  # noqa: E731
+    else:  # every gate the matrix exponential of its generator
+        expm, generators = jax.scipy.linalg.expm, cluster_generators(layout)
+        paulis, heis = jnp.asarray(gates.PAULIS), jnp.asarray(gates.HEISENBERG)
+        encode = lambda x, a: expm(-0.5j * a * jnp.einsum("i,ijk->jk", x, paulis))  # noqa: E731
+        pair_gate = lambda J: expm(-1j * J * heis)  # noqa: E731
+        cluster_gate = lambda J, k, c: expm(-1j * J * jnp.asarray(generators[k][c][1]))  # noqa: E731
 
     def exchange(J, k):
         orbit = layout.exchange[k]
         if orbit.is_matching:
-            U = gates.exchange(J) if style == "closed" else jax.scipy.linalg.expm(-1j * J * heis)
+            U = pair_gate(J)
             for p, q in orbit.pairs:
                 qml.QubitUnitary(U, wires=[p, q])
-        else:
-            for c, (qs, lam, V) in enumerate(spectra[k]):
-                if style == "closed":
-                    U = gates.exp_from_spectrum(J, lam, V)
-                else:
-                    U = jax.scipy.linalg.expm(-1j * J * generators[k][c][1])
-                qml.QubitUnitary(U, wires=list(qs))
+        for c, (qs, _) in enumerate(orbit.clusters):
+            qml.QubitUnitary(cluster_gate(J, k, c), wires=list(qs))
 
     def program(cparams, vecs):
         for p, q in layout.singlets:
             singlet([p, q])
         for d in range(layout.layers):
             for q in range(n):
-                encoding(vecs[layout.qubit_vector[q]], cparams["alpha"][d, layout.alpha_index[q]], q)
+                qml.QubitUnitary(encode(vecs[layout.qubit_vector[q]], cparams["alpha"][d, layout.alpha_index[q]]), q)
             for b in range(layout.blocks):
                 for k in range(layout.n_exchange):
                     exchange(cparams["J"][d, b, k], k)
