@@ -1,4 +1,4 @@
-"""The pure-JAX executors equal the PennyLane QNodes built from the same layouts, and the
+"""Every circuit family's pure-JAX expval equals its PennyLane QNode, and the invariant
 closed-form QNode equals the demo-style expm reference: values and gradients to 1e-10."""
 
 import jax
@@ -7,11 +7,13 @@ import numpy as np
 import pennylane as qml
 import pytest
 
-from qdyn.models import sivqlm
-from qdyn.quantum import generic as gq
-from qdyn.quantum.invariant import make_expval
-from qdyn.quantum.layout import MoleculeTemplate, build_layout
-from qdyn.quantum.qnodes import invariant_qnode
+from qdyn.quantum.circuit import ring
+from qdyn.quantum.hardware_efficient import hardware_efficient_circuit
+from qdyn.quantum.invariant import invariant_circuit
+from qdyn.quantum.layout import build_layout
+from qdyn.quantum.qsf import qsf_circuit
+from qdyn.quantum.reupload import reupload_circuit
+from qdyn.quantum.templates import TEMPLATES, MoleculeTemplate
 from qdyn.structures import lih, rattle, water, water_dimer
 
 CASES = {
@@ -24,7 +26,7 @@ CASES = {
 
 def _vecs_and_params(name, seed=0):
     R, kw = CASES[name]
-    template = sivqlm.TEMPLATES[name.split("_all")[0]]
+    template = TEMPLATES[name.split("_all")[0]]
     layout = build_layout(template, **kw)
     R = rattle(R, seed)
     vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])
@@ -37,9 +39,8 @@ def _vecs_and_params(name, seed=0):
 @pytest.mark.parametrize("name", list(CASES))
 def test_statevector_equals_qnodes(name):
     layout, vecs, cparams = _vecs_and_params(name)
-    sv = make_expval(layout)
-    closed = invariant_qnode(layout, style="closed")
-    ref = invariant_qnode(layout, style="expm")
+    circuit = invariant_circuit(layout)
+    sv, closed, ref = circuit.expval, circuit.qnode(), circuit.qnode(style="expm")
     v_sv, v_cl, v_ref = sv(cparams, vecs), closed(cparams, vecs), ref(cparams, vecs)
     np.testing.assert_allclose(float(v_sv), float(v_ref), atol=1e-10)
     np.testing.assert_allclose(float(v_cl), float(v_ref), atol=1e-10)
@@ -54,29 +55,31 @@ def test_statevector_equals_qnodes(name):
 def test_statevector_equals_qnode_under_jit_and_vmap():
     layout, vecs, cparams = _vecs_and_params("H2O")
     batch = jnp.stack([vecs, 1.1 * vecs, vecs[::-1]])
-    sv = jax.jit(jax.vmap(jax.grad(make_expval(layout), argnums=1), in_axes=(None, 0)))
-    ref = jax.jit(jax.vmap(jax.grad(invariant_qnode(layout, style="expm"), argnums=1), in_axes=(None, 0)))
+    circuit = invariant_circuit(layout)
+    sv = jax.jit(jax.vmap(jax.grad(circuit.expval, argnums=1), in_axes=(None, 0)))
+    ref = jax.jit(jax.vmap(jax.grad(circuit.qnode(style="expm"), argnums=1), in_axes=(None, 0)))
     np.testing.assert_allclose(np.asarray(sv(cparams, batch)), np.asarray(ref(cparams, batch)), atol=1e-10)
 
 
 def test_scan_unroll_does_not_change_results():
     layout, vecs, cparams = _vecs_and_params("H2O")
-    a = make_expval(layout, scan_unroll=1)(cparams, vecs)
-    b = make_expval(layout, scan_unroll=3)(cparams, vecs)
+    a = invariant_circuit(layout, scan_unroll=1).expval(cparams, vecs)
+    b = invariant_circuit(layout, scan_unroll=3).expval(cparams, vecs)
     np.testing.assert_allclose(float(a), float(b), atol=1e-13)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_expectation_within_spectrum(name):
     layout, vecs, cparams = _vecs_and_params(name, seed=3)
-    vals = jax.vmap(make_expval(layout), in_axes=(None, 0))(cparams, vecs[None] * jnp.linspace(0.1, 5, 16)[:, None, None])
+    scaled = vecs[None] * jnp.linspace(0.1, 5, 16)[:, None, None]
+    vals = jax.vmap(invariant_circuit(layout).expval, in_axes=(None, 0))(cparams, scaled)
     # mean of (XX+YY+ZZ) over pairs: eigenvalues of one term are -3 and +1
     assert np.all(np.asarray(vals) >= -3 - 1e-12) and np.all(np.asarray(vals) <= 1 + 1e-12)
 
 
 def test_backprop_equals_parameter_shift():
     layout, vecs, cparams = _vecs_and_params("LiH")
-    circuit_bp = invariant_qnode(layout, style="closed")
+    circuit_bp = invariant_circuit(layout).qnode()
     dev = qml.device("default.qubit", wires=layout.n_qubits)
 
     # Parameter-shift needs gates PennyLane can shift: the SU(2) encoding as Rot-free
@@ -104,33 +107,11 @@ def test_backprop_equals_parameter_shift():
     np.testing.assert_allclose(np.asarray(g_bp), np.asarray(g_ps), atol=1e-8)
 
 
-def test_adjoint_is_refused():
-    layout, _, _ = _vecs_and_params("H2O")
-    with pytest.raises(ValueError, match="backprop"):
-        invariant_qnode(layout, diff_method="adjoint")
-
-
-def test_generic_statevector_equals_pennylane():
-    layout = gq.GenericLayout(n_vectors=2, rep=2, layers=3, blocks=2)
-    R = rattle(water()[0], 1)
-    vecs = jnp.asarray([R[1] - R[0], R[2] - R[0]])
-    shapes = layout.param_shapes()
-    cparams = {k: jax.random.normal(jax.random.PRNGKey(i), s, jnp.float64) for i, (k, s) in enumerate(shapes.items())}
-    sv, ref = gq.make_expval(layout), gq.generic_qnode(layout)
-    np.testing.assert_allclose(float(sv(cparams, vecs)), float(ref(cparams, vecs)), atol=1e-10)
-    for argnum in (0, 1):
-        for a, b in zip(
-            jax.tree_util.tree_leaves(jax.grad(sv, argnums=argnum)(cparams, vecs)),
-            jax.tree_util.tree_leaves(jax.grad(ref, argnums=argnum)(cparams, vecs)),
-        ):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-10)
-
-
 def test_layout_is_symmetric_by_construction():
     """Every group element maps singlets, exchange orbits, α ties and the observable to
     themselves."""
     for name, (_, kw) in CASES.items():
-        template = sivqlm.TEMPLATES[name.split("_all")[0]]
+        template = TEMPLATES[name.split("_all")[0]]
         L = build_layout(template, **kw)
         norm = lambda prs: sorted(tuple(sorted(p)) for p in prs)
         for g in L.qubit_group:
@@ -153,16 +134,46 @@ def test_template_validation():
     with pytest.raises(ValueError, match="closed under the symmetries"):
         MoleculeTemplate(symbols=("O", "H", "H"), vectors=((1, 0),), symmetries=((0, 2, 1),))
     with pytest.raises(ValueError, match="even number of qubits"):
-        build_layout(sivqlm.TEMPLATES["LiH"], rep=1, layers=1)
+        build_layout(TEMPLATES["LiH"], rep=1, layers=1)
 
 
-def test_reupload_circuit_equals_pennylane():
-    from qdyn.quantum.reupload import make_expvals, reupload_qnode
+def _invariant_h2o():
+    return invariant_circuit(build_layout(TEMPLATES["H2O"], rep=2, layers=2, blocks=1))
 
-    W = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 3), jnp.float64)
-    a = jax.random.normal(jax.random.PRNGKey(1), (3, 4), jnp.float64)
-    sv, ref = make_expvals(4), reupload_qnode(4)
-    np.testing.assert_allclose(np.asarray(sv(W, a)), np.asarray(ref(W, a)), atol=1e-12)
-    for argnum in (0, 1):
-        np.testing.assert_allclose(np.asarray(jax.jacobian(sv, argnum)(W, a)),
-                                   np.asarray(jax.jacobian(ref, argnum)(W, a)), atol=1e-10)
+
+# every family (scalar and vector outputs, odd and even rings), and the inputs it reads
+FAMILIES = {
+    "invariant": (_invariant_h2o, (2, 3)),
+    "hardware_efficient": (lambda: hardware_efficient_circuit(2, rep=2, layers=3, blocks=2), (2, 3)),
+    "hardware_efficient_3q": (lambda: hardware_efficient_circuit(3, rep=1, layers=2, blocks=1), (3, 3)),
+    "reupload": (lambda: reupload_circuit(4, layers=3), (3, 4)),
+    "reupload_3q": (lambda: reupload_circuit(3, layers=2), (2, 3)),
+    "qsf": (lambda: qsf_circuit(4, 2), (4, 3)),
+    "qsf_bare": (lambda: qsf_circuit(2, 2, parity_average=False), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_circuit_equals_its_qnode(family):
+    make, in_shape = FAMILIES[family]
+    circuit = make()
+    keys = jax.random.split(jax.random.PRNGKey(7), len(circuit.param_shapes) + 1)
+    cparams = {k: jax.random.normal(kk, s, jnp.float64) for (k, s), kk in zip(circuit.param_shapes.items(), keys)}
+    inputs = jax.random.normal(keys[-1], in_shape, jnp.float64)
+    sv, ref = jax.jit(circuit.expval), jax.jit(circuit.qnode())
+    out = sv(cparams, inputs)
+    assert out.shape == circuit.out_shape
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref(cparams, inputs)), atol=1e-12)
+    loss = lambda f: lambda p, x: jnp.sum(jnp.sin(f(p, x)))  # noqa: E731  (weights every output differently)
+    g_sv = jax.grad(loss(sv), argnums=(0, 1))(cparams, inputs)
+    g_ref = jax.grad(loss(ref), argnums=(0, 1))(cparams, inputs)
+    for a, b in zip(jax.tree_util.tree_leaves(g_sv), jax.tree_util.tree_leaves(g_ref)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-10)
+    assert float(jnp.max(jnp.abs(g_sv[1]))) > 1e-3  # the inputs matter: not a trivial comparison
+    with pytest.raises(ValueError, match="backprop"):  # second-order adjoint gradients are wrong
+        circuit.qnode(diff_method="adjoint")
+
+
+def test_ring_has_each_pair_once():
+    assert ring(1) == () and ring(2) == ((0, 1),)
+    assert ring(4) == ((0, 1), (1, 2), (2, 3), (3, 0))

@@ -12,7 +12,6 @@ import pytest
 
 from qdyn import testing
 from qdyn.models import CLASSICAL, FIXED, QUANTUM, build_model, families, parse_model_config
-from qdyn.models.multistate import adiabatic_from_diabatic
 from qdyn.structures import rattle, water
 from qdyn.validation import QdynInputError
 

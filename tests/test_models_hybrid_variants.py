@@ -11,7 +11,7 @@ from qdyn import md, testing
 from qdyn.descriptors.neighbors import neighbor_list_fn
 from qdyn.models import hybrid
 from qdyn.models.base import count_params
-from qdyn.quantum.qsf import make_qsf
+from qdyn.quantum.qsf import qsf_circuit
 from qdyn.structures import water_lattice, rattle, water, water_dimer
 from qdyn.system import System
 from qdyn.validation import QdynInputError
@@ -120,39 +120,20 @@ def test_classical_control_has_the_circuit_branchs_width_and_size(n_qubits, laye
 def test_qsf_is_rotation_invariant_and_needs_parity_averaging_for_reflections():
     rng = np.random.default_rng(0)
     vecs = jnp.asarray(rng.normal(size=(4, 3)))
-    alpha = jnp.asarray(rng.uniform(1.0, 3.0, size=(2, 4)))
-    J = jnp.asarray(rng.normal(size=(2, 4)))
-    bare = jax.jit(make_qsf(4, 2, parity_average=False).features)
-    avg = jax.jit(make_qsf(4, 2).features)
+    cp = {"alpha": jnp.asarray(rng.uniform(1.0, 3.0, size=(2, 4))), "J": jnp.asarray(rng.normal(size=(2, 4)))}
+    bare = jax.jit(qsf_circuit(4, 2, parity_average=False).expval)
+    avg = jax.jit(qsf_circuit(4, 2).expval)
     Qp = jnp.asarray(testing.random_orthogonal(jax.random.PRNGKey(3), reflection=False))
     Qm = jnp.asarray(testing.random_orthogonal(jax.random.PRNGKey(4), reflection=True))
-    f0 = bare(alpha, J, vecs)
-    np.testing.assert_allclose(bare(alpha, J, vecs @ Qp.T), f0, atol=1e-12)
-    assert float(jnp.max(jnp.abs(bare(alpha, J, vecs @ Qm.T) - f0))) > 1e-4  # chiral without averaging
-    g0 = avg(alpha, J, vecs)
-    np.testing.assert_allclose(avg(alpha, J, vecs @ Qm.T), g0, atol=1e-12)
-    np.testing.assert_allclose(avg(alpha, J, vecs @ Qp.T), g0, atol=1e-12)
+    f0 = bare(cp, vecs)
+    np.testing.assert_allclose(bare(cp, vecs @ Qp.T), f0, atol=1e-12)
+    assert float(jnp.max(jnp.abs(bare(cp, vecs @ Qm.T) - f0))) > 1e-4  # chiral without averaging
+    g0 = avg(cp, vecs)
+    np.testing.assert_allclose(avg(cp, vecs @ Qm.T), g0, atol=1e-12)
+    np.testing.assert_allclose(avg(cp, vecs @ Qp.T), g0, atol=1e-12)
     # non-trivial and bounded: pair exchanges lie in [-3, 1] and depend on the vectors
     assert np.all((np.asarray(g0) >= -3 - 1e-12) & (np.asarray(g0) <= 1 + 1e-12))
-    assert float(jnp.max(jnp.abs(avg(alpha, J, 0.5 * vecs) - g0))) > 1e-3
-
-
-def test_qsf_statevector_equals_the_pennylane_qnode():
-    from qdyn.quantum.qsf import qsf_qnode
-
-    rng = np.random.default_rng(5)
-    vecs = jnp.asarray(rng.normal(size=(4, 3)))
-    alpha = jnp.asarray(rng.uniform(1.0, 3.0, size=(2, 4)))
-    J = jnp.asarray(rng.normal(size=(2, 4)))
-    ours, ref = make_qsf(4, 2).features, qsf_qnode(4, 2)
-    ours, ref = jax.jit(ours), jax.jit(ref)
-    np.testing.assert_allclose(ours(alpha, J, vecs), ref(alpha, J, vecs), atol=1e-12)
-    loss = lambda f: lambda a, j, v: jnp.sum(jnp.sin(f(a, j, v)))  # noqa: E731
-    g1 = jax.jit(jax.grad(loss(ours), argnums=(0, 1, 2)))(alpha, J, vecs)
-    g2 = jax.jit(jax.grad(loss(ref), argnums=(0, 1, 2)))(alpha, J, vecs)
-    for a, b in zip(g1, g2):
-        np.testing.assert_allclose(a, b, atol=1e-11)
-    assert float(jnp.max(jnp.abs(g1[2]))) > 1e-3
+    assert float(jnp.max(jnp.abs(avg(cp, 0.5 * vecs) - g0))) > 1e-3
 
 
 def test_bad_variant_choices_are_refused():

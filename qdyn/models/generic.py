@@ -3,7 +3,7 @@
 Same contract, same difference vectors from the central atom (so it is translation
 invariant), but the coordinates are angle-encoded component by component and the trainable
 layers are hardware-efficient (Rot + CNOT ring): it is neither rotation nor permutation
-invariant. See :mod:`qdyn.quantum.generic`.
+invariant. See :mod:`qdyn.quantum.hardware_efficient`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field
 
-from ..quantum.generic import GenericLayout, generic_qnode, make_expval
-from ..quantum.layout import MoleculeTemplate
+from ..quantum.hardware_efficient import hardware_efficient_circuit
+from ..quantum.templates import MoleculeTemplate, resolve_template, template_check
 from ..system import System
-from . import sivqlm
 from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
 from .config import ModelConfig, keyword_builder
 
@@ -25,8 +24,7 @@ from .config import ModelConfig, keyword_builder
 class GenericConfig(ModelConfig):
     """Settings of the generic (non-invariant) control circuit."""
 
-    # run directories written before the template became a setting also stored its atoms
-    derived: ClassVar[frozenset] = frozenset({"n_qubits", "symbols", "vectors", "symmetries"})
+    derived: ClassVar[frozenset] = frozenset({"n_qubits"})
 
     family: Literal["generic"] = "generic"
     template: Union[str, MoleculeTemplate] = Field("H2O", description="as for the siVQLM")
@@ -44,25 +42,18 @@ class GenericConfig(ModelConfig):
 
 def _build(cfg: GenericConfig) -> EnergyModel:
     """Build the generic QNN control for a molecule template (see :class:`GenericConfig`)."""
-    template, rep, layers, blocks = cfg.template, cfg.rep, cfg.layers, cfg.blocks
-    backend, scan_unroll, init_weight_std = cfg.backend, cfg.scan_unroll, cfg.init_weight_std
-    if isinstance(template, str):
-        if template not in sivqlm.TEMPLATES:
-            raise ValueError(f"unknown template {template!r}; known: {sorted(sivqlm.TEMPLATES)}")
-        rep = sivqlm.DEFAULT_REP[template] if rep is None else rep
-        template = sivqlm.TEMPLATES[template]
-    rep = 2 if rep is None else rep
-    layout = GenericLayout(n_vectors=len(template.vectors), rep=rep, layers=layers, blocks=blocks)
+    layers, blocks, backend, init_weight_std = cfg.layers, cfg.blocks, cfg.backend, cfg.init_weight_std
+    template, rep = resolve_template(cfg.template, cfg.rep)
+    circuit = hardware_efficient_circuit(len(template.vectors), rep=rep, layers=layers, blocks=blocks,
+                                         scan_unroll=cfg.scan_unroll)
     if backend == "statevector":
-        expval = make_expval(layout, scan_unroll=scan_unroll)
+        expval = circuit.expval
     elif backend == "pennylane":
-        expval = generic_qnode(layout)
+        expval = circuit.qnode()
     else:
         raise ValueError(f"backend must be 'statevector' or 'pennylane', got {backend!r}")
     species, table, n_atoms, heads, tails = template_arrays(template)
-    shapes = layout.param_shapes()
-    # The generic model accepts exactly what the siVQLM for the same template accepts.
-    check = sivqlm.build(template, rep=rep, layers=1).check
+    shapes = circuit.param_shapes
 
     def init(key):
         k1, k2 = jax.random.split(key)
@@ -81,10 +72,10 @@ def _build(cfg: GenericConfig) -> EnergyModel:
         e = params["scale"] * expval({"a": params["a"], "W": params["W"]}, vecs)
         return e + species_shift(params["shift"], table, system)
 
-    config = {**cfg.model_copy(update={"rep": rep}).settings(), "n_qubits": layout.n_qubits}
+    config = {**cfg.model_copy(update={"rep": rep}).settings(), "n_qubits": circuit.n_qubits}
     groups = {"a": QUANTUM, "W": QUANTUM, "scale": CLASSICAL, "shift": CLASSICAL}
-    return EnergyModel(init=init, apply=apply, check=check, name=f"GenericQNN[{template.name}]",
-                       species=species, config=config, groups=groups)
+    return EnergyModel(init=init, apply=apply, check=template_check(template),
+                       name=f"GenericQNN[{template.name}]", species=species, config=config, groups=groups)
 
 
 build = keyword_builder(GenericConfig, positional=("template",))

@@ -56,11 +56,10 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field
 
-from ..descriptors import make_descriptor
 from ..elements import make_species_table
 from ..nn import MLP
-from ..quantum.qsf import make_qsf
-from ..quantum.reupload import make_expvals
+from ..quantum.qsf import qsf_circuit
+from ..quantum.reupload import encoded_expvals, init_encoded, reupload_circuit
 from ..system import System
 from ..validation import QdynInputError, make_local_check
 from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
@@ -105,9 +104,9 @@ def _build(cfg: HybridConfig) -> EnergyModel:
     wall = core_repulsion(species, core_radii) if core_radii else None
     hidden = tuple(int(h) for h in cfg.hidden)
     n_feat = desc.size
-    expvals = make_expvals(n_qubits) if branch == "reupload" else None
-    qsf = make_qsf(n_qubits, layers, parity_average=parity_average) if branch == "qsf" else None
-    n_branch = qsf.n_out if branch == "qsf" else n_qubits
+    circuit = (reupload_circuit(n_qubits, layers) if branch == "reupload"
+               else qsf_circuit(n_qubits, layers, parity_average=parity_average) if branch == "qsf" else None)
+    n_branch = circuit.out_shape[0] if circuit else n_qubits
     n_cls = hidden[-1] if hidden else n_feat
     ctl_hidden = (layers * n_qubits,)
 
@@ -116,17 +115,15 @@ def _build(cfg: HybridConfig) -> EnergyModel:
         k_enc, k_w, k_mlp, k_int = jax.random.split(key, 4)
         p = {}
         if branch == "reupload":
-            p["enc_A"] = jax.random.normal(k_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat)
-            p["enc_b"] = jnp.zeros((layers, n_qubits), dtype)
-            p["qW"] = init_circuit_std * jax.random.normal(k_w, (layers, n_qubits, 3), dtype)
+            p.update(init_encoded(k_enc, k_w, circuit, n_feat, weight_std=init_circuit_std, dtype=dtype))
         elif branch == "mlp":
             ctl = MLP(hidden=ctl_hidden, param_dtype=dtype, out=n_qubits)
             p["ctl_mlp"] = ctl.init(k_enc, jnp.zeros((1, n_feat), dtype))["params"]
         else:
             k1, k2, k3 = jax.random.split(k_enc, 3)
             p["qsf_W"] = jax.random.normal(k1, (n_qubits, S, desc.n_radial), dtype) / jnp.sqrt(S * desc.n_radial)
-            p["qsf_alpha"] = 2.0 + 0.5 * jax.random.normal(k2, (layers, n_qubits), dtype)
-            p["qsf_J"] = 0.5 * jax.random.normal(k3, (layers, len(qsf.ring)), dtype)
+            p["qsf_alpha"] = 2.0 + 0.5 * jax.random.normal(k2, circuit.param_shapes["alpha"], dtype)
+            p["qsf_J"] = 0.5 * jax.random.normal(k3, circuit.param_shapes["J"], dtype)
         mlp = MLP(hidden=hidden, param_dtype=dtype)
         p.update({
             "mlp": mlp.init(k_mlp, jnp.zeros((1, n_feat), dtype))["params"],
@@ -150,14 +147,14 @@ def _build(cfg: HybridConfig) -> EnergyModel:
             G = desc(R, system.species, system.mask, system.box, neighbor)
         G = (G - params["g_mean"]) / params["g_std"]
         if branch == "reupload":
-            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
-            out = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
+            out = encoded_expvals(circuit, params, G)  # [A, n_qubits]
         elif branch == "mlp":
             out = jnp.tanh(MLP(hidden=ctl_hidden, param_dtype=R.dtype, out=n_qubits).apply(
                 {"params": params["ctl_mlp"]}, G))
         else:
             v = jnp.einsum("askx,csk->acx", desc.vectors(A), params["qsf_W"])  # [A, n_qubits, 3]
-            out = jax.vmap(qsf.features, in_axes=(None, None, 0))(params["qsf_alpha"], params["qsf_J"], v)
+            cparams = {"alpha": params["qsf_alpha"], "J": params["qsf_J"]}
+            out = jax.vmap(circuit.expval, in_axes=(None, 0))(cparams, v)
         return G, out
 
     def atom_energies(params, R, system: System, neighbor=None):

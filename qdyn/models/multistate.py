@@ -66,7 +66,7 @@ from pydantic import Field
 from ..elements import make_species_table
 from ..geometry import safe_norm
 from ..nn import MLP, species_mlp
-from ..quantum.reupload import make_expvals
+from ..quantum.reupload import encoded_expvals, init_encoded, reupload_circuit
 from ..system import System
 from ..validation import make_local_check
 from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
@@ -144,9 +144,8 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     n_out = n + n_pairs
     n_feat = sf.size
     S = len(species)
-    use_circuit = backbone in ("hybrid", "quantum")
     use_mlp = backbone in ("bpnn", "hybrid")
-    expvals = make_expvals(n_qubits) if use_circuit else None
+    circuit = reupload_circuit(n_qubits, layers)
     nets = species_mlp(species, hidden, out=n_out)
 
     def init(key):
@@ -163,14 +162,12 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
         if backbone == "bpnn":
             p["nets"] = nets.init(k_net, n_feat, dtype)
             return p
-        p["enc_A"] = jax.random.normal(k_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat)
-        p["enc_b"] = jnp.zeros((layers, n_qubits), dtype)
+        # with the circuit as the only feature map it is trainable from the start, readout random
+        p.update(init_encoded(k_enc, k_w, circuit, n_feat, weight_std=0.3 if backbone == "quantum" else 0.01,
+                              dtype=dtype))
         if backbone == "quantum":
-            # the circuit is the only feature map: trainable from the start, readout random
-            p["qW"] = 0.3 * jax.random.normal(k_w, (layers, n_qubits, 3), dtype)
             p["int_q"] = jax.random.normal(k_int, (S, n_qubits, n_out), dtype) / jnp.sqrt(n_qubits)
         else:
-            p["qW"] = 0.01 * jax.random.normal(k_w, (layers, n_qubits, 3), dtype)
             p["int_q"] = jnp.zeros((S, n_qubits, n_out), dtype)
             p["mlp"] = MLP(hidden=hidden, param_dtype=dtype).init(k_mlp, jnp.zeros((1, n_feat), dtype))["params"]
             h = hidden[-1] if hidden else n_feat
@@ -189,8 +186,7 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
         if backbone == "bpnn":
             o = nets.apply(params["nets"], G, idx, R.dtype)
         else:
-            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
-            zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
+            zq = encoded_expvals(circuit, params, G)  # [A, n_qubits]
             o = jnp.einsum("aq,aqo->ao", zq, params["int_q"][idx]) + params["int_b"][idx]
             if use_mlp:
                 hc = MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)

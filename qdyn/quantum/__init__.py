@@ -1,2 +1,8 @@
-"""Quantum circuits: layouts (static structure), closed-form gates, a pure-JAX statevector
-executor and PennyLane QNodes built from the same layouts."""
+"""Quantum circuits as one family: every circuit is a :class:`~qdyn.quantum.circuit.Circuit`
+(parameter shapes, a pure-JAX statevector ``expval``, a PennyLane ``qnode`` factory), built
+by :func:`~qdyn.quantum.invariant.invariant_circuit`,
+:func:`~qdyn.quantum.hardware_efficient.hardware_efficient_circuit`,
+:func:`~qdyn.quantum.reupload.reupload_circuit` or :func:`~qdyn.quantum.qsf.qsf_circuit`.
+Molecule templates live in :mod:`~qdyn.quantum.templates`, the invariant circuit's structure
+in :mod:`~qdyn.quantum.layout`, closed-form gates in :mod:`~qdyn.quantum.gates` and the
+executor in :mod:`~qdyn.quantum.statevector`."""

@@ -4,17 +4,31 @@ Layer structure (repeated D = ``layers`` times, data re-uploading):
 ``SU(2) encoding(x, α_d) → B × [exchange orbits, J_{d,b}] → RZ(ε_d) (optional)``, starting
 from the singlet product state and ending with the mean Heisenberg exchange over the singlet
 pairs. Layers run in ``lax.scan`` so that compile time does not grow with depth.
+
+The PennyLane reference (:func:`invariant_qnode`, layers unrolled, ``default.qubit`` by
+default, ``diff_method="backprop"``) comes in two styles of the same circuit:
+
+* ``"closed"``: gates as ``qml.QubitUnitary`` of the closed-form matrices in
+  :mod:`qdyn.quantum.gates` (the model's PennyLane backend; also for drawing, resource
+  counts and other devices);
+* ``"expm"``: every gate as ``qml.QubitUnitary(jax.scipy.linalg.expm(...))``, the way
+  PennyLane's public ``eqnn_force_field`` demo writes it. This is the reference the fast
+  paths are proven equal to, and the baseline of the benchmarks.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pennylane as qml
 
+from ..precision import complex_for
 from . import gates
+from .circuit import Circuit, jax_qnode, singlet
 from .layout import InvariantLayout
 from .statevector import (
     apply_1q_all,
@@ -26,22 +40,24 @@ from .statevector import (
 )
 
 
+def cluster_generators(layout: InvariantLayout):
+    """Per exchange orbit: (qubits, Σ (XX+YY+ZZ) over its pairs) for each cluster of a
+    non-matching orbit (empty for matchings)."""
+    return [[(qs, gates.heisenberg_sum([(qs.index(p), qs.index(q)) for p, q in prs], len(qs)))
+             for qs, prs in orbit.clusters] for orbit in layout.exchange]
+
+
 def cluster_spectra(layout: InvariantLayout):
-    """Per exchange orbit: a list of (qubits, λ, V) for the non-matching clusters."""
-    spectra = []
-    for orbit in layout.exchange:
-        spectra.append(
-            [(qs, *gates.spectral(gates.heisenberg_sum([(qs.index(p), qs.index(q)) for p, q in prs], len(qs))))
-             for qs, prs in orbit.clusters]
-        )
-    return spectra
+    """Per exchange orbit: (qubits, λ, V) for each cluster generator, taken once at build time."""
+    return [[(qs, *gates.spectral(H)) for qs, H in orbit] for orbit in cluster_generators(layout)]
 
 
-def make_expval(layout: InvariantLayout, *, scan_unroll: int = 1) -> Callable:
-    """Return ``expval(circuit_params, vecs [n_vec, 3]) -> ⟨O⟩`` (a pure function).
+def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circuit:
+    """The siVQLM circuit of a layout: ``expval(circuit_params, vecs [n_vec, 3] Å) -> ⟨O⟩``.
 
     ``circuit_params`` holds ``alpha`` [D, n_alpha], ``J`` [D, B, n_exchange] and, with
-    symmetry breaking, ``eps`` [D, n_alpha].
+    symmetry breaking, ``eps`` [D, n_alpha]; ``scan_unroll`` is the number of layers per
+    ``lax.scan`` iteration. ``qnode`` is :func:`invariant_qnode` (takes ``style``).
     """
     n = layout.n_qubits
     qv = np.asarray(layout.qubit_vector)
@@ -74,9 +90,56 @@ def make_expval(layout: InvariantLayout, *, scan_unroll: int = 1) -> Callable:
             return state, None
 
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
-        state = singlet_state(n, layout.singlets, jnp.result_type(vecs.dtype, jnp.complex64))
+        state = singlet_state(n, layout.singlets, complex_for(vecs.dtype))
         state, _ = jax.lax.scan(layer, state, xs, unroll=scan_unroll)
         obs = [expect_heisenberg(state, p, q) for p, q in layout.observable]
         return sum(obs) / len(obs)
 
-    return expval
+    return Circuit(name=f"invariant[{layout.template.name}, {n}q, {layout.layers}L]", n_qubits=n,
+                   param_shapes=layout.param_shapes(), out_shape=(), expval=expval,
+                   qnode=partial(invariant_qnode, layout))
+
+
+def invariant_qnode(layout: InvariantLayout, device_name: str = "default.qubit", *,
+                    diff_method: str = "backprop", style: Literal["closed", "expm"] = "closed"):
+    """QNode ``circuit(cparams, vecs) -> ⟨O⟩`` for an invariant layout (layers unrolled)."""
+    if style not in ("closed", "expm"):
+        raise ValueError(f"style must be 'closed' or 'expm', got {style!r}")
+    n = layout.n_qubits
+    terms = [P(p) @ P(q) for p, q in layout.observable for P in (qml.PauliX, qml.PauliY, qml.PauliZ)]
+    observable = qml.Hamiltonian([1.0 / len(layout.observable)] * len(terms), terms)  # mean exchange
+    if style == "closed":
+        spectra = cluster_spectra(layout)
+        encode, pair_gate = gates.su2_encoding, gates.exchange
+        cluster_gate = lambda J, k, c: gates.exp_from_spectrum(J, *spectra[k][c][1:])  # noqa: E731
+    else:  # every gate the matrix exponential of its generator
+        expm, generators = jax.scipy.linalg.expm, cluster_generators(layout)
+        paulis, heis = jnp.asarray(gates.PAULIS), jnp.asarray(gates.HEISENBERG)
+        encode = lambda x, a: expm(-0.5j * a * jnp.einsum("i,ijk->jk", x, paulis))  # noqa: E731
+        pair_gate = lambda J: expm(-1j * J * heis)  # noqa: E731
+        cluster_gate = lambda J, k, c: expm(-1j * J * jnp.asarray(generators[k][c][1]))  # noqa: E731
+
+    def exchange(J, k):
+        orbit = layout.exchange[k]
+        if orbit.is_matching:
+            U = pair_gate(J)
+            for p, q in orbit.pairs:
+                qml.QubitUnitary(U, wires=[p, q])
+        for c, (qs, _) in enumerate(orbit.clusters):
+            qml.QubitUnitary(cluster_gate(J, k, c), wires=list(qs))
+
+    def program(cparams, vecs):
+        for p, q in layout.singlets:
+            singlet([p, q])
+        for d in range(layout.layers):
+            for q in range(n):
+                qml.QubitUnitary(encode(vecs[layout.qubit_vector[q]], cparams["alpha"][d, layout.alpha_index[q]]), q)
+            for b in range(layout.blocks):
+                for k in range(layout.n_exchange):
+                    exchange(cparams["J"][d, b, k], k)
+            if layout.symmetry_breaking:
+                for q in range(n):
+                    qml.RZ(cparams["eps"][d, layout.alpha_index[q]], wires=q)
+        return qml.expval(observable)
+
+    return jax_qnode(program, n, device_name=device_name, diff_method=diff_method)

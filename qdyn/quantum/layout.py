@@ -1,6 +1,6 @@
 """Static structure of symmetry-invariant circuits, derived from a molecule template.
 
-A :class:`MoleculeTemplate` names the atoms, the difference vectors the circuit encodes
+A :class:`~qdyn.quantum.templates.MoleculeTemplate` names the atoms, the difference vectors the circuit encodes
 (``R[head] - R[tail]``: translation invariance through a central atom) and atom
 permutations that exchange like atoms. From it :func:`build_layout` derives everything the
 circuit needs and proves its permutation invariance by construction:
@@ -22,59 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Literal, Sequence
+from typing import Literal
 
-
-from .. import elements
-
-
-@dataclass(frozen=True)
-class MoleculeTemplate:
-    """A molecule as the invariant circuit sees it.
-
-    Attributes:
-        symbols: element symbols of the atoms, in the order positions are given.
-        vectors: (head, tail) atom indices; the circuit encodes ``R[head] - R[tail]`` [Å].
-        symmetries: atom permutations (``perm[i]`` = image of atom i) exchanging like atoms.
-        name: label for reports.
-    """
-
-    symbols: tuple[str, ...]
-    vectors: tuple[tuple[int, int], ...]
-    symmetries: tuple[tuple[int, ...], ...] = ()
-    name: str = "molecule"
-
-    def __post_init__(self):
-        n = len(self.symbols)
-        for s in self.symbols:
-            elements.atomic_number(s)
-        for h, t in self.vectors:
-            if not (0 <= h < n and 0 <= t < n) or h == t:
-                raise ValueError(f"{self.name}: vector ({h}, {t}) must join two different atoms of {n}")
-        for perm in self.symmetries:
-            if sorted(perm) != list(range(n)):
-                raise ValueError(f"{self.name}: {perm} is not a permutation of {n} atoms")
-            if any(self.symbols[i] != self.symbols[perm[i]] for i in range(n)):
-                raise ValueError(f"{self.name}: permutation {perm} exchanges unlike atoms")
-            self.vector_permutation(perm)  # raises if the vector set is not closed
-
-    @property
-    def species(self) -> tuple[int, ...]:
-        return tuple(elements.atomic_number(s) for s in self.symbols)
-
-    def vector_permutation(self, perm: Sequence[int]) -> tuple[int, ...]:
-        """The permutation of encoded vectors induced by an atom permutation."""
-        index = {v: k for k, v in enumerate(self.vectors)}
-        out = []
-        for h, t in self.vectors:
-            image = (perm[h], perm[t])
-            if image not in index:
-                raise ValueError(
-                    f"{self.name}: permutation {tuple(perm)} maps vector ({h}, {t}) to {image}, "
-                    "which is not encoded: the vector set must be closed under the symmetries"
-                )
-            out.append(index[image])
-        return tuple(out)
+from .circuit import ring
+from .templates import MoleculeTemplate
 
 
 def _group_closure(generators: list[tuple[int, ...]], n: int) -> list[tuple[int, ...]]:
@@ -231,13 +182,9 @@ def build_layout(
 
     singlets = _find_singlets(n, group, qubit_vector)
 
-    if coupling == "ring":
-        candidates = [(q, (q + 1) % n) for q in range(n)] if n > 1 else []
-    elif coupling == "all":
-        candidates = list(combinations(range(n), 2))
-    else:
+    if coupling not in ("ring", "all"):
         raise ValueError(f"coupling must be 'ring' or 'all', got {coupling!r}")
-    candidates = [c for c in candidates if c[0] != c[1]]
+    candidates = ring(n) if coupling == "ring" else list(combinations(range(n), 2))
     exchange = []
     for orbit in _orbits_of_pairs(candidates, group):
         matching = _is_matching(orbit)

@@ -22,40 +22,16 @@ makes them O(3)-invariant at twice the cost.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import pennylane as qml
 
 from ..geometry import safe_norm
+from ..precision import complex_for
 from ..validation import QdynInputError
 from . import gates
+from .circuit import Circuit, heisenberg, jax_qnode, ring, singlet
 from .statevector import apply_1q_all, apply_exchange_pair, expect_heisenberg, singlet_state
-
-
-class QSFCircuit(NamedTuple):
-    """Static structure and the pure function of a quantum symmetry function.
-
-    Attributes:
-        features: ``features(alpha [D, n], J [D, n_ring], vecs [n, 3]) -> [n_out]`` (pure).
-        n_qubits: qubits (= vectors read).
-        layers: re-uploading layers D.
-        ring: exchange pairs of every layer.
-        observables: measured pairs (p < q); ``n_out = len(observables)``.
-        parity_average: whether features are averaged over x → -x.
-    """
-
-    features: Callable
-    n_qubits: int
-    layers: int
-    ring: tuple
-    observables: tuple
-    parity_average: bool
-
-    @property
-    def n_out(self) -> int:
-        return len(self.observables)
 
 
 def bounded_vectors(v):
@@ -65,8 +41,21 @@ def bounded_vectors(v):
     return v * jnp.where(ok, jnp.tanh(r) / r, 1.0)[..., None]
 
 
-def make_qsf(n_qubits: int, layers: int, *, parity_average: bool = True) -> QSFCircuit:
-    """Build the circuit for ``n_qubits`` vectors (even, 2..10) and ``layers`` layers.
+def _read_vectors(features, parity_average: bool):
+    """``(cparams, vecs) -> features(cparams, x)`` of the bounded vectors x, averaged over
+    x → -x if ``parity_average``."""
+
+    def fn(cparams, vecs):
+        x = bounded_vectors(vecs)
+        out = features(cparams, x)
+        return 0.5 * (out + features(cparams, -x)) if parity_average else out
+
+    return fn
+
+
+def qsf_circuit(n_qubits: int, layers: int, *, parity_average: bool = True) -> Circuit:
+    """The quantum symmetry function on ``n_qubits`` vectors (even, 2..10), ``layers`` layers:
+    ``expval({"alpha": [D, n], "J": [D, n_ring]}, vecs [n, 3]) -> [n(n-1)/2]`` pair exchanges.
 
     Raises:
         QdynInputError: odd or out-of-range qubit count, layers < 1.
@@ -78,61 +67,37 @@ def make_qsf(n_qubits: int, layers: int, *, parity_average: bool = True) -> QSFC
         raise QdynInputError(f"layers must be ≥ 1, got {layers}")
     n = n_qubits
     singlets = tuple((q, q + 1) for q in range(0, n, 2))
-    ring = ((0, 1),) if n == 2 else tuple((q, (q + 1) % n) for q in range(n))
+    pairs = ring(n)
     observables = tuple((p, q) for p in range(n) for q in range(p + 1, n))
 
-    def one(alpha, J, x):
-        state = singlet_state(n, singlets, jnp.result_type(x.dtype, jnp.complex64))
+    def statevector(cparams, x):
+        state = singlet_state(n, singlets, complex_for(x.dtype))
 
         def layer(state, p):
             a, j = p
             state = apply_1q_all(state, gates.su2_encoding(x, a))
-            for k, (p_, q_) in enumerate(ring):
+            for k, (p_, q_) in enumerate(pairs):
                 state = apply_exchange_pair(state, j[k], p_, q_)
             return state, None
 
-        state, _ = jax.lax.scan(layer, state, (alpha, J))
+        state, _ = jax.lax.scan(layer, state, (cparams["alpha"], cparams["J"]))
         return jnp.stack([expect_heisenberg(state, p, q) for p, q in observables])
 
-    def features(alpha, J, vecs):
-        x = bounded_vectors(vecs)
-        out = one(alpha, J, x)
-        if parity_average:
-            out = 0.5 * (out + one(alpha, J, -x))
-        return out
+    def qnode(device_name: str = "default.qubit", *, diff_method: str = "backprop"):
+        def program(cparams, x):
+            for p, q in singlets:
+                singlet([p, q])
+            for d in range(layers):
+                enc = gates.su2_encoding(x, cparams["alpha"][d])
+                for q in range(n):
+                    qml.QubitUnitary(enc[q], wires=q)
+                for k, (p, q) in enumerate(pairs):
+                    qml.QubitUnitary(gates.exchange(cparams["J"][d, k]), wires=[p, q])
+            return [qml.expval(heisenberg(p, q)) for p, q in observables]
 
-    return QSFCircuit(features=features, n_qubits=n, layers=int(layers), ring=ring, observables=observables,
-                      parity_average=bool(parity_average))
+        circuit = jax_qnode(program, n, device_name=device_name, diff_method=diff_method)
+        return _read_vectors(lambda cparams, x: jnp.stack(circuit(cparams, x)), parity_average)
 
-
-def qsf_qnode(n_qubits: int, layers: int, *, parity_average: bool = True):
-    """The same circuit as a PennyLane QNode (default.qubit, backprop, closed-form
-    ``QubitUnitary`` gates): ``features(alpha, J, vecs)``, the reference the tests compare the
-    pure-JAX execution with (and a way to draw it or send it to other devices)."""
-    ref = make_qsf(n_qubits, layers, parity_average=parity_average)
-    dev = qml.device("default.qubit", wires=n_qubits)
-
-    @qml.qnode(dev, interface="jax", diff_method="backprop")
-    def circuit(alpha, J, x):
-        for p in range(0, n_qubits, 2):  # singlet (|01> - |10>)/sqrt2 on (p, p+1)
-            qml.Hadamard(wires=p)
-            qml.CNOT(wires=[p, p + 1])
-            qml.PauliX(wires=p + 1)
-            qml.PauliZ(wires=p)
-        for d in range(layers):
-            enc = gates.su2_encoding(x, alpha[d])
-            for q in range(n_qubits):
-                qml.QubitUnitary(enc[q], wires=q)
-            for k, (p, q) in enumerate(ref.ring):
-                qml.QubitUnitary(gates.exchange(J[d, k]), wires=[p, q])
-        return [qml.expval(qml.PauliX(p) @ qml.PauliX(q) + qml.PauliY(p) @ qml.PauliY(q)
-                           + qml.PauliZ(p) @ qml.PauliZ(q)) for p, q in ref.observables]
-
-    def features(alpha, J, vecs):
-        x = bounded_vectors(vecs)
-        out = jnp.stack(circuit(alpha, J, x))
-        if parity_average:
-            out = 0.5 * (out + jnp.stack(circuit(alpha, J, -x)))
-        return out
-
-    return features
+    return Circuit(name=f"qsf[{n}q, {layers}L]", n_qubits=n,
+                   param_shapes={"alpha": (layers, n), "J": (layers, len(pairs))}, out_shape=(len(observables),),
+                   expval=_read_vectors(statevector, parity_average), qnode=qnode)

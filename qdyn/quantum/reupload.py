@@ -1,9 +1,11 @@
 """A small data re-uploading circuit for per-atom features (the hybrid model's quantum part).
 
-Each layer d: ``RY(θ_{d,q})`` on every qubit with data angles θ (bounded, computed by the
-caller from invariant features), then a trainable ``Rot(φ, θ, ω)`` per qubit and a CNOT
-ring. Outputs ``⟨Z_q⟩`` for every qubit. The qubit count is fixed and independent of the
-system size: one circuit per atom environment, evaluated with ``vmap`` over atoms.
+Each layer d: ``RY(θ_{d,q})`` on every qubit with data angles θ, then a trainable
+``Rot(φ, θ, ω)`` per qubit and a CNOT ring. Outputs ``⟨Z_q⟩`` for every qubit. The qubit
+count is fixed and independent of the system size: one circuit per atom environment,
+evaluated with ``vmap`` over atoms. The angles are the bounded encoding
+``θ_{d,q} = π · tanh(A_d G_i + b_d)_q`` of the atom's invariant features G_i
+(:func:`encoded_expvals`), shared by the hybrid and multistate models.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ import jax
 import jax.numpy as jnp
 import pennylane as qml
 
+from ..precision import complex_for
 from . import gates
+from .circuit import Circuit, jax_qnode, ring
 from .statevector import apply_1q, apply_cnot, z_signs
 
 
-def _ring(n):
-    return [] if n == 1 else [(0, 1)] if n == 2 else [(q, (q + 1) % n) for q in range(n)]
-
-
-def make_expvals(n_qubits: int):
-    """``expvals(W [D, n, 3], angles [D, n]) -> ⟨Z_q⟩ [n]`` in pure JAX (layers in scan)."""
+def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
+    """The re-uploading circuit: ``expval({"W": [D, n, 3]}, angles [D, n]) -> ⟨Z_q⟩ [n]``."""
     zs = z_signs(n_qubits)
-    ring = _ring(n_qubits)
+    pairs = ring(n_qubits)
 
-    def expvals(W, angles):
-        dtype = jnp.result_type(angles.dtype, jnp.complex64)
-        state = jnp.zeros((2,) * n_qubits, dtype).at[(0,) * n_qubits].set(1.0)
+    def expval(cparams, angles):
+        state = jnp.zeros((2,) * n_qubits, complex_for(angles.dtype)).at[(0,) * n_qubits].set(1.0)
 
         def layer(state, p):
             w, a = p
@@ -35,29 +34,48 @@ def make_expvals(n_qubits: int):
             Rs = gates.rot(w[:, 0], w[:, 1], w[:, 2])
             for q in range(n_qubits):
                 state = apply_1q(state, Rs[q] @ Ry[q], q)
-            for c, t in ring:
+            for c, t in pairs:
                 state = apply_cnot(state, c, t)
             return state, None
 
-        state, _ = jax.lax.scan(layer, state, (W, angles))
-        prob = jnp.abs(state) ** 2
-        return jnp.tensordot(zs, prob, axes=n_qubits)
+        state, _ = jax.lax.scan(layer, state, (cparams["W"], angles))
+        return jnp.tensordot(zs, jnp.abs(state) ** 2, axes=n_qubits)
 
-    return expvals
+    def qnode(device_name: str = "default.qubit", *, diff_method: str = "backprop"):
+        def program(cparams, angles):
+            for d in range(layers):
+                for q in range(n_qubits):
+                    qml.RY(angles[d, q], wires=q)
+                    qml.Rot(*cparams["W"][d, q], wires=q)
+                for c, t in pairs:
+                    qml.CNOT(wires=[c, t])
+            return [qml.expval(qml.PauliZ(q)) for q in range(n_qubits)]
+
+        circuit = jax_qnode(program, n_qubits, device_name=device_name, diff_method=diff_method)
+        return lambda cparams, angles: jnp.stack(circuit(cparams, angles))
+
+    return Circuit(name=f"reupload[{n_qubits}q, {layers}L]", n_qubits=n_qubits,
+                   param_shapes={"W": (layers, n_qubits, 3)}, out_shape=(n_qubits,), expval=expval, qnode=qnode)
 
 
-def reupload_qnode(n_qubits: int):
-    """The same circuit as a PennyLane QNode (default.qubit, backprop): the reference."""
-    dev = qml.device("default.qubit", wires=n_qubits)
+def init_encoded(key_enc, key_w, circuit: Circuit, n_feat: int, *, weight_std: float, dtype) -> dict:
+    """Initial encoding ``enc_A`` [D, n, n_feat] (unit-variance angles for unit features),
+    ``enc_b`` [D, n] = 0 and circuit weights ``qW`` [D, n, 3] ~ N(0, weight_std²)."""
+    layers, n_qubits, _ = circuit.param_shapes["W"]
+    return {
+        "enc_A": jax.random.normal(key_enc, (layers, n_qubits, n_feat), dtype) / jnp.sqrt(n_feat),
+        "enc_b": jnp.zeros((layers, n_qubits), dtype),
+        "qW": weight_std * jax.random.normal(key_w, circuit.param_shapes["W"], dtype),
+    }
 
-    @qml.qnode(dev, interface="jax", diff_method="backprop")
-    def circuit(W, angles):
-        for d in range(W.shape[0]):
-            for q in range(n_qubits):
-                qml.RY(angles[d, q], wires=q)
-                qml.Rot(*W[d, q], wires=q)
-            for c, t in _ring(n_qubits):
-                qml.CNOT(wires=[c, t])
-        return [qml.expval(qml.PauliZ(q)) for q in range(n_qubits)]
 
-    return lambda W, angles: jnp.stack(circuit(W, angles))
+def encoded_expvals(circuit: Circuit, params, G):
+    """⟨Z_q⟩ [A, n] of every atom's circuit, fed the angles ``π · tanh(A_d G_i + b_d)``.
+
+    Args:
+        circuit: a :func:`reupload_circuit`.
+        params: holds ``enc_A`` [D, n, F], ``enc_b`` [D, n] and ``qW`` [D, n, 3].
+        G: standardised invariant features [A, F].
+    """
+    angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])  # bounded
+    return jax.vmap(circuit.expval, in_axes=(None, 0))({"W": params["qW"]}, angles)

@@ -1,0 +1,81 @@
+"""The hardware-efficient (non-invariant) circuit the siVQLM paper compares against.
+
+Raw Cartesian components of each difference vector are angle-encoded,
+``RX(a x) RY(a y) RZ(a z)`` with a trainable strength a per qubit and layer (data
+re-uploading), followed by B hardware-efficient blocks of ``Rot(φ, θ, ω)`` on every qubit
+and a ring of CNOTs; the observable is the mean of Z. Nothing here respects rotations or
+like-atom exchange: it is the control that shows what the invariant design buys.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pennylane as qml
+
+from ..precision import complex_for
+from . import gates
+from .circuit import Circuit, jax_qnode, ring
+from .statevector import apply_1q, apply_cnot, z_signs
+
+
+def _encode_matrix(x, a):
+    return gates.rz(a * x[2]) @ gates.ry(a * x[1]) @ gates.rx(a * x[0])
+
+
+def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks: int,
+                               scan_unroll: int = 1) -> Circuit:
+    """The control circuit on ``n_vectors × rep`` qubits (qubit q reads vector q mod n_vectors):
+    ``expval({"a": [D, n], "W": [D, B, n, 3]}, vecs [n_vectors, 3] Å) -> ⟨mean Z⟩``.
+
+    ``scan_unroll``: layers per ``lax.scan`` iteration of the statevector path.
+    """
+    n = n_vectors * rep
+    qubit_vector = np.arange(n) % n_vectors
+    pairs = ring(n)
+    zmean = z_signs(n).mean(0)
+
+    def expval(cparams, vecs):
+        vq = vecs[qubit_vector]
+        state = jnp.zeros((2,) * n, dtype=complex_for(vecs.dtype)).at[(0,) * n].set(1.0)
+
+        def layer(state, p):
+            Us = jax.vmap(_encode_matrix)(vq, p["a"])
+            for q in range(n):
+                state = apply_1q(state, Us[q], q)
+            for b in range(blocks):
+                W = p["W"][b]
+                Rs = gates.rot(W[:, 0], W[:, 1], W[:, 2])
+                for q in range(n):
+                    state = apply_1q(state, Rs[q], q)
+                for c, t in pairs:
+                    state = apply_cnot(state, c, t)
+            return state, None
+
+        state, _ = jax.lax.scan(layer, state, {"a": cparams["a"], "W": cparams["W"]}, unroll=scan_unroll)
+        return jnp.sum(jnp.abs(state) ** 2 * zmean)
+
+    def qnode(device_name: str = "default.qubit", *, diff_method: str = "backprop"):
+        obs = qml.Hamiltonian([1.0 / n] * n, [qml.PauliZ(q) for q in range(n)])
+
+        def program(cparams, vecs):
+            for d in range(layers):
+                for q in range(n):
+                    x = vecs[qubit_vector[q]]
+                    a = cparams["a"][d, q]
+                    qml.RX(a * x[0], wires=q)
+                    qml.RY(a * x[1], wires=q)
+                    qml.RZ(a * x[2], wires=q)
+                for b in range(blocks):
+                    for q in range(n):
+                        qml.Rot(*cparams["W"][d, b, q], wires=q)
+                    for c, t in pairs:
+                        qml.CNOT(wires=[c, t])
+            return qml.expval(obs)
+
+        return jax_qnode(program, n, device_name=device_name, diff_method=diff_method)
+
+    return Circuit(name=f"hardware_efficient[{n}q, {layers}L]", n_qubits=n,
+                   param_shapes={"a": (layers, n), "W": (layers, blocks, n, 3)}, out_shape=(), expval=expval,
+                   qnode=qnode)
