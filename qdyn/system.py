@@ -28,6 +28,7 @@ class System:
         box: float [3, 3] lattice vectors as **columns** (Å), or None for free space.
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> sys = System.create(["O", "H", "H"])
         >>> sys.n_real
         3

@@ -6,8 +6,8 @@ eV, Å and eV/Å inside, and conversions go through :mod:`qdyn.units`.
 
 Example:
     >>> from qdyn import data
-    >>> ds = data.load_shipped("LiH")          # doctest: +SKIP
-    >>> ds.statistics()["n_frames"]            # doctest: +SKIP
+    >>> ds = data.load_shipped("LiH")
+    >>> ds.statistics()["n_frames"]
     200
 """
 

@@ -188,6 +188,7 @@ def make_integrator(
         An :class:`Integrator`.
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> from qdyn.structures import water
         >>> from qdyn.models import bpnn
         >>> from qdyn.md.adapters import model_energy_fn

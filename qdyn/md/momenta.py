@@ -60,6 +60,7 @@ def maxwell_boltzmann(key, R, mass, *, temperature_K: float, remove_com: bool = 
             freedom is exactly ``temperature_K`` (small molecules otherwise start far off).
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> import jax, numpy as np
         >>> p = maxwell_boltzmann(jax.random.PRNGKey(0), np.zeros((3, 3)) + np.eye(3), np.array([16.0, 1.0, 1.0]),
         ...                       temperature_K=300.0)

@@ -1,9 +1,10 @@
 """Small classical potentials that use neighbour lists (periodic boxes, tests, examples).
 
-qdyn's learned models are dense molecular models that see every atom; periodic liquids
-need a neighbour list. :func:`flexible_water` is a toy rigid-topology water model
-(harmonic O–H and H–H springs inside molecules, Lennard-Jones between oxygens of different
-molecules through a JAX-MD neighbour list) whose energy signature is the MD one,
+The learned models take a neighbour list too (``apply(..., neighbor=nbrs)``); these
+potentials are cheap references for periodic boxes. :func:`flexible_water` is a toy
+rigid-topology water model (harmonic O–H and H–H springs inside molecules, Lennard-Jones
+between oxygens of different molecules through a JAX-MD neighbour list) whose energy
+signature is the MD one,
 ``energy_fn(R, *, params, system, neighbor)``, with the parameters as call-time arguments.
 """
 

@@ -1,9 +1,10 @@
 """The model contract: one pure JAX energy function per model.
 
 An :class:`EnergyModel` is a pair of pure functions ``init(key) -> params`` and
-``apply(params, R, system) -> energy`` [eV], plus a host-side ``check(R, system)`` that
-rejects bad input before anything is traced. Forces are ``-jax.grad(apply)`` in exactly one
-place (:func:`energy_and_forces_fn`).
+``apply(params, R, system, neighbor=None) -> energy`` [eV], plus a host-side
+``check(R, system)`` that rejects bad input before anything is traced. Forces are
+``-jax.grad(apply)``: :func:`energy_and_forces_fn` for training, evaluation and the ASE
+calculator; MD hands the energy to JAX-MD's integrators, which take the same gradient.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ Example:
     >>> from qdyn.models import hybrid
     >>> from qdyn.structures import water
     >>> model = hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="qsf", n_qubits=4, layers=2)
-    >>> params = model.init(jax.random.PRNGKey(0))
+    >>> params = jax.jit(model.init)(jax.random.PRNGKey(0))   # jitted: one compile, not op by op
     >>> R, system = water()
-    >>> E = model.apply(params, R, system)
+    >>> E = jax.jit(model.apply)(params, R, system)
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ def triatomic(n_states: int = 2):
         starting geometry [3, 3] Å near the ground-state minimum.
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> W, p, Z, R = triatomic(2)
         >>> W(p, jnp.asarray(R)).shape
         (2, 2)

@@ -111,6 +111,7 @@ def electronic_structure(
         :class:`Electronic`.
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> import jax.numpy as jnp
         >>> W = lambda p, R: jnp.array([[R[0], p], [p, -R[0]]])
         >>> el = electronic_structure(W, 0.1, jnp.array([0.2]))

@@ -167,6 +167,7 @@ def fssh(
         :class:`FSSH` ``(init, step, observe, dt_fs)``.
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> import jax, jax.numpy as jnp
         >>> from qdyn.namd import tully
         >>> W, p = tully.model(1)

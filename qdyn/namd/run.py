@@ -197,6 +197,7 @@ def run_fssh(
         qdyn.md.BlowUpError: a block produced a non-finite state.
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> import jax
         >>> from qdyn.namd import tully
         >>> W, p = tully.model(1)

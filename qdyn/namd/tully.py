@@ -83,6 +83,7 @@ def model(number: int) -> tuple[Callable, dict]:
         a dict of float arrays (Tully's constants, atomic units).
 
     Example:
+        >>> from qdyn.precision import enable_x64; enable_x64()
         >>> W, p = model(1)
         >>> W(p, jnp.array([0.0])).shape
         (2, 2)
