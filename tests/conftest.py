@@ -26,6 +26,9 @@ from qdyn import enable_x64  # noqa: E402
 
 # Tests are an entry point: float64 is switched on here, never on import of qdyn.
 enable_x64()
+# Implicit rank promotion (adding [n] to [n, 3]) is how silent shape bugs hide: tests make it
+# an error, so every broadcast in qdyn is written out ([:, None], broadcast_to).
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

@@ -153,9 +153,9 @@ def _build(cfg: HybridConfig) -> EnergyModel:
             G = desc.invariants(A, system.species, system.mask)
         else:
             G = desc(R, system.species, system.mask, system.box, neighbor)
-        G = (G - params["g_mean"]) / params["g_std"]
+        G = (G - params["g_mean"][None, :]) / params["g_std"][None, :]
         if branch == "reupload":
-            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
+            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"][None])
             out = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
         elif branch == "mlp":
             out = jnp.tanh(MLP(hidden=ctl_hidden, param_dtype=R.dtype, out=n_qubits).apply(

@@ -184,12 +184,12 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     def atom_outputs(params, R, system: System, neighbor=None):
         """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
         R = jnp.asarray(R)
-        G = (features(R, system, neighbor) - params["g_mean"]) / params["g_std"]
+        G = (features(R, system, neighbor) - params["g_mean"][None, :]) / params["g_std"][None, :]
         idx = jnp.maximum(table[system.species], 0)
         if backbone == "bpnn":
             o = nets.apply(params["nets"], G, idx, R.dtype)
         else:
-            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])
+            angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"][None])
             zq = jax.vmap(expvals, in_axes=(None, 0))(params["qW"], angles)  # [A, n_qubits]
             o = jnp.einsum("aq,aqo->ao", zq, params["int_q"][idx]) + params["int_b"][idx]
             if use_mlp:
