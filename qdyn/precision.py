@@ -7,6 +7,8 @@ tests, benchmarks) call :func:`enable_x64` explicitly. Library code asks
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -14,6 +16,19 @@ import jax.numpy as jnp
 def enable_x64(enabled: bool = True) -> None:
     """Switch JAX to 64-bit floats (call once at an entry point, before building models)."""
     jax.config.update("jax_enable_x64", bool(enabled))
+
+
+def rank_promotion_allowed(fn):
+    """``fn`` run under ``jax.numpy_rank_promotion("allow")``: for third-party code (jax-md)
+    that broadcasts [n, 3] against [3] implicitly. qdyn's own code writes its broadcasts out,
+    and its tests run with ``jax_numpy_rank_promotion="raise"``."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.numpy_rank_promotion("allow"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def x64_enabled() -> bool:

@@ -97,7 +97,7 @@ def invariance_errors(model, params, R, system, *, key=None, n_trials: int = 3, 
         t = jax.random.normal(kt, (3,), R.dtype) * 3.0
         # a periodic cell rotates with the atoms (columns are lattice vectors)
         sys_rot = system if system.box is None else dataclasses.replace(system, box=Q @ system.box)
-        E1, F1 = ef(params, R @ Q.T + t, sys_rot)
+        E1, F1 = ef(params, R @ Q.T + t[None, :], sys_rot)
         dE = max(dE, abs(float(E1 - E0)))
         mask = system.mask[:, None]
         dF = max(dF, float(jnp.max(jnp.abs(jnp.where(mask, F1 - F0 @ Q.T, 0.0)))))
@@ -118,7 +118,7 @@ def assert_translation_invariant(model, params, R, system, *, atol=1e-10):
     ef = _ef(model)
     R = jnp.asarray(R)
     E0, F0 = ef(params, R, system)
-    E1, F1 = ef(params, R + jnp.array([1.7, -2.3, 0.4], R.dtype), system)
+    E1, F1 = ef(params, R + jnp.array([[1.7, -2.3, 0.4]], R.dtype), system)
     dE, dF = abs(float(E1 - E0)), float(jnp.max(jnp.abs(F1 - F0)))
     assert dE <= atol and dF <= 10 * atol, f"not translation invariant: |ΔE| = {dE:.3g}, |ΔF| = {dF:.3g}"
     return {"energy_error": dE, "force_error": dF}

@@ -1,4 +1,5 @@
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -25,11 +26,35 @@ from qdyn import enable_x64  # noqa: E402
 
 # Tests are an entry point: float64 is switched on here, never on import of qdyn.
 enable_x64()
+# Implicit rank promotion (adding [n] to [n, 3]) is how silent shape bugs hide: tests make it
+# an error, so every broadcast in qdyn is written out ([:, None], broadcast_to).
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture
-def key():
-    return jax.random.PRNGKey(0)
+def write_run():
+    """``write_run(path, model, params) -> (model, params)``: a finished run directory written
+    by hand (``model.json`` + ``params.msgpack``, what training leaves), for the CLI tests that
+    need a model without training one."""
+    from qdyn import checkpoint
+
+    def write(path, model, params):
+        path.mkdir(parents=True)
+        checkpoint.save_params(path / "params.msgpack", params)
+        (path / "model.json").write_text(json.dumps({"model": model.config}))
+        return model, params
+
+    return write
+
+
+@pytest.fixture
+def emt_labeler():
+    """ASE's EMT calculator as a labeller: cheap, analytic forces, no PySCF."""
+    from ase.calculators.emt import EMT
+
+    from qdyn.data import ASELabeler
+
+    return ASELabeler(calculator_factory=EMT, name="EMT")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from qdyn import structures
 from qdyn.data import Dataset, assert_datasets_equal, label_dataset, read, write
 from qdyn.data import recipes, samplers
-from qdyn.data.labelers import ASELabeler, PySCFLabeler
+from qdyn.data.labelers import PySCFLabeler
 
 HF = PySCFLabeler(method="HF", basis="sto-3g")
 
@@ -85,17 +85,11 @@ def test_process_pool_equals_in_process(tmp_path):
     assert_datasets_equal(without_timing(here), without_timing(pool))
 
 
-def _emt():
-    from ase.calculators.emt import EMT
-
-    return EMT()
-
-
-def test_ase_labeler_in_a_labelling_run(tmp_path):
+def test_ase_labeler_in_a_labelling_run(tmp_path, emt_labeler):
     R0, _ = structures.water()
     X = samplers.scan(R0, atoms=(0, 1), values=[0.9, 1.0, 1.1])
     configs = Dataset(R=X, Z=np.broadcast_to([8, 1, 1], (3, 3)))
-    ds = label_dataset(configs, ASELabeler(calculator_factory=_emt, name="EMT"), workers=0, cache_dir=tmp_path)
+    ds = label_dataset(configs, emt_labeler, workers=0, cache_dir=tmp_path)
     assert ds.converged.all() and ds.metadata["labeler"]["method"] == "EMT"
     assert len(set(ds.E.tolist())) == 3
 

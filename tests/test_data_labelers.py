@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from qdyn.data.labelers import ASELabeler, PySCFLabeler, labeler_from_spec
+from qdyn.data.labelers import PySCFLabeler, labeler_from_spec
 
 # A bent, off-axis LiH geometry (no symmetry hides a wrong force component).
 Z_LIH = np.array([3, 1])
@@ -157,14 +157,8 @@ def test_bad_labeler_settings_are_refused(kw):
         PySCFLabeler(**kw)
 
 
-def _emt():
-    from ase.calculators.emt import EMT
-
-    return EMT()
-
-
-def test_ase_labeler_forces_match_finite_differences():
-    lab = ASELabeler(calculator_factory=_emt, name="EMT")
+def test_ase_labeler_forces_match_finite_differences(emt_labeler):
+    lab = emt_labeler
     Z = np.array([8, 1, 1])
     R = np.array([[0.0, 0.0, 0.0], [0.97, 0.1, 0.0], [-0.3, 0.9, 0.1]])
     res = lab.label(Z, R)
@@ -173,7 +167,7 @@ def test_ase_labeler_forces_match_finite_differences():
     assert lab.describe()["method"] == "EMT"
 
 
-def test_ase_labeler_failure_is_recorded():
-    lab = ASELabeler(calculator_factory=_emt, name="EMT")
+def test_ase_labeler_failure_is_recorded(emt_labeler):
+    lab = emt_labeler
     res = lab.label(np.array([92]), np.zeros((1, 3)))  # EMT has no uranium
     assert not res.converged and res.status.startswith("error:")

@@ -109,7 +109,7 @@ def test_invariants_are_o3_translation_and_permutation_invariant():
     R, system = _cluster()
     G0 = desc(R, system.species, system.mask)
     Q = jnp.asarray(testing.random_orthogonal(jax.random.PRNGKey(2), reflection=True))
-    G1 = desc(R @ Q.T + jnp.array([0.3, -1.0, 2.0]), system.species, system.mask)
+    G1 = desc(R @ Q.T + jnp.array([[0.3, -1.0, 2.0]]), system.species, system.mask)
     np.testing.assert_allclose(G1, G0, atol=1e-12)
     perm = np.array([3, 1, 2, 0, 6, 5, 4])  # swap the Os and some Hs
     np.testing.assert_allclose(desc(R[perm], system.species, system.mask), G0[perm], atol=1e-12)

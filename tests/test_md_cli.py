@@ -9,25 +9,20 @@ from typer.testing import CliRunner
 
 from qdyn.cli.app import app
 from qdyn.models import bpnn
-from qdyn import checkpoint as ckpt
 
 
-def _fake_run(path):
-    """A finished run directory (model.json + params.msgpack) holding a small BP network."""
+@pytest.fixture
+def bpnn_run(tmp_path, write_run):
+    """A finished run directory ``tmp_path / "run"`` holding a small BP network."""
     model = bpnn.build(species=(1, 8), hidden=(8,))
-    params = model.init(jax.random.PRNGKey(0))
-    path.mkdir(parents=True)
-    ckpt.save_params(path / "params.msgpack", params)
-    (path / "model.json").write_text(json.dumps({"model": model.config}))
-    return model, params
+    return write_run(tmp_path / "run", model, model.init(jax.random.PRNGKey(0)))
 
 
 @pytest.mark.slow
-def test_qdyn_md_cli_runs_and_writes_outputs(tmp_path):
+def test_qdyn_md_cli_runs_and_writes_outputs(tmp_path, bpnn_run):
     from qdyn import data
     from qdyn.structures import water
 
-    _fake_run(tmp_path / "run")
     R, system = water()
     data.write(data.Dataset.from_frames([(["O", "H", "H"], R)]), tmp_path / "start.xyz")
     out = tmp_path / "md"
@@ -41,8 +36,7 @@ def test_qdyn_md_cli_runs_and_writes_outputs(tmp_path):
     assert summary["replicas"] == 2 and summary["steps"] == 40
 
 
-def test_qdyn_md_cli_refuses_bad_input(tmp_path):
-    _fake_run(tmp_path / "run")
+def test_qdyn_md_cli_refuses_bad_input(tmp_path, bpnn_run):
     r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--ensemble", "npq"])
     assert r.exit_code != 0 and "ensemble" in r.output
     r = CliRunner().invoke(app, ["md", "--model", str(tmp_path / "run"), "--ensemble", "npt"])
@@ -81,18 +75,18 @@ def test_quickstart_md_small(tmp_path):
     assert max(abs(x) for x in summary["peak_vs_harmonic_rel"]) < 0.03
 
 
-def test_quickstart_md_refuses_an_unbound_model(tmp_path):
+def test_quickstart_md_refuses_an_unbound_model(tmp_path, bpnn_run):
     import pytest
 
     from qdyn.quickstart import quickstart_md
     from qdyn.validation import QdynInputError
 
-    model, params = _fake_run(tmp_path / "run")
+    model, params = bpnn_run
     with pytest.raises(QdynInputError, match="no minimum"):
         quickstart_md(model, params, tmp_path / "qs", small=True)
 
 
-def _periodic_water_run(path):
+def _periodic_water_run(path, write_run):
     """A finished run of a small hybrid power-spectrum model (reads neighbour lists) and the
     shipped periodic water box (32 waters) as an extxyz start structure."""
     from qdyn import data
@@ -100,19 +94,16 @@ def _periodic_water_run(path):
 
     model = hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="mlp", n_qubits=2, layers=1,
                          hidden=(8,), cutoff=4.0, n_radial=4, l_max=1)
-    params = model.init(jax.random.PRNGKey(0))
-    path.mkdir(parents=True)
-    ckpt.save_params(path / "params.msgpack", params)
-    (path / "model.json").write_text(json.dumps({"model": model.config}))
+    model, params = write_run(path, model, model.init(jax.random.PRNGKey(0)))
     box = data.load_shipped("water_box32").subset(np.arange(1))
     data.write(box, path / "box.xyz")
     return model, params, box
 
 
-def test_qdyn_md_config_uses_a_neighbor_list_on_the_periodic_water_box(tmp_path):
+def test_qdyn_md_config_uses_a_neighbor_list_on_the_periodic_water_box(tmp_path, write_run):
     from qdyn import data
 
-    model, params, box = _periodic_water_run(tmp_path / "run")
+    model, params, box = _periodic_water_run(tmp_path / "run", write_run)
     out = tmp_path / "md"
     (tmp_path / "md.yaml").write_text(
         f"model: {tmp_path / 'run'}\nstructure: {tmp_path / 'run' / 'box.xyz'}\nensemble: nve\n"

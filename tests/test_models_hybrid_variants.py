@@ -54,7 +54,7 @@ def test_variant_passes_all_physics_checks_and_is_extensive(name):
     off = {**params, "int_q": jnp.zeros_like(params["int_q"])}
     assert abs(float(model.apply(params, R, system) - model.apply(off, R, system))) > 1e-4
     # extensive: two copies far beyond the cutoff have twice the energy of one
-    two = jnp.concatenate([R, R + jnp.array([30.0, 0.0, 0.0])])
+    two = jnp.concatenate([R, R + jnp.array([[30.0, 0.0, 0.0]])])
     sys2 = System.create(system.symbols * 2)
     np.testing.assert_allclose(float(model.apply(params, two, sys2)), 2 * float(model.apply(params, R, system)),
                                rtol=1e-12)

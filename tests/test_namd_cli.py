@@ -5,38 +5,32 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from qdyn.cli.app import app
 from qdyn.models import bpnn, multistate
 from qdyn.system import System
-from qdyn import checkpoint as ckpt
 
 CAH2 = np.array([[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-1.55, 1.35, 0.0]])
 
 
-def _save_run(path, model, params):
-    path.mkdir(parents=True)
-    ckpt.save_params(path / "params.msgpack", params)
-    (path / "model.json").write_text(json.dumps({"model": model.config}))
-
-
-def _multistate_run(path):
-    """A finished run directory holding a tiny untrained 2-state CaH2 model whose diabats
-    are a ground state plus a constant 2.5 eV excitation (so S1 lies well above S0)."""
+@pytest.fixture
+def multistate_run(tmp_path, write_run):
+    """A finished run directory ``tmp_path / "run"`` holding a tiny untrained 2-state CaH2
+    model whose diabats are a ground state plus a constant 2.5 eV excitation (so S1 lies well
+    above S0)."""
     model = multistate.build(species=(1, 20), n_states=2, backbone="bpnn", hidden=(8,), n_radial=4, zetas=(1.0,))
     params = model.init(jax.random.PRNGKey(1))
     params["state_offset"] = jnp.asarray([0.0, 2.5])
-    _save_run(path, model, params)
-    return model, params
+    return write_run(tmp_path / "run", model, params)
 
 
 def _text(result):
     return " ".join(result.output.replace("│", " ").split())  # rich wraps messages in a box
 
 
-def test_qdyn_namd_runs_conserves_energy_and_writes_outputs(tmp_path):
-    _multistate_run(tmp_path / "run")
+def test_qdyn_namd_runs_conserves_energy_and_writes_outputs(tmp_path, multistate_run):
     out = tmp_path / "namd"
     r = CliRunner().invoke(app, ["namd", "--model", str(tmp_path / "run"), "--replicas", "8", "--initial-state", "1",
                                  "--sampling", "wigner", "--dt", "0.2", "--steps", "40", "--stride", "10",
@@ -65,8 +59,7 @@ def test_qdyn_namd_runs_conserves_energy_and_writes_outputs(tmp_path):
     assert s["hops"]["accepted"] <= s["hops"]["attempted"]
 
 
-def test_qdyn_namd_refuses_bad_input(tmp_path):
-    _multistate_run(tmp_path / "run")
+def test_qdyn_namd_refuses_bad_input(tmp_path, multistate_run, write_run):
     run = str(tmp_path / "run")
     r = CliRunner().invoke(app, ["namd", "--model", run, "--initial-state", "2"])
     assert r.exit_code != 0 and "--initial-state must be in [0, 1]" in _text(r), _text(r)
@@ -82,7 +75,7 @@ def test_qdyn_namd_refuses_bad_input(tmp_path):
     r = CliRunner().invoke(app, ["namd", "--model", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "not a finished qdyn run" in _text(r)
     single = bpnn.build(species=(1, 20), hidden=(8,))
-    _save_run(tmp_path / "single", single, single.init(jax.random.PRNGKey(0)))
+    write_run(tmp_path / "single", single, single.init(jax.random.PRNGKey(0)))
     r = CliRunner().invoke(app, ["namd", "--model", str(tmp_path / "single")])
     assert r.exit_code != 0 and "single-state model" in _text(r), _text(r)
 

@@ -64,7 +64,7 @@ def test_gradients_and_nacs_rotate_as_vectors(n_states):
     p = _random_params(n_states, jax.random.PRNGKey(3))
     R = _geometry(jax.random.PRNGKey(4))
     Q = jnp.asarray(random_orthogonal(jax.random.PRNGKey(5), reflection=True))
-    t = jnp.array([0.3, -1.2, 0.7])
+    t = jnp.array([[0.3, -1.2, 0.7]])
     el = _el(W, p, R)
     el_rot = _el(W, p, R @ Q.T + t, el.U)
     np.testing.assert_allclose(el_rot.energy, el.energy, atol=1e-12)
@@ -78,7 +78,7 @@ def test_gradients_and_nacs_rotate_as_vectors(n_states):
 def test_phase_alignment_and_regularized_gap():
     W, p, _, R = analytic.triatomic(2)
     el = _el(W, p, jnp.asarray(R))
-    flipped = el.U * jnp.array([-1.0, 1.0])
+    flipped = el.U * jnp.array([[-1.0, 1.0]])
     np.testing.assert_allclose(align_phases(flipped, el.U), el.U, atol=0)
     # at an exact degeneracy the coupling stays finite (bounded by 1/(2ε)), far from it it is 1/ΔE
     eps = 1e-4

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition, space
 
+from ..precision import rank_promotion_allowed
 from ..validation import QdynInputError
 
 
@@ -48,9 +49,24 @@ def neighbor_list_fn(box, cutoff: float, *, skin: float = 0.5, format: str = "de
     if np.allclose(b, np.diag(np.diag(b))):
         side = jnp.asarray(np.diag(b))
         disp, _ = space.periodic(side)
-        return partition.neighbor_list(disp, side, float(cutoff), dr_threshold=float(skin),
-                                       capacity_multiplier=capacity_multiplier, format=fmt)
+        return allow_rank_promotion(partition.neighbor_list(
+            disp, side, float(cutoff), dr_threshold=float(skin), capacity_multiplier=capacity_multiplier,
+            format=fmt))
     disp, _ = space.periodic_general(jnp.asarray(b), fractional_coordinates=False)
-    return partition.neighbor_list(disp, jnp.asarray(b), float(cutoff), dr_threshold=float(skin),
-                                   capacity_multiplier=capacity_multiplier, format=fmt,
-                                   fractional_coordinates=False, disable_cell_list=True)
+    return allow_rank_promotion(partition.neighbor_list(
+        disp, jnp.asarray(b), float(cutoff), dr_threshold=float(skin), capacity_multiplier=capacity_multiplier,
+        format=fmt, fractional_coordinates=False, disable_cell_list=True))
+
+
+def allow_rank_promotion(fns: partition.NeighborListFns) -> partition.NeighborListFns:
+    """``fns`` with ``allocate`` and ``update`` run under ``jax.numpy_rank_promotion("allow")``
+    (jax_md.partition broadcasts [n, 3] against [3] in its cell hashing). Allocated lists carry
+    the wrapped update, so ``nbrs.update(R)`` is covered too."""
+
+    update = rank_promotion_allowed(fns.update)
+
+    @rank_promotion_allowed
+    def allocate(position, **kwargs):
+        return fns.allocate(position, **kwargs).set(update_fn=update)
+
+    return partition.NeighborListFns(allocate, update)

@@ -50,6 +50,12 @@ class RadialBasis(NamedTuple):
     kind: str
 
 
+def _last_axis(a: np.ndarray, ndim: int) -> np.ndarray:
+    """``a`` [K] as [1, ..., 1, K] with ``ndim`` axes: the broadcast against ``r[..., None]``
+    written out (tests run with rank promotion raising)."""
+    return a.reshape((1,) * (ndim - 1) + a.shape)
+
+
 def radial_basis(kind: RadialKind, *, n: int, cutoff: float) -> RadialBasis:
     """Build a radial basis of ``n`` functions that is C² at ``cutoff`` [Å].
 
@@ -68,7 +74,7 @@ def radial_basis(kind: RadialKind, *, n: int, cutoff: float) -> RadialBasis:
         def fn(r):
             r = r[..., None]
             # r enters only through sin(kr)/r: callers keep r > 0 (double-where on empty slots)
-            return norm * jnp.sin(freq * r) / r * cutoff_fn(r, rc)
+            return norm * jnp.sin(_last_axis(freq, r.ndim) * r) / r * cutoff_fn(r, rc)
 
     elif kind == "gaussian":
         mu = np.linspace(0.5, rc, n)
@@ -76,7 +82,7 @@ def radial_basis(kind: RadialKind, *, n: int, cutoff: float) -> RadialBasis:
 
         def fn(r):
             r = r[..., None]
-            return jnp.exp(-eta * (r - mu) ** 2) * cutoff_fn(r, rc)
+            return jnp.exp(-eta * (r - _last_axis(mu, r.ndim)) ** 2) * cutoff_fn(r, rc)
 
     else:
         raise QdynInputError(f"unknown radial basis {kind!r}; choose 'bessel' or 'gaussian'")

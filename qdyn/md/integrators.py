@@ -28,6 +28,7 @@ import numpy as np
 from jax_md import simulate, space
 
 from .. import elements, units
+from ..precision import rank_promotion_allowed
 from ..system import System
 from ..validation import QdynInputError
 
@@ -120,7 +121,7 @@ def _space(box: Optional[tuple], variable_cell: bool) -> Space:
     b = np.asarray(box).reshape(3, 3)
     if np.allclose(b, np.diag(np.diag(b))) and not variable_cell:
         d, s = space.periodic(jnp.asarray(np.diag(b).copy()))
-        return Space(d, s, b)
+        return Space(d, rank_promotion_allowed(s), b)  # jax-md's shift: mod([n, 3], [3])
     # JAX-MD and qdyn share the convention: lattice vectors are the columns of the box.
     # Cartesian coordinates throughout: forces are then -dE/dR in Å, which is what JAX-MD's
     # integrators (NPT's MTK position update included) assume.

@@ -26,7 +26,7 @@ def remove_com_momentum(p, mass):
     """Subtract the centre-of-mass velocity: p [n, 3], mass [n] amu -> p with Σp = 0."""
     m = mass[:, None]
     v_com = jnp.sum(p, axis=0) / jnp.sum(mass)
-    return p - m * v_com
+    return p - m * v_com[None, :]
 
 
 def remove_angular_momentum(R, p, mass):
@@ -37,12 +37,12 @@ def remove_angular_momentum(R, p, mass):
     """
     m = mass[:, None]
     com = jnp.sum(m * R, axis=0) / jnp.sum(mass)
-    r = R - com
+    r = R - com[None, :]
     L = jnp.sum(jnp.cross(r, p), axis=0)
     r2 = jnp.sum(r * r, axis=1)
-    inertia = jnp.sum(mass[:, None, None] * (r2[:, None, None] * jnp.eye(3) - r[:, :, None] * r[:, None, :]), axis=0)
+    inertia = jnp.sum(mass[:, None, None] * (r2[:, None, None] * jnp.eye(3)[None] - r[:, :, None] * r[:, None, :]), axis=0)
     omega = jnp.linalg.pinv(inertia) @ L
-    return p - m * jnp.cross(omega, r)
+    return p - m * jnp.cross(omega[None, :], r)
 
 
 def maxwell_boltzmann(key, R, mass, *, temperature_K: float, remove_com: bool = True,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition
 
+from ..descriptors.neighbors import allow_rank_promotion
 from ..validation import QdynInputError
 
 
@@ -64,10 +65,10 @@ def flexible_water(displacement_fn: Callable, box_side, *, n_molecules: int, cut
     h1, h2 = o_idx + 1, o_idx + 2
     pair_disp = jax.vmap(jax.vmap(displacement_fn, (None, 0)), (0, 0))
 
-    neighbor_fn = partition.neighbor_list(
+    neighbor_fn = allow_rank_promotion(partition.neighbor_list(
         displacement_fn, jnp.asarray(side), cutoff, dr_threshold=skin,
         capacity_multiplier=capacity_multiplier, format=partition.Dense,
-    )
+    ))
 
     def init_params():
         return {"k_oh": jnp.asarray(45.0), "r_oh": jnp.asarray(0.9572), "k_hh": jnp.asarray(4.0),

@@ -68,7 +68,7 @@ def _build(cfg: BPNNConfig) -> EnergyModel:
     def atom_energies(params, R, system: System, neighbor=None):
         R = jnp.asarray(R)
         G = features(R, system, neighbor)
-        G = (G - params["g_mean"]) / params["g_std"]
+        G = (G - params["g_mean"][None, :]) / params["g_std"][None, :]
         idx = table[system.species]
         e = params["scale"] * nets.apply(params["nets"], G, idx, R.dtype) + params["shift"][jnp.maximum(idx, 0)]
         return jnp.where(system.mask, e, 0.0)

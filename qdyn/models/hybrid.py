@@ -145,7 +145,7 @@ def _build(cfg: HybridConfig) -> EnergyModel:
             G = desc.invariants(A, system.species, system.mask)
         else:
             G = desc(R, system.species, system.mask, system.box, neighbor)
-        G = (G - params["g_mean"]) / params["g_std"]
+        G = (G - params["g_mean"][None, :]) / params["g_std"][None, :]
         if branch == "reupload":
             out = encoded_expvals(circuit, params, G)  # [A, n_qubits]
         elif branch == "mlp":

@@ -181,7 +181,7 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     def atom_outputs(params, R, system: System, neighbor=None):
         """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
         R = jnp.asarray(R)
-        G = (features(R, system, neighbor) - params["g_mean"]) / params["g_std"]
+        G = (features(R, system, neighbor) - params["g_mean"][None, :]) / params["g_std"][None, :]
         idx = jnp.maximum(table[system.species], 0)
         if backbone == "bpnn":
             o = nets.apply(params["nets"], G, idx, R.dtype)

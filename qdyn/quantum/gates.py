@@ -104,4 +104,4 @@ def spectral(H: np.ndarray):
 
 def exp_from_spectrum(J, lam, V):
     """exp(-i J H) from H's precomputed spectrum."""
-    return (V * jnp.exp(-1j * J * lam)) @ V.T
+    return (V * jnp.exp(-1j * J * lam)[None, :]) @ V.T

@@ -77,5 +77,5 @@ def encoded_expvals(circuit: Circuit, params, G):
         params: holds ``enc_A`` [D, n, F], ``enc_b`` [D, n] and ``qW`` [D, n, 3].
         G: standardised invariant features [A, F].
     """
-    angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"])  # bounded
+    angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"][None])  # bounded
     return jax.vmap(circuit.expval, in_axes=(None, 0))({"W": params["qW"]}, angles)
