@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..quantum.templates import MoleculeTemplate
 from ..validation import QdynInputError
 
 _REGISTRY: dict[str, type["ModelConfig"]] = {}
@@ -83,6 +84,15 @@ class DescriptorSettings(Strict):
         return make_descriptor(species, kind=self.descriptor, cutoff=self.cutoff, n_radial=self.n_radial,
                                zetas=tuple(self.zetas), eta_angular=self.eta_angular, l_max=self.l_max,
                                radial_basis=self.radial_basis)
+
+
+class TemplateSettings(Strict):
+    """The molecule a template-based circuit reads, shared by the siVQLM and its generic control."""
+
+    template: Union[str, MoleculeTemplate] = Field(
+        "H2O", description="LiH, H2O, water_dimer, or a template {symbols, vectors, symmetries, name}")
+    rep: Optional[int] = Field(None, ge=1, description="parallel encodings per vector (qubits = vectors x rep); "
+                                                       "default per template")
 
 
 def resolve_species(cfg_species: Optional[Sequence[int]], species: Sequence[int], family: str) -> list[int]:

@@ -8,27 +8,25 @@ invariant. See :mod:`qdyn.quantum.hardware_efficient`.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional, Sequence, Union
+from typing import ClassVar, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
 from pydantic import Field
 
 from ..quantum.hardware_efficient import hardware_efficient_circuit
-from ..quantum.templates import MoleculeTemplate, resolve_template, template_check
+from ..quantum.templates import resolve_template, template_check
 from ..system import System
 from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
-from .config import ModelConfig, keyword_builder
+from .config import ModelConfig, TemplateSettings, keyword_builder
 
 
-class GenericConfig(ModelConfig):
+class GenericConfig(ModelConfig, TemplateSettings):
     """Settings of the generic (non-invariant) control circuit."""
 
     derived: ClassVar[frozenset] = frozenset({"n_qubits"})
 
     family: Literal["generic"] = "generic"
-    template: Union[str, MoleculeTemplate] = Field("H2O", description="as for the siVQLM")
-    rep: Optional[int] = Field(None, ge=1, description="parallel encodings per vector; default per template")
     layers: int = Field(6, ge=1, description="data re-uploading layers")
     blocks: int = Field(1, ge=1, description="hardware-efficient blocks per layer")
     backend: Literal["statevector", "pennylane"] = "statevector"

@@ -29,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional, Sequence, Union
+from typing import ClassVar, Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -37,25 +37,21 @@ from pydantic import Field
 
 from ..quantum.invariant import invariant_circuit
 from ..quantum.layout import InvariantLayout, build_layout
-from ..quantum.templates import MoleculeTemplate, resolve_template, template_check
+from ..quantum.templates import resolve_template, template_check
 from ..system import System
 from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
-from .config import ModelConfig, keyword_builder
+from .config import ModelConfig, TemplateSettings, keyword_builder
 
 Backend = Literal["statevector", "pennylane", "pennylane-expm"]
 
 
-class SiVQLMConfig(ModelConfig):
+class SiVQLMConfig(ModelConfig, TemplateSettings):
     """Settings of a siVQLM (the paper's symmetry-invariant circuit)."""
 
     # run directories written before the template became a setting also stored its atoms
     derived: ClassVar[frozenset] = frozenset({"n_qubits", "symbols", "vectors", "symmetries"})
 
     family: Literal["sivqlm"] = "sivqlm"
-    template: Union[str, MoleculeTemplate] = Field(
-        "H2O", description="LiH, H2O, water_dimer, or a template {symbols, vectors, symmetries, name}")
-    rep: Optional[int] = Field(None, ge=1, description="parallel encodings per vector (qubits = vectors x rep); "
-                                                       "default per template")
     layers: int = Field(6, ge=1, description="data re-uploading layers D")
     blocks: int = Field(1, ge=1, description="exchange blocks B per layer")
     coupling: Literal["ring", "all"] = Field("ring", description="exchange pairs before symmetrisation: neighbours "
