@@ -66,7 +66,7 @@ def allow_rank_promotion(fns: partition.NeighborListFns) -> partition.NeighborLi
     update = rank_promotion_allowed(fns.update)
 
     @rank_promotion_allowed
-    def allocate(position, **kwargs):
-        return fns.allocate(position, **kwargs).set(update_fn=update)
+    def allocate(position, extra_capacity: int = 0):
+        return fns.allocate(position, extra_capacity=extra_capacity).set(update_fn=update)
 
     return partition.NeighborListFns(allocate, update)
