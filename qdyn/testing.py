@@ -33,19 +33,24 @@ from .models.base import EnergyModel, energy_and_forces_fn
 from .system import System, pad_positions
 
 
+# Traces of each model's shared E+F function, counted at trace time (for assert_no_retrace).
+_TRACES: dict = {}
+
+
 @functools.lru_cache(maxsize=32)
 def _jitted_ef(apply):
-    return jax.jit(energy_and_forces_fn(apply))
+    ef = energy_and_forces_fn(apply)
 
+    def counted(params, R, system):
+        _TRACES[apply] = _TRACES.get(apply, 0) + 1
+        return ef(params, R, system)
 
-@functools.lru_cache(maxsize=32)
-def _jitted_apply(apply):
-    return jax.jit(apply)
+    return jax.jit(counted)
 
 
 def _ef(model: EnergyModel):
-    # One compiled function per model, shared by every check (each check recompiling the
-    # same model made the suite several times slower).
+    # One compiled E+F function per model, shared by every check (finite differences use its
+    # energies): each check compiling the same model again made the suite several times slower.
     return _jitted_ef(model.apply)
 
 
@@ -148,14 +153,14 @@ def assert_permutation_invariant(model, params, R, system, perm: Sequence[int], 
 def assert_forces_match_fd(model, params, R, system, *, key=None, n_dirs=3, h=1e-4, rtol=1e-6, atol=1e-8):
     """Central finite differences of E along random directions v equal -F·v (float64)."""
     key = jax.random.PRNGKey(3) if key is None else key
-    apply = _jitted_apply(model.apply)
+    ef = _ef(model)
     R = jnp.asarray(R)
-    _, F = _ef(model)(params, R, system)
+    _, F = ef(params, R, system)
     worst = 0.0
     for k in jax.random.split(key, n_dirs):
         v = jax.random.normal(k, R.shape, R.dtype) * system.mask[:, None]
         v = v / jnp.linalg.norm(v)
-        fd = (apply(params, R + h * v, system) - apply(params, R - h * v, system)) / (2 * h)
+        fd = (ef(params, R + h * v, system)[0] - ef(params, R - h * v, system)[0]) / (2 * h)
         an = -jnp.sum(F * v)
         err = abs(float(fd - an))
         worst = max(worst, err)
@@ -177,15 +182,15 @@ def assert_second_order_gradient(model, params, R, system, *, key=None, h=1e-5, 
         _, F = ef(p, R, system)
         return jnp.sum((F - target) ** 2)
 
-    g = jax.jit(jax.grad(loss))(params)
+    value_and_grad = jax.jit(jax.value_and_grad(loss))  # one compilation for both
+    _, g = value_and_grad(params)
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, len(leaves))
     direction = jax.tree_util.tree_unflatten(
         tree, [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for x, k in zip(leaves, keys)]
     )
     shifted = lambda s: jax.tree_util.tree_map(lambda p, d: p + s * d, params, direction)
-    lj = jax.jit(loss)
-    fd = (lj(shifted(h)) - lj(shifted(-h))) / (2 * h)
+    fd = (value_and_grad(shifted(h))[0] - value_and_grad(shifted(-h))[0]) / (2 * h)
     an = sum(jnp.sum(a * b) for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(direction)))
     err = abs(float(fd - an))
     assert err <= atol + rtol * abs(float(an)), (
@@ -199,7 +204,7 @@ def assert_vmap_matches_loop(model, params, Rs, system, *, atol=1e-12):
     ef = energy_and_forces_fn(model.apply)
     Rs = jnp.asarray(Rs)
     Eb, Fb = jax.jit(jax.vmap(ef, in_axes=(None, 0, None)))(params, Rs, system)
-    one = jax.jit(ef)
+    one = _ef(model)
     for i in range(Rs.shape[0]):
         E, F = one(params, Rs[i], system)
         np.testing.assert_allclose(np.asarray(Eb[i]), np.asarray(E), atol=atol, rtol=0)
@@ -210,20 +215,15 @@ def assert_vmap_matches_loop(model, params, Rs, system, *, atol=1e-12):
 def assert_no_retrace(model, params, R, system):
     """A second call with new values of the same shapes (positions and params) reuses the
     compiled function: params are arguments, not constants baked into the trace."""
-    traces = []
-    ef = energy_and_forces_fn(model.apply)
-
-    def counted(p, R, s):
-        traces.append(1)
-        return ef(p, R, s)
-
-    f = jax.jit(counted)
+    ef = _ef(model)  # the compiled function every other check shares
     R = jnp.asarray(R)
-    jax.block_until_ready(f(params, R, system))
+    jax.block_until_ready(ef(params, R, system))
+    traces = _TRACES[model.apply]
     params2 = jax.tree_util.tree_map(lambda x: x * 1.01, params)
-    jax.block_until_ready(f(params2, R + 0.01, system))
-    assert len(traces) == 1, f"retraced {len(traces) - 1} time(s) on a call with identical shapes"
-    return {"traces": len(traces)}
+    jax.block_until_ready(ef(params2, R + 0.01, system))
+    retraces = _TRACES[model.apply] - traces
+    assert retraces == 0, f"retraced {retraces} time(s) on a call with identical shapes"
+    return {"retraces": retraces}
 
 
 def assert_padding_invariant(model, params, R, system: System, *, n_pad=2, atol=1e-12):

@@ -130,3 +130,43 @@ def test_the_worked_example_of_docs_architecture_builds_a_family_that_passes_the
         testing.check_model(model, params, R, system, permutations=[[0, 2, 1]])
     finally:
         model_config._REGISTRY.pop("pairmlp", None)  # keep the registry as the package defines it
+
+
+def _pair_model(energy):
+    """A bare EnergyModel over a pair energy, for checking that the battery can fail."""
+    from qdyn.models.base import EnergyModel
+
+    def apply(params, R, system, neighbor=None):
+        return energy(params, jnp.sum((R[0] - R[1]) ** 2))
+
+    return EnergyModel(init=lambda key: {"k": jnp.array(1.0)}, apply=apply, check=lambda R, s: None,
+                       name="pair", species=(1,), config={})
+
+
+def test_the_battery_fails_a_model_whose_forces_are_not_minus_the_gradient():
+    @jax.custom_jvp
+    def spring(k, r2):
+        return k * r2
+
+    @spring.defjvp
+    def _wrong(primals, tangents):  # twice the true derivative in r²
+        (k, r2), (dk, dr2) = primals, tangents
+        return k * r2, dk * r2 + 2.0 * k * dr2
+
+    from qdyn.system import System
+
+    model = _pair_model(lambda p, r2: spring(p["k"], r2))
+    R, system = jnp.array([[0.0, 0.0, 0.0], [0.9, 0.1, 0.0]]), System.create(["H", "H"])
+    with pytest.raises(AssertionError, match="force ≠ -∇E"):
+        testing.assert_forces_match_fd(model, model.init(None), R, system)
+
+
+def test_the_battery_fails_a_model_that_recompiles_for_new_parameter_values():
+    from qdyn.system import System
+
+    model = _pair_model(lambda p, r2: p["k"] * r2)
+    params = {"k": jnp.array(2, dtype=jnp.int32)}  # new values (×1.01) arrive as floats: a new trace
+    R, system = jnp.array([[0.0, 0.0, 0.0], [0.9, 0.1, 0.0]]), System.create(["H", "H"])
+    with pytest.raises(AssertionError, match="retraced 1 time"):
+        testing.assert_no_retrace(model, params, R, system)
+    testing.assert_no_retrace(model, {"k": jnp.array(2.0)}, R, system)  # float params: one trace
