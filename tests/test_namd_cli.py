@@ -87,16 +87,17 @@ def test_multistate_hessian_is_finite_and_symmetric():
     params = model.init(jax.random.PRNGKey(1))
     system = System.create(["Ca", "H", "H"])
     linear = np.array([[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.0, 0.0, 0.0]])
+    energy = lambda x: model.apply(params, x, system)  # noqa: E731
+    hessian, gradient = jax.jit(jax.hessian(energy)), jax.jit(jax.grad(energy))  # compiled once for both geometries
     for R in (CAH2, linear):
-        H = np.asarray(jax.hessian(lambda x: model.apply(params, x, system))(jnp.asarray(R))).reshape(9, 9)
+        H = np.asarray(hessian(jnp.asarray(R))).reshape(9, 9)
         assert np.isfinite(H).all()
         np.testing.assert_allclose(H, H.T, atol=1e-10)
         # non-trivial, and equal to a central difference of the analytic gradient
         assert np.abs(H).max() > 1e-3
-        g = jax.grad(lambda x: model.apply(params, x, system))
         v = np.random.default_rng(0).normal(size=R.shape)
         h = 1e-5
-        fd = (np.asarray(g(jnp.asarray(R + h * v))) - np.asarray(g(jnp.asarray(R - h * v)))).ravel() / (2 * h)
+        fd = (np.asarray(gradient(jnp.asarray(R + h * v))) - np.asarray(gradient(jnp.asarray(R - h * v)))).ravel() / (2 * h)
         np.testing.assert_allclose(H @ v.ravel(), fd, rtol=1e-5, atol=1e-7)
 
 
