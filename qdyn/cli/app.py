@@ -13,14 +13,27 @@ app = typer.Typer(
     help="Quantum-classical machine-learned force fields and molecular dynamics in JAX.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help text: rich markup would swallow the units written as [fs], [K], [bar].
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"qdyn {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _entry(
     float32: bool = typer.Option(False, "--float32", help="Use float32 instead of float64."),
     no_cache: bool = typer.Option(False, "--no-cache", envvar="QDYN_NO_CACHE",
-                                  help="Do not use the persistent compilation cache (env QDYN_NO_CACHE=1)."),
+                                  help="Do not use the persistent compilation cache on GPU/TPU (env QDYN_NO_CACHE=1; "
+                                       "on CPU it is always off). Cache: $QDYN_CACHE_DIR/jax or ~/.cache/qdyn/jax."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the qdyn version and exit."),
 ):
     from ..precision import enable_compilation_cache, enable_x64
 

@@ -108,7 +108,7 @@ def label(
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name for metadata."),
     workers: int = typer.Option(1, "--workers", help="Processes, one thread each (0: in this process)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (.npz, .xyz, .db, .traj); required unless --print-recipe."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-frame cache (default $QDYN_CACHE_DIR or ~/.cache/qdyn/labels)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-frame cache (default $QDYN_CACHE_DIR/labels or ~/.cache/qdyn/labels)."),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe as JSON and exit."),
 ):
     """Sample configurations and label them (PySCF); cached per frame, so rerunning resumes."""

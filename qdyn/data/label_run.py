@@ -46,8 +46,10 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "V
 
 
 def default_cache_dir() -> Path:
-    """``$QDYN_CACHE_DIR`` or ``~/.cache/qdyn/labels``."""
-    return Path(os.environ.get("QDYN_CACHE_DIR", Path.home() / ".cache" / "qdyn" / "labels"))
+    """``$QDYN_CACHE_DIR/labels`` or ``~/.cache/qdyn/labels`` (see :mod:`qdyn.cache`)."""
+    from ..cache import label_cache_dir
+
+    return label_cache_dir()
 
 
 def _frame_hash(Z, R) -> str:

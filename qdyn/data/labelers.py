@@ -31,6 +31,17 @@ import numpy as np
 
 from .. import elements, units
 
+
+def _require_label_extra(module: str, labeler: str) -> None:
+    """PySCF and tblite are the optional ``label`` extra: say how to get them, not ImportError."""
+    import importlib.util
+
+    from ..validation import QdynInputError
+
+    if importlib.util.find_spec(module) is None:
+        raise QdynInputError(f"{labeler} needs the Python package {module!r}, which is not installed; "
+                             "install qdyn with its labelling extra: pip install 'qdyn-mlff[label]'")
+
 __all__ = ["FrameResult", "Labeler", "PySCFLabeler", "ASELabeler", "TBLiteLabeler", "labeler_from_spec"]
 
 _HA_TO_EV = units.convert(1.0, "Hartree", "eV")
@@ -152,6 +163,7 @@ class PySCFLabeler:
     stability: bool = False
 
     def __post_init__(self):
+        _require_label_extra("pyscf", "PySCFLabeler")
         m = self.method.upper()
         if m not in _SINGLE_STATE + _MULTI_STATE:
             raise ValueError(
@@ -473,6 +485,7 @@ class TBLiteLabeler:
     stability: bool = False
 
     def __post_init__(self):
+        _require_label_extra("tblite", "TBLiteLabeler")
         if self.method not in ("GFN2-xTB", "GFN1-xTB"):
             raise ValueError(f"TBLiteLabeler method must be 'GFN2-xTB' or 'GFN1-xTB', got {self.method!r}")
         if self.accuracy <= 0 or self.electronic_temperature <= 0 or self.max_iterations < 1:

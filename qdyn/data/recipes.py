@@ -405,7 +405,7 @@ def run_recipe(
         recipe: a recipe dict (see module docstring) or from :func:`get_recipe`.
         out: output file (any writable format; ``.npz`` keeps everything), or None.
         workers: labelling processes (one thread each); 0 labels in this process.
-        cache_dir: cache root (default ``$QDYN_CACHE_DIR`` or ``~/.cache/qdyn/labels``).
+        cache_dir: cache root (default ``$QDYN_CACHE_DIR/labels`` or ``~/.cache/qdyn/labels``).
         progress: ``progress(done, total, n_from_cache)``.
         log: receives human-readable stage messages.
         command: the command line to record; default ``qdyn label --recipe <file> ...``.
