@@ -130,24 +130,12 @@ def evaluate(
     typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
 
 
-@app.command()
-def template(out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of stdout.")):
-    """Write a commented default training config."""
-    from ..train import template_yaml
-
-    text = template_yaml()
-    if out is None:
-        typer.echo(text)
-    else:
-        out.write_text(text)
-
-
 def _register_optional():
     # Sub-command groups that live in their own modules register themselves here.
     import importlib
     import importlib.util
 
-    for name in ("data_cmds", "md_cmds", "namd_cmds"):
+    for name in ("data_cmds", "md_cmds", "namd_cmds", "config_cmds"):
         if importlib.util.find_spec(f"qdyn.cli.{name}") is not None:
             importlib.import_module(f"qdyn.cli.{name}").register(app)
 

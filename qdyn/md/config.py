@@ -34,25 +34,26 @@ class MDConfig(BaseModel):
     model: Path = Field(description="a finished training run directory (qdyn train --out)")
     structure: Optional[Path] = Field(None, description="start structure (default: the model's reference molecule)")
     frame: int = Field(0, ge=0, description="frame of structure to start from")
-    ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt"] = "nvt"
-    temperature_K: float = Field(300.0, gt=0)
-    dt_fs: float = Field(0.5, gt=0, le=5.0)
+    ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt"] = Field(
+        "nvt", description="nve; nvt (= nvt-langevin); nvt-nose-hoover; npt (periodic structures)")
+    temperature_K: float = Field(300.0, gt=0, description="thermostat target and initial-velocity temperature, K")
+    dt_fs: float = Field(0.5, gt=0, le=5.0, description="time step, fs")
     n_steps: int = Field(2000, gt=0, description="a multiple of stride")
     replicas: int = Field(1, ge=1, description="independent replicas run at once (vmapped)")
     stride: int = Field(10, ge=1, description="steps between trajectory frames")
-    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction")
-    tau_fs: float = Field(100.0, gt=0, description="Nosé–Hoover thermostat time constant (nvt-nose-hoover, npt)")
-    pressure_bar: Optional[float] = Field(None, description="NPT target pressure (npt only)")
-    barostat_tau_fs: float = Field(1000.0, gt=0)
+    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
+    tau_fs: float = Field(100.0, gt=0, description="Nosé–Hoover thermostat time constant, fs (nvt-nose-hoover, npt)")
+    pressure_bar: Optional[float] = Field(None, description="NPT target pressure, bar (npt only)")
+    barostat_tau_fs: float = Field(1000.0, gt=0, description="NPT barostat time constant, fs")
     store_replicas: int = Field(1, ge=1, description="replicas written to the trajectory")
-    seed: int = 0
+    seed: int = Field(0, description="random seed of initial velocities and thermostat noise")
     restart: bool = Field(False, description="continue from out/checkpoint.npz")
     spectrum: bool = Field(False, description="also relax, compute harmonic frequencies and the NVE spectrum")
     neighbor_list: Literal["auto", "on", "off"] = Field(
         "auto", description="periodic systems: auto uses a neighbour list when the model reads one and it "
                             "reproduces the all-pairs energy; on requires it; off never")
-    neighbor_skin_A: float = Field(0.5, ge=0, description="Verlet skin of the neighbour list")
-    out: Path = Path("runs/md")
+    neighbor_skin_A: float = Field(0.5, ge=0, description="Verlet skin of the neighbour list, Å")
+    out: Path = Field(Path("runs/md"), description="output directory")
 
     @model_validator(mode="after")
     def _consistent(self):

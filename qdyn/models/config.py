@@ -68,10 +68,11 @@ class ModelConfig(Strict):
 class DescriptorSettings(Strict):
     """Per-atom descriptor settings shared by every descriptor-based family."""
 
-    cutoff: float = Field(5.0, gt=0, description="Å")
-    n_radial: int = Field(8, ge=1)
-    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0])
-    eta_angular: float = Field(0.1, gt=0, description="Å^-2")
+    cutoff: float = Field(5.0, gt=0, description="neighbour cutoff radius, Å")
+    n_radial: int = Field(8, ge=1, description="radial basis functions per species pair")
+    zetas: list[float] = Field(default_factory=lambda: [1.0, 4.0],
+                               description="symmetry descriptor: angular exponents of the G4 functions")
+    eta_angular: float = Field(0.1, gt=0, description="width of the angular (G4) Gaussians, Å^-2")
     descriptor: Literal["symmetry", "power_spectrum"] = Field(
         "symmetry", description="Behler G2/G4 or radial+spherical-harmonic power spectrum (neighbour lists)")
     l_max: int = Field(2, ge=1, le=3, description="power spectrum: highest spherical-harmonic degree")

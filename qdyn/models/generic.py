@@ -29,7 +29,8 @@ class GenericConfig(ModelConfig, TemplateSettings):
     family: Literal["generic"] = "generic"
     layers: int = Field(6, ge=1, description="data re-uploading layers")
     blocks: int = Field(1, ge=1, description="hardware-efficient blocks per layer")
-    backend: Literal["statevector", "pennylane"] = "statevector"
+    backend: Literal["statevector", "pennylane"] = Field(
+        "statevector", description="statevector (pure JAX, fast) or pennylane (the QNode, same values)")
     scan_unroll: int = Field(1, ge=1, description="layers per scan iteration")
     init_weight_std: float = Field(0.01, ge=0, description="spread of the initial Rot angles")
 

@@ -28,23 +28,24 @@ ModelSection = Annotated[Union[tuple(families().values())], Field(discriminator=
 class DataConfig(_Strict):
     path: Union[str, list[str]] = Field(
         "shipped:H2O", description="a file the data layer reads, or shipped:NAME; a list is concatenated (same atoms)")
-    energy_unit: Optional[str] = Field(None, description="for files without unit records")
-    length_unit: Optional[str] = None
-    n_train: Optional[int] = Field(None, ge=1)
-    n_val: Optional[int] = Field(None, ge=0)
-    n_test: Optional[int] = Field(None, ge=0)
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_seed: int = 0
+    energy_unit: Optional[str] = Field(None, description="energy unit of files without unit records (eV, Hartree, kcal/mol, ...)")
+    length_unit: Optional[str] = Field(None, description="length unit of files without unit records (Angstrom, Bohr, ...)")
+    n_train: Optional[int] = Field(None, ge=1, description="training frames (default: from fractions)")
+    n_val: Optional[int] = Field(None, ge=0, description="validation frames (default: from fractions)")
+    n_test: Optional[int] = Field(None, ge=0, description="test frames (default: from fractions)")
+    fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test fractions")
+    split_seed: int = Field(0, description="seed of the random split")
 
 
 class LossConfig(_Strict):
-    energy_weight: float = Field(1.0, ge=0)
-    force_weight: float = Field(1.0, ge=0)
+    energy_weight: float = Field(1.0, ge=0, description="weight of the energy MSE")
+    force_weight: float = Field(1.0, ge=0, description="weight of the force MSE")
     energy_weight_final: Optional[float] = Field(None, ge=0, description="linear schedule to this value")
-    force_weight_final: Optional[float] = Field(None, ge=0)
+    force_weight_final: Optional[float] = Field(None, ge=0, description="linear schedule to this value")
     per_atom: bool = Field(True, description="energy residuals divided by the atom count")
     net_force_weight: float = Field(0.0, ge=0, description="penalty on the net force (isolated systems)")
-    normalization: Literal["species_lstsq", "minmax", "none"] = "species_lstsq"
+    normalization: Literal["species_lstsq", "minmax", "none"] = Field(
+        "species_lstsq", description="species_lstsq (reference energies + force-RMS scale), minmax or none")
     # Multistate models only (docs/multistate.md); all off by default.
     smoothness_weight: float = Field(0.0, ge=0, description="penalty on |dW_kl/dR|^2 of the diabatic couplings")
     coupling_far_weight: float = Field(0.0, ge=0, description="penalty on couplings where the reference gap is large")
@@ -53,31 +54,33 @@ class LossConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    optimizer: Literal["adam", "adamw"] = "adam"
-    learning_rate: float = Field(1e-2, gt=0)
-    schedule: Literal["constant", "cosine", "exponential"] = "cosine"
-    final_lr_fraction: float = Field(0.01, gt=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    clip_norm: Optional[float] = Field(10.0, gt=0)
-    reduce_on_plateau: bool = False
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="adam or adamw (decoupled weight decay)")
+    learning_rate: float = Field(1e-2, gt=0, description="peak learning rate")
+    schedule: Literal["constant", "cosine", "exponential"] = Field(
+        "cosine", description="learning-rate decay over the run")
+    final_lr_fraction: float = Field(0.01, gt=0, le=1, description="final / peak learning rate (cosine, exponential)")
+    weight_decay: float = Field(0.0, ge=0, description="adamw weight decay")
+    clip_norm: Optional[float] = Field(10.0, gt=0, description="clip the global gradient norm to this (null: no clipping)")
+    reduce_on_plateau: bool = Field(False, description="also scale the learning rate down when the loss stalls")
     plateau_patience: int = Field(20, ge=1, description="steps")
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="factor applied on a plateau")
     group_lr: dict[Literal["quantum", "classical"], float] = Field(
         default_factory=dict, description="learning-rate multipliers per parameter group")
-    frozen: list[Literal["quantum", "classical"]] = Field(default_factory=list)
-    ema_decay: Optional[float] = Field(None, gt=0, lt=1)
+    frozen: list[Literal["quantum", "classical"]] = Field(
+        default_factory=list, description="parameter groups not trained, e.g. [quantum]")
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1, description="exponential moving average of the params (null: off)")
 
 
 class TrainConfig(_Strict):
-    model: ModelSection = Field(default_factory=SiVQLMConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=1)
-    seed: int = 0
+    model: ModelSection = Field(default_factory=SiVQLMConfig, description="the model; family selects the rest of the section")
+    data: DataConfig = Field(default_factory=DataConfig, description="dataset and split")
+    loss: LossConfig = Field(default_factory=LossConfig, description="loss terms and weights")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
+    epochs: int = Field(100, ge=1, description="passes over the training set")
+    batch_size: int = Field(32, ge=1, description="configurations per step")
+    seed: int = Field(0, description="seed of parameter initialisation and batch order")
     staged: bool = Field(False, description="pretrain the classical part, then train end to end")
-    pretrain_epochs: int = Field(20, ge=0)
+    pretrain_epochs: int = Field(20, ge=0, description="epochs of the classical pretraining stage (staged)")
     early_stopping_patience: Optional[int] = Field(None, ge=1, description="epochs without validation gain")
     checkpoint_every: int = Field(10, ge=1, description="epochs")
 
