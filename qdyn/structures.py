@@ -3,9 +3,10 @@ no files), the reference molecule of a model, and one frame of a structure file.
 
 from __future__ import annotations
 
-import numpy as np
-
+from pathlib import Path
 from typing import Optional
+
+import numpy as np
 
 from .system import System
 from .validation import QdynInputError
@@ -87,11 +88,16 @@ def reference_structure(model):
     raise QdynInputError(f"no reference molecule for {model.name} (species {model.species}); pass a structure")
 
 
+# Named structures: what `--structure NAME` means in every command that takes one.
+PRESETS = {"water": water, "lih": lih, "water_dimer": water_dimer}
+
+
 def load_structure(path, *, frame: int = 0, length_unit: Optional[str] = None):
-    """(R [n, 3] Å, System) of one frame of any file :func:`qdyn.data.read` reads.
+    """(R [n, 3] Å, System) of one frame of any file :func:`qdyn.data.read` reads, or of a
+    preset (:data:`PRESETS`: ``water``, ``lih``, ``water_dimer``) when no such file exists.
 
     Args:
-        path: extxyz, ASE db/traj, qdyn npz, MD17 npz, ... file.
+        path: extxyz, ASE db/traj, qdyn npz, MD17 npz, ... file, ``shipped:NAME``, or a preset.
         frame: which frame.
         length_unit: the file's length unit where the format does not record it.
 
@@ -100,6 +106,8 @@ def load_structure(path, *, frame: int = 0, length_unit: Optional[str] = None):
     """
     from . import data
 
+    if str(path) in PRESETS and not Path(path).exists():
+        return PRESETS[str(path)]()
     ds = data.read(path, length_unit=length_unit)
     if not -ds.n_frames <= frame < ds.n_frames:
         raise QdynInputError(f"{path}: frame {frame} requested, the file has {ds.n_frames} frames")

@@ -70,7 +70,7 @@ def test_qdyn_namd_refuses_bad_input(tmp_path, multistate_run, write_run):
     r = CliRunner().invoke(app, ["namd", "--model", run, "--steps", "15", "--stride", "10"])
     assert r.exit_code != 0 and "multiple of --stride" in _text(r)
     r = CliRunner().invoke(app, ["namd", "--model", run, "--sampling", "boltzmann", "--temperature", "0",
-                                 "--n-traj", "2", "--steps", "0", "--out", str(tmp_path / "b")])
+                                 "--replicas", "2", "--steps", "0", "--out", str(tmp_path / "b")])
     assert r.exit_code != 0 and "boltzmann sampling needs temperature_K > 0" in _text(r), _text(r)
     r = CliRunner().invoke(app, ["namd", "--model", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "not a finished qdyn run" in _text(r)

@@ -113,9 +113,10 @@ def test_cli_train_eval_template(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["template", "--out", str(tmp_path / "t.yaml")])
     assert res.exit_code == 0
-    res = runner.invoke(app, ["train", "--config", str(tmp_path / "t.yaml"), "--model", "bpnn", "--data",
+    res = runner.invoke(app, ["train", "--config", str(tmp_path / "t.yaml"), "--family", "bpnn", "--data",
                               "shipped:LiH", "--epochs", "2", "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model"]  # stdout is the JSON result alone (the progress bar is on stderr)
     res = runner.invoke(app, ["eval", "--model", str(tmp_path / "run"), "--data", "shipped:LiH"])
     assert res.exit_code == 0, res.output
     m = json.loads(res.output)

@@ -64,7 +64,7 @@ def info():
 def quickstart(
     out: Path = typer.Option(Path("qdyn-quickstart"), "--out", help="Output directory."),
     small: bool = typer.Option(False, "--small", help="Tiny sizes (for tests and CI)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed of data split, initialisation and MD."),
 ):
     """The main job: build the H2O siVQLM, evaluate it, verify its physics, plot, report."""
     from ..quickstart import run
@@ -75,10 +75,15 @@ def quickstart(
 @app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see `qdyn template`)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model family: sivqlm, generic, bpnn or hybrid."),
+    family: Optional[str] = typer.Option(None, "--family", help="Model family: sivqlm, generic, bpnn, hybrid or "
+                                                                  "multistate (overrides model.family of --config)."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset file or shipped:NAME."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run directory."),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training set (overrides --config)."),
+    energy_key: Optional[str] = typer.Option(None, "--energy-key", help="extxyz: the comment key holding the energy "
+                                                                         "(e.g. REF_energy; data.energy_key)."),
+    forces_key: Optional[str] = typer.Option(None, "--forces-key", help="extxyz: the per-atom property holding the "
+                                                                         "forces (e.g. REF_forces; data.forces_key)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
     from_prev: bool = typer.Option(False, "--from-prev", help="With --resume: use the previous good checkpoint."),
 ):
@@ -95,10 +100,11 @@ def train(
             import yaml
 
             raw = yaml.safe_load((out / "config.yaml").read_text())
-        if model is not None:
-            raw["model"] = {"family": model, **({} if raw.get("model", {}).get("family") != model else raw["model"])}
-        if data is not None:
-            raw.setdefault("data", {})["path"] = data
+        if family is not None:
+            raw["model"] = {"family": family, **({} if raw.get("model", {}).get("family") != family else raw["model"])}
+        for key, value in (("path", data), ("energy_key", energy_key), ("forces_key", forces_key)):
+            if value is not None:
+                raw.setdefault("data", {})[key] = value
         if epochs is not None:
             raw["epochs"] = epochs
         cfg = parse_config(raw, source=str(config) if config else "<flags>")
@@ -116,8 +122,12 @@ def train(
 def evaluate(
     model: Path = typer.Option(..., "--model", help="A finished run directory."),
     data: str = typer.Option(..., "--data", help="Any file the data layer reads, or shipped:NAME."),
-    energy_unit: Optional[str] = typer.Option(None, "--energy-unit"),
-    length_unit: Optional[str] = typer.Option(None, "--length-unit"),
+    energy_unit: Optional[str] = typer.Option(None, "--energy-unit", help="Energy unit of files that do not record "
+                                                                           "it (eV, Hartree, kcal/mol, ...)."),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Length unit of files that do not record "
+                                                                           "it (Angstrom, Bohr)."),
+    energy_key: str = typer.Option("energy", "--energy-key", help="extxyz: the comment key holding the energy."),
+    forces_key: str = typer.Option("forces", "--forces-key", help="extxyz: the per-atom property holding the forces."),
 ):
     """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
     from ..train import evaluate as run_eval
@@ -126,7 +136,8 @@ def evaluate(
     from ..train.trainer import load_data
 
     m, params, _ = load_run(model)
-    ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit))
+    ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit, energy_key=energy_key,
+                              forces_key=forces_key))
     typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
 
 

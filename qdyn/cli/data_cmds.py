@@ -32,10 +32,12 @@ def _floats(text: Optional[str], name: str, count: Optional[int] = None) -> Opti
 
 def _progress_bar():
     """A rich progress bar with ETA; returns (context manager, progress callback)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("[bold]labelling"), BarColumn(), MofNCompleteColumn(), TextColumn("•"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"))
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+                   console=Console(stderr=True))
     state = {}
 
     def progress(done, total, cached):
@@ -47,8 +49,8 @@ def _progress_bar():
     return bar, progress
 
 
-def _build_recipe(*, structure, xyz, method, xc, basis, charge, spin, grid_level, max_cycle, sampler, n, seed,
-                  temperatures, scan_atoms, scan_range, distance_range, orientation, name, length_unit) -> dict:
+def _build_recipe(*, structure, method, xc, basis, charge, spin, grid_level, max_cycle, sampler, n, seed,
+                  temperature_range, scan_atoms, scan_range, distance_range, orientation, name, length_unit) -> dict:
     from ..data import recipes
 
     m = method.upper()
@@ -60,18 +62,22 @@ def _build_recipe(*, structure, xyz, method, xc, basis, charge, spin, grid_level
         if not xc:
             raise typer.BadParameter("DFT needs --xc (e.g. --xc B3LYP) or --method B3LYP")
         labeler.update(xc=xc, grid_level=grid_level, grid_response=True)
-    if xyz is not None:
-        from ..data import read
-
-        ds = read(xyz, length_unit=length_unit)
-        R0, _ = ds.to_system(0)
-        entry = {"name": xyz.name, "Z": [int(z) for z in ds.Z[0][ds.mask[0]]], "R": R0.tolist()}
-    else:
+    if structure in recipes.STRUCTURE_PRESETS:
         entry = recipes.structure_entry(structure)
+    else:  # a file (or shipped:NAME): its first frame
+        from ..structures import load_structure
+        from ..validation import QdynInputError
+
+        try:
+            R0, system = load_structure(structure, frame=0, length_unit=length_unit)
+        except QdynInputError as exc:
+            raise typer.BadParameter(f"--structure {structure!r} is not a preset "
+                                     f"({', '.join(recipes.STRUCTURE_PRESETS)}) and not a readable file: {exc}") from None
+        entry = {"name": Path(structure).name, "Z": [int(z) for z in system.species], "R": R0.tolist()}
     if sampler == "single":
         sp = {"kind": "single"}
     elif sampler == "thermal":
-        sp = {"kind": "thermal", "n": n, "temperatures": _floats(temperatures, "--temperatures", 2), "seed": seed,
+        sp = {"kind": "thermal", "n": n, "temperatures": _floats(temperature_range, "--temperature-range", 2), "seed": seed,
               "distribution": "classical", "random_orientation": True, "min_wavenumber": 50.0, "optimize": True, "fmax": 1e-3}
     elif sampler == "scan":
         sp = {"kind": "scan", "atoms": [int(a) for a in _floats(scan_atoms, "--scan-atoms", 2)],
@@ -87,20 +93,20 @@ def _build_recipe(*, structure, xyz, method, xc, basis, charge, spin, grid_level
 
 def label(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="shipped:NAME, a recipe .json, or a dataset whose metadata holds one."),
-    structure: str = typer.Option("water", "--structure", help="water, lih or water_dimer."),
-    xyz: Optional[Path] = typer.Option(None, "--xyz", help="Start from the first frame of this file instead of --structure."),
-    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Unit of --xyz coordinates if the file does not record it (e.g. Angstrom)."),
+    structure: str = typer.Option("water", "--structure", help="Start structure: a preset (water, lih, water_dimer) "
+                                                                "or a file's first frame (any format qdyn reads, or shipped:NAME)."),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Unit of --structure coordinates if the file does not record it (e.g. Angstrom)."),
     method: str = typer.Option("DFT", "--method", help="HF, DFT, MP2, CCSD, CCSD(T), or a functional name (B3LYP ...)."),
     xc: Optional[str] = typer.Option("B3LYP", "--xc", help="DFT functional (PySCF string)."),
-    basis: str = typer.Option("def2-SVP", "--basis"),
-    charge: int = typer.Option(0, "--charge"),
+    basis: str = typer.Option("def2-SVP", "--basis", help="Gaussian basis set (PySCF name)."),
+    charge: int = typer.Option(0, "--charge", help="Total charge [e]."),
     spin: int = typer.Option(0, "--spin", help="2S, unpaired electrons."),
-    grid_level: int = typer.Option(3, "--grid-level"),
+    grid_level: int = typer.Option(3, "--grid-level", help="DFT integration grid level (PySCF, 0-9)."),
     max_cycle: int = typer.Option(100, "--max-cycle", help="SCF iteration limit."),
     sampler: str = typer.Option("thermal", "--sampler", help="single, thermal, scan or cluster."),
-    n: int = typer.Option(10, "--n", help="Number of configurations."),
-    seed: int = typer.Option(0, "--seed"),
-    temperatures: str = typer.Option("300,1000", "--temperatures", help="T_min,T_max [K] (thermal)."),
+    n: int = typer.Option(10, "--n-configs", help="Number of configurations."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sampler."),
+    temperature_range: str = typer.Option("300,1000", "--temperature-range", help="T_min,T_max [K] (thermal)."),
     scan_atoms: str = typer.Option("0,1", "--scan-atoms", help="i,j (scan)."),
     scan_range: str = typer.Option("1.2,4.0", "--scan-range", help="start,stop [Å] (scan)."),
     distance_range: str = typer.Option("2.5,6.0", "--distance-range", help="d_min,d_max [Å] (cluster)."),
@@ -117,9 +123,9 @@ def label(
     if recipe is not None:
         rec = recipes.get_recipe(recipe)
     else:
-        rec = _build_recipe(structure=structure, xyz=xyz, method=method, xc=xc, basis=basis, charge=charge, spin=spin,
+        rec = _build_recipe(structure=structure, method=method, xc=xc, basis=basis, charge=charge, spin=spin,
                             grid_level=grid_level, max_cycle=max_cycle, sampler=sampler, n=n, seed=seed,
-                            temperatures=temperatures, scan_atoms=scan_atoms, scan_range=scan_range,
+                            temperature_range=temperature_range, scan_atoms=scan_atoms, scan_range=scan_range,
                             distance_range=distance_range, orientation=orientation, name=name,
                             length_unit=length_unit)
     if print_recipe:
@@ -141,18 +147,29 @@ def label(
         typer.echo(f"  frame {f['frame']}: {f['status']}")
 
 
-def _read(file: Path, energy_unit, length_unit, force_unit):
+_ENERGY_UNIT_HELP = "Energy unit of files that do not record it (eV, Hartree, kcal/mol, ...)."
+_LENGTH_UNIT_HELP = "Length unit of files that do not record it (Angstrom, Bohr)."
+_FORCE_UNIT_HELP = "Force unit of files that do not record it [default: energy unit / length unit]."
+_ENERGY_KEY_HELP = "extxyz: the comment key holding the energy (e.g. REF_energy)."
+_FORCES_KEY_HELP = "extxyz: the per-atom property holding the forces (e.g. REF_forces)."
+_FILE_HELP = "Dataset file (any format qdyn reads) or shipped:NAME."
+
+
+def _read(file: str, energy_unit, length_unit, force_unit, energy_key, forces_key):
     from ..data import read
 
-    return read(file, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit)
+    return read(file, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit,
+                energy_key=energy_key, forces_key=forces_key)
 
 
 @data_app.command("info")
 def info(
-    file: Path = typer.Argument(..., help="Dataset file."),
-    energy_unit: Optional[str] = typer.Option(None, "--energy-unit", help="For files that do not record units."),
-    length_unit: Optional[str] = typer.Option(None, "--length-unit"),
-    force_unit: Optional[str] = typer.Option(None, "--force-unit"),
+    file: str = typer.Argument(..., help=_FILE_HELP),
+    energy_unit: Optional[str] = typer.Option(None, "--energy-unit", help=_ENERGY_UNIT_HELP),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help=_LENGTH_UNIT_HELP),
+    force_unit: Optional[str] = typer.Option(None, "--force-unit", help=_FORCE_UNIT_HELP),
+    energy_key: str = typer.Option("energy", "--energy-key", help=_ENERGY_KEY_HELP),
+    forces_key: str = typer.Option("forces", "--forces-key", help=_FORCES_KEY_HELP),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write an energy histogram (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
@@ -160,7 +177,7 @@ def info(
     from ..validation import QdynInputError
 
     try:
-        ds = _read(file, energy_unit, length_unit, force_unit)
+        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key)
     except QdynInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -195,26 +212,29 @@ def info(
 
 @data_app.command("split")
 def split(
-    file: Path = typer.Argument(..., help="Dataset file."),
+    file: str = typer.Argument(..., help=_FILE_HELP),
     out_dir: Path = typer.Option(..., "--out-dir", help="Where to write the parts and their index files."),
     fractions: str = typer.Option("0.8,0.1,0.1", "--fractions", help="Comma-separated, summing to 1."),
-    names: str = typer.Option("train,val,test", "--names"),
-    seed: int = typer.Option(0, "--seed"),
+    names: str = typer.Option("train,val,test", "--names", help="Comma-separated part names (output file suffixes)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random split."),
     index_files: Optional[str] = typer.Option(None, "--index-files", help="Comma-separated index files instead of a random split."),
     drop_failed: bool = typer.Option(True, "--drop-failed/--keep-failed", help="Drop frames whose labels did not converge first."),
-    energy_unit: Optional[str] = typer.Option(None, "--energy-unit"),
-    length_unit: Optional[str] = typer.Option(None, "--length-unit"),
-    force_unit: Optional[str] = typer.Option(None, "--force-unit"),
+    energy_unit: Optional[str] = typer.Option(None, "--energy-unit", help=_ENERGY_UNIT_HELP),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help=_LENGTH_UNIT_HELP),
+    force_unit: Optional[str] = typer.Option(None, "--force-unit", help=_FORCE_UNIT_HELP),
+    energy_key: str = typer.Option("energy", "--energy-key", help=_ENERGY_KEY_HELP),
+    forces_key: str = typer.Option("forces", "--forces-key", help=_FORCES_KEY_HELP),
 ):
     """Split a dataset by seed (or index files) into qdyn npz parts plus index files."""
     from ..data import read_index_file, split_indices, write, write_index_file
     from ..validation import QdynInputError
 
     try:
-        ds = _read(file, energy_unit, length_unit, force_unit)
+        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key)
     except QdynInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
+    file = Path(file.split(":", 1)[1] if file.startswith("shipped:") else file)  # names the output parts
     import numpy as np
 
     # Indices always refer to frames of the input file, so index files stay meaningful.

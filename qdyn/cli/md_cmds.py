@@ -16,9 +16,12 @@ def md(
                                                                  "MDConfig); the flags below override it."),
     model: Optional[Path] = typer.Option(None, "--model", help="A finished training run directory (qdyn train --out)."),
     structure: Optional[Path] = typer.Option(None, "--structure",
-                                             help="Start structure: any file qdyn's data layer reads "
-                                                  "(default: the model's reference molecule)."),
+                                             help="Start structure: a file (any format qdyn reads), shipped:NAME or "
+                                                  "a preset (water, lih, water_dimer); default: the model's reference "
+                                                  "molecule."),
     frame: Optional[int] = typer.Option(None, "--frame", help="Frame of --structure to start from [0]."),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Length unit of --structure if the file "
+                                                                           "does not record it (Angstrom, Bohr)."),
     ensemble: Optional[str] = typer.Option(None, "--ensemble", help="nve, nvt (Langevin) [default], nvt-nose-hoover "
                                                                     "or npt (periodic structures)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature [K] [300]."),
@@ -32,7 +35,7 @@ def md(
     pressure: Optional[float] = typer.Option(None, "--pressure", help="NPT target pressure [bar]."),
     barostat_tau: Optional[float] = typer.Option(None, "--barostat-tau", help="NPT barostat time constant [fs] [1000]."),
     store_replicas: Optional[int] = typer.Option(None, "--store-replicas", help="Replicas written to the trajectory [1]."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of initial velocities and thermostat noise [0]."),
     restart: Optional[bool] = typer.Option(None, "--restart/--no-restart", help="Continue from OUT/checkpoint.npz."),
     spectrum: Optional[bool] = typer.Option(None, "--spectrum/--no-spectrum",
                                             help="Also relax, compute harmonic frequencies and the NVE spectrum."),
@@ -45,7 +48,7 @@ def md(
     from ..md.config import load_md_config
     from ..train import ConfigError
 
-    overrides = {"model": model, "structure": structure, "frame": frame, "ensemble": ensemble,
+    overrides = {"model": model, "structure": structure, "frame": frame, "length_unit": length_unit, "ensemble": ensemble,
                  "temperature_K": temperature, "dt_fs": dt, "n_steps": steps, "replicas": replicas, "stride": stride,
                  "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
                  "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
@@ -69,7 +72,7 @@ def _start(m, cfg):
     if cfg.structure is None:
         return reference_structure(m)
 
-    R, system = load_structure(cfg.structure, frame=cfg.frame)
+    R, system = load_structure(cfg.structure, frame=cfg.frame, length_unit=cfg.length_unit)
     m.check(R, system)
     return R, system
 

@@ -17,14 +17,14 @@ _DECOHERENCE = ("edc", "none")
 _FRUSTRATED = ("keep", "reverse", "gradV")
 
 
-def start_structure(model, structure: Optional[Path], frame: int):
+def start_structure(model, structure: Optional[Path], frame: int, length_unit: Optional[str] = None):
     """(R [A, 3] Å, System) to relax from: ``structure`` if given, else the model's reference
     molecule; for a Ca/H model without one, the lowest-S0 frame of the shipped CaH2 data."""
     from ..structures import load_structure, reference_structure
     from ..validation import QdynInputError
 
     if structure is not None:
-        R, system = load_structure(structure, frame=frame)
+        R, system = load_structure(structure, frame=frame, length_unit=length_unit)
         model.check(R, system)
         return R, system
     try:
@@ -50,10 +50,13 @@ def _echo_progress(info: dict) -> None:
 def namd(
     model: Path = typer.Option(..., "--model", help="A finished training run of a multistate model (qdyn train --out)."),
     structure: Optional[Path] = typer.Option(None, "--structure",
-                                             help="Start geometry to relax (default: the model's reference molecule; "
-                                                  "CaH2 for Ca/H models)."),
+                                             help="Start geometry to relax: a file, shipped:NAME or a preset "
+                                                  "(water, lih, water_dimer); default: the model's reference "
+                                                  "molecule, CaH2 for Ca/H models."),
     frame: int = typer.Option(0, "--frame", help="Frame of --structure."),
-    replicas: int = typer.Option(256, "--replicas", "--n-traj", help="Number of trajectories (as in qdyn md)."),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Length unit of --structure if the file "
+                                                                           "does not record it (Angstrom, Bohr)."),
+    replicas: int = typer.Option(256, "--replicas", help="Number of trajectories (replicas, as in qdyn md)."),
     initial_state: int = typer.Option(1, "--initial-state", help="Adiabatic state excited vertically (0 = ground)."),
     sampling: str = typer.Option("wigner", "--sampling", help="wigner (harmonic, zero-point motion included) or "
                                                               "boltzmann (classical, needs --temperature > 0)."),
@@ -64,7 +67,7 @@ def namd(
     substeps: int = typer.Option(20, "--substeps", help="Electronic substeps per nuclear step."),
     decoherence: str = typer.Option("edc", "--decoherence", help="edc (Granucci–Persico) or none."),
     frustrated: str = typer.Option("keep", "--frustrated", help="Frustrated hops: keep, reverse or gradV."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed of sampling and hops."),
     out: Path = typer.Option(Path("runs/namd"), "--out", help="Output directory."),
 ):
     """Relax the ground state, sample it, excite vertically and run fewest-switches surface
@@ -106,7 +109,7 @@ def namd(
     timings = {}
     t_all = time.perf_counter()
     try:
-        R, system = start_structure(m, structure, frame)
+        R, system = start_structure(m, structure, frame, length_unit)
         W_fn = diabatic_fn(m, system)
         Z = np.asarray(system.species)
         t = time.perf_counter()

@@ -182,7 +182,9 @@ def read(
     """Read a dataset, converting to eV and Å.
 
     Args:
-        path: the file.
+        path: the file, or ``shipped:NAME`` for a dataset shipped with qdyn
+            (:func:`qdyn.data.load_shipped`: it records its units, so the unit and key
+            arguments do not apply).
         format: one of :data:`FORMATS`; by default from the suffix (and npz keys).
         energy_unit: unit of energies in the file (``"eV"``, ``"Hartree"``, ``"kcal/mol"``
             ...); required for formats without unit records (MD17/rMD17, foreign extxyz).
@@ -199,6 +201,10 @@ def read(
             NaN coordinates, unknown elements, inconsistent shapes; the message names the
             file, the frame and the field.
     """
+    if str(path).startswith("shipped:"):
+        from .shipped import load_shipped
+
+        return load_shipped(str(path).split(":", 1)[1])
     path = Path(path)
     if not path.exists():
         raise QdynInputError(f"{path}: no such file")

@@ -54,12 +54,14 @@ __all__ = ["SHIPPED_RECIPES", "get_recipe", "structure_entry", "sample_configura
 LogFn = Callable[[str], None]
 
 
+STRUCTURE_PRESETS = structures.PRESETS
+
+
 def structure_entry(name: str) -> dict:
     """A recipe's ``structure`` entry for a named qdyn structure (coordinates inline)."""
-    makers = {"water": structures.water, "lih": structures.lih, "water_dimer": structures.water_dimer}
-    if name not in makers:
-        raise ValueError(f"unknown structure {name!r}; known: {sorted(makers)} (or give an xyz file)")
-    R, system = makers[name]()
+    if name not in STRUCTURE_PRESETS:
+        raise ValueError(f"unknown structure {name!r}; known: {sorted(STRUCTURE_PRESETS)} (or give a structure file)")
+    R, system = STRUCTURE_PRESETS[name]()
     return {"name": name, "Z": [int(z) for z in np.asarray(system.species)], "R": np.asarray(R).tolist()}
 
 

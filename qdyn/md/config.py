@@ -32,7 +32,9 @@ class MDConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Path = Field(description="a finished training run directory (qdyn train --out)")
-    structure: Optional[Path] = Field(None, description="start structure (default: the model's reference molecule)")
+    structure: Optional[Path] = Field(None, description="start structure: a file, shipped:NAME or a preset (water, lih, "
+                                                        "water_dimer); default: the model's reference molecule")
+    length_unit: Optional[str] = Field(None, description="length unit of the structure file if it does not record one")
     frame: int = Field(0, ge=0, description="frame of structure to start from")
     ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt"] = Field(
         "nvt", description="nve; nvt (= nvt-langevin); nvt-nose-hoover; npt (periodic structures)")

@@ -30,6 +30,8 @@ class DataConfig(_Strict):
         "shipped:H2O", description="a file the data layer reads, or shipped:NAME; a list is concatenated (same atoms)")
     energy_unit: Optional[str] = Field(None, description="energy unit of files without unit records (eV, Hartree, kcal/mol, ...)")
     length_unit: Optional[str] = Field(None, description="length unit of files without unit records (Angstrom, Bohr, ...)")
+    energy_key: str = Field("energy", description="extxyz: the comment key holding the energy (e.g. REF_energy)")
+    forces_key: str = Field("forces", description="extxyz: the per-atom property holding the forces (e.g. REF_forces)")
     n_train: Optional[int] = Field(None, ge=1, description="training frames (default: from fractions)")
     n_val: Optional[int] = Field(None, ge=0, description="validation frames (default: from fractions)")
     n_test: Optional[int] = Field(None, ge=0, description="test frames (default: from fractions)")

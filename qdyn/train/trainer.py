@@ -45,7 +45,8 @@ def load_data(cfg):
     def one(path):
         if path.startswith("shipped:"):
             return load_shipped(path.split(":", 1)[1])
-        return read(path, energy_unit=cfg.energy_unit, length_unit=cfg.length_unit)
+        return read(path, energy_unit=cfg.energy_unit, length_unit=cfg.length_unit,
+                    energy_key=cfg.energy_key, forces_key=cfg.forces_key)
 
     if isinstance(cfg.path, str):
         return one(cfg.path)
@@ -329,11 +330,14 @@ class _Progress:
     def __init__(self, enabled: bool, name: str, total: int, done: int):
         self.bar = None
         if enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                 TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]:.4g}"),
-                                TimeElapsedColumn(), TimeRemainingColumn())
+                                TimeElapsedColumn(), TimeRemainingColumn(),
+                                # stderr: stdout carries the command's JSON result
+                                console=Console(stderr=True))
             self.bar.start()
             self.task = self.bar.add_task(name, total=total, completed=done, loss=float("nan"))
 
