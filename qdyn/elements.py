@@ -1,21 +1,17 @@
-"""Element table: symbols, atomic numbers and standard atomic masses [amu]."""
+"""Element table: symbols, atomic numbers, standard atomic masses [amu] and covalent radii [Å]."""
 
 from __future__ import annotations
 
+import ase.data
 import jax.numpy as jnp
 import numpy as np
 
-# IUPAC standard atomic weights (abridged to what force fields in qdyn's scope meet).
-_SYMBOLS = (
-    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "
-    "Ga Ge As Se Br Kr"
-).split()
-_MASSES = (
-    0.0, 1.008, 4.0026, 6.94, 9.0122, 10.81, 12.011, 14.007, 15.999, 18.998, 20.180,
-    22.990, 24.305, 26.982, 28.085, 30.974, 32.06, 35.45, 39.948, 39.098, 40.078, 44.956,
-    47.867, 50.942, 51.996, 54.938, 55.845, 58.933, 58.693, 63.546, 65.38, 69.723, 72.630,
-    74.922, 78.971, 79.904, 83.798,
-)
+# One element table for qdyn and ASE: symbols and masses of every element, from ase.data
+# (masses: IUPAC 2016 standard atomic weights, identical to qdyn's former table for
+# H, Li, C, N, O, Ca; covalent radii: Cordero et al., Dalton Trans. 2008, which covers H–Cm).
+_SYMBOLS = tuple(ase.data.chemical_symbols)
+_MASSES = tuple(float(m) for m in ase.data.atomic_masses)
+_LAST_COVALENT_RADIUS = 96  # Cm; ASE fills the heavier elements with a placeholder
 
 SYMBOL_TO_Z = {s: z for z, s in enumerate(_SYMBOLS) if z > 0}
 
@@ -30,7 +26,7 @@ def atomic_number(symbol_or_z) -> int:
         key = symbol_or_z.strip().capitalize()
         if key not in SYMBOL_TO_Z:
             raise UnknownElementError(
-                f"unknown element {symbol_or_z!r}; qdyn knows {', '.join(_SYMBOLS[1:])}"
+                f"unknown element {symbol_or_z!r}; qdyn knows the element symbols H to {_SYMBOLS[-1]}"
             )
         return SYMBOL_TO_Z[key]
     z = int(symbol_or_z)
@@ -46,6 +42,14 @@ def symbol(z) -> str:
 def mass(z) -> float:
     """Standard atomic mass [amu]."""
     return _MASSES[atomic_number(z)]
+
+
+def covalent_radius(z) -> float:
+    """Covalent radius [Å] (Cordero et al. 2008), for finding molecules and clashes."""
+    z = atomic_number(z)
+    if z > _LAST_COVALENT_RADIUS:
+        raise UnknownElementError(f"no covalent radius for {symbol(z)} (known up to {symbol(_LAST_COVALENT_RADIUS)})")
+    return float(ase.data.covalent_radii[z])
 
 
 def make_species_table(species) -> jnp.ndarray:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import math
 
-# CODATA 2018 values (the ones PySCF and ASE use), so labels converted here agree with them.
+# CODATA 2018 values. The codes qdyn reads from use older sets (checked in their source):
+# ASE 3.29 (ase.units, __codata_version__) CODATA 2014; PySCF 2.14 (pyscf.data.nist) Bohr
+# 0.52917721092 Å (CODATA 2010) and Hartree 27.21138602 eV (CODATA 2014). The differences are
+# below 1e-8 relative, far under any label's accuracy; conversions in qdyn use these values.
 HARTREE_EV = 27.211386245988
 BOHR_ANGSTROM = 0.529177210903
 KCAL_PER_MOL_EV = 0.043364104241800934  # 4.184 kJ / N_A / e

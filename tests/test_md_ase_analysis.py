@@ -73,6 +73,7 @@ def test_ase_optimizer_and_dynamics_run_with_the_calculator(bp):
 
 def test_trajectories_are_readable_by_ase_and_qdyn(tmp_path):
     import ase.io
+    from ase import units as ase_units
 
     from qdyn import data
     from qdyn.md.trajectory import read_h5md
@@ -85,6 +86,11 @@ def test_trajectories_are_readable_by_ase_and_qdyn(tmp_path):
     assert len(frames) == 4
     np.testing.assert_allclose(frames[-1].positions, res.position[-1, 0], atol=1e-8)
     np.testing.assert_allclose(frames[-1].arrays["vel"], res.velocity[-1, 0], rtol=1e-8, atol=1e-14)
+    # ASE sees the velocities (its own units: Å per ASE time unit), not zeros
+    v_ase = frames[-1].get_velocities() * ase_units.fs
+    assert np.abs(v_ase).max() > 1e-4
+    # (1e-8: ASE's time unit is CODATA 2014, qdyn's 2018)
+    np.testing.assert_allclose(v_ase, res.velocity[-1, 0], rtol=1e-8, atol=1e-14)
     ds = data.read(tmp_path / "trajectory.xyz")
     assert ds.n_frames == 4
     np.testing.assert_allclose(ds.E, res.potential[:, 0], atol=1e-10)

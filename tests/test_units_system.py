@@ -50,3 +50,33 @@ def test_box_shapes():
     np.testing.assert_allclose(np.asarray(s.box), 10.0 * np.eye(3))
     with pytest.raises(ValueError, match="box"):
         System.create(["O"], box=np.eye(2))
+
+
+def test_codata_attribution_of_ase_and_pyscf():
+    """qdyn uses CODATA 2018; ASE and PySCF use older sets (as qdyn/units.py says), within 1e-8."""
+    import ase.units
+    from pyscf.data import nist
+
+    from qdyn import units
+
+    assert ase.units.__codata_version__ == "2014"
+    assert nist.BOHR == 0.52917721092  # CODATA 2010 value
+    assert nist.HARTREE2EV == pytest.approx(27.21138602, abs=1e-9)  # CODATA 2014 value
+    for theirs, ours in ((ase.units.Hartree, units.HARTREE_EV), (ase.units.Bohr, units.BOHR_ANGSTROM),
+                         (nist.HARTREE2EV, units.HARTREE_EV), (nist.BOHR, units.BOHR_ANGSTROM)):
+        assert theirs != ours  # non-trivial: different CODATA sets ...
+        np.testing.assert_allclose(theirs, ours, rtol=1e-8)  # ... that agree far below label accuracy
+
+
+def test_element_table_covers_every_element_with_ase_data():
+    import ase.data
+
+    from qdyn import elements
+
+    assert elements.symbol(118) == "Og" and elements.atomic_number("Fe") == 26
+    assert mass(26) == pytest.approx(ase.data.atomic_masses[26]) and mass(8) == 15.999
+    radii = [elements.covalent_radius(z) for z in range(21, 35)]  # the 3d row the old table lacked
+    np.testing.assert_allclose(radii, ase.data.covalent_radii[21:35])
+    assert elements.covalent_radius(6) == 0.76
+    with pytest.raises(UnknownElementError):
+        elements.covalent_radius(110)

@@ -62,7 +62,7 @@ def md(
 
 def _echo_progress(info):
     typer.echo(f"step {info['step']:>9d}  t = {info['time_ps']:8.3f} ps  T = {info['temperature_K']:7.1f} K  "
-               f"drift = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day", err=True)
+               f"ΔE_tot = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day", err=True)
 
 
 def _start(m, cfg):

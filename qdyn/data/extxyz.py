@@ -145,6 +145,7 @@ class ExtxyzWriter:
     def __init__(self, path, species: Sequence[int], box: Optional[np.ndarray], *, keep_frames: int = 0):
         self.path = Path(path)
         self.symbols = [elements.symbol(int(z)) for z in species]
+        self.masses = np.array([elements.mass(int(z)) for z in species])
         self.box = None if box is None else (np.diag(box) if np.ndim(box) == 1 else np.asarray(box, float))
         self.n_frames = 0
         lines_per_frame = len(self.symbols) + 2
@@ -169,7 +170,11 @@ class ExtxyzWriter:
             info = [f'pbc="{"T T T" if box is not None else "F F F"}"', f"time={_fmt(time_fs[f])}",
                     f"energy={_fmt(energy[f])}", f"temperature={_fmt(temperature[f])}",
                     'energy_unit=eV length_unit=Angstrom force_unit="eV/Angstrom" time_unit=fs vel_unit="Angstrom/fs"']
-            lines.extend(frame_lines(self.symbols, [("pos", R[f]), ("vel", V[f])], info, cell=box))
+            # `momenta` is the column ASE reads (atoms.get_velocities()), in ASE's units
+            # amu·Å/t_ASE with t_ASE = Å·sqrt(amu/eV) = units.TIME_UNIT_FS fs; `vel` stays Å/fs.
+            momenta = self.masses[:, None] * np.asarray(V[f]) * units.TIME_UNIT_FS
+            lines.extend(frame_lines(self.symbols, [("pos", R[f]), ("vel", V[f]), ("momenta", momenta)], info,
+                                     cell=box))
         with open(self.path, "a") as fh:
             fh.write("\n".join(lines) + "\n")
             fh.flush()

@@ -43,12 +43,9 @@ __all__ = [
     "triatomic",
 ]
 
-# Covalent radii [Å] (Cordero et al., Dalton Trans. 2008), used to find molecules and clashes.
-COVALENT_RADII = {
-    1: 0.31, 2: 0.28, 3: 1.28, 4: 0.96, 5: 0.84, 6: 0.76, 7: 0.71, 8: 0.66, 9: 0.57, 10: 0.58,
-    11: 1.66, 12: 1.41, 13: 1.21, 14: 1.11, 15: 1.07, 16: 1.05, 17: 1.02, 18: 1.06, 19: 2.03,
-    20: 1.76, 35: 1.20, 36: 1.16,
-}
+# Covalent radii [Å] (Cordero et al., Dalton Trans. 2008; ase.data via qdyn.elements), used to
+# find molecules and clashes.
+COVALENT_RADII = {z: elements.covalent_radius(z) for z in range(1, elements._LAST_COVALENT_RADIUS + 1)}
 
 # Natural time unit of (eV, Å, amu) in seconds: sqrt(eigenvalue of the mass-weighted
 # Hessian) is an angular frequency in 1/this.
@@ -58,11 +55,9 @@ _HBAR_NATURAL = units.HBAR_EV_S / _TIME_UNIT_S  # ħ in eV · (natural time unit
 
 def _radius(z: int) -> float:
     try:
-        return COVALENT_RADII[int(z)]
-    except KeyError:
-        raise QdynInputError(
-            f"no covalent radius for {elements.symbol(int(z))}; add it to qdyn.data.samplers.COVALENT_RADII"
-        ) from None
+        return elements.covalent_radius(int(z))
+    except elements.UnknownElementError as exc:
+        raise QdynInputError(str(exc)) from None
 
 
 def wavenumber_to_omega(cm1):
