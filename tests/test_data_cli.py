@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qdyn.cli.app import app
-from qdyn.data import read, read_index_file
+from qdyn.data import load_shipped, read, read_index_file
 
 runner = CliRunner()
 
@@ -98,3 +98,20 @@ def test_label_from_an_xyz_file(tmp_path):
     ds = read(tmp_path / "h2.npz")
     assert ds.n_frames == 1 and ds.metadata["recipe"]["structure"]["name"] == "h2.xyz"
     np.testing.assert_allclose(ds.F[0, 0], -ds.F[0, 1], atol=1e-8)
+
+
+def test_data_info_reads_shipped_data_and_custom_column_keys(tmp_path):
+    res = runner.invoke(app, ["data", "info", "shipped:LiH", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["statistics"]["n_frames"] == load_shipped("LiH").n_frames
+    # a file whose columns are named differently (as many ML-potential codes write them)
+    (tmp_path / "ref.xyz").write_text(
+        '2\nProperties=species:S:1:pos:R:3:REF_forces:R:3 REF_energy=-1.5 pbc="F F F"\n'
+        "H 0 0 0 0 0 0.25\nH 0 0 0.8 0 0 -0.25\n")
+    args = ["data", "info", str(tmp_path / "ref.xyz"), "--json", "--energy-unit", "eV", "--length-unit", "Angstrom"]
+    res = runner.invoke(app, args + ["--energy-key", "REF_energy", "--forces-key", "REF_forces"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.stdout)["statistics"]
+    np.testing.assert_allclose([st["energy_min_eV"], st["force_max_eV_per_A"]], [-1.5, 0.25])
+    res = runner.invoke(app, args)  # default keys: no energies in this file
+    assert "energy_min_eV" not in json.loads(res.stdout)["statistics"]

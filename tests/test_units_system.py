@@ -80,3 +80,15 @@ def test_element_table_covers_every_element_with_ase_data():
     assert elements.covalent_radius(6) == 0.76
     with pytest.raises(UnknownElementError):
         elements.covalent_radius(110)
+
+
+def test_load_structure_takes_presets_shipped_data_and_files(tmp_path):
+    from qdyn.structures import load_structure, water
+
+    R, system = load_structure("water")
+    np.testing.assert_allclose(R, water()[0])
+    R, system = load_structure("shipped:LiH", frame=0)
+    assert sorted(np.asarray(system.species).tolist()) == [1, 3]
+    (tmp_path / "water").write_text("2\nH2\nH 0 0 0\nH 0 0 0.74\n")  # a file (named like a preset)
+    R, system = load_structure(tmp_path / "water", length_unit="Angstrom")
+    np.testing.assert_allclose(R[1], [0, 0, 0.74])
