@@ -160,7 +160,9 @@ def _named_leaves(state):
     return [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in flat], treedef
 
 
-def _arrays_sha256(arrays) -> str:
+def arrays_sha256(arrays) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes, in order (identifies a state or a
+    set of parameters independently of how it was serialised)."""
     h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -175,7 +177,7 @@ def save_state(path, state, meta: dict) -> Path:
     named, _ = _named_leaves(state)
     arrays = {f"leaf{i:03d}": v for i, (_, v) in enumerate(named)}
     arrays["__names__"] = np.array([n for n, _ in named])
-    arrays["__meta__"] = np.array(json.dumps({**meta, "sha256": _arrays_sha256(v for _, v in named)}))
+    arrays["__meta__"] = np.array(json.dumps({**meta, "sha256": arrays_sha256(v for _, v in named)}))
     atomic_savez(Path(path), arrays)
     return Path(path)
 
@@ -195,7 +197,7 @@ def load_state(path, template):
         raise QdynInputError(f"{path}: state fields {names} do not match this run's {[n for n, _ in named]}")
     raw = [z[f"leaf{i:03d}"] for i in range(len(named))]
     meta = json.loads(str(z["__meta__"]))
-    if "sha256" in meta and meta.pop("sha256") != _arrays_sha256(raw):
+    if "sha256" in meta and meta.pop("sha256") != arrays_sha256(raw):
         raise CheckpointError(f"{path} is corrupted (checksum mismatch)")
     for (name, ref), v in zip(named, raw):
         if v.shape != ref.shape:
