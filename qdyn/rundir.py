@@ -97,11 +97,10 @@ def claim(directory: Path, kind: str, *, overwrite: bool = False, continue_flag:
                           f"({', '.join(p.name for p in outputs_in(directory, foreign[0])[:3])}); "
                           f"choose another output directory")
     own = outputs_in(directory, kind)
-    clean_stale_temporaries(directory)
-    if continuing or not own:
-        return
-    if overwrite:
-        clear(directory, kind)
+    if continuing or not own or overwrite:
+        clean_stale_temporaries(directory)  # only once the run is ours: a refused one touches nothing
+        if overwrite:
+            clear(directory, kind)
         return
     again = f", or {continue_flag} to continue it" if continue_flag else ""
     raise RunDirError(f"--out {directory} already holds a qdyn {kind} run "

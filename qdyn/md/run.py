@@ -305,9 +305,13 @@ def run_md(
     # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
     # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
     dof = momenta.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
-    progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
-                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                      None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+
+    def programs(fpb):
+        return _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
+                         float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
+                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+
+    progs = programs(fpb)
     batched_sys = stack(systems)
     T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
     if max_temperature_K is None:
@@ -332,6 +336,9 @@ def run_md(
             raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
                                  f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
         _check_restart_files(out, trajectory_formats, stored)
+        if (n_frames - frames_start) % fpb:  # every block of the rest must have the compiled length
+            fpb = _frames_per_block(n_frames - frames_start, frames_per_block)
+            progs = programs(fpb)
         if nbrs is not None:
             nbrs = _allocate(neighbor_fn, np.asarray(states.position))
         pe0 = progs.potential(states, batched_sys, nbrs, params)
