@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -26,7 +27,7 @@ from qdyn.cli.app import app
 CONFIG = """\
 model: {family: bpnn, hidden: [8], n_radial: 4, zetas: [1.0]}
 data: {path: "shipped:H2O", n_train: 16, n_val: 4, n_test: 4}
-epochs: 2
+epochs: 3
 batch_size: 8
 checkpoint_every: 1
 """
@@ -42,19 +43,39 @@ def _squeeze(text: str) -> str:
     return "".join(text.split())
 
 
+class Finished(NamedTuple):
+    config: Path
+    run: Path
+    rows_seen_while_running: int
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """(config path, a finished training run directory): copy it before changing anything."""
+    """A finished training run, trained the way a batch job does it: ``qdyn train`` in a
+    subprocess whose stdout is a pipe, not a terminal, while this process watches the log.
+    Tests copy the run before changing anything."""
     root = tmp_path_factory.mktemp("runs")
     (root / "c.yaml").write_text(CONFIG)
-    code, text, r = _cli("train", "--config", root / "c.yaml", "--out", root / "run")
-    assert code == 0, r.output
-    return root / "c.yaml", root / "run"
+    log = root / "run" / "history.csv"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "qdyn.cli.app", "train", "--config", str(root / "c.yaml"), "--out",
+                             str(root / "run")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    seen = 0
+    while proc.poll() is None:
+        if log.exists():
+            with open(log) as fh:
+                rows = len(list(csv.DictReader(fh)))
+            if proc.poll() is None:  # still running after the read
+                seen = max(seen, rows)
+        time.sleep(0.05)
+    output = proc.stdout.read().decode()
+    assert proc.returncode == 0, output
+    return Finished(root / "c.yaml", root / "run", seen)
 
 
 def _copy(finished, tmp_path) -> Path:
     run = tmp_path / "run"
-    shutil.copytree(finished[1], run)
+    shutil.copytree(finished.run, run)
     return run
 
 
@@ -84,7 +105,7 @@ REFUSED_TRAIN = [
     ("--from-prev without --resume", None, ["--from-prev"], "--from-prevonlygoeswith--resume"),
     ("--resume and --overwrite", None, ["--resume", "--overwrite"], "contradict"),
     ("train into an MD directory", _add_md_output, ["--overwrite"], "holdsaqdynMDrun"),
-    ("--resume with fewer epochs", None, ["--resume", "--epochs", "1"], "hasdone2epochs"),
+    ("--resume with fewer epochs", None, ["--resume", "--epochs", "2"], "hasdone3epochs"),
 ]
 
 
@@ -94,7 +115,7 @@ def test_train_refuses_and_loses_nothing(finished, tmp_path, what, prepare, extr
     if prepare is not None:
         prepare(run)
     before = _snapshot(run)
-    code, text, r = _cli("train", "--config", finished[0], "--out", run, *extra)
+    code, text, r = _cli("train", "--config", finished.config, "--out", run, *extra)
     assert code == 2, r.output
     assert fragment in text, r.output
     assert "Traceback" not in r.output
@@ -113,16 +134,22 @@ def test_resume_extends_epochs_and_overwrite_replaces(finished, tmp_path):
     run = _copy(finished, tmp_path)
     stale = run / "checkpoints" / ".latest.msgpack.x1y2.tmp"  # left by a killed writer
     stale.write_bytes(b"half")
-    code, _, r = _cli("train", "--out", run, "--resume", "--epochs", "3")  # config from the run's config.yaml
+    with open(run / "history.csv", "a") as fh:  # as if a killed job had logged an epoch after its checkpoint
+        fh.write("4,end-to-end,99.0,,,,0.01,1.0\n")
+    code, _, r = _cli("train", "--out", run, "--resume", "--epochs", "4")  # config from the run's config.yaml
     assert code == 0, r.output
     assert not stale.exists()
-    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3]
-    assert "epochs: 3" in (run / "config.yaml").read_text()  # the run's current config
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert "epochs: 4" in (run / "config.yaml").read_text()  # the run's current config
     with open(run / "history.csv") as fh:
-        assert [int(row["epoch"]) for row in csv.DictReader(fh)] == [1, 2, 3]
+        rows = list(csv.DictReader(fh))
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]  # each epoch once, the real one
+    np.testing.assert_allclose([float(row["train_loss"]) for row in rows], [h["train_loss"] for h in history],
+                               rtol=1e-15)
     # --overwrite: the old run's outputs are gone before the new one starts (no stale prev)
     (run / "parity_old.png").write_bytes(b"old plot")
-    code, _, r = _cli("train", "--config", finished[0], "--out", run, "--overwrite", "--epochs", "1")
+    code, _, r = _cli("train", "--config", finished.config, "--out", run, "--overwrite", "--epochs", "1")
     assert code == 0, r.output
     assert not (run / "parity_old.png").exists() and not (run / "checkpoints" / "prev.msgpack").exists()
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1]
@@ -175,15 +202,15 @@ def test_params_load_checks_every_leaf(finished):
     from qdyn.checkpoint import CheckpointError, load_params
     from qdyn.train import load_run
 
-    model, params, _ = load_run(finished[1])
+    model, params, _ = load_run(finished.run)
     template = model.init(jax.random.PRNGKey(1))
-    reloaded = load_params(finished[1] / "params.msgpack", template)
+    reloaded = load_params(finished.run / "params.msgpack", template)
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(reloaded)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # non-trivial: the template's shapes matter (a model with one species shift fewer)
     short = {**template, "shift": template["shift"][:1]}
     with pytest.raises(CheckpointError, match=r"\['shift'\] has shape \(2,\), this model needs \(1,\)"):
-        load_params(finished[1] / "params.msgpack", short)
+        load_params(finished.run / "params.msgpack", short)
 
 
 # -- MD restarts ----------------------------------------------------------------------------
@@ -247,11 +274,11 @@ def test_md_refuses_and_loses_nothing(md_run, tmp_path, what, prepare, extra, fr
 
 
 def test_md_into_a_training_run_is_refused_even_with_overwrite(finished):
-    before = _snapshot(finished[1])
-    code, text, r = _cli("md", "--model", finished[1], *MD_ARGS, "--steps", "20", "--out", finished[1],
+    before = _snapshot(finished.run)
+    code, text, r = _cli("md", "--model", finished.run, *MD_ARGS, "--steps", "20", "--out", finished.run,
                          "--overwrite")
     assert code == 2 and "holdsaqdyntrainingrun" in text, r.output
-    assert _snapshot(finished[1]) == before
+    assert _snapshot(finished.run) == before
 
 
 def test_md_restart_keeps_the_frames_and_records_the_model(md_run, tmp_path):
@@ -272,55 +299,18 @@ def test_md_restart_keeps_the_frames_and_records_the_model(md_run, tmp_path):
 
 
 # -- live logs --------------------------------------------------------------------------------
-def test_training_log_is_written_while_a_batch_job_runs(tmp_path):
-    """`qdyn train` with stdout not a terminal: history.csv has rows before the job ends."""
-    (tmp_path / "c.yaml").write_text(CONFIG.replace("epochs: 2", "epochs: 6"))
-    log = tmp_path / "run" / "history.csv"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "qdyn.cli.app", "train", "--config", str(tmp_path / "c.yaml"), "--out",
-                             str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    seen_running = 0
-    while proc.poll() is None:
-        if log.exists():
-            with open(log) as fh:
-                rows = list(csv.DictReader(fh))
-            if proc.poll() is None:
-                seen_running = max(seen_running, len(rows))
-        time.sleep(0.05)
-    output = proc.stdout.read().decode()
-    assert proc.returncode == 0, output
-    assert seen_running >= 1, "no epoch row was readable while the run was going"
-    with open(log) as fh:
+def test_training_log_is_written_while_a_batch_job_runs(finished):
+    """`qdyn train` with stdout not a terminal: history.csv had rows before the job ended,
+    and at the end holds every epoch, as history.json does."""
+    assert finished.rows_seen_while_running >= 1, "no epoch row was readable while the run was going"
+    with open(finished.run / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    history = json.loads((finished.run / "history.json").read_text())
+    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in history] == [1, 2, 3]
     np.testing.assert_allclose([float(r["train_loss"]) for r in rows], [h["train_loss"] for h in history],
                                rtol=1e-15)
     lr = [float(r["lr"]) for r in rows]
     assert all(a > b for a, b in zip(lr, lr[1:])), lr  # the cosine schedule, step by step
     wall = [float(r["wall_s"]) for r in rows]
     assert all(a < b for a, b in zip(wall, wall[1:])), wall
-    assert all(r["val_energy_mae_meV"] for r in rows)
-
-
-def test_resumed_log_lists_each_epoch_once(tmp_path):
-    from qdyn.data import load_shipped
-    from qdyn.train import parse_config, train
-
-    import yaml
-
-    cfg = parse_config({**yaml.safe_load(CONFIG), "epochs": 3})
-    ds = load_shipped("H2O").subset(np.arange(24))
-    # 2 steps per epoch: stopped one step into epoch 3, checkpointed after epoch 2
-    part = train(cfg, tmp_path, progress=False, data=ds, max_steps=5)
-    assert part.interrupted
-    with open(tmp_path / "history.csv") as fh:
-        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2]
-    # as if a killed job had logged epoch 3 after its last checkpoint
-    with open(tmp_path / "history.csv", "a") as fh:
-        fh.write("3,end-to-end,99.0,,,,0.01,1.0\n")
-    done = train(cfg, tmp_path, progress=False, data=ds, resume=True)
-    with open(tmp_path / "history.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in done.history] == [1, 2, 3]
-    np.testing.assert_allclose(float(rows[-1]["train_loss"]), done.history[-1]["train_loss"], rtol=1e-15)
+    assert all(r["val_energy_mae_meV"] and r["val_force_mae_meV_per_A"] for r in rows)
