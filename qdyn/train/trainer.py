@@ -316,13 +316,13 @@ def _fresh_state(tx, params, stage_idx: int) -> dict:
     }
 
 
-def _resolved_config(cfg: TrainConfig, ds, data) -> dict:
+def _resolved_config(cfg: TrainConfig, data) -> dict:
     resolved = cfg.model_dump(mode="json")
     if data is not None:
         # cfg.data.path did not supply these frames: record what did, so the run's provenance
         # is not the default path (a CLI resume then fails clearly instead of loading it)
-        name = ds.metadata.get("name") or ds.source
-        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {ds.n_frames} frames>"
+        name = data.metadata.get("name") or data.source
+        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {data.n_frames} frames>"
     return resolved
 
 
@@ -379,7 +379,15 @@ def train(
     """
     t_start = time.perf_counter()
     out = Path(out)
-    ds, run = _prepare(cfg, data)
+    if from_prev and not resume:
+        raise ConfigError("from_prev picks the checkpoint a resume starts from: it needs resume=True")
+    ckdir = out / "checkpoints"
+    resolved = _resolved_config(cfg, data)
+    if resume:  # refused before any data is loaded or anything compiled
+        name = "prev" if from_prev else "latest"
+        meta = ckpt.verify(ckdir, name=name)
+        _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
+    _, run = _prepare(cfg, data)
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
         if not resume:
@@ -392,13 +400,9 @@ def train(
            for _, e0, e1, groups in stages]
     steps = [_make_step(cfg, run.loss_fn, tx) for tx in txs]
 
-    ckdir = out / "checkpoints"
     history: list = []
-    resolved = _resolved_config(cfg, ds, data)
     if resume:
-        name = "prev" if from_prev else "latest"
-        meta = ckpt.verify(ckdir, name=name)
-        _check_resume(ckdir / f"{name}.json", meta, resolved, run.model_cfg, cfg)
+        _check_data_derived(ckdir / f"{name}.json", meta, run.model_cfg)
         stage = int(meta["stage"])
         state, meta = ckpt.load(ckdir, _fresh_state(txs[stage], run.params0, stage), name=name)
         history = meta.get("history", [])
@@ -451,19 +455,26 @@ class _WallClock:
         return self.before + time.perf_counter() - self.t_start
 
 
-def _check_resume(meta_path: Path, meta: dict, resolved: dict, model_cfg: dict, cfg: TrainConfig) -> None:
-    """Refuse to continue a checkpoint under another config (naming every differing field)
-    or with fewer epochs than it has already done."""
-    diffs = config_differences(meta.get("config", {}), resolved, allowed=RESUMABLE_FIELDS)
-    if not diffs:  # settings derived from the data (species, core radii) must match too
-        diffs = [f"model (from the data) {d}" for d in config_differences(meta.get("model", {}), model_cfg)]
+def _refuse_differences(meta_path: Path, diffs: list[str]) -> None:
     if diffs:
         raise ConfigError(f"--resume: the config differs from the one the run was started with ({meta_path}): "
                           f"{'; '.join(diffs)}. Only {', '.join(RESUMABLE_FIELDS)} may change on resume; "
                           "start a new run for the rest")
+
+
+def _check_resume(meta_path: Path, meta: dict, resolved: dict, cfg: TrainConfig) -> None:
+    """Refuse to continue a checkpoint under another config (naming every differing field)
+    or with fewer epochs than it has already done."""
+    _refuse_differences(meta_path, config_differences(meta.get("config", {}), resolved, allowed=RESUMABLE_FIELDS))
     if cfg.epochs < int(meta["epoch"]):
         raise ConfigError(f"--resume: the run has done {meta['epoch']} epochs ({meta_path}); epochs = {cfg.epochs} "
                           "is fewer")
+
+
+def _check_data_derived(meta_path: Path, meta: dict, model_cfg: dict) -> None:
+    """The model settings derived from the data (species, core radii) must match too."""
+    diffs = config_differences(meta.get("model", {}), model_cfg)
+    _refuse_differences(meta_path, [f"model (from the data) {d}" for d in diffs])
 
 
 def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock):
