@@ -570,7 +570,7 @@ def load_run(run_dir: str | Path):
     run_dir = Path(run_dir)
     info_path = run_dir / "model.json"
     if not run_dir.is_dir():
-        raise ckpt.CheckpointError(f"{run_dir}: no such run directory")
+        raise ckpt.CheckpointError(f"{run_dir} is not a finished qdyn run (no such directory)")
     if not info_path.exists():
         if (run_dir / "checkpoints" / "latest.json").exists():
             done = json.loads((run_dir / "checkpoints" / "latest.json").read_text()).get("epoch", "?")
