@@ -145,7 +145,7 @@ def run(*, out: Path, small: bool = False, seed: int = 0) -> dict:
     console.print(f"wrote {out / 'invariance_bend_scan.png'}")
 
     report["training"] = _train_step(out / "train", small=small, seed=seed, console=console)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     console.print(f"wrote {out / 'report.json'}")
     return report
 

@@ -84,15 +84,23 @@ def train(
                                                                          "(e.g. REF_energy; data.energy_key)."),
     forces_key: Optional[str] = typer.Option(None, "--forces-key", help="extxyz: the per-atom property holding the "
                                                                          "forces (e.g. REF_forces; data.forces_key)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint (same config; "
+                                                        "only epochs, checkpoint_every, early_stopping_patience may change)."),
     from_prev: bool = typer.Option(False, "--from-prev", help="With --resume: use the previous good checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the training run already in --out."),
 ):
-    """Train a model on energies and forces; writes checkpoints, params, metrics and plots."""
+    """Train a model on energies and forces; writes checkpoints, params, metrics and plots,
+    and a per-epoch log (history.csv) while it runs."""
     from ..train import ConfigError, load_config, parse_config
     from ..train import train as run_train
     from ..checkpoint import CheckpointError
+    from ..rundir import RunDirError, claim
 
+    if from_prev and not resume:
+        typer.echo("error: --from-prev only goes with --resume (it picks the checkpoint a resume starts from)", err=True)
+        raise typer.Exit(2)
     try:
+        claim(out, "training", overwrite=overwrite, continue_flag="--resume", continuing=resume)
         raw = {}
         if config is not None:
             raw = load_config(config).model_dump(mode="json", exclude_unset=True)
@@ -109,7 +117,7 @@ def train(
             raw["epochs"] = epochs
         cfg = parse_config(raw, source=str(config) if config else "<flags>")
         result = run_train(cfg, out, resume=resume, from_prev=from_prev)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, RunDirError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     if result.interrupted:
@@ -134,8 +142,13 @@ def evaluate(
     from ..train import load_run
     from ..train.config import DataConfig
     from ..train.trainer import load_data
+    from ..checkpoint import CheckpointError
 
-    m, params, _ = load_run(model)
+    try:
+        m, params, _ = load_run(model)
+    except CheckpointError as e:
+        typer.echo(f"error: --model {model}: {e}", err=True)
+        raise typer.Exit(2)
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit, energy_key=energy_key,
                               forces_key=forces_key))
     typer.echo(json.dumps(run_eval(m, params, ds), indent=2))

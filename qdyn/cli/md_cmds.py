@@ -43,6 +43,7 @@ def md(
                                                 help="auto [default]: periodic systems use a neighbour list when the "
                                                      "model reads one; on; off."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory [runs/md]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the MD run already in --out."),
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
     from ..md.config import load_md_config
@@ -57,7 +58,7 @@ def md(
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run_md_config(cfg)
+    run_md_config(cfg, overwrite=overwrite)
 
 
 def _echo_progress(info):
@@ -77,13 +78,16 @@ def _start(m, cfg):
     return R, system
 
 
-def run_md_config(cfg) -> None:
-    """Load the model, pick the start structure and neighbour list, run, report."""
+def run_md_config(cfg, *, overwrite: bool = False) -> None:
+    """Claim the output directory, load the model, pick the start structure and neighbour
+    list, run, report."""
     import jax
 
     from ..md import BlowUpError, analysis, model_energy_fn, run_md
     from ..quickstart import quickstart_md
     from ..md.adapters import model_neighbor_fn
+    from ..checkpoint import params_record
+    from ..rundir import RunDirError, claim
     from ..train import load_run
     from ..validation import QdynInputError
 
@@ -92,6 +96,13 @@ def run_md_config(cfg) -> None:
     except Exception as exc:  # a clear one-line message instead of a traceback
         raise typer.BadParameter(f"--model {cfg.model}: {exc}") from None
     out = cfg.out
+    try:
+        claim(out, "MD", overwrite=overwrite, continue_flag="--restart", continuing=cfg.restart)
+    except RunDirError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    provenance = {"model": {"run": str(Path(cfg.model).resolve()),
+                            "params_file_sha256": params_record(Path(cfg.model) / "params.msgpack")["sha256"]}}
     try:
         R, system = _start(m, cfg)
         if cfg.spectrum:
@@ -107,7 +118,7 @@ def run_md_config(cfg) -> None:
                      friction_per_fs=cfg.friction_per_fs, tau_fs=cfg.tau_fs, pressure_bar=cfg.pressure_bar,
                      barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
                      key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
-                     progress=_echo_progress)
+                     progress=_echo_progress, provenance=provenance)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except BlowUpError as exc:

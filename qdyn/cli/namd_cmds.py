@@ -69,6 +69,7 @@ def namd(
     frustrated: str = typer.Option("keep", "--frustrated", help="Frustrated hops: keep, reverse or gradV."),
     seed: int = typer.Option(0, "--seed", help="Random seed of sampling and hops."),
     out: Path = typer.Option(Path("runs/namd"), "--out", help="Output directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the surface-hopping run already in --out."),
 ):
     """Relax the ground state, sample it, excite vertically and run fewest-switches surface
     hopping; writes namd.json and populations.png."""
@@ -77,9 +78,11 @@ def namd(
     from rich.console import Console
 
     from .. import elements
+    from ..data.io import atomic_write_text
     from ..namd import minimize_adiabatic, normal_mode_sampler, run_fssh
     from ..md import BlowUpError, diabatic_fn
     from ..namd import report
+    from ..rundir import RunDirError, claim
     from ..train import load_run
     from ..validation import QdynInputError
 
@@ -96,6 +99,11 @@ def namd(
         raise typer.BadParameter(f"--steps ({steps}) must be a non-negative multiple of --stride ({stride})")
     if substeps < 1:
         raise typer.BadParameter(f"--substeps must be ≥ 1, got {substeps}")
+    try:
+        claim(out, "surface-hopping", overwrite=overwrite)
+    except RunDirError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
     try:
         m, params, _ = load_run(model)
     except Exception as exc:  # a clear one-line message instead of a traceback
@@ -151,7 +159,7 @@ def namd(
         "energy_conservation": report.energy_conservation(res),
         "timings": timings,
     }
-    (out / "namd.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "namd.json", json.dumps(summary, indent=2))
     report.plot_populations(res, out / "populations.png", fit=fit, fit_state=initial_state,
                             title=f"{m.name}: FSSH from S{initial_state}, {replicas} trajectories")
     typer.echo(json.dumps({"out": str(out), "final_active_fraction": res.active_fraction[-1].tolist(),

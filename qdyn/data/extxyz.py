@@ -14,6 +14,7 @@ codes use Hartree, kcal/mol or Bohr and nothing in the format says so).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Optional, Sequence
@@ -148,18 +149,33 @@ class ExtxyzWriter:
         self.masses = np.array([elements.mass(int(z)) for z in species])
         self.box = None if box is None else (np.diag(box) if np.ndim(box) == 1 else np.asarray(box, float))
         self.n_frames = 0
-        lines_per_frame = len(self.symbols) + 2
-        if keep_frames and self.path.exists():
-            with open(self.path) as fh:
-                lines = fh.readlines()[: keep_frames * lines_per_frame]
-            if len(lines) != keep_frames * lines_per_frame:
-                raise RuntimeError(f"{self.path}: holds fewer than the {keep_frames} frames the checkpoint expects")
-            with open(self.path, "w") as fh:
-                fh.writelines(lines)
+        if keep_frames:
+            self._cut_back(keep_frames, len(self.symbols) + 2)
             self.n_frames = keep_frames
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
+
+    def _cut_back(self, keep_frames: int, lines_per_frame: int) -> None:
+        """Drop the frames after the first ``keep_frames`` (written after the checkpoint) with
+        one truncate at the end of the last kept line: a kill leaves the whole file or the cut
+        one, never a rewritten half."""
+        want = keep_frames * lines_per_frame
+        offset, n_lines = 0, 0
+        try:
+            with open(self.path, "rb") as fh:
+                for line in fh:
+                    if n_lines == want or not line.endswith(b"\n"):
+                        break
+                    offset += len(line)
+                    n_lines += 1
+        except FileNotFoundError:
+            raise QdynInputError(f"{self.path}: missing; the checkpoint continues a trajectory of {keep_frames} "
+                                 "frames") from None
+        if n_lines < want:
+            raise QdynInputError(f"{self.path}: holds {n_lines // lines_per_frame} complete frames, fewer than the "
+                                 f"{keep_frames} the checkpoint expects (truncated?)")
+        os.truncate(self.path, offset)
 
     def append(self, *, time_fs, R, V, energy, temperature, cell=None):
         """Append frames: time [F] fs, R [F, n, 3] Å, V [F, n, 3] Å/fs, energy [F] eV (potential),

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from ..checkpoint import load_state, save_state
+from ..checkpoint import arrays_sha256, load_state, save_state
 from ..data.io import atomic_write_text
 from ..system import System, stack
 from ..validation import QdynInputError
@@ -237,6 +237,7 @@ def run_md(
     max_temperature_K: Optional[float] = None,
     progress: Optional[Callable[[dict], None]] = _default_progress,
     progress_every_s: float = 5.0,
+    provenance: Optional[dict] = None,
 ) -> MDResult:
     """Run MD of ``replicas`` independent copies with any qdyn energy function.
 
@@ -277,6 +278,11 @@ def run_md(
         progress: callback with a dict (step, n_steps, time_ps, temperature_K, drift_eV,
             ns_per_day), or None for silence.
         progress_every_s: seconds between progress calls.
+        provenance: JSON fields recorded in ``md.json`` (e.g. the model's run directory).
+
+    The checkpoints and ``md.json`` record a checksum of ``params``: a restart with other
+    parameters is refused, as is one whose trajectory files are missing or hold fewer
+    frames than the checkpoint, or whose ``n_steps`` is below the steps already done.
 
     Returns:
         :class:`MDResult`.
@@ -299,9 +305,13 @@ def run_md(
     # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
     # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
     dof = momenta.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
-    progs = _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
-                      float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                      None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+
+    def programs(fpb):
+        return _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
+                         float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
+                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+
+    progs = programs(fpb)
     batched_sys = stack(systems)
     T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
     if max_temperature_K is None:
@@ -316,14 +326,22 @@ def run_md(
                              float(T0))
 
     out = None if out_dir is None else Path(out_dir)
-    meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride)
+    params_sha256 = arrays_sha256(np.asarray(x) for x in jax.tree_util.tree_leaves(params))
+    meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride, params_sha256)
     frames_start = 0
+    stored = list(range(min(store_replicas, replicas)))
     if restart:
         states, frames_start = _restore(out / "checkpoint.npz", states, meta(0, 0))
+        if frames_start > n_frames:
+            raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
+                                 f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
+        _check_restart_files(out, trajectory_formats, stored)
+        if (n_frames - frames_start) % fpb:  # every block of the rest must have the compiled length
+            fpb = _frames_per_block(n_frames - frames_start, frames_per_block)
+            progs = programs(fpb)
         if nbrs is not None:
             nbrs = _allocate(neighbor_fn, np.asarray(states.position))
         pe0 = progs.potential(states, batched_sys, nbrs, params)
-    stored = list(range(min(store_replicas, replicas)))
     writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
                             variable_cell=ensemble == "npt", keep_frames=frames_start)
     mass_j = jnp.asarray(mass)
@@ -370,7 +388,8 @@ def run_md(
     result = recorder.result(loop.carry[0], loop.n_reallocations, steps_run, replicas, t_start, out)
     if out is not None:
         _write_summary(out / "md.json", result, progs.integ, mass, dt_fs=dt_fs, n_steps=n_steps, replicas=replicas,
-                       temperature_K=temperature_K, pressure_bar=pressure_bar)
+                       temperature_K=temperature_K, pressure_bar=pressure_bar,
+                       provenance={**(provenance or {}), "params_sha256": params_sha256})
     return result
 
 
@@ -425,14 +444,38 @@ def _spread(neighbor_fn, template, Rp):
 
 
 def _restore(path: Path, template, expected: dict):
-    """(state, frames done) from a checkpoint written by this kind of run."""
+    """(state, frames done) from a checkpoint written by this kind of run with these params."""
     if not path.exists():
         raise QdynInputError(f"restart=True but {path} does not exist")
     state, meta = load_state(path, template)
     for k in ("ensemble", "dt_fs", "replicas", "stride"):
         if meta.get(k) != expected[k]:
             raise QdynInputError(f"{path}: checkpoint has {k}={meta.get(k)!r}, this run asks for {expected[k]!r}")
+    recorded = meta.get("params_sha256")  # absent in checkpoints written before it was recorded
+    if recorded is not None and recorded != expected["params_sha256"]:
+        raise QdynInputError(f"{path}: the checkpoint was written with another model (params sha256 "
+                             f"{recorded[:12]}…, this run's {expected['params_sha256'][:12]}…); restart with the "
+                             "model that started the run, or start a new run elsewhere")
     return state, int(meta["frames"])
+
+
+def _trajectory_files(out: Path, formats, stored) -> list[tuple[Optional[int], Path]]:
+    """``(replica, path)``: an extxyz file per stored replica, one H5MD file for all (None)."""
+    files = []
+    if "extxyz" in formats:
+        files += [(r, out / ("trajectory.xyz" if len(stored) == 1 else f"trajectory_r{r:04d}.xyz")) for r in stored]
+    if "h5md" in formats:
+        files.append((None, out / "trajectory.h5"))
+    return files
+
+
+def _check_restart_files(out: Path, formats, stored) -> None:
+    """Refuse a restart whose trajectory files are gone (before any of them is touched);
+    the writers then check that each holds the checkpoint's frames."""
+    missing = [p.name for _, p in _trajectory_files(out, formats, stored) if not p.exists()]
+    if missing:
+        raise QdynInputError(f"restart: {', '.join(missing)} missing from {out}; the checkpoint continues a "
+                             "trajectory that is no longer there (start a new run instead)")
 
 
 def _open_writers(out: Optional[Path], formats, stored, species, box, *, variable_cell: bool, keep_frames: int):
@@ -445,13 +488,12 @@ def _open_writers(out: Optional[Path], formats, stored, species, box, *, variabl
     from .trajectory import H5MDWriter
 
     writers = []
-    if "extxyz" in formats:
-        for r in stored:
-            name = "trajectory.xyz" if len(stored) == 1 else f"trajectory_r{r:04d}.xyz"
-            writers.append((r, ExtxyzWriter(out / name, species, box, keep_frames=keep_frames)))
-    if "h5md" in formats:
-        writers.append((None, H5MDWriter(out / "trajectory.h5", species, box, replicas=stored,
-                                         variable_cell=variable_cell, keep_frames=keep_frames)))
+    for r, path in _trajectory_files(out, formats, stored):
+        if r is not None:
+            writers.append((r, ExtxyzWriter(path, species, box, keep_frames=keep_frames)))
+        else:
+            writers.append((None, H5MDWriter(path, species, box, replicas=stored, variable_cell=variable_cell,
+                                             keep_frames=keep_frames)))
     return writers
 
 
@@ -546,10 +588,11 @@ class _Recorder:
 
 
 def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_fs, n_steps, replicas,
-                   temperature_K, pressure_bar):
-    """``md.json``: settings, degrees of freedom, timings and mean temperature (and density)."""
+                   temperature_K, pressure_bar, provenance: dict):
+    """``md.json``: the model (``provenance``), settings, degrees of freedom, timings and mean
+    temperature (and density)."""
     n = len(result.kinetic)
-    summary = {"ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": n_steps, "replicas": replicas,
+    summary = {**provenance, "ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": n_steps, "replicas": replicas,
                "temperature_K": temperature_K, "dof": result.dof, "n_reallocations": result.n_reallocations,
                "timings": result.timings, "mean_temperature_K": float(result.temperature.mean()) if n else None}
     if result.volume is not None and n:
@@ -560,8 +603,9 @@ def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_
     atomic_write_text(path, json.dumps(summary, indent=2))
 
 
-def _meta(integ, dt_fs, replicas, stride, step, frames):
+def _meta(integ, dt_fs, replicas, stride, params_sha256, step, frames):
     return {"ensemble": integ.ensemble, "dt_fs": float(dt_fs), "replicas": replicas, "stride": stride,
+            "params_sha256": params_sha256,
             "step": int(step), "frames": int(frames), "units": "Å, amu, eV; momentum amu·Å/τ, τ = "
             f"{units.TIME_UNIT_FS} fs"}
 

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import __version__
+from ..validation import QdynInputError
 
 
 class H5MDWriter:
@@ -42,14 +43,22 @@ class H5MDWriter:
         self.variable_cell = bool(variable_cell)
         box = _as_cell(box)
         n = len(species)
-        if keep_frames and self.path.exists():
-            self.f = h5py.File(self.path, "a")
-            for name in self._series_names():
-                for ds in ("step", "time", "value"):
-                    d = self.f[name][ds]
-                    if d.shape[0] < keep_frames:
-                        raise RuntimeError(f"{self.path}: {name} has fewer than {keep_frames} frames")
-                    d.resize(keep_frames, axis=0)
+        if keep_frames:
+            if not self.path.exists():
+                raise QdynInputError(f"{self.path}: missing; the checkpoint continues a trajectory of {keep_frames} "
+                                     "frames")
+            try:
+                self.f = h5py.File(self.path, "a")
+            except OSError as e:
+                raise QdynInputError(f"{self.path}: cannot be opened as HDF5 (truncated or corrupt?): {e}") from None
+            series = [self.f[name][ds] for name in self._series_names() for ds in ("step", "time", "value")]
+            short = [d.name for d in series if d.shape[0] < keep_frames]
+            if short:  # checked for all before any is cut
+                self.f.close()
+                raise QdynInputError(f"{self.path}: {short[0]} holds fewer than the {keep_frames} frames the "
+                                     "checkpoint expects (truncated?)")
+            for d in series:
+                d.resize(keep_frames, axis=0)
             self.n_frames = keep_frames
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,10 @@ def plot_populations(res: FSSHResult, path, *, title: str = "", fit: Optional[di
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from ..data.io import atomic_write
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=path.suffix)
+    finally:
+        plt.close(fig)
     return path

@@ -132,3 +132,32 @@ def template_yaml() -> str:
         key = line.strip().split(" ")[0]
         lines.append(line + comments.get(key, ""))
     return "\n".join(lines) + "\n"
+
+
+#: Fields ``--resume`` may change: they decide how long a run goes on and how often it
+#: checkpoints, not what a step computes. Everything else (model, data, loss, optimiser,
+#: batch size, seeds, stages) must match the run's recorded config. Changing ``epochs``
+#: stretches the learning-rate schedule and the loss-weight ramps to the new length from
+#: the step where the run continues.
+RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "early_stopping_patience")
+
+
+def _flatten(d, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def config_differences(recorded: dict, new: dict, *, allowed=()) -> list[str]:
+    """``["model.layers: 2 -> 4", ...]`` for every field of ``new`` that differs from
+    ``recorded`` (both resolved configs as JSON-like dicts), ignoring ``allowed`` fields."""
+    a, b = _flatten(recorded), _flatten(new)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key in allowed or a.get(key, "<unset>") == b.get(key, "<unset>"):
+            continue
+        diffs.append(f"{key}: {a.get(key, '<unset>')} -> {b.get(key, '<unset>')}")
+    return diffs

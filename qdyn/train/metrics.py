@@ -38,6 +38,20 @@ def multistate_metrics(E_pred, E_true, F_pred, F_true, mask) -> list[dict]:
                           None if F_true is None else np.asarray(F_true)[:, k], mask) for k in range(S)]
 
 
+def _save_figure(fig, path) -> Path:
+    """Write a figure atomically (a watcher or a kill never sees half a PNG) and close it."""
+    import matplotlib.pyplot as plt
+
+    from ..data.io import atomic_write
+
+    path = Path(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120), suffix=path.suffix)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def parity_plot(path, E_pred, E_true, F_pred, F_true, mask, *, title: str = "") -> Path:
     import matplotlib
 
@@ -63,10 +77,7 @@ def parity_plot(path, E_pred, E_true, F_pred, F_true, mask, *, title: str = "") 
         ax.set_ylabel("predicted F [eV/Å]")
         ax.set_title(f"{title} force components")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def learning_curve(path, history: list[dict]) -> Path:
@@ -89,7 +100,4 @@ def learning_curve(path, history: list[dict]) -> Path:
         axes[1].legend()
         axes[1].set_title("validation")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)

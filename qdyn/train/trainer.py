@@ -26,12 +26,15 @@ from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn
 from ..system import System
 from .. import checkpoint as ckpt
+from .. import rundir
+from ..data.io import atomic_write_text
 from .batches import Batch, batches_of, make_batch
-from .config import TrainConfig
+from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, config_differences
+from .logs import HistoryLog, refresh_history
 from .losses import make_loss_fn, make_multistate_loss_fn
-from .metrics import error_metrics, learning_curve, multistate_metrics, parity_plot
+from .metrics import error_metrics, multistate_metrics, parity_plot
 from .normalize import force_rms, species_reference_energies
-from .optim import make_optimizer
+from .optim import make_optimizer, make_schedule
 
 EVAL_CHUNK = 64
 
@@ -314,13 +317,13 @@ def _fresh_state(tx, params, stage_idx: int) -> dict:
     }
 
 
-def _resolved_config(cfg: TrainConfig, ds, data) -> dict:
+def _resolved_config(cfg: TrainConfig, data) -> dict:
     resolved = cfg.model_dump(mode="json")
     if data is not None:
         # cfg.data.path did not supply these frames: record what did, so the run's provenance
         # is not the default path (a CLI resume then fails clearly instead of loading it)
-        name = ds.metadata.get("name") or ds.source
-        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {ds.n_frames} frames>"
+        name = data.metadata.get("name") or data.source
+        resolved["data"]["path"] = f"<Dataset passed to train(): {name}, {data.n_frames} frames>"
     return resolved
 
 
@@ -372,11 +375,27 @@ def train(
         data: an already loaded Dataset (else ``cfg.data`` is loaded).
 
     Ctrl-C checkpoints the current position and returns with ``interrupted=True``.
+
+    A fresh start removes an earlier training run's outputs from ``out`` (the ``qdyn train``
+    command refuses such a directory unless ``--overwrite``); a resume refuses a config that
+    differs from the run's recorded one except in
+    :data:`~qdyn.train.config.RESUMABLE_FIELDS`, naming the differing fields.
     """
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ds, run = _prepare(cfg, data)
+    if from_prev and not resume:
+        raise ConfigError("from_prev picks the checkpoint a resume starts from: it needs resume=True")
+    ckdir = out / "checkpoints"
+    resolved = _resolved_config(cfg, data)
+    if resume:  # refused before any data is loaded or anything compiled
+        name = "prev" if from_prev else "latest"
+        meta = ckpt.verify(ckdir, name=name)
+        _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
+    _, run = _prepare(cfg, data)
+    if out.is_dir():
+        rundir.clean_stale_temporaries(out)
+        if not resume:
+            rundir.clear(out, "training")
     stages = _stages(cfg)
     bs = min(cfg.batch_size, run.train_ds.n_frames)
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
@@ -385,29 +404,32 @@ def train(
            for _, e0, e1, groups in stages]
     steps = [_make_step(cfg, run.loss_fn, tx) for tx in txs]
 
-    ckdir = out / "checkpoints"
     history: list = []
     if resume:
-        name = "prev" if from_prev else "latest"
-        meta = ckpt.verify(ckdir, name=name)
+        _check_data_derived(ckdir / f"{name}.json", meta, run.model_cfg)
         stage = int(meta["stage"])
         state, meta = ckpt.load(ckdir, _fresh_state(txs[stage], run.params0, stage), name=name)
         history = meta.get("history", [])
     else:
         state = _fresh_state(txs[0], run.params0, 0)
-    resolved = _resolved_config(cfg, ds, data)
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume or resolved != meta["config"]:
+        # written once at a fresh start; again only when a resume changed a resumable field
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    log = HistoryLog(out, history)
 
     def save_checkpoint():
         c = state["counters"]
         ckpt.save(ckdir, state, {"epoch": int(c["epoch"]), "batch": int(c["batch"]), "step": int(c["step"]),
                                   "stage": int(c["stage"]), "config": resolved, "model": run.model_cfg,
                                   "normalization": run.norm_info, "versions": _versions(), "history": history})
+        log.refresh(history)
 
     bar = _Progress(progress, run.model.name, cfg.epochs * steps_per_epoch, int(state["counters"]["step"]))
     interrupted = False
     try:
-        _epochs(cfg, run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint)
+        clock = _WallClock(t_start, history[-1].get("wall_s", 0.0) if history else 0.0)
+        _epochs(cfg, run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock)
     except KeyboardInterrupt:
         interrupted = True
         save_checkpoint()
@@ -427,9 +449,42 @@ def train(
                        interrupted=interrupted, seconds=seconds)
 
 
-def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint):
+class _WallClock:
+    """Training wall time in seconds, summed over the calls of a resumed run."""
+
+    def __init__(self, t_start: float, before: float):
+        self.t_start, self.before = t_start, before
+
+    def __call__(self) -> float:
+        return self.before + time.perf_counter() - self.t_start
+
+
+def _refuse_differences(meta_path: Path, diffs: list[str]) -> None:
+    if diffs:
+        raise ConfigError(f"--resume: the config differs from the one the run was started with ({meta_path}): "
+                          f"{'; '.join(diffs)}. Only {', '.join(RESUMABLE_FIELDS)} may change on resume; "
+                          "start a new run for the rest")
+
+
+def _check_resume(meta_path: Path, meta: dict, resolved: dict, cfg: TrainConfig) -> None:
+    """Refuse to continue a checkpoint under another config (naming every differing field)
+    or with fewer epochs than it has already done."""
+    _refuse_differences(meta_path, config_differences(meta.get("config", {}), resolved, allowed=RESUMABLE_FIELDS))
+    if cfg.epochs < int(meta["epoch"]):
+        raise ConfigError(f"--resume: the run has done {meta['epoch']} epochs ({meta_path}); epochs = {cfg.epochs} "
+                          "is fewer")
+
+
+def _check_data_derived(meta_path: Path, meta: dict, model_cfg: dict) -> None:
+    """The model settings derived from the data (species, core radii) must match too."""
+    diffs = config_differences(meta.get("model", {}), model_cfg)
+    _refuse_differences(meta_path, [f"model (from the data) {d}" for d in diffs])
+
+
+def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock):
     """The host loop over epochs and minibatches; raises KeyboardInterrupt at ``max_steps``."""
     val_loss = jax.jit(lambda p, b, wE, wF, wn: run.loss_fn(p, b, wE, wF, wn)[0])
+    steps_per_epoch = -(-run.train_ds.n_frames // bs)
     steps_this_call = 0
     while int(state["counters"]["epoch"]) < cfg.epochs:
         c = state["counters"]
@@ -455,6 +510,10 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         state["epoch_loss_sum"] = np.float64(0.0)
         eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
         score = _validate(run, eval_params, val_loss, w, record)
+        e0, e1 = stages[si][1], stages[si][2]
+        lr = make_schedule(cfg.optim, (e1 - e0) * steps_per_epoch)(int(c["step"]) - 1 - e0 * steps_per_epoch)
+        record["lr"] = float(lr)
+        record["wall_s"] = clock()
         if score < float(state["best_val"]):
             state["best_val"] = np.float64(score)
             state["best_params"] = eval_params
@@ -462,6 +521,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         else:
             c["bad_epochs"] = np.int64(int(c["bad_epochs"]) + 1)
         history.append(record)
+        log.append(record)
         c["epoch"] = np.int64(epoch + 1)
         c["batch"] = np.int64(0)
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
@@ -483,11 +543,10 @@ def _validate(run: _Run, params, val_loss, w, record: dict) -> float:
 
 
 def _write_results(out: Path, run: _Run, final, history, metrics: dict) -> None:
-    """Parameters, model description, metrics per split, parity plot and learning curve."""
+    """Parameters, metrics per split, parity plot, learning curve, and last ``model.json``,
+    which marks the run finished (a run killed before it is resumable, not loadable)."""
     model = run.model
     ckpt.save_params(out / "params.msgpack", final)
-    (out / "model.json").write_text(json.dumps({"model": run.model_cfg, "normalization": run.norm_info,
-                                                 "versions": _versions()}, indent=2))
     for name, part in (("train", run.train_ds), ("val", run.val_ds), ("test", run.test_ds)):
         if not part.n_frames:
             continue
@@ -499,20 +558,34 @@ def _write_results(out: Path, run: _Run, final, history, metrics: dict) -> None:
         metrics[name] = m
         if name == "test" or (name == "val" and not run.test_ds.n_frames):
             parity_plot(out / f"parity_{name}.png", E, part.E, F, part.F, part.Z > 0, title=model.name)
-    if history:
-        learning_curve(out / "learning_curve.png", history)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    refresh_history(out, history)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(out / "model.json", json.dumps({"model": run.model_cfg, "normalization": run.norm_info,
+                                                      "versions": _versions()}, indent=2))
 
 
 def load_run(run_dir: str | Path):
-    """(model, params, config) of a finished run directory."""
+    """(model, params, info) of a finished run directory; the parameters are checked against
+    their checksum and the model's shapes.
+
+    Raises:
+        CheckpointError: not a finished run (missing, unfinished, or damaged files).
+    """
     run_dir = Path(run_dir)
     info_path = run_dir / "model.json"
+    if not run_dir.is_dir():
+        raise ckpt.CheckpointError(f"{run_dir} is not a finished qdyn run (no such directory)")
     if not info_path.exists():
+        if (run_dir / "checkpoints" / "latest.json").exists():
+            done = json.loads((run_dir / "checkpoints" / "latest.json").read_text()).get("epoch", "?")
+            raise ckpt.CheckpointError(f"{run_dir} is an unfinished training run (checkpoint after epoch {done}, "
+                                       f"no model.json); finish it with `qdyn train --out {run_dir} --resume`")
         raise ckpt.CheckpointError(f"{run_dir} is not a finished qdyn run (no model.json)")
-    info = json.loads(info_path.read_text())
-    mc = info["model"]
+    try:
+        info = json.loads(info_path.read_text())
+        mc = info["model"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ckpt.CheckpointError(f"{info_path} is corrupt ({type(e).__name__}: {e})") from None
     model = build_model(mc, species=mc.get("species", ()))
     params = ckpt.load_params(run_dir / "params.msgpack", model.init(jax.random.PRNGKey(0)))
     return model, params, info

@@ -1,0 +1,59 @@
+"""Live training logs: what a batch job without a terminal can watch while it runs.
+
+* ``history.csv``: one row per epoch, appended and flushed as soon as the epoch ends
+  (``tail -f`` works; pandas reads it at any moment).
+* ``history.json`` and ``learning_curve.png``: refreshed (atomically) at every checkpoint,
+  and at the end of the run.
+
+On resume the CSV is rewritten (atomically) from the checkpoint's history, so epochs run
+after the last checkpoint of a killed run are not listed twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..data.io import atomic_write_text
+from .metrics import learning_curve
+
+#: the CSV's columns; an epoch without validation frames leaves the val_* cells empty
+COLUMNS = ("epoch", "stage", "train_loss", "val_loss", "val_energy_mae_meV", "val_force_mae_meV_per_A", "lr",
+           "wall_s")
+
+
+def _rows_text(records, *, header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for r in records:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+class HistoryLog:
+    """The run's per-epoch log files in ``out``, starting from ``history`` (resumed epochs)."""
+
+    def __init__(self, out: Path, history: list[dict]):
+        self.out = Path(out)
+        self.csv_path = self.out / "history.csv"
+        atomic_write_text(self.csv_path, _rows_text(history, header=True))
+
+    def append(self, record: dict) -> None:
+        """Add one epoch's row and flush it to the file."""
+        with open(self.csv_path, "a") as fh:
+            fh.write(_rows_text([record], header=False))
+            fh.flush()
+
+    def refresh(self, history: list[dict]) -> None:
+        refresh_history(self.out, history)
+
+
+def refresh_history(out: Path, history: list[dict]) -> None:
+    """Rewrite ``history.json`` and the learning curve in ``out`` from the full history."""
+    atomic_write_text(Path(out) / "history.json", json.dumps(history, indent=1))
+    if history:
+        learning_curve(Path(out) / "learning_curve.png", history)
