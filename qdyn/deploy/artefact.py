@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import __version__
 from ..validation import QdynInputError, check_box, check_positions, check_species
+from .atom_order import model_template
 
 FORMAT = "qdyn-model"
 FORMAT_VERSION = 1
@@ -66,15 +67,6 @@ class ArtefactError(QdynInputError):
 
 
 # -- writing ---------------------------------------------------------------------------------
-def _template_of(model):
-    """The model's molecule template (None for descriptor models that take any atoms)."""
-    if "template" not in model.config:
-        return None
-    from ..quantum.templates import resolve_template
-
-    return resolve_template(model.config["template"], model.config.get("rep"))[0]
-
-
 def _batched(fn, periodic: bool):
     from ..system import System
 
@@ -119,7 +111,7 @@ def save(path: str | Path, model, params, *, source: Optional[str] = None) -> Pa
 
     if not jax.config.read("jax_enable_x64"):
         raise QdynInputError("exporting needs float64: call qdyn.enable_x64() first")
-    template = _template_of(model)
+    template = model_template(model)
     n_atoms = None if template is None else len(template.symbols)
     periodic = template is None  # descriptor models see boxes (minimum image); template circuits do not
     members = {_FREE: _export(_batched(energy_and_forces_fn(model.apply), False), params, n_atoms, False)}

@@ -69,3 +69,13 @@ def template_permutation(numbers: Sequence[int], R, template_species: Sequence[i
         if cost < best_cost:
             best, best_cost = perm, cost
     return best
+
+
+def model_template(model):
+    """The molecule template a model reads its atoms through, or None for models that
+    take any atoms in any order (descriptor models)."""
+    if "template" not in model.config:
+        return None
+    from ..quantum.templates import resolve_template
+
+    return resolve_template(model.config["template"], model.config.get("rep"))[0]

@@ -133,6 +133,20 @@ def energy_and_forces(model: EnergyModel, params, R, system: System):
     return E, F
 
 
+@functools.lru_cache(maxsize=64)
+def _jitted_stress(apply: Callable):
+    return jax.jit(energy_forces_stress_fn(apply))
+
+
+def energy_forces_stress(model: EnergyModel, params, R, system: System):
+    """Energy [eV], forces [eV/Å] and stress [3, 3] eV/Å³ of one periodic configuration
+    (:func:`energy_forces_stress_fn`), validated on the host first."""
+    if system.box is None:
+        raise ValueError("stress needs a periodic box")
+    model.check(R, system)
+    return _jitted_stress(model.apply)(params, jnp.asarray(R), system)
+
+
 def batch_energy_and_forces(model: EnergyModel, params, R, system: System, *, chunk: int = 256):
     """Energies [n] and forces [n, n_atoms, 3] for many configurations.
 
