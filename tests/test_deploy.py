@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory):
     from qdyn.train import parse_config, train
 
     run = tmp_path_factory.mktemp("deploy") / "run"
-    cfg = parse_config({"model": BPNN, "data": {"n_train": 64, "n_val": 8, "n_test": 8}, "epochs": 30,
+    cfg = parse_config({"model": BPNN, "data": {"n_train": 64, "n_val": 8, "n_test": 8}, "epochs": 12,
                         "batch_size": 16, "optim": {"learning_rate": 1e-2}})
     res = train(cfg, run, progress=False, data=load_shipped("H2O").subset(np.arange(80)))
     return run, res.model, res.params
@@ -243,7 +243,6 @@ def test_ipi_client_serves_md_steps_through_a_socket(exported, tmp_path):
 
 
 def test_bad_model_files_give_one_line_errors(exported, tmp_path):
-    blob = bytearray(exported.read_bytes())
     (tmp_path / "notzip.qdyn").write_text("hello")
     with pytest.raises(ArtefactError, match="not a qdyn model file"):
         load(tmp_path / "notzip.qdyn")
@@ -259,7 +258,6 @@ def test_bad_model_files_give_one_line_errors(exported, tmp_path):
             out.writestr(item, data)
     with pytest.raises(ArtefactError, match="params.npz is corrupted"):
         load(tmp_path / "bad.qdyn")
-    assert len(blob) > 0
     result = CliRunner().invoke(app, ["export", "--model", str(tmp_path), "--out", str(tmp_path / "x.qdyn")])
     assert result.exit_code == 2 and "not a finished qdyn run" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "x.qdyn").exists()

@@ -78,7 +78,12 @@ def _batched(fn, periodic: bool):
     return jax.vmap(one, in_axes=axes)
 
 
-def _export(fn, params, n_atoms: Optional[int], periodic: bool) -> bytes:
+# Lowered for both so that a file written on a laptop runs on a GPU node (and back); each
+# platform's program is compiled only where it runs.
+PLATFORMS = ("cpu", "cuda")
+
+
+def _export(fn, params, n_atoms: Optional[int], periodic: bool, platforms: Sequence[str]) -> bytes:
     from jax import export
 
     b, n = export.symbolic_shape("b, n") if n_atoms is None else (export.symbolic_shape("b")[0], n_atoms)
@@ -86,14 +91,15 @@ def _export(fn, params, n_atoms: Optional[int], periodic: bool) -> bytes:
             jax.ShapeDtypeStruct((b, n, 3), jnp.float64), jax.ShapeDtypeStruct((b, n), jnp.int32)]
     if periodic:
         args.append(jax.ShapeDtypeStruct((b, 3, 3), jnp.float64))
-    return export.export(jax.jit(fn))(*args).serialize()
+    return export.export(jax.jit(fn), platforms=tuple(platforms))(*args).serialize()
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save(path: str | Path, model, params, *, source: Optional[str] = None) -> Path:
+def save(path: str | Path, model, params, *, source: Optional[str] = None,
+         platforms: Sequence[str] = PLATFORMS) -> Path:
     """Write ``model`` with ``params`` as one ``.qdyn`` file (atomically).
 
     Args:
@@ -101,6 +107,7 @@ def save(path: str | Path, model, params, *, source: Optional[str] = None) -> Pa
         model: an :class:`~qdyn.models.base.EnergyModel`.
         params: its parameters (float64).
         source: where the model came from (e.g. the run directory), recorded in the manifest.
+        platforms: JAX platforms the programs are lowered for (any subset of cpu, cuda, rocm, tpu).
 
     Raises:
         QdynInputError: float64 is off, or the model is multistate-only in a way the
@@ -114,9 +121,10 @@ def save(path: str | Path, model, params, *, source: Optional[str] = None) -> Pa
     template = model_template(model)
     n_atoms = None if template is None else len(template.symbols)
     periodic = template is None  # descriptor models see boxes (minimum image); template circuits do not
-    members = {_FREE: _export(_batched(energy_and_forces_fn(model.apply), False), params, n_atoms, False)}
+    members = {_FREE: _export(_batched(energy_and_forces_fn(model.apply), False), params, n_atoms, False, platforms)}
     if periodic:
-        members[_PERIODIC] = _export(_batched(energy_forces_stress_fn(model.apply), True), params, n_atoms, True)
+        members[_PERIODIC] = _export(_batched(energy_forces_stress_fn(model.apply), True), params, n_atoms, True,
+                                     platforms)
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     buf = io.BytesIO()
     np.savez(buf, **{f"leaf{i:04d}": np.asarray(v) for i, (_, v) in enumerate(leaves)})
@@ -126,6 +134,7 @@ def save(path: str | Path, model, params, *, source: Optional[str] = None) -> Pa
         "jax_version": jax.__version__, "name": model.name, "family": model.config.get("family"),
         "species": [int(z) for z in model.species], "cutoff": model.config.get("cutoff"),
         "n_atoms": n_atoms, "periodic": periodic, "units": UNITS, "dtype": "float64",
+        "platforms": list(platforms),
         "template": None if template is None else {"species": list(template.species),
                                                    "vectors": [list(v) for v in template.vectors],
                                                    "name": template.name},
@@ -185,6 +194,10 @@ class ExportedModel:
         from jax import export
 
         self.manifest, self.path = manifest, path
+        backend = jax.default_backend()
+        platforms = set(manifest["platforms"])
+        if backend not in platforms and not (backend == "gpu" and platforms & {"cuda", "rocm"}):
+            raise ArtefactError(f"{path}: exported for {sorted(platforms)}, this JAX runs on {backend}")
         self.species = tuple(manifest["species"])
         self.cutoff = manifest["cutoff"]
         self.n_atoms = manifest["n_atoms"]
