@@ -242,6 +242,66 @@ def test_ipi_client_serves_md_steps_through_a_socket(exported, tmp_path):
     assert np.abs(forces[-1][0] - forces[0][0]).max() > 1e-5  # the atoms moved
 
 
+def _ipi_script():
+    """The ``i-pi`` executable next to this Python, or None where i-PI is not installed."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    if importlib.util.find_spec("ipi") is None:
+        return None
+    beside = Path(sys.executable).with_name("i-pi")
+    return str(beside) if beside.exists() else shutil.which("i-pi")
+
+
+@pytest.mark.skipif(_ipi_script() is None, reason="i-PI is not installed (pip install ipi; in the test extras)")
+def test_ipi_drives_md_with_the_exported_model(exported, tmp_path):
+    """i-PI itself (examples/ipi/input.xml, three NVE steps) with ``qdyn serve-ipi`` as its
+    force client: the forces and energies i-PI records equal the direct calculator's at the
+    positions it records, and the atoms move."""
+    import shutil
+    from pathlib import Path
+
+    from ase import Atoms
+
+    example = Path(__file__).parents[1] / "examples" / "ipi"
+    name = f"qdyn-test-{uuid.uuid4().hex[:8]}"
+    xml = (example / "input.xml").read_text()
+    xml = xml.replace("<address>qdyn</address>", f"<address>{name}</address>")
+    xml = xml.replace("<total_steps>20</total_steps>", "<total_steps>3</total_steps>")
+    (tmp_path / "input.xml").write_text(xml)
+    shutil.copy(example / "init.xyz", tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(tmp_path / "ipi.log", "w") as log:
+        server = subprocess.Popen([sys.executable, _ipi_script(), "input.xml"], cwd=tmp_path, stdout=log,
+                                  stderr=subprocess.STDOUT, env=env)
+        try:
+            client = subprocess.run([sys.executable, "-c", "from qdyn.cli.app import main; main()", "serve-ipi",
+                                     "--model", str(exported), "--structure", "init.xyz", "--unix", name,
+                                     "--wait", "120"], cwd=tmp_path, capture_output=True, text=True,
+                                    timeout=300, env=env)
+            assert client.returncode == 0, client.stderr[-1000:] + (tmp_path / "ipi.log").read_text()[-1000:]
+            assert server.wait(timeout=60) == 0, (tmp_path / "ipi.log").read_text()[-2000:]
+        finally:
+            if server.poll() is None:
+                server.kill()
+    import ase.io
+
+    positions = ase.io.read(tmp_path / "water.pos_0.xyz", index=":", format="xyz")
+    forces = ase.io.read(tmp_path / "water.for_0.xyz", index=":", format="xyz")
+    potential = np.loadtxt(tmp_path / "water.out")[:, 3]
+    assert len(positions) == len(forces) == len(potential) == 4
+    direct = QdynCalculator.from_file(exported)
+    for atoms, F, E in zip(positions, forces, potential):
+        ref = Atoms(numbers=[8, 1, 1], positions=atoms.positions, calculator=direct)
+        # i-PI's xyz trajectories hold positions to 1e-6 Å: the reference is evaluated at
+        # rounded positions (the exact round trip is test_ipi_client_serves_md_steps_through_a_socket)
+        np.testing.assert_allclose(F.positions, ref.get_forces(), rtol=0, atol=2e-4)
+        # i-PI converts to eV with its own 8-digit constant (1 eV = 0.036749326 Ha)
+        np.testing.assert_allclose(E, ref.get_potential_energy(), rtol=2e-7, atol=1e-5)
+    assert np.abs(positions[-1].positions - positions[0].positions).max() > 1e-4  # the atoms moved
+
+
 def test_bad_model_files_give_one_line_errors(exported, tmp_path):
     (tmp_path / "notzip.qdyn").write_text("hello")
     with pytest.raises(ArtefactError, match="not a qdyn model file"):

@@ -47,6 +47,21 @@ def _calculator(model: Path):
     return QdynCalculator.from_run(model) if model.is_dir() else QdynCalculator.from_file(model)
 
 
+def _connect(make_client, wait: float, where: str):
+    """The client, retrying every 0.2 s for ``wait`` seconds while the server is not up yet
+    (i-PI and its clients are usually started together)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return make_client()
+        except OSError as e:
+            if time.monotonic() > deadline:
+                _fail(f"cannot connect to the i-PI server at {where} (waited {wait:g} s): {e}")
+            time.sleep(0.2)
+
+
 def serve_ipi(
     model: Path = typer.Option(..., "--model", help="A finished run directory or an exported .qdyn file."),
     structure: Path = typer.Option(..., "--structure",
@@ -56,7 +71,8 @@ def serve_ipi(
                                        help="UNIX socket NAME (i-PI <address>NAME</address>, the file /tmp/ipi_NAME)."),
     host: str = typer.Option("localhost", "--host", help="Server host for an inet socket."),
     port: Optional[int] = typer.Option(None, "--port", help="Server port for an inet socket (default 31415)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for the server [s]."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Socket timeout once connected [s] (default: none)."),
+    wait: float = typer.Option(60.0, "--wait", help="Keep trying to connect this long while the server starts [s]."),
 ):
     """Serve energies, forces and virial to an i-PI server (or LAMMPS fix ipi, ASE's
     SocketIOCalculator) through ASE's socket client, until the server sends EXIT."""
@@ -76,13 +92,9 @@ def serve_ipi(
     except Exception as e:  # ASE raises many types for unreadable files
         _fail(f"--structure {structure}: ASE could not read it ({type(e).__name__}: {e})")
     atoms.calc = calc
-    try:
-        client = SocketClient(host=host, port=port, unixsocket=unix, timeout=timeout)
-    except OSError as e:
-        where = f"/tmp/ipi_{unix}" if unix else f"{host}:{port or 31415}"
-        _fail(f"cannot connect to the i-PI server at {where}: {e}")
-    typer.echo(f"connected to {f'/tmp/ipi_{unix}' if unix else f'{host}:{port or 31415}'}; serving {len(atoms)} atoms",
-               err=True)
+    where = f"/tmp/ipi_{unix}" if unix else f"{host}:{port or 31415}"
+    client = _connect(lambda: SocketClient(host=host, port=port, unixsocket=unix, timeout=timeout), wait, where)
+    typer.echo(f"connected to {where}; serving {len(atoms)} atoms", err=True)
     try:
         client.run(atoms, use_stress=bool(atoms.pbc.any()))
     except QdynInputError as e:
