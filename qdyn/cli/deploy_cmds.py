@@ -31,6 +31,7 @@ def export(
 
     try:
         m, params, _ = load_run(model)
+        out.parent.mkdir(parents=True, exist_ok=True)
         save(out, m, params, source=str(model))
         exported = load(out)
     except (CheckpointError, QdynInputError) as e:

@@ -30,7 +30,7 @@ Example:
     >>> model = bpnn.build(species=(1, 8), hidden=(8,))
     >>> params = model.init(jax.random.PRNGKey(0))
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.qdyn"
-    >>> save(path, model, params)
+    >>> _ = save(path, model, params, platforms=("cpu",))  # default: cpu and cuda
     >>> exported = load(path)
     >>> E, F = exported.energy_and_forces([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], [8, 1, 1])
     >>> F.shape
