@@ -72,7 +72,8 @@ def serve_ipi(
                                        help="UNIX socket NAME (i-PI <address>NAME</address>, the file /tmp/ipi_NAME)."),
     host: str = typer.Option("localhost", "--host", help="Server host for an inet socket."),
     port: Optional[int] = typer.Option(None, "--port", help="Server port for an inet socket (default 31415)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Socket timeout once connected, in seconds (default: none)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout",
+                                            help="Socket timeout once connected, in seconds (default: none)."),
     wait: float = typer.Option(60.0, "--wait", help="Keep trying to connect this many seconds while the server starts."),
 ):
     """Serve energies, forces and virial to an i-PI server (or ASE's SocketIOCalculator)
