@@ -74,7 +74,8 @@ def serve_ipi(
     port: Optional[int] = typer.Option(None, "--port", help="Server port for an inet socket (default 31415)."),
     timeout: Optional[float] = typer.Option(None, "--timeout",
                                             help="Socket timeout once connected, in seconds (default: none)."),
-    wait: float = typer.Option(60.0, "--wait", help="Keep trying to connect this many seconds while the server starts."),
+    wait: float = typer.Option(60.0, "--wait",
+                               help="Keep trying to connect this many seconds while the server starts."),
 ):
     """Serve energies, forces and virial to an i-PI server (or ASE's SocketIOCalculator)
     through ASE's socket client, until the server sends EXIT."""

@@ -122,7 +122,8 @@ class QdynCalculator(Calculator):
             E, F_model = self.potential.energy_and_forces(R[perm], numbers[perm])
             stress = None
         elif not self.potential.periodic:
-            raise QdynInputError("this model is for a free molecule: give the atoms without a periodic cell (pbc=False)")
+            raise QdynInputError("this model is for a free molecule: give the atoms without a periodic cell "
+                                 "(pbc=False)")
         else:
             E, F_model, stress = self.potential.energy_forces_stress(R[perm], numbers[perm], np.asarray(system.box))
         F = np.empty_like(F_model)
