@@ -91,6 +91,33 @@ def energy_and_forces_fn(apply: Callable) -> Callable:
     return fn
 
 
+def strained(R, system: System, strain):
+    """Positions and system under the homogeneous deformation ``x -> (1 + strain) x``
+    (``strain`` [3, 3]): every position and, when periodic, every lattice vector (box column)."""
+    deform = jnp.eye(3, dtype=strain.dtype) + strain
+    box = None if system.box is None else deform @ system.box
+    return R @ deform.T, System(species=system.species, mask=system.mask, box=box)
+
+
+def energy_forces_stress_fn(apply: Callable) -> Callable:
+    """``(params, R, system) -> (E, F, stress)`` for a periodic ``system``: ``F = -∂E/∂R``
+    [eV/Å] and ``stress = (1/V) ∂E/∂ε`` [eV/Å³] [3, 3] at zero strain ε (positions and cell
+    deformed together, :func:`strained`), symmetrised; ASE's sign (negative under
+    compression, pressure = -trace/3). Pure, not jitted."""
+
+    def strain_energy(params, R, system, strain):
+        return apply(params, *strained(R, system, strain))
+
+    vg = jax.value_and_grad(strain_energy, argnums=(1, 3))
+
+    def fn(params, R, system):
+        E, (g_R, g_strain) = vg(params, R, system, jnp.zeros((3, 3), R.dtype))
+        volume = jnp.abs(jnp.linalg.det(system.box))
+        return E, -g_R, 0.5 * (g_strain + g_strain.T) / volume
+
+    return fn
+
+
 @functools.lru_cache(maxsize=64)
 def _jitted(apply: Callable, batched: bool, system_batched: bool):
     fn = energy_and_forces_fn(apply)
@@ -104,6 +131,20 @@ def energy_and_forces(model: EnergyModel, params, R, system: System):
     model.check(R, system)
     E, F = _jitted(model.apply, False, False)(params, jnp.asarray(R), system)
     return E, F
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_stress(apply: Callable):
+    return jax.jit(energy_forces_stress_fn(apply))
+
+
+def energy_forces_stress(model: EnergyModel, params, R, system: System):
+    """Energy [eV], forces [eV/Å] and stress [3, 3] eV/Å³ of one periodic configuration
+    (:func:`energy_forces_stress_fn`), validated on the host first."""
+    if system.box is None:
+        raise ValueError("stress needs a periodic box")
+    model.check(R, system)
+    return _jitted_stress(model.apply)(params, jnp.asarray(R), system)
 
 
 def batch_energy_and_forces(model: EnergyModel, params, R, system: System, *, chunk: int = 256):
