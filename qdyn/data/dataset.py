@@ -243,6 +243,28 @@ class Dataset:
         """The frames whose labels converged (an explicit choice, never made silently)."""
         return self.subset(self.converged)
 
+    @property
+    def usable(self) -> np.ndarray:
+        """bool [n]: frames fit for training: labels converged and every label finite."""
+        ok = self.converged.copy()
+        m = self.mask
+        for name in ("E", "F", "E_states", "F_states"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if name == "F":
+                v = np.where(m[..., None], v, 0.0)
+            elif name == "F_states":
+                v = np.where(m[:, None, :, None], v, 0.0)
+            ok &= np.isfinite(v).reshape(self.n_frames, -1).all(1)
+        return ok
+
+    def drop_failed(self) -> tuple["Dataset", np.ndarray]:
+        """(the usable frames, the indices of the frames left out): what ``qdyn train`` and
+        ``qdyn data split`` both do with labels that did not converge or are not finite."""
+        ok = self.usable
+        return (self if ok.all() else self.subset(ok)), np.flatnonzero(~ok)
+
     def split(self, fractions: Sequence[float], *, seed: int) -> tuple["Dataset", ...]:
         """Random split into parts of the given fractions (they must sum to 1)."""
         return tuple(self.subset(i) for i in split_indices(self.n_frames, fractions, seed=seed))

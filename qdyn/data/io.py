@@ -88,6 +88,9 @@ def atomic_savez(path: Path, arrays: dict, *, compressed: bool = True) -> None:
 def load_npz(path: Path) -> dict:
     """All arrays of an npz file (no pickle); a truncated or corrupt file raises naming it."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        # np.load would try the bytes as a pickle and advise allow_pickle=True: never.
+        raise QdynInputError(f"{path}: not an npz file (no zip archive inside); truncated, corrupt or another format")
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {}
@@ -178,6 +181,7 @@ def read(
     force_unit: Optional[str] = None,
     energy_key: str = "energy",
     forces_key: str = "forces",
+    check_plausibility: bool = True,
 ) -> Dataset:
     """Read a dataset, converting to eV and Å.
 
@@ -190,6 +194,9 @@ def read(
         force_unit: unit of forces; default ``energy_unit/length_unit``.
         energy_key: extxyz comment key holding the energy.
         forces_key: extxyz per-atom property holding the forces.
+        check_plausibility: refuse energies, forces and coordinates outside any chemistry
+            in the declared units (:mod:`qdyn.data.plausibility`: a Hartree file declared
+            as eV, a coordinate at 1e6 Å).
 
     Returns:
         A validated :class:`Dataset` (``source`` = the path).
@@ -202,8 +209,19 @@ def read(
     path = Path(path)
     if not path.exists():
         raise QdynInputError(f"{path}: no such file")
+    if path.is_dir() and path.suffix.lower() not in (".db",):
+        raise QdynInputError(f"{path}: is a directory, not a dataset file")
+    ds = _read_any(path, format, dict(energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit),
+                   energy_key, forces_key)
+    if check_plausibility:
+        from .plausibility import check_dataset
+
+        check_dataset(ds, source=str(path))
+    return ds
+
+
+def _read_any(path: Path, format: Optional[str], decl: dict, energy_key: str, forces_key: str) -> Dataset:
     fmt = format or detect_format(path)
-    decl = dict(energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit)
     if fmt == "qdyn":
         return _read_qdyn(path, _declared(path, **decl, need=False, fmt=fmt, hint=""))
     if fmt in ("md17", "rmd17"):
