@@ -232,11 +232,9 @@ def test_qdyn_npz_header_is_json(tmp_path):
     assert header["metadata"]["name"] == "test"
 
 
-def test_geometry_only_xyz_needs_just_a_length_unit(tmp_path):
+def test_geometry_only_xyz_takes_a_length_unit(tmp_path):
     (tmp_path / "plain.xyz").write_text("3\nwater\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
-    with pytest.raises(QdynInputError, match=r"plain\.xyz.*length_unit=") as err:
-        read(tmp_path / "plain.xyz")
-    assert "energy_unit" not in str(err.value)
+    assert read(tmp_path / "plain.xyz").R[0, 1, 0] == 0.96  # no record, none declared: Å (ASE's convention)
     ds = read(tmp_path / "plain.xyz", length_unit="Bohr")
     assert ds.E is None and ds.F is None
     assert ds.R[0, 1, 0] == units.convert(0.96, "Bohr", "Angstrom")
