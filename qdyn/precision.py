@@ -41,8 +41,12 @@ def default_float():
 
 
 def complex_for(dtype):
-    """The complex dtype matching a real dtype."""
-    return jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64
+    """The complex dtype matching a real dtype; complex128 whenever float64 is on, so float32
+    positions handed to a float64 model (parameters) meet one statevector dtype."""
+    import jax
+
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    return jnp.complex128 if (jnp.dtype(dtype) == jnp.float64 or x64) else jnp.complex64
 
 
 def enable_compilation_cache(directory=None) -> str:

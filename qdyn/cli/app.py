@@ -8,8 +8,11 @@ from typing import Optional
 
 import typer
 
+from .errors import QdynGroup, set_debug
+
 app = typer.Typer(
     name="qdyn",
+    cls=QdynGroup,  # user errors: one line `error: ...`, exit 2 (qdyn/cli/errors.py)
     help="Quantum-classical machine-learned force fields and molecular dynamics in JAX.",
     no_args_is_help=True,
     add_completion=False,
@@ -21,9 +24,12 @@ def _entry(
     float32: bool = typer.Option(False, "--float32", help="Use float32 instead of float64."),
     no_cache: bool = typer.Option(False, "--no-cache", envvar="QDYN_NO_CACHE",
                                   help="Do not use the persistent compilation cache (env QDYN_NO_CACHE=1)."),
+    debug: bool = typer.Option(False, "--debug", envvar="QDYN_DEBUG",
+                               help="Show tracebacks of input errors instead of one line (env QDYN_DEBUG=1)."),
 ):
     from ..precision import enable_compilation_cache, enable_x64
 
+    set_debug(debug)
     enable_x64(not float32)
     if not no_cache:
         enable_compilation_cache()
