@@ -74,6 +74,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
     from_prev: bool = typer.Option(False, "--from-prev", help="With --resume: use the previous good checkpoint."),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
+                                               help="Accept data outside any chemistry in its declared units."),
 ):
     """Train a model on energies and forces; writes checkpoints, params, metrics and plots."""
     from ..train import ConfigError, load_config, parse_config
@@ -94,6 +96,8 @@ def train(
             raw.setdefault("data", {})["path"] = data
         if epochs is not None:
             raw["epochs"] = epochs
+        if no_plausibility_check:
+            raw.setdefault("data", {})["check_plausibility"] = False
         cfg = parse_config(raw, source=str(config) if config else "<flags>")
         result = run_train(cfg, out, resume=resume, from_prev=from_prev)
     except (ConfigError, CheckpointError) as e:
@@ -111,6 +115,8 @@ def evaluate(
     data: str = typer.Option(..., "--data", help="Any file the data layer reads, or shipped:NAME."),
     energy_unit: Optional[str] = typer.Option(None, "--energy-unit"),
     length_unit: Optional[str] = typer.Option(None, "--length-unit"),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
+                                               help="Accept data outside any chemistry in its declared units."),
 ):
     """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
     from ..train import evaluate as run_eval
@@ -119,7 +125,8 @@ def evaluate(
     from ..train.trainer import load_data
 
     m, params, _ = load_run(model)
-    ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit))
+    ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit,
+                              check_plausibility=not no_plausibility_check))
     typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
 
 

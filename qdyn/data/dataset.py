@@ -385,7 +385,7 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int) -> list[np.n
     """Disjoint random index sets covering range(n) with sizes ∝ ``fractions`` (sum 1)."""
     fr = np.asarray(fractions, dtype=float)
     if fr.ndim != 1 or (fr < 0).any() or abs(fr.sum() - 1) > 1e-9:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}")
+        raise QdynInputError(f"fractions must be non-negative and sum to 1, got {list(fractions)}")
     perm = np.random.default_rng(seed).permutation(n)
     edges = np.round(np.cumsum(fr) * n).astype(int)
     edges[-1] = n

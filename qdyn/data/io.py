@@ -26,7 +26,7 @@ from .. import elements, units
 from ..validation import QdynInputError
 from .dataset import Dataset
 
-__all__ = ["read", "write", "FORMATS", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_savez",
+__all__ = ["read", "write", "output_format", "FORMATS", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_savez",
            "detect_format"]
 
 QDYN_FORMAT = "qdyn-dataset"
@@ -264,10 +264,7 @@ def write(
         The path written.
     """
     path = Path(path)
-    suf = path.suffix.lower()
-    fmt = format or {".npz": "qdyn", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase-db", ".traj": "traj"}.get(suf)
-    if fmt is None:
-        raise QdynInputError(f"{path}: cannot infer a format from the suffix {suf!r}; pass format= ({FORMATS[:-1]})")
+    fmt = output_format(path, format)
     for name, unit, dim in (("energy_unit", energy_unit, "eV"), ("length_unit", length_unit, "Angstrom")):
         try:
             units.convert(1.0, unit, dim)
@@ -291,6 +288,27 @@ def write(
     else:
         raise QdynInputError(f"{path}: cannot write format {fmt!r}")
     return path
+
+
+def output_format(path: str | Path, format: Optional[str] = None) -> str:
+    """The format :func:`write` would use for ``path``; raises :class:`QdynInputError` for a
+    suffix it cannot write or a directory that does not take files, so long jobs can check
+    their output before they start."""
+    path = Path(path)
+    suf = path.suffix.lower()
+    fmt = format or {".npz": "qdyn", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase-db", ".traj": "traj"}.get(suf)
+    if fmt is None:
+        raise QdynInputError(f"{path}: cannot write a dataset with the suffix {suf!r}; use .npz, .xyz, .extxyz, .db "
+                             "or .traj (or pass format=)")
+    if fmt not in FORMATS[:-1]:
+        raise QdynInputError(f"{path}: cannot write format {fmt!r}; choose one of {FORMATS[:-1]}")
+    if path.is_dir():
+        raise QdynInputError(f"{path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise QdynInputError(f"{path}: cannot write into {existing} (permission denied)")
+    return fmt
 
 
 # -- qdyn npz -----------------------------------------------------------------------------

@@ -35,6 +35,9 @@ class DataConfig(_Strict):
     n_test: Optional[int] = Field(None, ge=0)
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
+    check_plausibility: bool = Field(
+        True, description="refuse energies, forces and coordinates outside any chemistry in the declared units "
+                          "(a Hartree file read as eV); off only for deliberately exotic data")
 
 
 class LossConfig(_Strict):
