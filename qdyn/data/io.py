@@ -47,8 +47,11 @@ def atomic_write(path: Path, write_fn, *, suffix: str = "") -> None:
         suffix: appended to the temporary name (writers that pick a format from it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as exc:  # read-only or full file system: name the file the user asked for
+        raise QdynInputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)
     # mkstemp creates 0600; give the file the permissions a plain open() would.
     umask = os.umask(0)
@@ -59,9 +62,11 @@ def atomic_write(path: Path, write_fn, *, suffix: str = "") -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # e.g. ENOSPC while writing
+            raise QdynInputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was replaced") from exc
         raise
 
 

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from .. import units
-from ..validation import QdynInputError
+from ..validation import MAX_COORDINATE_ANGSTROM, QdynInputError
 
 __all__ = ["check_dataset", "check_positions_scale", "check_temperature", "MAX_COORDINATE",
            "MAX_FORCE_RMS", "MAX_TEMPERATURE", "OVERRIDE_HINT"]
@@ -53,7 +53,7 @@ _BAND = 0.10  # relative half-width around each suspicious ratio (composition es
 _MAX_RATIO = 1.5  # more binding than this times the atoms' electrons is no chemistry in eV
 
 MAX_FORCE_RMS = 100.0  # eV/Å: RMS of a frame's forces; bonds break well below this
-MAX_COORDINATE = 1.0e4  # Å: one micrometre from the origin
+MAX_COORDINATE = MAX_COORDINATE_ANGSTROM  # Å: one micrometre from the origin
 MAX_TEMPERATURE = 5.0e4  # K: molecules are atomised long before; an MD here is a typo
 OVERRIDE_HINT = "(if this is really intended, turn the check off: --no-plausibility-check, data.check_plausibility: false)"
 

@@ -237,6 +237,7 @@ def run_md(
     max_temperature_K: Optional[float] = None,
     progress: Optional[Callable[[dict], None]] = _default_progress,
     progress_every_s: float = 5.0,
+    check_plausibility: bool = True,
 ) -> MDResult:
     """Run MD of ``replicas`` independent copies with any qdyn energy function.
 
@@ -277,6 +278,8 @@ def run_md(
         progress: callback with a dict (step, n_steps, time_ps, temperature_K, drift_eV,
             ns_per_day), or None for silence.
         progress_every_s: seconds between progress calls.
+        check_plausibility: refuse temperatures beyond any chemistry and coordinates beyond
+            :data:`qdyn.data.plausibility.MAX_COORDINATE` (a typo, a unit mistake).
 
     Returns:
         :class:`MDResult`.
@@ -288,6 +291,13 @@ def run_md(
     t_start = time.perf_counter()
     _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn)
     Rs, systems = _as_replicas(R, system, replicas)
+    if check_plausibility:
+        from ..data.plausibility import check_positions_scale, check_temperature
+
+        check_temperature(temperature_K, where="temperature_K")
+        if initial_temperature_K is not None:
+            check_temperature(initial_temperature_K, where="initial_temperature_K")
+        check_positions_scale(Rs, source="initial positions")
     sp = make_space(systems[0], variable_cell=ensemble == "npt")
     Rs = sp.wrap(Rs)  # JAX-MD's periodic spaces expect wrapped positions
     mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
@@ -376,6 +386,8 @@ def run_md(
 
 def _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn):
     """Refuse bad arguments before anything compiles."""
+    if int(stride) < 1:
+        raise QdynInputError(f"stride must be ≥ 1 step, got {stride}")
     if n_steps <= 0 or n_steps % stride:
         raise QdynInputError(f"n_steps must be a positive multiple of stride={stride}, got {n_steps}")
     if replicas < 1:
