@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .errors import QdynGroup, set_debug
+from .errors import QdynGroup, setup_cli
 
 app = typer.Typer(
     name="qdyn",
@@ -29,7 +29,7 @@ def _entry(
 ):
     from ..precision import enable_compilation_cache, enable_x64
 
-    set_debug(debug)
+    setup_cli(debug=debug)
     enable_x64(not float32)
     if not no_cache:
         enable_compilation_cache()

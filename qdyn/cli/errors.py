@@ -11,20 +11,35 @@ console script and typer's test runner alike.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import typer
 from typer.core import TyperGroup
 
-__all__ = ["QdynGroup", "user_error_types", "one_line", "set_debug"]
+__all__ = ["QdynGroup", "user_error_types", "one_line", "setup_cli"]
 
 EXIT_USER_ERROR = 2
 _state = {"debug": False}
 
 
-def set_debug(on: bool) -> None:
-    """Show tracebacks of user errors (``--debug``)."""
-    _state["debug"] = bool(on)
+class _EchoHandler(logging.Handler):
+    """Notices of the ``qdyn`` logger (e.g. a file read in ASE's units), one line each on
+    the command's stderr, whatever stream is current (typer's test runner swaps it)."""
+
+    def emit(self, record):
+        typer.echo(self.format(record), err=True)
+
+
+def setup_cli(*, debug: bool) -> None:
+    """Called by the ``qdyn`` entry: ``--debug`` shows tracebacks of user errors, and the
+    library's notices reach stderr."""
+    _state["debug"] = bool(debug)
+    log = logging.getLogger("qdyn")
+    if not any(isinstance(h, _EchoHandler) for h in log.handlers):
+        handler = _EchoHandler(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
 
 
 def _debug() -> bool:
@@ -61,5 +76,5 @@ class QdynGroup(TyperGroup):
         except user_error_types() as exc:
             if _debug():
                 raise
-            typer.echo(f"error: {one_line(exc)} (--debug shows the traceback)", err=True)
+            typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None

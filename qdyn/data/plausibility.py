@@ -76,12 +76,6 @@ def check_energies(E, Z, *, source: str, field: str = "E", ok=None) -> None:
         return
     scale = all_electron_scale(Z)
     ratio = np.where(ok, E / scale, 0.0)
-    for frame in np.flatnonzero(ok):
-        r = ratio[frame]
-        if r > _MAX_RATIO:
-            raise _refuse(f"{source}: frame {frame}, field {field!r}",
-                          f"energy {E[frame]:.6g} eV is {r:.3g} times the total electronic energy of its atoms "
-                          f"({scale[frame]:.6g} eV): far outside any chemistry in eV; wrong energy unit?")
     # A unit mistake scales every frame alike: judge the median, name the first frame.
     med = float(np.median(ratio[ok]))
     for target, mistake in _UNIT_MISTAKES:
@@ -91,6 +85,12 @@ def check_energies(E, Z, *, source: str, field: str = "E", ok=None) -> None:
                           f"energy {E[frame]:.6g} eV is {ratio[frame]:.3g} times the all-electron energy of its "
                           f"atoms ({scale[frame]:.6g} eV), as {mistake} gives; declare the right unit "
                           "(--energy-unit / energy_unit=)")
+    for frame in np.flatnonzero(ok):
+        r = ratio[frame]
+        if abs(r) > _MAX_RATIO:
+            raise _refuse(f"{source}: frame {frame}, field {field!r}",
+                          f"energy {E[frame]:.6g} eV is {r:.3g} times the total electronic energy of its atoms "
+                          f"({scale[frame]:.6g} eV): far outside any chemistry in eV; wrong energy unit?")
 
 
 def check_forces(F, mask, *, source: str, field: str = "F", ok=None) -> None:
