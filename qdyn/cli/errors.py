@@ -1,7 +1,7 @@
 """One error convention for every ``qdyn`` command.
 
-A user error (bad file, bad unit, bad config, a run directory that cannot be used, a disk
-that refuses a write) ends the command with one line ``error: ...`` on stderr and exit
+A user error (bad file, bad unit, bad config, a bad option value, a run directory that
+cannot be used, a disk that refuses a write) ends the command with one line ``error: ...`` on stderr and exit
 status 2; ``qdyn --debug`` (or ``QDYN_DEBUG=1``) shows the traceback instead. Anything else
 is a bug in qdyn and keeps its traceback.
 
@@ -77,4 +77,9 @@ class QdynGroup(TyperGroup):
             if _debug():
                 raise
             typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except typer.BadParameter as exc:  # a bad option value: the same one line, not a usage panel
+            if _debug():
+                raise
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
