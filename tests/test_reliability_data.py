@@ -237,7 +237,7 @@ def test_float32_positions_with_float64_on_are_cast_at_the_boundary(h2o_run):
 
     model, params = h2o_run
     R, system = water()
-    fn = energy_and_forces_fn(model.apply)
+    fn = jax.jit(energy_and_forces_fn(model.apply))
     R32 = np.asarray(R, np.float32)
     E32, F32 = fn(params, R32, system)
     E64, F64 = fn(params, R32.astype(np.float64), system)
