@@ -42,9 +42,14 @@ def default_float():
     return jnp.float64 if x64_enabled() else jnp.float32
 
 
-def complex_for(dtype):
-    """The complex dtype matching a real dtype."""
-    return jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64
+def complex_for(*like):
+    """The complex dtype for real inputs ``like`` (dtypes, arrays or pytrees of them): complex128
+    if any is float64, so float32 positions meeting float64 parameters give one statevector
+    dtype instead of a complex64/complex128 clash inside ``lax.scan``."""
+    import jax
+
+    dts = [jnp.dtype(getattr(x, "dtype", x)) for x in jax.tree_util.tree_leaves(like)]
+    return jnp.complex128 if any(d in (jnp.float64, jnp.complex128) for d in dts) else jnp.complex64
 
 
 def enable_compilation_cache(directory=None, *, on_cpu: bool = False) -> Optional[str]:

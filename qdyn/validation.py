@@ -20,6 +20,9 @@ class QdynInputError(ValueError):
 # Closer than this, two atoms are taken to be on top of each other (no chemistry there,
 # and models that normalise difference vectors would produce NaN gradients).
 MIN_DISTANCE_ANGSTROM = 0.1
+# Farther than this from the origin (one micrometre) no model input makes sense; the same
+# limit as qdyn.data.plausibility.MAX_COORDINATE, which data files can switch off.
+MAX_COORDINATE_ANGSTROM = 1.0e4
 
 
 def check_positions(
@@ -56,6 +59,11 @@ def check_positions(
         if bad.any():
             atom = int(np.flatnonzero(mf)[np.argwhere(bad)[0, 0]])
             raise QdynInputError(f"{label}: non-finite coordinate (NaN or inf) at atom {atom}")
+        far = np.abs(real).max(-1) > MAX_COORDINATE_ANGSTROM if len(real) else np.zeros(0, bool)
+        if far.any():
+            atom = int(np.flatnonzero(mf)[np.flatnonzero(far)[0]])
+            raise QdynInputError(f"{label}: atom {atom} is {np.abs(real[far][0]).max():.4g} Å from the origin "
+                                 f"(limit {MAX_COORDINATE_ANGSTROM:g} Å): a corrupt coordinate or a unit mistake")
         if len(real) > 1:
             d = np.linalg.norm(real[:, None] - real[None], axis=-1)
             d[np.diag_indices(len(real))] = np.inf

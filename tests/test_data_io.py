@@ -56,7 +56,7 @@ def test_extxyz_written_by_qdyn_is_readable_by_ase(tmp_path):
     np.testing.assert_array_equal(np.array(images[0].cell), ds.cell[0].T)
 
 
-def test_extxyz_written_by_ase_needs_declared_units(tmp_path):
+def test_extxyz_written_by_ase_is_read_as_ev_angstrom_with_a_notice(tmp_path, caplog):
     import ase.io
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -64,11 +64,17 @@ def test_extxyz_written_by_ase_needs_declared_units(tmp_path):
     a = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
     a.calc = SinglePointCalculator(a, energy=-1.5, forces=np.arange(9.0).reshape(3, 3))
     ase.io.write(tmp_path / "ase.xyz", a)
-    with pytest.raises(QdynInputError, match=r"ase\.xyz.*does not record its units.*energy_unit="):
-        read(tmp_path / "ase.xyz")
+    with caplog.at_level("WARNING", logger="qdyn"):
+        default = read(tmp_path / "ase.xyz")
+    notices = [r.getMessage() for r in caplog.records if "records no units" in r.getMessage()]
+    assert len(notices) == 1 and "ase.xyz" in notices[0] and "\n" not in notices[0]
+    assert default.E[0] == -1.5 and default.F[0, 2, 2] == 8.0
+    caplog.clear()
     ds = read(tmp_path / "ase.xyz", energy_unit="eV", length_unit="Angstrom")
     assert ds.E[0] == -1.5 and ds.F[0, 2, 2] == 8.0
-    ha = read(tmp_path / "ase.xyz", energy_unit="Hartree", length_unit="Bohr")
+    assert not [r for r in caplog.records if "records no units" in r.getMessage()]
+    # 8 Hartree/Bohr (411 eV/Å) is no chemistry: only the conversion is tested here
+    ha = read(tmp_path / "ase.xyz", energy_unit="Hartree", length_unit="Bohr", check_plausibility=False)
     assert ha.E[0] == units.convert(-1.5, "Hartree", "eV")
     assert ha.F[0, 2, 2] == units.convert(8.0, "Hartree/Bohr", "eV/Angstrom")
     assert ha.R[0, 1, 0] == units.convert(0.96, "Bohr", "Angstrom")
@@ -226,11 +232,9 @@ def test_qdyn_npz_header_is_json(tmp_path):
     assert header["metadata"]["name"] == "test"
 
 
-def test_geometry_only_xyz_needs_just_a_length_unit(tmp_path):
+def test_geometry_only_xyz_takes_a_length_unit(tmp_path):
     (tmp_path / "plain.xyz").write_text("3\nwater\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
-    with pytest.raises(QdynInputError, match=r"plain\.xyz.*length_unit=") as err:
-        read(tmp_path / "plain.xyz")
-    assert "energy_unit" not in str(err.value)
+    assert read(tmp_path / "plain.xyz").R[0, 1, 0] == 0.96  # no record, none declared: Å (ASE's convention)
     ds = read(tmp_path / "plain.xyz", length_unit="Bohr")
     assert ds.E is None and ds.F is None
     assert ds.R[0, 1, 0] == units.convert(0.96, "Bohr", "Angstrom")

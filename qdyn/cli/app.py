@@ -8,8 +8,11 @@ from typing import Optional
 
 import typer
 
+from .errors import QdynGroup, setup_cli
+
 app = typer.Typer(
     name="qdyn",
+    cls=QdynGroup,  # user errors: one line `error: ...`, exit 2 (qdyn/cli/errors.py)
     help="Quantum-classical machine-learned force fields and molecular dynamics in JAX.",
     no_args_is_help=True,
     add_completion=False,
@@ -34,9 +37,12 @@ def _entry(
                                        "on CPU it is always off). Cache: $QDYN_CACHE_DIR/jax or ~/.cache/qdyn/jax."),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the qdyn version and exit."),
+    debug: bool = typer.Option(False, "--debug", envvar="QDYN_DEBUG",
+                               help="Show tracebacks of input errors instead of one line (env QDYN_DEBUG=1)."),
 ):
     from ..precision import enable_compilation_cache, enable_x64
 
+    setup_cli(debug=debug)
     enable_x64(not float32)
     if not no_cache:
         enable_compilation_cache()
@@ -88,6 +94,8 @@ def train(
                                                         "only epochs, checkpoint_every, early_stopping_patience may change)."),
     from_prev: bool = typer.Option(False, "--from-prev", help="With --resume: use the previous good checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the training run already in --out."),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
+                                               help="Accept data outside any chemistry in its declared units."),
 ):
     """Train a model on energies and forces; writes checkpoints, params, metrics and plots,
     and a per-epoch log (history.csv) while it runs."""
@@ -115,6 +123,8 @@ def train(
                 raw.setdefault("data", {})[key] = value
         if epochs is not None:
             raw["epochs"] = epochs
+        if no_plausibility_check:
+            raw.setdefault("data", {})["check_plausibility"] = False
         cfg = parse_config(raw, source=str(config) if config else "<flags>")
         result = run_train(cfg, out, resume=resume, from_prev=from_prev)
     except (ConfigError, CheckpointError, RunDirError) as e:
@@ -136,6 +146,8 @@ def evaluate(
                                                                            "it (Angstrom, Bohr)."),
     energy_key: str = typer.Option("energy", "--energy-key", help="extxyz: the comment key holding the energy."),
     forces_key: str = typer.Option("forces", "--forces-key", help="extxyz: the per-atom property holding the forces."),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
+                                               help="Accept data outside any chemistry in its declared units."),
 ):
     """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
     from ..train import evaluate as run_eval
@@ -150,7 +162,7 @@ def evaluate(
         typer.echo(f"error: --model {model}: {e}", err=True)
         raise typer.Exit(2)
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit, energy_key=energy_key,
-                              forces_key=forces_key))
+                              forces_key=forces_key, check_plausibility=not no_plausibility_check))
     typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
 
 

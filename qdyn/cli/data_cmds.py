@@ -16,6 +16,7 @@ import typer
 data_app = typer.Typer(help="Inspect and split datasets.", no_args_is_help=True)
 
 _METHODS = ("HF", "DFT", "MP2", "CCSD", "CCSD(T)", "SA-CASSCF", "TDA")
+_XTB = {"GFN2-XTB": "GFN2-xTB", "GFN1-XTB": "GFN1-xTB"}
 
 
 def _floats(text: Optional[str], name: str, count: Optional[int] = None) -> Optional[list[float]]:
@@ -54,6 +55,13 @@ def _build_recipe(*, structure, method, xc, basis, charge, spin, grid_level, max
     from ..data import recipes
 
     m = method.upper()
+    if m in _XTB:
+        # semi-empirical tight binding: qdyn's tblite labeller, not a PySCF functional
+        labeler = {"labeler": "TBLiteLabeler", "method": _XTB[m], "charge": charge, "multiplicity": spin + 1,
+                   "max_iterations": max_cycle}
+        return _recipe_for(labeler, structure=structure, sampler=sampler, n=n, seed=seed,
+                           temperature_range=temperature_range, scan_atoms=scan_atoms, scan_range=scan_range,
+                           distance_range=distance_range, orientation=orientation, name=name, length_unit=length_unit)
     if m not in _METHODS:
         # A functional name given as the method: DFT with that functional.
         xc, m = method, "DFT"
@@ -62,6 +70,15 @@ def _build_recipe(*, structure, method, xc, basis, charge, spin, grid_level, max
         if not xc:
             raise typer.BadParameter("DFT needs --xc (e.g. --xc B3LYP) or --method B3LYP")
         labeler.update(xc=xc, grid_level=grid_level, grid_response=True)
+    return _recipe_for(labeler, structure=structure, sampler=sampler, n=n, seed=seed,
+                       temperature_range=temperature_range, scan_atoms=scan_atoms, scan_range=scan_range,
+                       distance_range=distance_range, orientation=orientation, name=name, length_unit=length_unit)
+
+
+def _recipe_for(labeler: dict, *, structure, sampler, n, seed, temperature_range, scan_atoms, scan_range,
+                distance_range, orientation, name, length_unit) -> dict:
+    from ..data import recipes
+
     if structure in recipes.STRUCTURE_PRESETS:
         entry = recipes.structure_entry(structure)
     else:  # a file (or shipped:NAME): its first frame
@@ -96,7 +113,8 @@ def label(
     structure: str = typer.Option("water", "--structure", help="Start structure: a preset (water, lih, water_dimer) "
                                                                 "or a file's first frame (any format qdyn reads, or shipped:NAME)."),
     length_unit: Optional[str] = typer.Option(None, "--length-unit", help="Unit of --structure coordinates if the file does not record it (e.g. Angstrom)."),
-    method: str = typer.Option("DFT", "--method", help="HF, DFT, MP2, CCSD, CCSD(T), or a functional name (B3LYP ...)."),
+    method: str = typer.Option("DFT", "--method", help="HF, DFT, MP2, CCSD, CCSD(T), GFN2-xTB, GFN1-xTB (tblite), "
+                                                       "or a functional name (B3LYP ...)."),
     xc: Optional[str] = typer.Option("B3LYP", "--xc", help="DFT functional (PySCF string)."),
     basis: str = typer.Option("def2-SVP", "--basis", help="Gaussian basis set (PySCF name)."),
     charge: int = typer.Option(0, "--charge", help="Total charge [e]."),
@@ -117,8 +135,14 @@ def label(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-frame cache (default $QDYN_CACHE_DIR/labels or ~/.cache/qdyn/labels)."),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe as JSON and exit."),
 ):
-    """Sample configurations and label them (PySCF); cached per frame, so rerunning resumes."""
+    """Sample configurations and label them (PySCF or tblite); cached per frame, so rerunning resumes."""
     from ..data import recipes
+    from ..validation import QdynInputError
+
+    if n < 1:
+        raise QdynInputError(f"--n: the number of configurations must be at least 1, got {n}")
+    if workers < 0:
+        raise QdynInputError(f"--workers: must be 0 (in this process) or more, got {workers}")
 
     if recipe is not None:
         rec = recipes.get_recipe(recipe)
@@ -133,6 +157,9 @@ def label(
         raise typer.Exit()
     if out is None:
         raise typer.BadParameter("--out is required (where to write the dataset)")
+    from ..data.io import output_format
+
+    output_format(out)  # before any frame is computed
     command = " ".join(shlex.quote(a) for a in ["qdyn"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith("qdyn") else None
     if command is None:
         command = f"qdyn label --recipe {shlex.quote(recipe)} --out {shlex.quote(str(out))}" if recipe else None
@@ -153,13 +180,14 @@ _FORCE_UNIT_HELP = "Force unit of files that do not record it [default: energy u
 _ENERGY_KEY_HELP = "extxyz: the comment key holding the energy (e.g. REF_energy)."
 _FORCES_KEY_HELP = "extxyz: the per-atom property holding the forces (e.g. REF_forces)."
 _FILE_HELP = "Dataset file (any format qdyn reads) or shipped:NAME."
+_NO_CHECK_HELP = "Accept data outside any chemistry in its declared units."
 
 
-def _read(file: str, energy_unit, length_unit, force_unit, energy_key, forces_key):
+def _read(file: str, energy_unit, length_unit, force_unit, energy_key, forces_key, check_plausibility: bool = True):
     from ..data import read
 
     return read(file, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit,
-                energy_key=energy_key, forces_key=forces_key)
+                energy_key=energy_key, forces_key=forces_key, check_plausibility=check_plausibility)
 
 
 @data_app.command("info")
@@ -172,12 +200,13 @@ def info(
     forces_key: str = typer.Option("forces", "--forces-key", help=_FORCES_KEY_HELP),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write an energy histogram (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check", help=_NO_CHECK_HELP),
 ):
     """Statistics (energy range, force RMS, element counts) and provenance of a dataset."""
     from ..validation import QdynInputError
 
     try:
-        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key)
+        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key, not no_plausibility_check)
     except QdynInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -224,13 +253,14 @@ def split(
     force_unit: Optional[str] = typer.Option(None, "--force-unit", help=_FORCE_UNIT_HELP),
     energy_key: str = typer.Option("energy", "--energy-key", help=_ENERGY_KEY_HELP),
     forces_key: str = typer.Option("forces", "--forces-key", help=_FORCES_KEY_HELP),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check", help=_NO_CHECK_HELP),
 ):
     """Split a dataset by seed (or index files) into qdyn npz parts plus index files."""
     from ..data import read_index_file, split_indices, write, write_index_file
     from ..validation import QdynInputError
 
     try:
-        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key)
+        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key, not no_plausibility_check)
     except QdynInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -238,7 +268,7 @@ def split(
     import numpy as np
 
     # Indices always refer to frames of the input file, so index files stay meaningful.
-    pool = np.flatnonzero(ds.converged) if drop_failed else np.arange(ds.n_frames)
+    pool = np.flatnonzero(ds.usable) if drop_failed else np.arange(ds.n_frames)  # as `qdyn train` drops them
     part_names = [s.strip() for s in names.split(",")]
     if index_files:
         idx = [read_index_file(p) for p in index_files.split(",")]

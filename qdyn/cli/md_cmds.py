@@ -44,6 +44,8 @@ def md(
                                                      "model reads one; on; off."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory [runs/md]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the MD run already in --out."),
+    no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
+                                               help="Accept temperatures and structures outside any chemistry."),
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
     from ..md.config import load_md_config
@@ -53,7 +55,8 @@ def md(
                  "temperature_K": temperature, "dt_fs": dt, "n_steps": steps, "replicas": replicas, "stride": stride,
                  "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
                  "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
-                 "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out}
+                 "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out,
+                 "check_plausibility": False if no_plausibility_check else None}
     try:
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
     except ConfigError as exc:
@@ -118,7 +121,7 @@ def run_md_config(cfg, *, overwrite: bool = False) -> None:
                      friction_per_fs=cfg.friction_per_fs, tau_fs=cfg.tau_fs, pressure_bar=cfg.pressure_bar,
                      barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
                      key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
-                     progress=_echo_progress, provenance=provenance)
+                     progress=_echo_progress, provenance=provenance, check_plausibility=cfg.check_plausibility)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except BlowUpError as exc:

@@ -243,6 +243,28 @@ class Dataset:
         """The frames whose labels converged (an explicit choice, never made silently)."""
         return self.subset(self.converged)
 
+    @property
+    def usable(self) -> np.ndarray:
+        """bool [n]: frames fit for training: labels converged and every label finite."""
+        ok = self.converged.copy()
+        m = self.mask
+        for name in ("E", "F", "E_states", "F_states"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if name == "F":
+                v = np.where(m[..., None], v, 0.0)
+            elif name == "F_states":
+                v = np.where(m[:, None, :, None], v, 0.0)
+            ok &= np.isfinite(v).reshape(self.n_frames, -1).all(1)
+        return ok
+
+    def drop_failed(self) -> tuple["Dataset", np.ndarray]:
+        """(the usable frames, the indices of the frames left out): what ``qdyn train`` and
+        ``qdyn data split`` both do with labels that did not converge or are not finite."""
+        ok = self.usable
+        return (self if ok.all() else self.subset(ok)), np.flatnonzero(~ok)
+
     def split(self, fractions: Sequence[float], *, seed: int) -> tuple["Dataset", ...]:
         """Random split into parts of the given fractions (they must sum to 1)."""
         return tuple(self.subset(i) for i in split_indices(self.n_frames, fractions, seed=seed))
@@ -363,7 +385,7 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int) -> list[np.n
     """Disjoint random index sets covering range(n) with sizes ∝ ``fractions`` (sum 1)."""
     fr = np.asarray(fractions, dtype=float)
     if fr.ndim != 1 or (fr < 0).any() or abs(fr.sum() - 1) > 1e-9:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}")
+        raise QdynInputError(f"fractions must be non-negative and sum to 1, got {list(fractions)}")
     perm = np.random.default_rng(seed).permutation(n)
     edges = np.round(np.cumsum(fr) * n).astype(int)
     edges[-1] = n

@@ -6,14 +6,17 @@ be exact) and its errors do not say which frame and line failed. qdyn writes flo
 ``key=value`` comment line and ``Properties=name:type:count`` columns, so files stay
 readable by ASE, OVITO, MACE, NequIP and others.
 
-qdyn records units in every frame (``energy_unit``, ``length_unit``, ``force_unit``); a
-file without them needs declared units (ASE's convention is eV and Å, but files from other
-codes use Hartree, kcal/mol or Bohr and nothing in the format says so).
+qdyn records units in every frame (``energy_unit``, ``length_unit``, ``force_unit``); one
+record must hold for the whole file. A file without them is read in the declared units, or,
+with none declared, in ASE's convention (eV, Å) with a one-line notice on stderr (logger
+``qdyn``); the plausibility checks (:mod:`qdyn.data.plausibility`) then catch the Hartree,
+kcal/mol or Bohr files that convention would misread.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -236,6 +239,32 @@ def _parse_scalar(v):
     return v
 
 
+_ASE_UNITS = {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom"}
+_log = logging.getLogger("qdyn")
+
+
+def _recorded_units(path: Path, frames) -> Optional[dict]:
+    """The unit record all frames share, or None when no frame has one; a record that
+    changes (or appears, or vanishes) mid-file is refused, naming the frame."""
+    def record(info):
+        if "energy_unit" not in info and "length_unit" not in info:
+            return None
+        return {k: info.get(f"{k}_unit") for k in ("energy", "length", "force")}
+
+    first = record(frames[0][3])
+    for fi, ln, _, info, _ in frames[1:]:
+        rec = record(info)
+        if rec != first:
+            raise QdynInputError(
+                f"{path}: frame {fi} (line {ln + 2}): field 'energy_unit/length_unit/force_unit': this frame records "
+                f"{rec} but frame 0 records {first}; qdyn reads one unit system per file - convert or split the file")
+    if first is not None:
+        if first["force"] is None and first["energy"] and first["length"]:
+            first["force"] = f"{first['energy']}/{first['length']}"
+        first = {k: v for k, v in first.items() if v is not None}
+    return first
+
+
 def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "energy", forces_key: str = "forces") -> Dataset:
     """Read extended XYZ; see module docstring for units."""
     try:
@@ -255,6 +284,8 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
             na = int(lines[ln].strip())
         except ValueError:
             raise QdynInputError(f"{where}: field 'n_atoms': expected an atom count, got {lines[ln][:40]!r}") from None
+        if na < 1:
+            raise QdynInputError(f"{where}: field 'n_atoms': expected a positive atom count, got {na}")
         if ln + 1 >= len(lines):
             raise QdynInputError(f"{where}: truncated file: missing the comment line")
         info = _parse_comment(lines[ln + 1], where)
@@ -267,14 +298,12 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
         raise QdynInputError(f"{path}: no frames (empty file)")
 
     first = frames[0][3]
-    recorded = None
-    if "energy_unit" in first:
-        recorded = {"energy": first["energy_unit"], "length": first["length_unit"], "force": first["force_unit"]}
+    recorded = _recorded_units(path, frames)
     if recorded is not None and declared is not None:
         for k, v in declared.items():
-            if units.convert(1.0, v, recorded[k]) != 1.0:
+            if k in recorded and units.convert(1.0, v, recorded[k]) != 1.0:
                 raise QdynInputError(f"{path}: field '{k}_unit': you declared {v!r} but the file records {recorded[k]!r}")
-    u = dict(recorded or declared or {})
+    u = {**(declared or {}), **(recorded or {})}
     # Only the units of quantities the file holds must be known.
     has_energy = any(energy_key in f[3] or "energies_states" in f[3] for f in frames)
     has_forces = any(c == forces_key or c.startswith("forces_state") for f in frames
@@ -282,11 +311,12 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
     need = ["length"] + (["energy"] if has_energy else []) + (["force"] if has_forces else [])
     missing = [k for k in need if k not in u]
     if missing:
-        raise QdynInputError(
-            f"{path}: this extxyz file does not record its units; declare them with "
-            f"{', '.join(k + '_unit=' for k in missing)} (files written by ASE use eV and Angstrom). "
-            "qdyn never guesses units."
-        )
+        # ASE's convention (what ASE, MACE, NequIP and most codes write); the plausibility
+        # checks catch the Hartree/Bohr files this would misread.
+        for k in missing:
+            u[k] = _ASE_UNITS[k]
+        _log.warning(f"notice: {path} records no units; reading it as ASE's convention (eV, Angstrom, eV/Angstrom) "
+                     "- declare --energy-unit/--length-unit if it is not")
     try:
         for k, dim in (("energy", "eV"), ("length", "Angstrom"), ("force", "eV/Angstrom")):
             if k in u:
@@ -306,12 +336,19 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
         columns = []
         width = 0
         for j in range(0, len(spec), 3):
-            name, typ, cnt = spec[j], spec[j + 1], int(spec[j + 2])
-            columns.append((name, typ, width, cnt))
-            width += cnt
+            name, typ, cnt = spec[j], spec[j + 1], spec[j + 2]
+            if not cnt.isdigit() or int(cnt) < 1:
+                raise QdynInputError(f"{where}: field 'Properties': column {name!r} has count {cnt!r}, "
+                                     "expected a positive integer")
+            columns.append((name, typ, width, int(cnt)))
+            width += int(cnt)
         names = [c[0] for c in columns]
         if "species" not in names or "pos" not in names:
             raise QdynInputError(f"{where}: field 'Properties': needs species and pos columns, got {props!r}")
+        for name, typ, _, cnt in columns:
+            if (name in ("pos", forces_key) or name.startswith("forces_state")) and (typ != "R" or cnt != 3):
+                raise QdynInputError(f"{where}: field 'Properties': column {name!r} must be R:3 "
+                                     f"(x, y, z), got {typ}:{cnt}")
         rows = []
         for a, row in enumerate(body):
             toks = row.split()

@@ -26,7 +26,7 @@ from .. import elements, units
 from ..validation import QdynInputError
 from .dataset import Dataset
 
-__all__ = ["read", "write", "FORMATS", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_savez",
+__all__ = ["read", "write", "output_format", "FORMATS", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_savez",
            "detect_format"]
 
 QDYN_FORMAT = "qdyn-dataset"
@@ -47,8 +47,11 @@ def atomic_write(path: Path, write_fn, *, suffix: str = "") -> None:
         suffix: appended to the temporary name (writers that pick a format from it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as exc:  # read-only or full file system: name the file the user asked for
+        raise QdynInputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)
     # mkstemp creates 0600; give the file the permissions a plain open() would.
     umask = os.umask(0)
@@ -59,9 +62,11 @@ def atomic_write(path: Path, write_fn, *, suffix: str = "") -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # e.g. ENOSPC while writing
+            raise QdynInputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was replaced") from exc
         raise
 
 
@@ -88,6 +93,9 @@ def atomic_savez(path: Path, arrays: dict, *, compressed: bool = True) -> None:
 def load_npz(path: Path) -> dict:
     """All arrays of an npz file (no pickle); a truncated or corrupt file raises naming it."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        # np.load would try the bytes as a pickle and advise allow_pickle=True: never.
+        raise QdynInputError(f"{path}: not an npz file (no zip archive inside); truncated, corrupt or another format")
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {}
@@ -178,6 +186,7 @@ def read(
     force_unit: Optional[str] = None,
     energy_key: str = "energy",
     forces_key: str = "forces",
+    check_plausibility: bool = True,
 ) -> Dataset:
     """Read a dataset, converting to eV and Å.
 
@@ -192,6 +201,9 @@ def read(
         force_unit: unit of forces; default ``energy_unit/length_unit``.
         energy_key: extxyz comment key holding the energy.
         forces_key: extxyz per-atom property holding the forces.
+        check_plausibility: refuse energies, forces and coordinates outside any chemistry
+            in the declared units (:mod:`qdyn.data.plausibility`: a Hartree file declared
+            as eV, a coordinate at 1e6 Å).
 
     Returns:
         A validated :class:`Dataset` (``source`` = the path).
@@ -208,8 +220,19 @@ def read(
     path = Path(path)
     if not path.exists():
         raise QdynInputError(f"{path}: no such file")
+    if path.is_dir() and path.suffix.lower() not in (".db",):
+        raise QdynInputError(f"{path}: is a directory, not a dataset file")
+    ds = _read_any(path, format, dict(energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit),
+                   energy_key, forces_key)
+    if check_plausibility:
+        from .plausibility import check_dataset
+
+        check_dataset(ds, source=str(path))
+    return ds
+
+
+def _read_any(path: Path, format: Optional[str], decl: dict, energy_key: str, forces_key: str) -> Dataset:
     fmt = format or detect_format(path)
-    decl = dict(energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit)
     if fmt == "qdyn":
         return _read_qdyn(path, _declared(path, **decl, need=False, fmt=fmt, hint=""))
     if fmt in ("md17", "rmd17"):
@@ -252,10 +275,7 @@ def write(
         The path written.
     """
     path = Path(path)
-    suf = path.suffix.lower()
-    fmt = format or {".npz": "qdyn", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase-db", ".traj": "traj"}.get(suf)
-    if fmt is None:
-        raise QdynInputError(f"{path}: cannot infer a format from the suffix {suf!r}; pass format= ({FORMATS[:-1]})")
+    fmt = output_format(path, format)
     for name, unit, dim in (("energy_unit", energy_unit, "eV"), ("length_unit", length_unit, "Angstrom")):
         try:
             units.convert(1.0, unit, dim)
@@ -279,6 +299,27 @@ def write(
     else:
         raise QdynInputError(f"{path}: cannot write format {fmt!r}")
     return path
+
+
+def output_format(path: str | Path, format: Optional[str] = None) -> str:
+    """The format :func:`write` would use for ``path``; raises :class:`QdynInputError` for a
+    suffix it cannot write or a directory that does not take files, so long jobs can check
+    their output before they start."""
+    path = Path(path)
+    suf = path.suffix.lower()
+    fmt = format or {".npz": "qdyn", ".xyz": "extxyz", ".extxyz": "extxyz", ".db": "ase-db", ".traj": "traj"}.get(suf)
+    if fmt is None:
+        raise QdynInputError(f"{path}: cannot write a dataset with the suffix {suf!r}; use .npz, .xyz, .extxyz, .db "
+                             "or .traj (or pass format=)")
+    if fmt not in FORMATS[:-1]:
+        raise QdynInputError(f"{path}: cannot write format {fmt!r}; choose one of {FORMATS[:-1]}")
+    if path.is_dir():
+        raise QdynInputError(f"{path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise QdynInputError(f"{path}: cannot write into {existing} (permission denied)")
+    return fmt
 
 
 # -- qdyn npz -----------------------------------------------------------------------------

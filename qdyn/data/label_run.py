@@ -15,7 +15,8 @@
   that gains or changes some configurations relabels only those, and since cached frames
   are the exact arrays computed before, the result equals an uninterrupted run bit for bit.
 * **Failures kept.** A frame whose SCF/CC/CASSCF did not converge, or whose calculation
-  raised, is kept with ``extras['converged'] = False`` and a ``status`` string, and listed in
+  raised, is kept (in the cache only a genuine non-convergence: a raised calculation may be
+  transient, e.g. a missing scratch directory, and is computed again on the next run) with ``extras['converged'] = False`` and a ``status`` string, and listed in
   ``metadata['labelling']['failures']``; :meth:`Dataset.converged_only` drops them explicitly.
 """
 
@@ -34,6 +35,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .io import atomic_savez, atomic_write_text, load_npz
+from ..validation import QdynInputError
 from .labelers import FrameResult
 
 __all__ = ["label_dataset", "labeler_key", "default_cache_dir", "ProgressFn"]
@@ -112,6 +114,12 @@ def _save_frame(path: Path, Z, R, res: FrameResult, seconds: float) -> None:
     atomic_savez(path, arrays, compressed=False)
 
 
+def _cacheable(res: FrameResult) -> bool:
+    """Converged frames and genuine non-convergence are kept; an exception (a missing scratch
+    directory, a full disk, a killed worker) is transient and is retried on the next run."""
+    return res.converged or res.status.startswith("not converged")
+
+
 def _load_frame(path: Path, Z, R):
     """A cached frame, or None if absent, unreadable or for a different geometry."""
     if not path.exists():
@@ -164,7 +172,12 @@ def label_dataset(
         ``['labelling']`` (failures and timing).
     """
     if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+        raise QdynInputError(f"workers must be >= 0, got {workers}")
+    if configs.n_frames and hasattr(labeler, "validate"):
+        # an unknown basis/functional or an impossible charge/spin fails every frame alike:
+        # refuse it before the first one is computed
+        m0 = configs.mask[0]
+        labeler.validate(configs.Z[0][m0], configs.R[0][m0])
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = root / labeler_key(labeler)
     frames_dir = run_dir / "frames"
@@ -184,7 +197,7 @@ def label_dataset(
     for i in range(n):
         m = configs.mask[i]
         got = _load_frame(frame_path(i), configs.Z[i][m], configs.R[i][m])
-        if got is None:
+        if got is None or not _cacheable(got[0]):  # caches of older qdyn kept transient errors
             todo.append(i)
         else:
             results[i], seconds[i] = got
@@ -196,7 +209,8 @@ def label_dataset(
     def finish(i, res, secs):
         nonlocal done
         m = configs.mask[i]
-        _save_frame(frame_path(i), configs.Z[i][m], configs.R[i][m], res, secs)
+        if _cacheable(res):
+            _save_frame(frame_path(i), configs.Z[i][m], configs.R[i][m], res, secs)
         results[i], seconds[i] = res, secs
         done += 1
         if progress:

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 import numpy as np
 
 from .. import elements, units
+from ..validation import QdynInputError
 
 
 def _require_label_extra(module: str, labeler: str) -> None:
@@ -166,24 +167,24 @@ class PySCFLabeler:
         _require_label_extra("pyscf", "PySCFLabeler")
         m = self.method.upper()
         if m not in _SINGLE_STATE + _MULTI_STATE:
-            raise ValueError(
+            raise QdynInputError(
                 f"unknown method {self.method!r}; choose one of {_SINGLE_STATE + _MULTI_STATE} "
                 "(DFT functionals go in xc=, e.g. method='DFT', xc='B3LYP')"
             )
         object.__setattr__(self, "method", m)
         if m in ("DFT", "TDA") and not self.xc:
-            raise ValueError(f"method {m} needs a functional: xc='B3LYP', 'PBE', ...")
+            raise QdynInputError(f"method {m} needs a functional: xc='B3LYP', 'PBE', ...")
         if m not in ("DFT", "TDA") and self.xc:
-            raise ValueError(f"xc={self.xc!r} given but method {m} is not DFT/TDA")
+            raise QdynInputError(f"xc={self.xc!r} given but method {m} is not DFT/TDA")
         if m == "SA-CASSCF" and (self.ncas is None or self.nelecas is None or self.n_states < 2):
-            raise ValueError("SA-CASSCF needs ncas=, nelecas= and n_states >= 2")
+            raise QdynInputError("SA-CASSCF needs ncas=, nelecas= and n_states >= 2")
         if m == "TDA" and self.n_states < 2:
-            raise ValueError("TDA needs n_states >= 2 (ground state + excited states)")
+            raise QdynInputError("TDA needs n_states >= 2 (ground state + excited states)")
         if m in _SINGLE_STATE and self.n_states:
-            raise ValueError(f"n_states is for SA-CASSCF/TDA, not {m}")
+            raise QdynInputError(f"n_states is for SA-CASSCF/TDA, not {m}")
         if m in ("MP2", "CCSD", "CCSD(T)", "SA-CASSCF", "TDA") and self.spin != 0:
             # PySCF's analytic gradients for these are closed-shell (restricted) only.
-            raise ValueError(f"{m} gradients in qdyn are closed-shell only (spin=0)")
+            raise QdynInputError(f"{m} gradients in qdyn are closed-shell only (spin=0)")
 
     def describe(self) -> dict:
         import pyscf
@@ -250,6 +251,28 @@ class PySCFLabeler:
             else:
                 mf.converged = False  # still unstable: reported as not converged, never used silently
         return mf
+
+    def validate(self, Z, R) -> None:
+        """Build one frame's molecule and check the functional without computing anything:
+        an unknown basis or functional, or a charge and spin that do not fit the electrons,
+        fail here, before any frame is labelled. Raises :class:`QdynInputError`."""
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PySCF's advice to install basis-set-exchange
+                self._mol(np.asarray(Z), np.asarray(R, dtype=float))
+        except Exception as exc:
+            raise QdynInputError(f"labeller {self.method}/{self.basis} (charge {self.charge}, spin {self.spin}): "
+                                 f"{' '.join(str(exc).split())}") from None
+        if self.method in ("DFT", "TDA"):
+            from pyscf.dft import libxc
+
+            try:
+                libxc.parse_xc(self.xc)
+            except (KeyError, ValueError) as exc:
+                raise QdynInputError(f"labeller: functional xc={self.xc!r} is not one PySCF knows ({exc}); "
+                                     "for GFN2-xTB use --method GFN2-xTB") from None
 
     def label(self, Z, R) -> FrameResult:
         """Energy [eV] and forces [eV/Å] of one configuration (Z int [n], R [n, 3] Å)."""
@@ -355,7 +378,7 @@ class PySCFLabeler:
         Raises if the SCF does not converge (a Hessian of an unconverged SCF is garbage).
         """
         if self.method not in ("HF", "DFT"):
-            raise ValueError(f"analytic Hessians are available for HF/DFT, not {self.method}; "
+            raise QdynInputError(f"analytic Hessians are available for HF/DFT, not {self.method}; "
                              "use qdyn.data.samplers.finite_difference_hessian")
         Z = np.asarray(Z)
         mf = self._scf(self._mol(Z, np.asarray(R, dtype=float)))
@@ -487,18 +510,18 @@ class TBLiteLabeler:
     def __post_init__(self):
         _require_label_extra("tblite", "TBLiteLabeler")
         if self.method not in ("GFN2-xTB", "GFN1-xTB"):
-            raise ValueError(f"TBLiteLabeler method must be 'GFN2-xTB' or 'GFN1-xTB', got {self.method!r}")
+            raise QdynInputError(f"TBLiteLabeler method must be 'GFN2-xTB' or 'GFN1-xTB', got {self.method!r}")
         if self.accuracy <= 0 or self.electronic_temperature <= 0 or self.max_iterations < 1:
-            raise ValueError("TBLiteLabeler: accuracy and electronic_temperature must be > 0, max_iterations >= 1")
+            raise QdynInputError("TBLiteLabeler: accuracy and electronic_temperature must be > 0, max_iterations >= 1")
         if self.cell is not None:
             c = np.asarray(self.cell, dtype=float)
             if c.shape != (3, 3) or not np.all(np.isfinite(c)) or abs(np.linalg.det(c)) < 1e-6:
-                raise ValueError(f"TBLiteLabeler: cell must be a finite, non-singular [3, 3] matrix "
+                raise QdynInputError(f"TBLiteLabeler: cell must be a finite, non-singular [3, 3] matrix "
                                  f"(lattice vectors as columns, Å), got {self.cell!r}")
             # Frozen dataclass: keep a hashable, JSON-friendly nested tuple.
             object.__setattr__(self, "cell", tuple(tuple(float(x) for x in row) for row in c))
         if self.n_states:
-            raise ValueError("TBLiteLabeler is single-state (n_states=0)")
+            raise QdynInputError("TBLiteLabeler is single-state (n_states=0)")
 
     def describe(self) -> dict:
         from importlib.metadata import version
@@ -530,8 +553,20 @@ class TBLiteLabeler:
             e = float(atoms.get_potential_energy())  # ASE calculators speak eV and Å
             f = np.asarray(atoms.get_forces(), dtype=float)
         except Exception as exc:  # tblite raises on SCF failure: a failed frame, recorded
-            return FrameResult.failed(len(Z), f"{type(exc).__name__}: {exc}")
+            res = FrameResult.failed(len(Z), f"{type(exc).__name__}: {exc}")
+            if "converge" in str(exc).lower():
+                # a genuine non-convergence (kept in the cache), not a transient error
+                res.status = f"not converged: SCF ({' '.join(str(exc).split())})"
+            return res
         return FrameResult(energy=e, forces=f, converged=True)
+
+    def validate(self, Z, R) -> None:
+        """Charge and multiplicity must fit the electrons (tblite's valence count has the same
+        parity as the total one). Raises :class:`QdynInputError`."""
+        n_el = int(np.sum(Z)) - int(self.charge)
+        if n_el < 0 or (n_el - (self.multiplicity - 1)) % 2:
+            raise QdynInputError(f"labeller {self.method}: {n_el} electrons (charge {self.charge}) cannot have "
+                                 f"multiplicity {self.multiplicity}")
 
 
 def labeler_from_spec(spec: dict):
@@ -543,6 +578,6 @@ def labeler_from_spec(spec: dict):
     kinds = {"PySCFLabeler": PySCFLabeler, "TBLiteLabeler": TBLiteLabeler}
     cls = kinds.get(spec.get("labeler"))
     if cls is None:
-        raise ValueError(f"cannot rebuild labeler {spec.get('labeler')!r} from metadata (only {', '.join(kinds)})")
+        raise QdynInputError(f"cannot rebuild labeler {spec.get('labeler')!r} from metadata (only {', '.join(kinds)})")
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in spec.items() if k in names})

@@ -42,6 +42,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .. import structures
+from ..validation import QdynInputError
 from .dataset import Dataset
 from .io import atomic_savez, load_npz
 from .labelers import PySCFLabeler, labeler_from_spec
@@ -60,7 +61,7 @@ STRUCTURE_PRESETS = structures.PRESETS
 def structure_entry(name: str) -> dict:
     """A recipe's ``structure`` entry for a named qdyn structure (coordinates inline)."""
     if name not in STRUCTURE_PRESETS:
-        raise ValueError(f"unknown structure {name!r}; known: {sorted(STRUCTURE_PRESETS)} (or give a structure file)")
+        raise QdynInputError(f"unknown structure {name!r}; known: {sorted(STRUCTURE_PRESETS)} (or give a structure file)")
     R, system = STRUCTURE_PRESETS[name]()
     return {"name": name, "Z": [int(z) for z in np.asarray(system.species)], "R": np.asarray(R).tolist()}
 
@@ -212,7 +213,7 @@ def get_recipe(spec: str) -> dict:
     if spec.startswith("shipped:"):
         name = spec.split(":", 1)[1]
         if name not in SHIPPED_RECIPES:
-            raise ValueError(f"no shipped recipe {name!r}; known: {sorted(SHIPPED_RECIPES)}")
+            raise QdynInputError(f"no shipped recipe {name!r}; known: {sorted(SHIPPED_RECIPES)}")
         return _resolve(copy.deepcopy(SHIPPED_RECIPES[name]))
     p = Path(spec)
     if p.suffix == ".json":
@@ -221,7 +222,7 @@ def get_recipe(spec: str) -> dict:
 
     meta = read(p).metadata
     if "recipe" not in meta:
-        raise ValueError(f"{p}: metadata has no recipe")
+        raise QdynInputError(f"{p}: metadata has no recipe")
     return _resolve(meta["recipe"])
 
 
@@ -230,7 +231,7 @@ def _resolve(recipe: dict) -> dict:
         recipe["structure"] = structure_entry(recipe["structure"])
     for key in ("name", "structure", "labeler", "sampler"):
         if key not in recipe:
-            raise ValueError(f"recipe lacks {key!r}")
+            raise QdynInputError(f"recipe lacks {key!r}")
     return recipe
 
 
@@ -309,9 +310,9 @@ def _sample(spec: dict, Z, R, ref: _Reference):
         template, _ = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=fmax, hessian=False)
         frags = samplers.fragments(Z, template)
         if len(frags) < 2:
-            raise ValueError("cluster sampler: the structure has a single molecule")
+            raise QdynInputError("cluster sampler: the structure has a single molecule")
         if any(not np.array_equal(f, np.arange(f[0], f[0] + len(f))) for f in frags):
-            raise ValueError("cluster sampler: each molecule's atoms must be contiguous in the structure")
+            raise QdynInputError("cluster sampler: each molecule's atoms must be contiguous in the structure")
         pool_spec = spec["monomer_pool"]
         monomers = []
         for k, f in enumerate(frags):
@@ -330,7 +331,7 @@ def _sample(spec: dict, Z, R, ref: _Reference):
                                   mode=spec.get("mode", "random"), seed=spec.get("seed", 0),
                                   random_orientation=spec.get("random_orientation", False),
                                   keep_first=spec.get("keep_first"))
-    raise ValueError(f"unknown sampler kind {kind!r}")
+    raise QdynInputError(f"unknown sampler kind {kind!r}")
 
 
 def sample_configurations(recipe: dict, *, cache_dir: Optional[str | Path] = None, log: LogFn = lambda s: None) -> Dataset:
@@ -413,8 +414,14 @@ def run_recipe(
         command: the command line to record; default ``qdyn label --recipe <file> ...``.
     """
     recipe = _resolve(copy.deepcopy(recipe))
+    if out is not None:
+        from .io import output_format
+
+        output_format(out)  # a bad output is refused before hours of labelling, not after
+    labeler = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})  # settings checked first
+    if hasattr(labeler, "validate"):  # basis, functional, charge/spin: before sampling computes anything
+        labeler.validate(np.asarray(recipe["structure"]["Z"]), np.asarray(recipe["structure"]["R"], dtype=float))
     configs = sample_configurations(recipe, cache_dir=cache_dir, log=log)
-    labeler = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
     if command is None:
         # Any file written here holds its recipe, so this regenerates it from the file alone.
         target = Path(out) if out is not None else Path("DATASET.npz")
@@ -423,6 +430,10 @@ def run_recipe(
             "seed": _seeds(recipe["sampler"])}
     log(f"labelling {configs.n_frames} configurations with {workers} worker(s) ...")
     ds = label_dataset(configs, labeler, workers=workers, cache_dir=cache_dir, progress=progress, metadata=meta)
+    if ds.n_frames and not ds.converged.any():
+        first = ds.metadata["labelling"]["failures"][0]["status"]
+        raise QdynInputError(f"labelling failed for every one of the {ds.n_frames} frames (frame 0: "
+                             f"{' '.join(first.split())[:300]}); nothing written")
     if out is not None:
         from .io import write
 

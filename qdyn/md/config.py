@@ -56,6 +56,8 @@ class MDConfig(BaseModel):
                             "reproduces the all-pairs energy; on requires it; off never")
     neighbor_skin_A: float = Field(0.5, ge=0, description="Verlet skin of the neighbour list, Å")
     out: Path = Field(Path("runs/md"), description="output directory")
+    check_plausibility: bool = Field(True, description="refuse temperatures and structures outside any chemistry "
+                                                       "(qdyn.data.plausibility)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -65,6 +67,10 @@ class MDConfig(BaseModel):
             raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of stride ({self.stride})")
         if self.ensemble == "npt" and self.neighbor_list == "on":
             raise ValueError("npt runs dense models only: neighbor_list must be auto or off")
+        if self.check_plausibility:
+            from ..data.plausibility import check_temperature
+
+            check_temperature(self.temperature_K, where="temperature_K")  # a ValueError: reported with the key
         return self
 
 

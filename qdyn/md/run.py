@@ -238,6 +238,7 @@ def run_md(
     progress: Optional[Callable[[dict], None]] = _default_progress,
     progress_every_s: float = 5.0,
     provenance: Optional[dict] = None,
+    check_plausibility: bool = True,
 ) -> MDResult:
     """Run MD of ``replicas`` independent copies with any qdyn energy function.
 
@@ -279,6 +280,8 @@ def run_md(
             ns_per_day), or None for silence.
         progress_every_s: seconds between progress calls.
         provenance: JSON fields recorded in ``md.json`` (e.g. the model's run directory).
+        check_plausibility: refuse temperatures beyond any chemistry and coordinates beyond
+            :data:`qdyn.data.plausibility.MAX_COORDINATE` (a typo, a unit mistake).
 
     The checkpoints and ``md.json`` record a checksum of ``params``: a restart with other
     parameters is refused, as is one whose trajectory files are missing or hold fewer
@@ -294,6 +297,13 @@ def run_md(
     t_start = time.perf_counter()
     _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn)
     Rs, systems = _as_replicas(R, system, replicas)
+    if check_plausibility:
+        from ..data.plausibility import check_positions_scale, check_temperature
+
+        check_temperature(temperature_K, where="temperature_K")
+        if initial_temperature_K is not None:
+            check_temperature(initial_temperature_K, where="initial_temperature_K")
+        check_positions_scale(Rs, source="initial positions")
     sp = make_space(systems[0], variable_cell=ensemble == "npt")
     Rs = sp.wrap(Rs)  # JAX-MD's periodic spaces expect wrapped positions
     mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
@@ -395,6 +405,8 @@ def run_md(
 
 def _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn):
     """Refuse bad arguments before anything compiles."""
+    if int(stride) < 1:
+        raise QdynInputError(f"stride must be ≥ 1 step, got {stride}")
     if n_steps <= 0 or n_steps % stride:
         raise QdynInputError(f"n_steps must be a positive multiple of stride={stride}, got {n_steps}")
     if replicas < 1:

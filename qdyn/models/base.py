@@ -85,7 +85,8 @@ def energy_and_forces_fn(apply: Callable) -> Callable:
     vg = jax.value_and_grad(apply, argnums=1)
 
     def fn(params, R, system):
-        E, g = vg(params, R, system)
+        # float32 positions with float64 on are cast here, at the boundary: one precision inside
+        E, g = vg(params, jnp.asarray(R, dtype=jnp.result_type(float)), system)
         return E, -g
 
     return fn

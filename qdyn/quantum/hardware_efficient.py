@@ -38,7 +38,7 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
 
     def expval(cparams, vecs):
         vq = vecs[qubit_vector]
-        state = jnp.zeros((2,) * n, dtype=complex_for(vecs.dtype)).at[(0,) * n].set(1.0)
+        state = jnp.zeros((2,) * n, dtype=complex_for(vecs.dtype, cparams)).at[(0,) * n].set(1.0)
 
         def layer(state, p):
             Us = jax.vmap(_encode_matrix)(vq, p["a"])

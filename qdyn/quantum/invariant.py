@@ -90,7 +90,7 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circu
             return state, None
 
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
-        state = singlet_state(n, layout.singlets, complex_for(vecs.dtype))
+        state = singlet_state(n, layout.singlets, complex_for(vecs.dtype, cparams))
         state, _ = jax.lax.scan(layer, state, xs, unroll=scan_unroll)
         obs = [expect_heisenberg(state, p, q) for p, q in layout.observable]
         return sum(obs) / len(obs)

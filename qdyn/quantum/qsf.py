@@ -71,7 +71,7 @@ def qsf_circuit(n_qubits: int, layers: int, *, parity_average: bool = True) -> C
     observables = tuple((p, q) for p in range(n) for q in range(p + 1, n))
 
     def statevector(cparams, x):
-        state = singlet_state(n, singlets, complex_for(x.dtype))
+        state = singlet_state(n, singlets, complex_for(x.dtype, cparams))
 
         def layer(state, p):
             a, j = p

@@ -102,7 +102,8 @@ def resolve_template(template: Union[str, MoleculeTemplate],
     """
     if isinstance(template, str):
         if template not in TEMPLATES:
-            raise ValueError(f"unknown template {template!r}; known: {sorted(TEMPLATES)}")
+            raise QdynInputError(f"unknown molecule template {template!r}; available: {', '.join(sorted(TEMPLATES))} "
+                                 "(or give a template {symbols, vectors, symmetries, name})")
         rep = DEFAULT_REP[template] if rep is None else rep
         template = TEMPLATES[template]
     return template, 2 if rep is None else rep
@@ -118,6 +119,11 @@ def template_check(template: MoleculeTemplate):
     species = tuple(sorted(set(template.species)))
 
     def check(R, system):
+        if system.box is not None:
+            # the circuit reads the molecule's own difference vectors: no minimum image, so
+            # a periodic cell would be silently ignored
+            raise QdynInputError(f"{template.name} model: has no periodic support (one molecule in free space), "
+                                 "but the input has a periodic cell; drop the cell or use a bpnn/hybrid model")
         check_positions(R, n_atoms=system.n_atoms, mask=system.mask)
         check_species(system.species, species, mask=system.mask)
         z = np.asarray(system.species)

@@ -37,6 +37,9 @@ class DataConfig(_Strict):
     n_test: Optional[int] = Field(None, ge=0, description="test frames (default: from fractions)")
     fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test fractions")
     split_seed: int = Field(0, description="seed of the random split")
+    check_plausibility: bool = Field(
+        True, description="refuse energies, forces and coordinates outside any chemistry in the declared units "
+                          "(a Hartree file read as eV); off only for deliberately exotic data")
 
 
 class LossConfig(_Strict):

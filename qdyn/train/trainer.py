@@ -10,6 +10,7 @@ exactly the steps an uninterrupted one would and ends with identical parameters.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..models.config import build_model
 from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn
 from ..system import System
+from ..validation import QdynInputError
 from .. import checkpoint as ckpt
 from .. import rundir
 from ..data.io import atomic_write_text
@@ -37,30 +39,53 @@ from .normalize import force_rms, species_reference_energies
 from .optim import make_optimizer, make_schedule
 
 EVAL_CHUNK = 64
+_log = logging.getLogger("qdyn")
 
 
 # ----------------------------------------------------------------------------- data
 def load_data(cfg):
     """The dataset named by a DataConfig (``shipped:NAME`` or a file; a list of them is
-    concatenated in order, so the split is the same whenever the list is)."""
+    concatenated in order, so the split is the same whenever the list is).
+
+    Frames whose labels did not converge or are not finite are dropped and reported (one
+    line on the ``qdyn`` logger; their indices in ``metadata['dropped_frames']``), as
+    ``qdyn data split`` does: a failed label never reaches training or metrics. With
+    ``cfg.check_plausibility`` the data must pass :mod:`qdyn.data.plausibility`.
+    """
     from ..data import Dataset, load_shipped, read
+    from ..data.plausibility import check_dataset
 
     def one(path):
         if path.startswith("shipped:"):
-            return load_shipped(path.split(":", 1)[1])
+            ds = load_shipped(path.split(":", 1)[1])  # failed frames already left out
+            if cfg.check_plausibility:
+                check_dataset(ds)
+            return ds
         return read(path, energy_unit=cfg.energy_unit, length_unit=cfg.length_unit,
-                    energy_key=cfg.energy_key, forces_key=cfg.forces_key)
+                    energy_key=cfg.energy_key, forces_key=cfg.forces_key, check_plausibility=cfg.check_plausibility)
 
     if isinstance(cfg.path, str):
-        return one(cfg.path)
-    if not cfg.path:
-        raise ValueError("data.path is an empty list")
-    parts = [one(p) for p in cfg.path]
-    return parts[0] if len(parts) == 1 else Dataset.concatenate(parts)
+        ds = one(cfg.path)
+    else:
+        if not cfg.path:
+            raise QdynInputError("data.path is an empty list")
+        parts = [one(p) for p in cfg.path]
+        ds = parts[0] if len(parts) == 1 else Dataset.concatenate(parts)
+    kept, dropped = ds.drop_failed()
+    if len(dropped):
+        if kept.n_frames == 0:
+            raise QdynInputError(f"{cfg.path}: every one of its {ds.n_frames} frames has failed or non-finite labels; "
+                                 "nothing to train or evaluate on")
+        shown = ", ".join(str(i) for i in dropped[:10]) + (" ..." if len(dropped) > 10 else "")
+        _log.warning(f"notice: {cfg.path}: left out {len(dropped)} of {ds.n_frames} frames whose labels did not "
+                     f"converge or are not finite (frames {shown})")
+        kept.metadata["dropped_frames"] = [int(i) for i in dropped]
+    return kept
 
 
 def split_data(ds, cfg):
     """(train, val, test) by ``split_seed``; sizes from n_* or fractions."""
+
     ds.require("E", "F")
     n = ds.n_frames
     perm = np.random.default_rng(cfg.split_seed).permutation(n)
@@ -72,10 +97,21 @@ def split_data(ds, cfg):
         n_tr = int(round(cfg.fractions[0] * n))
         n_va = int(round(cfg.fractions[1] * n))
         n_te = n - n_tr - n_va
-    if n_tr + n_va + n_te > n or min(n_tr, n_va, n_te) < 0:
-        raise ValueError(f"split {n_tr}/{n_va}/{n_te} does not fit {n} frames")
+    if n_tr + n_va + n_te > n or min(n_tr, n_va, n_te) < 0 or n_tr < 1:
+        raise QdynInputError(f"{ds.source}: field 'data.n_train/n_val/n_test': split {n_tr}/{n_va}/{n_te} "
+                             f"(train/val/test) does not fit its {n} usable frames")
     parts = np.split(perm, [n_tr, n_tr + n_va, n_tr + n_va + n_te])[:3]
     return tuple(ds.subset(np.sort(p)) for p in parts)
+
+
+def check_frames(model: EnergyModel, ds) -> None:
+    """``model.check`` on every frame (host side, before compiling); errors name file and frame."""
+
+    for i in range(ds.n_frames):
+        try:
+            model.check(*ds.to_system(i))
+        except QdynInputError as exc:
+            raise QdynInputError(f"{ds.source}: frame {i}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- model
@@ -240,13 +276,12 @@ def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
     model_cfg = _model_config(cfg, species, train_ds)
     model = build_model(model_cfg, species=species)
-    for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
-        model.check(*train_ds.to_system(i))
+    check_frames(model, train_ds)  # host-side validation, before compiling anything
     multi = model.is_multistate
     if multi:
         train_ds.require("E_states")
         if train_ds.E_states.shape[1] != model.n_states:
-            raise ValueError(f"model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
+            raise QdynInputError(f"{train_ds.source}: field 'E_states': model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
     params0 = model.init(jax.random.PRNGKey(cfg.seed))
     params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
     loss_fn = _make_loss(cfg, model, train_ds, species)
@@ -391,7 +426,7 @@ def train(
         name = "prev" if from_prev else "latest"
         meta = ckpt.verify(ckdir, name=name)
         _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
-    _, run = _prepare(cfg, data)
+    _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
         if not resume:
@@ -594,8 +629,7 @@ def load_run(run_dir: str | Path):
 def evaluate(model: EnergyModel, params, ds) -> dict:
     """Metrics of a model on any dataset (total energies in eV, forces in eV/Å)."""
     ds.require("E")
-    for i in range(ds.n_frames):
-        model.check(*ds.to_system(i))
+    check_frames(model, ds)
     E, F = predict(model, params, ds)
     m = error_metrics(E, ds.E, F, ds.F, ds.Z > 0)
     if model.is_multistate and ds.E_states is not None:
