@@ -480,3 +480,38 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
     obj = make_objective(model, params, train_ds, loss_fn, loss_weights=weights,
                          exclude_groups=(FIXED, *cfg.optim.frozen), chunk=chunk)
     return RunObjective(obj, params, train_ds, np.asarray(train_idx), cfg)
+
+
+# ----------------------------------------------------------------------------- retraining
+def make_minimizer(obj: Objective, *, max_iter: int = 1000, gtol: float = 1e-9) -> Callable:
+    """``run(theta0 [P], frame_weights [n]) -> (theta, iterations, gradient norm)``: full-batch
+    L-BFGS (optax, zoom line search) on the weighted training objective, jitted once.
+
+    Influence functions assume θ is a minimum; this polishes a trained θ to one, and
+    retrains with a frame removed (``frame_weights`` 0 there) warm-started from it — the
+    leave-one-out retraining the influence predicts.
+    """
+    import optax
+
+    def run(theta0, frame_weights):
+        def f(t):
+            return training_loss(obj, t, frame_weights)
+
+        opt = optax.lbfgs()
+        value_and_grad = optax.value_and_grad_from_state(f)
+
+        def step(carry):
+            t, state, _, it = carry
+            value, g = value_and_grad(t, state=state)
+            updates, state = opt.update(g, state, t, value=value, grad=g, value_fn=f)
+            return optax.apply_updates(t, updates), state, jnp.linalg.norm(g), it + 1
+
+        def going(carry):
+            _, _, gnorm, it = carry
+            return (it < max_iter) & (gnorm > gtol)
+
+        init = (theta0, opt.init(theta0), jnp.asarray(jnp.inf, theta0.dtype), jnp.asarray(0))
+        t, _, _, it = jax.lax.while_loop(going, step, init)
+        return t, it, jnp.linalg.norm(jax.grad(f)(t))
+
+    return jax.jit(run)

@@ -134,7 +134,7 @@ def _register_optional():
     import importlib
     import importlib.util
 
-    for name in ("data_cmds", "md_cmds", "namd_cmds"):
+    for name in ("data_cmds", "md_cmds", "namd_cmds", "explain_cmds"):
         if importlib.util.find_spec(f"qdyn.cli.{name}") is not None:
             importlib.import_module(f"qdyn.cli.{name}").register(app)
 
