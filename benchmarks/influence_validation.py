@@ -134,7 +134,7 @@ def main():
         scatter.append({"query": name, "bond_A": float(r_test[i]), "predicted": exact.scores.tolist(),
                         "actual": actual.tolist()})
         variants = [("exact", {"method": "exact", "curvature": curv}),
-                    ("cg", {"method": "cg"}),
+                    ("cg", {"method": "cg", "curvature": curv}),
                     ("arnoldi (full rank)", {"method": "arnoldi"}),
                     (f"arnoldi (rank {LOW_RANK})", {"method": "arnoldi", "arnoldi_rank": LOW_RANK})]
         for label, kw in variants:

@@ -56,6 +56,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -190,18 +191,34 @@ def hessian(obj: Objective) -> np.ndarray:
 
 
 def hvp_fn(obj: Objective) -> Callable:
-    """``v [P] -> H v`` (jitted): ``jvp`` of ``grad`` of the mean training loss, scanned
-    over chunks of frames; H is never formed."""
-    grad = jax.grad(lambda t, f, w: _chunk_loss_sum(obj, t, f, w))
+    """``v [P] -> H v`` at ``obj.theta``: ``jvp`` of ``grad`` of the mean training loss,
+    scanned over chunks of frames; H is never formed. The compiled program takes θ and the
+    frames as arguments, so it is shared by every objective with the same loss."""
+    core = _jitted_hvp(obj.frame_loss)
+    return lambda v: core(obj.theta, obj.frames, obj.weights, jnp.asarray(v))
 
-    @jax.jit
-    def hvp(v):
+
+@functools.lru_cache(maxsize=8)
+def _jitted_hvp(frame_loss: Callable) -> Callable:
+    return jax.jit(_hvp_program(frame_loss))
+
+
+@functools.lru_cache(maxsize=8)
+def _hvp_program(frame_loss: Callable) -> Callable:
+    """``(theta, frames, weights, v) -> H v`` (not jitted; see :func:`hvp_fn`)."""
+
+    def chunk_loss(t, frames, w):
+        return jnp.sum(w * jax.vmap(frame_loss, in_axes=(None, 0))(t, frames))
+
+    grad = jax.grad(chunk_loss)
+
+    def hvp(theta, frames, weights, v):
         def body(acc, xs):
-            frames, w = xs
-            return acc + jax.jvp(lambda t: grad(t, frames, w), (obj.theta,), (v,))[1], None
+            f, w = xs
+            return acc + jax.jvp(lambda t: grad(t, f, w), (theta,), (v,))[1], None
 
-        acc, _ = jax.lax.scan(body, jnp.zeros_like(obj.theta), (obj.frames, obj.weights))
-        return acc / obj.n_frames
+        acc, _ = jax.lax.scan(body, jnp.zeros_like(theta), (frames, weights))
+        return acc / jnp.sum(weights)
 
     return hvp
 
@@ -331,15 +348,29 @@ def solve_eigen(curv: Curvature, b: np.ndarray, damping: float, *, rank: Optiona
     return V @ ((V.T @ b) / (e + damping))
 
 
-def solve_cg(hvp: Callable, b: np.ndarray, damping: float, *, tol: float = 1e-10,
+def solve_cg(obj: Objective, b: np.ndarray, damping: float, *, tol: float = 1e-10,
              maxiter: Optional[int] = None) -> tuple[np.ndarray, float]:
     """``(H + λI)⁻¹ b`` by conjugate gradients (``jax.scipy.sparse.linalg.cg``) on
-    Hessian-vector products; returns (solution, relative residual)."""
-    b = jnp.asarray(b)
-    op = jax.jit(lambda v: hvp(v) + damping * v)
-    x, _ = jax.scipy.sparse.linalg.cg(op, b, tol=tol, maxiter=maxiter or 10 * b.size)
-    residual = float(jnp.linalg.norm(op(x) - b) / jnp.maximum(jnp.linalg.norm(b), 1e-300))
-    return np.asarray(x), residual
+    Hessian-vector products; returns (solution, relative residual). One compiled program
+    per loss serves every θ, right-hand side and damping."""
+    solve = _cg_program(obj.frame_loss, tol, maxiter or 10 * np.size(b))
+    x, residual = solve(obj.theta, obj.frames, obj.weights, jnp.asarray(b), jnp.asarray(damping))
+    return np.asarray(x), float(residual)
+
+
+@functools.lru_cache(maxsize=8)
+def _cg_program(frame_loss: Callable, tol: float, maxiter: int) -> Callable:
+    hvp = _hvp_program(frame_loss)
+
+    @jax.jit
+    def solve(theta, frames, weights, b, damping):
+        def op(v):
+            return hvp(theta, frames, weights, v) + damping * v
+
+        x, _ = jax.scipy.sparse.linalg.cg(op, b, tol=tol, maxiter=maxiter)
+        return x, jnp.linalg.norm(op(x) - b) / jnp.maximum(jnp.linalg.norm(b), 1e-300)
+
+    return solve
 
 
 # ----------------------------------------------------------------------------- influence
@@ -398,18 +429,17 @@ def influence(obj: Objective, query_grad, *, method: str = "exact", damping: Opt
         raise InfluenceError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     b = np.asarray(query_grad, dtype=np.asarray(obj.theta).dtype)
     P = obj.n_params
-    hvp = hvp_fn(obj) if method != "exact" else None
     if curvature is None:
         if method == "exact":
             curvature = exact_curvature(obj)
         else:
-            curvature = arnoldi_curvature(hvp, P, n_iter=arnoldi_iter or min(P, 200 if method == "arnoldi" else 30),
+            curvature = arnoldi_curvature(hvp_fn(obj), P, n_iter=arnoldi_iter or min(P, 200 if method == "arnoldi" else 30),
                                           seed=seed)
     lam = auto_damping(curvature, relative_damping) if damping is None else float(damping)
     _check_definite(curvature, lam)
     residual = None
     if method == "cg":
-        s, residual = solve_cg(hvp, b, lam, tol=cg_tol)
+        s, residual = solve_cg(obj, b, lam, tol=cg_tol)
     else:
         s = solve_eigen(curvature, b, lam, rank=arnoldi_rank if method == "arnoldi" else None)
     G = frame_gradients(obj) if frame_grads is None else frame_grads
