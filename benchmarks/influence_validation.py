@@ -219,8 +219,9 @@ def readme_section(payload: dict) -> str:
         d.append(f"| {rel:g} | " + " | ".join(cells) + " |")
     ev = payload["hessian_eigenvalues"]
     notes = [
-        f"- Hessian spectrum at θ*: largest {ev['max']:.3g}, smallest {ev['min']:.2g} (the two species shifts of "
-        f"LiH only enter as their sum: one exactly flat direction), next {ev['second_smallest']:.3g}.",
+        f"- Hessian spectrum at θ*: largest {ev['max']:.3g}, smallest {ev['min']:.2g}, next {ev['second_smallest']:.2g}: "
+        "two exactly flat directions (one is the two species shifts of LiH, which only enter as their sum); the "
+        "damping keeps them out of the inverse.",
         f"- θ* from L-BFGS: {payload['polish']['iterations']} iterations to |∇L| = "
         f"{payload['polish']['gradient_norm']:.1e}; {payload['n_train']} leave-one-out retrainings (warm start, "
         f"median {payload['leave_one_out']['iterations_median']:.0f} iterations, max |∇L| "
