@@ -171,7 +171,7 @@ def _register_optional():
     import importlib
     import importlib.util
 
-    for name in ("data_cmds", "md_cmds", "namd_cmds", "config_cmds", "deploy_cmds"):
+    for name in ("data_cmds", "md_cmds", "namd_cmds", "config_cmds", "deploy_cmds", "explain_cmds"):
         if importlib.util.find_spec(f"qdyn.cli.{name}") is not None:
             importlib.import_module(f"qdyn.cli.{name}").register(app)
 
