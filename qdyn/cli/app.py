@@ -105,16 +105,28 @@ def evaluate(
     data: str = typer.Option(..., "--data", help="Any file the data layer reads, or shipped:NAME."),
     energy_unit: Optional[str] = typer.Option(None, "--energy-unit"),
     length_unit: Optional[str] = typer.Option(None, "--length-unit"),
+    per_frame: bool = typer.Option(False, "--per-frame", help="Add every frame's energy, error and (with an "
+                                                              "uncertainty estimate) energy σ and per-atom force σ."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted σ against actual error (runs "
+                                                             "trained with an uncertainty estimate)."),
 ):
-    """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
+    """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å); with
+    an uncertainty estimate (ensemble or Laplace) also its calibration on these frames."""
     from ..train import evaluate as run_eval
     from ..train import load_run
     from ..train.config import DataConfig
     from ..train.trainer import load_data
+    from ..uncertainty.cli import uncertainty_report
 
     m, params, _ = load_run(model)
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit))
-    typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
+    result = run_eval(m, params, ds)
+    try:
+        result.update(uncertainty_report(model, m, params, ds, per_frame=per_frame, plot=plot))
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command()
