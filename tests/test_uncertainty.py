@@ -102,6 +102,15 @@ def test_ensemble_evaluation_equals_a_loop_over_members(h2o):
     np.testing.assert_allclose(predict(ens, params, h2o)[0], pred.E, rtol=1e-12)
     # non-trivial: members disagree on every frame and atom
     assert pred.E_std.min() > 1e-4 and pred.F_std.min() > 1e-4
+    # the ASE calculator reports the same spread
+    from ase import Atoms
+
+    from qdyn.md.ase_calculator import QdynCalculator
+
+    atoms = Atoms(numbers=h2o.Z[0], positions=h2o.R[0], calculator=QdynCalculator(ens, params))
+    atoms.get_potential_energy()
+    np.testing.assert_allclose(atoms.calc.results["energy_std"], pred.E_std[0], rtol=1e-10)
+    np.testing.assert_allclose(atoms.calc.results["forces_std"], pred.F_std[0], rtol=1e-10)
 
 
 def test_fit_scale_recovers_a_known_factor():

@@ -25,6 +25,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ..models.base import EnergyModel, batch_energy_and_forces, energy_and_forces
 from ..system import System, stack
+from ..uncertainty.predict import member_spread
 from ..validation import QdynInputError
 
 
@@ -44,7 +45,9 @@ class QdynCalculator(Calculator):
         model: the model.
         params: its parameters.
 
-    Implements ``energy`` [eV], ``free_energy`` (= energy) and ``forces`` [eV/Å].
+    Implements ``energy`` [eV], ``free_energy`` (= energy) and ``forces`` [eV/Å]; for a deep
+    ensemble (:func:`qdyn.uncertainty.ensemble_model`) also the members' uncalibrated spread,
+    ``results["energy_std"]`` [eV] and ``results["forces_std"]`` [n_atoms] eV/Å.
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -59,6 +62,7 @@ class QdynCalculator(Calculator):
         R, system = atoms_to_system(self.atoms)
         E, F = energy_and_forces(self.model, self.params, R, system)
         self.results = {"energy": float(E), "free_energy": float(E), "forces": np.asarray(F, dtype=float)}
+        self.results.update(member_spread(self.model, self.params, R, system))  # ensembles: σ of the members
 
     def batch(self, images: Sequence, *, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Energies [m] eV and forces [m, n, 3] eV/Å of many structures with the same atom

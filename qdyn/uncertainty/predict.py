@@ -120,6 +120,16 @@ def predict_with_uncertainty(model: EnergyModel, params, ds, estimator: Optional
     return Prediction(E, F, est.energy_scale * E_std, est.force_scale * F_std)
 
 
+def member_spread(model: EnergyModel, params, R, system) -> dict:
+    """An ensemble's uncalibrated spread at one configuration, as ASE result keys:
+    ``energy_std`` [eV] and ``forces_std`` [n_atoms] eV/Å; empty for a single model."""
+    if model.member is None:
+        return {}
+    one = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], system)
+    _, _, E_std, F_std = _ensemble_fn(model.member.apply)(params, jnp.asarray(R)[None], one)
+    return {"energy_std": float(E_std[0]), "forces_std": np.asarray(F_std[0], dtype=float)}
+
+
 def sigma_error_plot(path, pred: Prediction, ds, *, title: str = "") -> Path:
     """Predicted σ against the actual |error|: energies per frame, forces per atom, with
     the line |error| = σ; log axes."""
