@@ -43,12 +43,12 @@ from qdyn.uncertainty.calibration import calibration_curve, force_errors  # noqa
 
 K = 4
 DATA = {
-    "H2O": {"path": "shipped:H2O", "n_train": 200, "n_val": 50, "n_test": 100},
-    "water_clusters": {"path": "shipped:water_clusters", "n_train": 200, "n_val": 50, "n_test": 100},
+    "H2O": {"path": "shipped:H2O", "n_train": 100, "n_val": 50, "n_test": 100},
+    "water_clusters": {"path": "shipped:water_clusters", "n_train": 100, "n_val": 40, "n_test": 80},
 }
 FAMILIES = {
-    "H2O": {"siVQLM": {"family": "sivqlm", "template": "H2O", "layers": 4},
-            "generic": {"family": "generic", "template": "H2O", "layers": 4},
+    "H2O": {"siVQLM": {"family": "sivqlm", "template": "H2O", "layers": 2},
+            "generic": {"family": "generic", "template": "H2O", "layers": 2},
             "BPNN": {"family": "bpnn", "hidden": [16, 16]},
             "hybrid": {"family": "hybrid", "n_qubits": 2, "layers": 1, "hidden": [16]}},
     "water_clusters": {"BPNN": {"family": "bpnn", "hidden": [16, 16], "descriptor": "power_spectrum"},
@@ -161,7 +161,7 @@ def main():
     if args.readme:
         write_readme(json.loads((RESULTS / "uncertainty_calibration.json").read_text()))
         return
-    epochs = 3 if args.quick else 30
+    epochs = 2 if args.quick else 15
     t0 = time.perf_counter()
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
