@@ -96,7 +96,10 @@ def train(
     if result.interrupted:
         typer.echo(f"interrupted: checkpoint saved in {out / 'checkpoints'}; continue with --resume", err=True)
         raise typer.Exit(130)
-    typer.echo(json.dumps({k: result.metrics.get(k) for k in ("model", "n_params", "test", "sizes")}, indent=2))
+    summary = {k: result.metrics.get(k) for k in ("model", "n_params", "test", "sizes")}
+    if "uncertainty" in result.metrics:
+        summary["uncertainty"] = result.metrics["uncertainty"]
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("eval")
