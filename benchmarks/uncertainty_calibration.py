@@ -132,7 +132,7 @@ def readme_section(payload: dict) -> str:
                      f"{r['force_mae_meV_per_A']:.0f} | {e['spearman']:.2f} | {f['spearman']:.2f} | "
                      f"{e['miscalibration_area']:.3f} | {f['miscalibration_area']:.3f} | {e['nll']:.2f} | "
                      f"{f['nll']:.2f} |")
-    return "\n".join(lines) + "\n\n![calibration curves](results/uncertainty_calibration.png)\n\n" + payload["notes"]
+    return "\n".join(lines) + "\n\n![calibration curves](results/uncertainty_calibration.png)\n\n" + NOTES
 
 
 def write_readme(payload: dict) -> None:
@@ -147,10 +147,17 @@ def write_readme(payload: dict) -> None:
     update_readme_section("uncertainty_calibration", header, readme_section(payload))
 
 
-NOTES = ("Reading the table: the ensemble's spread ranks errors (Spearman > 0) for every family; the Laplace "
-         "posterior over the readout alone (scale, shifts, integration or output layer) sees only how the "
-         "energy and forces scale with those few parameters, so for the template circuits, whose readout is "
-         "just the energy scale and shifts, its force σ is proportional to the predicted force itself.")
+NOTES = ("Reading the table (short trainings on a shared 2-core machine, so the errors are far from converged "
+         "and the numbers are a first measurement, not a ranking of the families): on H2O the BPNN ensemble's spread "
+         "ranks its errors (Spearman ≈ 0.5 for energies and forces) and is calibrated within a few per cent after the "
+         "one validation factor. The template circuits' ensembles rank their errors only weakly (ρ ≈ 0.1–0.2): with "
+         "about 20 parameters, two layers and the same batches, the four members end near one function and disagree "
+         "little where they are wrong. The last-layer Laplace posterior of the circuits is the scale and the two "
+         "shifts: its energy σ grows with the raw circuit output and ranks energy errors better (ρ ≈ 0.5) than "
+         "their ensembles, but its force σ is proportional to the predicted force. For the BPNN the Laplace force σ "
+         "ranks as well as the ensemble's and is better calibrated (area 0.03), its energy σ barely ranks. "
+         "Miscalibration areas stay below 0.2 everywhere after the validation factor; the NLL is the "
+         "measure to compare methods on one model.")
 
 
 def main():
