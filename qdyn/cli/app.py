@@ -133,7 +133,10 @@ def train(
     if result.interrupted:
         typer.echo(f"interrupted: checkpoint saved in {out / 'checkpoints'}; continue with --resume", err=True)
         raise typer.Exit(130)
-    typer.echo(json.dumps({k: result.metrics.get(k) for k in ("model", "n_params", "test", "sizes")}, indent=2))
+    summary = {k: result.metrics.get(k) for k in ("model", "n_params", "test", "sizes")}
+    if "uncertainty" in result.metrics:
+        summary["uncertainty"] = result.metrics["uncertainty"]
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("eval")
@@ -148,12 +151,18 @@ def evaluate(
     forces_key: str = typer.Option("forces", "--forces-key", help="extxyz: the per-atom property holding the forces."),
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
                                                help="Accept data outside any chemistry in its declared units."),
+    per_frame: bool = typer.Option(False, "--per-frame", help="Add every frame's energy, error and (with an "
+                                                              "uncertainty estimate) energy σ and per-atom force σ."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted σ against actual error (runs "
+                                                             "trained with an uncertainty estimate)."),
 ):
-    """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
+    """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å); with
+    an uncertainty estimate (ensemble or Laplace) also its calibration on these frames."""
     from ..train import evaluate as run_eval
     from ..train import load_run
     from ..train.config import DataConfig
     from ..train.trainer import load_data
+    from ..uncertainty.cli import uncertainty_report
     from ..checkpoint import CheckpointError
 
     try:
@@ -163,7 +172,13 @@ def evaluate(
         raise typer.Exit(2)
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit, energy_key=energy_key,
                               forces_key=forces_key, check_plausibility=not no_plausibility_check))
-    typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
+    result = run_eval(m, params, ds)
+    try:
+        result.update(uncertainty_report(model, m, params, ds, per_frame=per_frame, plot=plot))
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(result, indent=2))
 
 
 def _register_optional():

@@ -34,6 +34,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ..deploy.atom_order import model_template, template_permutation
 from ..models.base import EnergyModel, batch_energy_and_forces, energy_and_forces, energy_forces_stress
 from ..system import System, stack
+from ..uncertainty.predict import member_spread
 from ..validation import QdynInputError
 
 
@@ -76,6 +77,9 @@ class QdynCalculator(Calculator):
     Implements ``energy`` [eV], ``free_energy`` (= energy), ``forces`` [eV/Å] and, for
     periodic structures and models that take a box, ``stress`` [eV/Å³] (Voigt: xx yy zz
     yz xz xy). Atoms in any order (module docstring).
+    For a deep ensemble (:func:`qdyn.uncertainty.ensemble_model`) also the members'
+    uncalibrated spread, ``results["energy_std"]`` [eV] and ``results["forces_std"]``
+    [n_atoms] eV/Å.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -131,6 +135,14 @@ class QdynCalculator(Calculator):
         self.results = {"energy": E, "free_energy": E, "forces": F}
         if stress is not None:
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if self.model is not None:  # ensembles: σ of the members, in the atoms' order
+            R_model, system_model = atoms_to_system(self.atoms[perm])
+            spread = member_spread(self.model, self.params, R_model, system_model)
+            if "forces_std" in spread:
+                forces_std = np.empty_like(spread["forces_std"])
+                forces_std[perm] = spread["forces_std"]
+                spread["forces_std"] = forces_std
+            self.results.update(spread)
 
     def batch(self, images: Sequence, *, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Energies [m] eV and forces [m, n, 3] eV/Å of many structures with the same atom

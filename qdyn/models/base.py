@@ -55,6 +55,9 @@ class EnergyModel(NamedTuple):
         adiabatic: multistate models: ``(params, R, system, neighbor=None) -> E [n]`` eV,
             ascending (the eigenvalues of W).
         n_states: electronic states (1 for a single potential energy surface).
+        member: for a deep ensemble (:func:`qdyn.uncertainty.ensemble_model`), the model each
+            member is; its parameters carry a leading member axis and ``apply`` is the
+            member mean. None for a single model.
     """
 
     init: Callable
@@ -69,6 +72,7 @@ class EnergyModel(NamedTuple):
     diabatic: Optional[Callable] = None
     adiabatic: Optional[Callable] = None
     n_states: int = 1
+    member: Optional["EnergyModel"] = None
 
     @property
     def is_multistate(self) -> bool:

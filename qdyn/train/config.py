@@ -76,6 +76,23 @@ class OptimConfig(_Strict):
     ema_decay: Optional[float] = Field(None, gt=0, lt=1, description="exponential moving average of the params (null: off)")
 
 
+class EnsembleConfig(_Strict):
+    size: int = Field(4, ge=2, description="members, trained together (one vmapped step) on the same batches")
+
+
+class LaplaceConfig(_Strict):
+    prior_precision: float = Field(1.0, gt=0, description="λ of the Gaussian prior on the readout parameters")
+
+
+class UncertaintyConfig(_Strict):
+    """How the trained model estimates its uncertainty (docs/uncertainty.md)."""
+
+    method: Literal["none", "ensemble", "laplace"] = Field(
+        "none", description="ensemble: K models from K initialisations; laplace: last-layer posterior after training")
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    laplace: LaplaceConfig = Field(default_factory=LaplaceConfig)
+
+
 class TrainConfig(_Strict):
     model: ModelSection = Field(default_factory=SiVQLMConfig, description="the model; family selects the rest of the section")
     data: DataConfig = Field(default_factory=DataConfig, description="dataset and split")
@@ -88,6 +105,7 @@ class TrainConfig(_Strict):
     pretrain_epochs: int = Field(20, ge=0, description="epochs of the classical pretraining stage (staged)")
     early_stopping_patience: Optional[int] = Field(None, ge=1, description="epochs without validation gain")
     checkpoint_every: int = Field(10, ge=1, description="epochs")
+    uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig)
 
     @model_validator(mode="after")
     def _stages_fit(self):
@@ -130,6 +148,7 @@ def template_yaml() -> str:
         "normalization:": "  # species_lstsq (reference energies + force-RMS scale) | minmax | none",
         "group_lr:": "  # e.g. {quantum: 2.0}",
         "frozen:": "  # e.g. [quantum]",
+        "method:": "  # none | ensemble (size members) | laplace (last-layer, after training)",
     }
     for line in body.splitlines():
         key = line.strip().split(" ")[0]

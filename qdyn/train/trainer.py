@@ -27,6 +27,8 @@ from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn
 from ..system import System
 from ..validation import QdynInputError
+from ..uncertainty.ensemble import MemberAxis, ensemble_model, member_keys, stack
+from ..uncertainty.run import fit_for_run, rebuild_model
 from .. import checkpoint as ckpt
 from .. import rundir
 from ..data.io import atomic_write_text
@@ -266,7 +268,8 @@ class _Run(NamedTuple):
     params0: dict
     norm_info: dict
     multi: bool
-    loss_fn: Callable
+    loss_fn: Callable  # of one member
+    members: MemberAxis = MemberAxis()  # size 0: a single model
 
 
 def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
@@ -275,17 +278,32 @@ def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
     train_ds, val_ds, test_ds = split_data(ds, cfg.data)
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
     model_cfg = _model_config(cfg, species, train_ds)
-    model = build_model(model_cfg, species=species)
-    check_frames(model, train_ds)  # host-side validation, before compiling anything
-    multi = model.is_multistate
+    member = build_model(model_cfg, species=species)
+    check_frames(member, train_ds)  # host-side validation, before compiling anything
+    multi = member.is_multistate
     if multi:
         train_ds.require("E_states")
-        if train_ds.E_states.shape[1] != model.n_states:
-            raise QdynInputError(f"{train_ds.source}: field 'E_states': model has {model.n_states} states, the data {train_ds.E_states.shape[1]} (E_states)")
-    params0 = model.init(jax.random.PRNGKey(cfg.seed))
-    params0, norm_info = normalize_params(model, params0, train_ds, cfg.loss.normalization)
-    loss_fn = _make_loss(cfg, model, train_ds, species)
-    return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn)
+        if train_ds.E_states.shape[1] != member.n_states:
+            raise QdynInputError(f"{train_ds.source}: field 'E_states': model has {member.n_states} states, the data "
+                                 f"{train_ds.E_states.shape[1]} (E_states)")
+    members = MemberAxis(cfg.uncertainty.ensemble.size if cfg.uncertainty.method == "ensemble" else 0)
+    model = ensemble_model(member, members.size) if members.size else member
+    params0, norm_info = _initial_params(cfg, member, train_ds, members.size)
+    loss_fn = _make_loss(cfg, member, train_ds, species)
+    return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn, members)
+
+
+def _initial_params(cfg: TrainConfig, member: EnergyModel, train_ds, size: int):
+    """(params, normalisation info) training starts from: one model's, or ``size`` members'
+    stacked along a leading axis, each normalised on the training data."""
+    keys = member_keys(jax.random.PRNGKey(cfg.seed), max(size, 1))
+    parts = [normalize_params(member, member.init(k), train_ds, cfg.loss.normalization) for k in keys]
+    if not size:
+        return parts[0]
+    info = dict(parts[0][1])
+    if "offset_per_atom_eV" in info:  # the only member-dependent entry
+        info["offset_per_atom_eV"] = [i["offset_per_atom_eV"] for _, i in parts]
+    return stack([p for p, _ in parts]), info
 
 
 def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Callable:
@@ -311,8 +329,9 @@ def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Calla
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
 
 
-def _make_step(cfg: TrainConfig, loss_fn: Callable, tx) -> Callable:
-    """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net)``."""
+def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis) -> Callable:
+    """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net)`` (of every
+    ensemble member at once: one compiled step ``vmap``-ed over the member axis)."""
 
     def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net):
         (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, w_E, w_F, w_net)
@@ -323,7 +342,7 @@ def _make_step(cfg: TrainConfig, loss_fn: Callable, tx) -> Callable:
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
         return params, opt_state, ema, loss, aux
 
-    return jax.jit(step)
+    return jax.jit(members.step(step))
 
 
 def _loss_weights(cfg: TrainConfig, epoch: int):
@@ -338,10 +357,10 @@ def _loss_weights(cfg: TrainConfig, epoch: int):
             jnp.asarray(ramp(lc.force_weight, lc.force_weight_final)), jnp.asarray(lc.net_force_weight))
 
 
-def _fresh_state(tx, params, stage_idx: int) -> dict:
+def _fresh_state(opt_init: Callable, params, stage_idx: int) -> dict:
     return {
         "params": params,
-        "opt_state": tx.init(params),
+        "opt_state": opt_init(params),
         "ema": params,
         "best_params": params,
         "counters": {"epoch": np.int64(0), "batch": np.int64(0), "step": np.int64(0),
@@ -437,16 +456,16 @@ def train(
     labels = run.model.param_labels(run.params0)
     txs = [make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
            for _, e0, e1, groups in stages]
-    steps = [_make_step(cfg, run.loss_fn, tx) for tx in txs]
+    steps = [_make_step(cfg, run.loss_fn, tx, run.members) for tx in txs]
 
     history: list = []
     if resume:
         _check_data_derived(ckdir / f"{name}.json", meta, run.model_cfg)
         stage = int(meta["stage"])
-        state, meta = ckpt.load(ckdir, _fresh_state(txs[stage], run.params0, stage), name=name)
+        state, meta = ckpt.load(ckdir, _fresh_state(run.members.opt_init(txs[stage]), run.params0, stage), name=name)
         history = meta.get("history", [])
     else:
-        state = _fresh_state(txs[0], run.params0, 0)
+        state = _fresh_state(run.members.opt_init(txs[0]), run.params0, 0)
     out.mkdir(parents=True, exist_ok=True)
     if not resume or resolved != meta["config"]:
         # written once at a fresh start; again only when a resume changed a resumable field
@@ -474,12 +493,12 @@ def train(
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
     seconds = time.perf_counter() - t_start
     model = run.model
-    n_trainable = count_params({k: v for k, v in final.items() if model.groups.get(k) != FIXED})
+    n_trainable = count_params({k: v for k, v in final.items() if model.groups.get(k) != FIXED}) // max(run.members.size, 1)
     metrics: dict = {"model": model.name, "n_params": n_trainable, "interrupted": interrupted,
                      "train_seconds_this_call": seconds, "normalization": run.norm_info,
                      "sizes": {"train": run.train_ds.n_frames, "val": run.val_ds.n_frames, "test": run.test_ds.n_frames}}
     if not interrupted:
-        _write_results(out, run, final, history, metrics)
+        _write_results(out, run, final, history, metrics, cfg.uncertainty)
     return TrainResult(model=model, params=final, history=history, metrics=metrics, out=out,
                        interrupted=interrupted, seconds=seconds)
 
@@ -518,7 +537,8 @@ def _check_data_derived(meta_path: Path, meta: dict, model_cfg: dict) -> None:
 
 def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock):
     """The host loop over epochs and minibatches; raises KeyboardInterrupt at ``max_steps``."""
-    val_loss = jax.jit(lambda p, b, wE, wF, wn: run.loss_fn(p, b, wE, wF, wn)[0])
+    mean_loss = run.members.loss(run.loss_fn)
+    val_loss = jax.jit(lambda p, b, wE, wF, wn: mean_loss(p, b, wE, wF, wn)[0])
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
     steps_this_call = 0
     while int(state["counters"]["epoch"]) < cfg.epochs:
@@ -526,7 +546,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         epoch = int(c["epoch"])
         si = _stage_at(stages, epoch)
         if si != int(c["stage"]):  # stage change: fresh optimiser state for the new groups
-            state["opt_state"] = txs[si].init(state["params"])
+            state["opt_state"] = run.members.opt_init(txs[si])(state["params"])
             c["stage"] = np.int64(si)
         w = _loss_weights(cfg, epoch)
         order = batches_of(run.train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
@@ -539,8 +559,9 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
             c["batch"] = np.int64(b + 1)
             c["step"] = np.int64(int(c["step"]) + 1)
             steps_this_call += 1
-            state["epoch_loss_sum"] = np.float64(float(state["epoch_loss_sum"]) + float(loss))
-            bar.step(float(loss), f"{run.model.name} [{stages[si][0]}] epoch {epoch + 1}")
+            loss = float(np.mean(loss))  # an ensemble's: the mean over members
+            state["epoch_loss_sum"] = np.float64(float(state["epoch_loss_sum"]) + loss)
+            bar.step(loss, f"{run.model.name} [{stages[si][0]}] epoch {epoch + 1}")
         record = {"epoch": epoch + 1, "stage": stages[si][0], "train_loss": float(state["epoch_loss_sum"]) / len(order)}
         state["epoch_loss_sum"] = np.float64(0.0)
         eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
@@ -577,11 +598,16 @@ def _validate(run: _Run, params, val_loss, w, record: dict) -> float:
     return record["val_loss"]
 
 
-def _write_results(out: Path, run: _Run, final, history, metrics: dict) -> None:
-    """Parameters, metrics per split, parity plot, learning curve, and last ``model.json``,
-    which marks the run finished (a run killed before it is resumable, not loadable)."""
+def _write_results(out: Path, run: _Run, final, history, metrics: dict, uncertainty) -> None:
+    """Parameters, the uncertainty estimate fitted and calibrated after training, metrics per
+    split, parity plot, learning curve, and last ``model.json``, which marks the run finished
+    (a run killed before it is resumable, not loadable)."""
     model = run.model
     ckpt.save_params(out / "params.msgpack", final)
+    uq = {}
+    if uncertainty.method != "none":
+        uq["uncertainty"], metrics["uncertainty"] = fit_for_run(uncertainty, model, final, run.train_ds, run.val_ds,
+                                                                run.test_ds, out)
     for name, part in (("train", run.train_ds), ("val", run.val_ds), ("test", run.test_ds)):
         if not part.n_frames:
             continue
@@ -596,7 +622,7 @@ def _write_results(out: Path, run: _Run, final, history, metrics: dict) -> None:
     refresh_history(out, history)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(out / "model.json", json.dumps({"model": run.model_cfg, "normalization": run.norm_info,
-                                                      "versions": _versions()}, indent=2))
+                                                      "versions": _versions(), **uq}, indent=2))
 
 
 def load_run(run_dir: str | Path):
@@ -621,7 +647,7 @@ def load_run(run_dir: str | Path):
         mc = info["model"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ckpt.CheckpointError(f"{info_path} is corrupt ({type(e).__name__}: {e})") from None
-    model = build_model(mc, species=mc.get("species", ()))
+    model = rebuild_model(build_model(mc, species=mc.get("species", ())), info)  # an ensemble if it was one
     params = ckpt.load_params(run_dir / "params.msgpack", model.init(jax.random.PRNGKey(0)))
     return model, params, info
 
