@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from .execution_opts import BACKEND_OPT, DEVICE_OPT, DIFF_OPT, SEED_OPT, SHOTS_OPT, execution_flags
+
 app = typer.Typer(
     name="qdyn",
     help="Quantum-classical machine-learned force fields and molecular dynamics in JAX.",
@@ -105,16 +107,28 @@ def evaluate(
     data: str = typer.Option(..., "--data", help="Any file the data layer reads, or shipped:NAME."),
     energy_unit: Optional[str] = typer.Option(None, "--energy-unit"),
     length_unit: Optional[str] = typer.Option(None, "--length-unit"),
+    backend: Optional[str] = BACKEND_OPT, device: Optional[str] = DEVICE_OPT, diff_method: Optional[str] = DIFF_OPT,
+    shots: Optional[int] = SHOTS_OPT, shots_seed: Optional[int] = SEED_OPT,
 ):
     """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å)."""
+    from ..quantum.execution import require_for_model
     from ..train import evaluate as run_eval
     from ..train import load_run
     from ..train.config import DataConfig
     from ..train.trainer import load_data
+    from ..validation import QdynInputError
 
-    m, params, _ = load_run(model)
+    try:
+        m, params, _ = load_run(model, execution=execution_flags(backend, device, diff_method, shots, shots_seed))
+        require_for_model(m.config, "forces")
+    except QdynInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit))
-    typer.echo(json.dumps(run_eval(m, params, ds), indent=2))
+    metrics = run_eval(m, params, ds)
+    if "execution" in m.config:
+        metrics["execution"] = m.config["execution"]
+    typer.echo(json.dumps(metrics, indent=2))
 
 
 @app.command()
@@ -134,7 +148,7 @@ def _register_optional():
     import importlib
     import importlib.util
 
-    for name in ("data_cmds", "md_cmds", "namd_cmds"):
+    for name in ("data_cmds", "md_cmds", "namd_cmds", "circuit_cmds"):
         if importlib.util.find_spec(f"qdyn.cli.{name}") is not None:
             importlib.import_module(f"qdyn.cli.{name}").register(app)
 

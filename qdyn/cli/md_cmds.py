@@ -11,6 +11,9 @@ from typing import Optional
 
 import typer
 
+from .execution_opts import BACKEND_OPT, DEVICE_OPT, DIFF_OPT, SEED_OPT, SHOTS_OPT, execution_flags
+
+
 def md(
     config: Optional[Path] = typer.Option(None, "--config", help="An MD config (YAML, keys as in qdyn.md.config."
                                                                  "MDConfig); the flags below override it."),
@@ -40,6 +43,8 @@ def md(
                                                 help="auto [default]: periodic systems use a neighbour list when the "
                                                      "model reads one; on; off."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory [runs/md]."),
+    backend: Optional[str] = BACKEND_OPT, device: Optional[str] = DEVICE_OPT, diff_method: Optional[str] = DIFF_OPT,
+    shots: Optional[int] = SHOTS_OPT, shots_seed: Optional[int] = SEED_OPT,
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
     from ..md.config import load_md_config
@@ -54,7 +59,7 @@ def md(
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run_md_config(cfg)
+    run_md_config(cfg, execution=execution_flags(backend, device, diff_method, shots, shots_seed))
 
 
 def _echo_progress(info):
@@ -74,18 +79,21 @@ def _start(m, cfg):
     return R, system
 
 
-def run_md_config(cfg) -> None:
-    """Load the model, pick the start structure and neighbour list, run, report."""
+def run_md_config(cfg, *, execution: Optional[dict] = None) -> None:
+    """Load the model (``execution``: PennyLane settings replacing the model's), pick the
+    start structure and neighbour list, run, report."""
     import jax
 
     from ..md import BlowUpError, analysis, model_energy_fn, run_md
     from ..quickstart import quickstart_md
     from ..md.adapters import model_neighbor_fn
+    from ..quantum.execution import require_for_model
     from ..train import load_run
     from ..validation import QdynInputError
 
     try:
-        m, params, _ = load_run(cfg.model)
+        m, params, _ = load_run(cfg.model, execution=execution)
+        require_for_model(m.config, "forces")
     except Exception as exc:  # a clear one-line message instead of a traceback
         raise typer.BadParameter(f"--model {cfg.model}: {exc}") from None
     out = cfg.out

@@ -22,12 +22,14 @@ import yaml
 
 from ..models.base import FIXED, EnergyModel, count_params, energy_and_forces_fn
 from ..models.config import build_model
+from ..quantum.execution import require_for_model, with_execution
+from ..validation import QdynInputError
 from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn
 from ..system import System
 from .. import checkpoint as ckpt
 from .batches import Batch, batches_of, make_batch
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .losses import make_loss_fn, make_multistate_loss_fn
 from .metrics import error_metrics, learning_curve, multistate_metrics, parity_plot
 from .normalize import force_rms, species_reference_energies
@@ -236,6 +238,10 @@ def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
     model_cfg = _model_config(cfg, species, train_ds)
     model = build_model(model_cfg, species=species)
+    try:
+        require_for_model(model.config, "train")  # before compiling: can this execution train?
+    except QdynInputError as exc:
+        raise ConfigError(str(exc)) from None
     for i in range(train_ds.n_frames):  # host-side validation, before compiling anything
         model.check(*train_ds.to_system(i))
     multi = model.is_multistate
@@ -501,14 +507,15 @@ def _write_results(out: Path, run: _Run, final, history, metrics: dict) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
-def load_run(run_dir: str | Path):
-    """(model, params, config) of a finished run directory."""
+def load_run(run_dir: str | Path, *, execution: Optional[dict] = None):
+    """(model, params, config) of a finished run directory; ``execution`` replaces some of a
+    quantum model's execution settings (:func:`qdyn.quantum.execution.with_execution`)."""
     run_dir = Path(run_dir)
     info_path = run_dir / "model.json"
     if not info_path.exists():
         raise ckpt.CheckpointError(f"{run_dir} is not a finished qdyn run (no model.json)")
     info = json.loads(info_path.read_text())
-    mc = info["model"]
+    mc = with_execution(info["model"], execution or {})
     model = build_model(mc, species=mc.get("species", ()))
     params = ckpt.load_params(run_dir / "params.msgpack", model.init(jax.random.PRNGKey(0)))
     return model, params, info
