@@ -32,7 +32,7 @@ import numpy as np
 import pennylane as qml
 
 from ..geometry import safe_norm
-from .execution import NOISELESS, Execution, NoiseModel, make_device
+from .execution import NOISELESS, Execution, NoiseModel, make_device, require
 
 
 class Circuit(NamedTuple):
@@ -69,6 +69,7 @@ def jax_qnode(program: Callable, n_qubits: int, execution: Optional[Execution] =
     """``program`` (a PennyLane quantum function) as a QNode with the JAX interface on the
     execution's device (``default.qubit``, exact, backprop when ``execution`` is None)."""
     execution = execution or Execution(backend="pennylane")
+    require(execution, "energy")  # a device that cannot run this differentiation: one line, not PennyLane's error
     diff_method = execution.diff_method
     if execution.shots is not None and diff_method == "backprop":
         diff_method = None  # values only: sampling has no backprop (qdyn.quantum.execution.require)
