@@ -156,6 +156,7 @@ def lih_pennylane_run(tmp_path, write_run):
     return write_run(tmp_path / "run", model, _perturbed(model))
 
 
+@pytest.mark.slow  # compiles a PennyLane training step, evaluation and MD block (~30 s idle, 90 s on a busy CPU)
 def test_cli_train_eval_md_with_pennylane_in_the_loop(tmp_path):
     """One real run of each command path with backend pennylane (tiny LiH siVQLM)."""
     (tmp_path / "c.yaml").write_text(
