@@ -71,7 +71,7 @@ def tasks(model, params, batch: int, seed: int = 0):
 
 
 def run_impl(backend: str, batch: int, *, rep: int = 2, layers: int = 6, only=None):
-    model = sivqlm.build("H2O", rep=rep, layers=layers, blocks=1, backend=backend)
+    model = sivqlm.build("H2O", rep=rep, layers=layers, blocks=1, execution={"backend": backend})
     params = model.init(jax.random.PRNGKey(0))
     out = {"n_qubits": model.config["n_qubits"], "n_params": count_params(params), "batch": batch}
     for name, (fn, args) in tasks(model, params, batch).items():

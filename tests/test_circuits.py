@@ -1,5 +1,6 @@
-"""Every circuit family's pure-JAX expval equals its PennyLane QNode, and the invariant
-closed-form QNode equals the demo-style expm reference: values and gradients to 1e-10."""
+"""Every circuit family's pure-JAX expval equals its native-gate PennyLane QNode, and the
+invariant native QNode equals the demo-style expm reference: values, gradients and the second
+order a force loss needs, to 1e-10."""
 
 import jax
 import jax.numpy as jnp
@@ -40,16 +41,18 @@ def _vecs_and_params(name, seed=0):
 def test_statevector_equals_qnodes(name):
     layout, vecs, cparams = _vecs_and_params(name)
     circuit = invariant_circuit(layout)
-    sv, closed, ref = circuit.expval, circuit.qnode(), circuit.qnode(style="expm")
-    v_sv, v_cl, v_ref = sv(cparams, vecs), closed(cparams, vecs), ref(cparams, vecs)
+    sv, native, ref = circuit.expval, circuit.qnode(), circuit.qnode(style="expm")
+    v_sv, v_cl, v_ref = sv(cparams, vecs), native(cparams, vecs), ref(cparams, vecs)
     np.testing.assert_allclose(float(v_sv), float(v_ref), atol=1e-10)
     np.testing.assert_allclose(float(v_cl), float(v_ref), atol=1e-10)
     assert abs(float(v_ref)) > 1e-3  # not a trivial zero
     for argnum in (0, 1):
         g_sv = jax.grad(sv, argnums=argnum)(cparams, vecs)
         g_ref = jax.grad(ref, argnums=argnum)(cparams, vecs)
-        for a, b in zip(jax.tree_util.tree_leaves(g_sv), jax.tree_util.tree_leaves(g_ref)):
+        g_nat = jax.grad(native, argnums=argnum)(cparams, vecs)
+        for a, b, c in zip(*map(jax.tree_util.tree_leaves, (g_sv, g_ref, g_nat))):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-10)
+            np.testing.assert_allclose(np.asarray(c), np.asarray(b), atol=1e-10)
 
 
 def test_statevector_equals_qnode_under_jit_and_vmap():
@@ -170,8 +173,13 @@ def test_every_circuit_equals_its_qnode(family):
     for a, b in zip(jax.tree_util.tree_leaves(g_sv), jax.tree_util.tree_leaves(g_ref)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-10)
     assert float(jnp.max(jnp.abs(g_sv[1]))) > 1e-3  # the inputs matter: not a trivial comparison
-    with pytest.raises(ValueError, match="backprop"):  # second-order adjoint gradients are wrong
-        circuit.qnode(diff_method="adjoint")
+    # the second order a force loss needs: d/dparams of |d out/d inputs|², one compiled program each
+    force_loss = lambda f: lambda p, x: jnp.sum(jax.grad(loss(f), argnums=1)(p, x) ** 2)  # noqa: E731
+    h_sv = jax.jit(jax.grad(force_loss(circuit.expval)))(cparams, inputs)
+    h_ref = jax.jit(jax.grad(force_loss(circuit.qnode())))(cparams, inputs)
+    for a, b in zip(jax.tree_util.tree_leaves(h_sv), jax.tree_util.tree_leaves(h_ref)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-10)
+    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree_util.tree_leaves(h_sv)) > 1e-3
 
 
 def test_ring_has_each_pair_once():

@@ -74,7 +74,7 @@ def test_symmetry_breaking_breaks_rotation_only_when_nonzero():
 
 def test_pennylane_backend_equals_statevector_model():
     model_sv, params, R, system, _ = _setup("H2O", layers=3)
-    model_pl = sivqlm.build("H2O", layers=3, backend="pennylane")
+    model_pl = sivqlm.build("H2O", layers=3, execution={"backend": "pennylane"})
     E1, F1 = energy_and_forces(model_sv, params, R, system)
     E2, F2 = energy_and_forces(model_pl, params, R, system)
     np.testing.assert_allclose(float(E1), float(E2), atol=1e-10)

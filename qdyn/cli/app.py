@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .errors import QdynGroup, setup_cli
+from .execution_opts import BACKEND_OPT, DEVICE_OPT, DIFF_OPT, SEED_OPT, SHOTS_OPT, execution_flags
 
 app = typer.Typer(
     name="qdyn",
@@ -151,6 +152,8 @@ def evaluate(
     forces_key: str = typer.Option("forces", "--forces-key", help="extxyz: the per-atom property holding the forces."),
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
                                                help="Accept data outside any chemistry in its declared units."),
+    backend: Optional[str] = BACKEND_OPT, device: Optional[str] = DEVICE_OPT, diff_method: Optional[str] = DIFF_OPT,
+    shots: Optional[int] = SHOTS_OPT, shots_seed: Optional[int] = SEED_OPT,
     per_frame: bool = typer.Option(False, "--per-frame", help="Add every frame's energy, error and (with an "
                                                               "uncertainty estimate) energy σ and per-atom force σ."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted σ against actual error (runs "
@@ -158,21 +161,26 @@ def evaluate(
 ):
     """Print JSON metrics of a trained model on a dataset (total energies, eV and eV/Å); with
     an uncertainty estimate (ensemble or Laplace) also its calibration on these frames."""
+    from ..quantum.execution import require_for_model
     from ..train import evaluate as run_eval
     from ..train import load_run
     from ..train.config import DataConfig
     from ..train.trainer import load_data
     from ..uncertainty.cli import uncertainty_report
     from ..checkpoint import CheckpointError
+    from ..validation import QdynInputError
 
     try:
-        m, params, _ = load_run(model)
-    except CheckpointError as e:
+        m, params, _ = load_run(model, execution=execution_flags(backend, device, diff_method, shots, shots_seed))
+        require_for_model(m.config, "forces")
+    except (CheckpointError, QdynInputError) as e:
         typer.echo(f"error: --model {model}: {e}", err=True)
         raise typer.Exit(2)
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit, energy_key=energy_key,
                               forces_key=forces_key, check_plausibility=not no_plausibility_check))
     result = run_eval(m, params, ds)
+    if "execution" in m.config:
+        result["execution"] = m.config["execution"]
     try:
         result.update(uncertainty_report(model, m, params, ds, per_frame=per_frame, plot=plot))
     except ValueError as e:
@@ -186,7 +194,7 @@ def _register_optional():
     import importlib
     import importlib.util
 
-    for name in ("data_cmds", "md_cmds", "namd_cmds", "config_cmds", "deploy_cmds", "explain_cmds"):
+    for name in ("data_cmds", "md_cmds", "namd_cmds", "config_cmds", "deploy_cmds", "explain_cmds", "circuit_cmds"):
         if importlib.util.find_spec(f"qdyn.cli.{name}") is not None:
             importlib.import_module(f"qdyn.cli.{name}").register(app)
 

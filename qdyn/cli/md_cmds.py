@@ -11,6 +11,9 @@ from typing import Optional
 
 import typer
 
+from .execution_opts import BACKEND_OPT, DEVICE_OPT, DIFF_OPT, SEED_OPT, SHOTS_OPT, execution_flags
+
+
 def md(
     config: Optional[Path] = typer.Option(None, "--config", help="An MD config (YAML, keys as in qdyn.md.config."
                                                                  "MDConfig); the flags below override it."),
@@ -46,6 +49,8 @@ def md(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the MD run already in --out."),
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
                                                help="Accept temperatures and structures outside any chemistry."),
+    backend: Optional[str] = BACKEND_OPT, device: Optional[str] = DEVICE_OPT, diff_method: Optional[str] = DIFF_OPT,
+    shots: Optional[int] = SHOTS_OPT, shots_seed: Optional[int] = SEED_OPT,
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
     from ..md.config import load_md_config
@@ -61,7 +66,7 @@ def md(
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run_md_config(cfg, overwrite=overwrite)
+    run_md_config(cfg, overwrite=overwrite, execution=execution_flags(backend, device, diff_method, shots, shots_seed))
 
 
 def _echo_progress(info):
@@ -81,9 +86,9 @@ def _start(m, cfg):
     return R, system
 
 
-def run_md_config(cfg, *, overwrite: bool = False) -> None:
-    """Claim the output directory, load the model, pick the start structure and neighbour
-    list, run, report."""
+def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = None) -> None:
+    """Claim the output directory, load the model (``execution``: PennyLane settings replacing
+    the model's), pick the start structure and neighbour list, run, report."""
     import jax
 
     from ..md import BlowUpError, analysis, model_energy_fn, run_md
@@ -91,11 +96,13 @@ def run_md_config(cfg, *, overwrite: bool = False) -> None:
     from ..md.adapters import model_neighbor_fn
     from ..checkpoint import params_record
     from ..rundir import RunDirError, claim
+    from ..quantum.execution import require_for_model
     from ..train import load_run
     from ..validation import QdynInputError
 
     try:
-        m, params, _ = load_run(cfg.model)
+        m, params, _ = load_run(cfg.model, execution=execution)
+        require_for_model(m.config, "forces")
     except Exception as exc:  # a clear one-line message instead of a traceback
         raise typer.BadParameter(f"--model {cfg.model}: {exc}") from None
     out = cfg.out

@@ -25,8 +25,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, ClassVar, Literal, Optional, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..quantum.execution import Execution
 from ..quantum.templates import MoleculeTemplate
 from ..validation import QdynInputError
 
@@ -94,6 +95,36 @@ class TemplateSettings(Strict):
         "H2O", description="LiH, H2O, water_dimer, or a template {symbols, vectors, symmetries, name}")
     rep: Optional[int] = Field(None, ge=1, description="parallel encodings per vector (qubits = vectors x rep); "
                                                        "default per template")
+
+
+class QuantumSettings(Strict):
+    """How a quantum family's circuit runs (:class:`~qdyn.quantum.execution.Execution`), shared
+    by every family with a circuit."""
+
+    execution: Execution = Field(default_factory=Execution, description=(
+        "backend (statevector | pennylane), PennyLane device, diff_method, shots, seed, noise"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_backend(cls, data):
+        # model.json files written before the execution block stored a top-level `backend`
+        if isinstance(data, dict) and "backend" in data:
+            data = dict(data)
+            backend = data.pop("backend")
+            data["execution"] = {**(data.get("execution") or {}), "backend": backend}
+        return data
+
+    def circuit_fn(self, circuit, *, has_expm_reference: bool = False):
+        """The function the model runs: the circuit's statevector ``expval`` or its QNode
+        (``pennylane-expm``: the demo-style reference, for circuits that have one)."""
+        backend = self.execution.backend
+        if backend == "statevector":
+            return circuit.expval
+        if backend == "pennylane-expm":
+            if not has_expm_reference:
+                raise QdynInputError(f"backend 'pennylane-expm' exists only for the siVQLM circuit, not {circuit.name}")
+            return circuit.qnode(self.execution, style="expm")
+        return circuit.qnode(self.execution)
 
 
 def resolve_species(cfg_species: Optional[Sequence[int]], species: Sequence[int], family: str) -> list[int]:

@@ -18,10 +18,10 @@ from ..quantum.hardware_efficient import hardware_efficient_circuit
 from ..quantum.templates import resolve_template, template_check
 from ..system import System
 from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
-from .config import ModelConfig, TemplateSettings, keyword_builder
+from .config import ModelConfig, QuantumSettings, TemplateSettings, keyword_builder
 
 
-class GenericConfig(ModelConfig, TemplateSettings):
+class GenericConfig(ModelConfig, TemplateSettings, QuantumSettings):
     """Settings of the generic (non-invariant) control circuit."""
 
     derived: ClassVar[frozenset] = frozenset({"n_qubits"})
@@ -29,8 +29,6 @@ class GenericConfig(ModelConfig, TemplateSettings):
     family: Literal["generic"] = "generic"
     layers: int = Field(6, ge=1, description="data re-uploading layers")
     blocks: int = Field(1, ge=1, description="hardware-efficient blocks per layer")
-    backend: Literal["statevector", "pennylane"] = Field(
-        "statevector", description="statevector (pure JAX, fast) or pennylane (the QNode, same values)")
     scan_unroll: int = Field(1, ge=1, description="layers per scan iteration")
     init_weight_std: float = Field(0.01, ge=0, description="spread of the initial Rot angles")
 
@@ -41,16 +39,11 @@ class GenericConfig(ModelConfig, TemplateSettings):
 
 def _build(cfg: GenericConfig) -> EnergyModel:
     """Build the generic QNN control for a molecule template (see :class:`GenericConfig`)."""
-    layers, blocks, backend, init_weight_std = cfg.layers, cfg.blocks, cfg.backend, cfg.init_weight_std
+    layers, blocks, init_weight_std = cfg.layers, cfg.blocks, cfg.init_weight_std
     template, rep = resolve_template(cfg.template, cfg.rep)
     circuit = hardware_efficient_circuit(len(template.vectors), rep=rep, layers=layers, blocks=blocks,
                                          scan_unroll=cfg.scan_unroll)
-    if backend == "statevector":
-        expval = circuit.expval
-    elif backend == "pennylane":
-        expval = circuit.qnode()
-    else:
-        raise ValueError(f"backend must be 'statevector' or 'pennylane', got {backend!r}")
+    expval = cfg.circuit_fn(circuit)
     species, table, n_atoms, heads, tails = template_arrays(template)
     shapes = circuit.param_shapes
 

@@ -63,10 +63,11 @@ from ..quantum.reupload import encoded_expvals, init_encoded, reupload_circuit
 from ..system import System
 from ..validation import QdynInputError, make_local_check
 from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
-from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
+from .config import (CoreRadii, DescriptorSettings, ModelConfig, QuantumSettings, keyword_builder, resolve_species,
+                     resolved_core_radii)
 from .core_repulsion import core_repulsion
 
-class HybridConfig(ModelConfig, DescriptorSettings):
+class HybridConfig(ModelConfig, DescriptorSettings, QuantumSettings):
     """Settings of the hybrid model (module docstring)."""
 
     family: Literal["hybrid"] = "hybrid"
@@ -107,6 +108,9 @@ def _build(cfg: HybridConfig) -> EnergyModel:
     circuit = (reupload_circuit(n_qubits, layers) if branch == "reupload"
                else qsf_circuit(n_qubits, layers, parity_average=parity_average) if branch == "qsf" else None)
     n_branch = circuit.out_shape[0] if circuit else n_qubits
+    if circuit is None and cfg.execution.uses_pennylane:
+        raise QdynInputError("branch='mlp' has no circuit: execution.backend must be 'statevector'")
+    run_circuit = cfg.circuit_fn(circuit) if circuit else None
     n_cls = hidden[-1] if hidden else n_feat
     ctl_hidden = (layers * n_qubits,)
 
@@ -147,14 +151,14 @@ def _build(cfg: HybridConfig) -> EnergyModel:
             G = desc(R, system.species, system.mask, system.box, neighbor)
         G = (G - params["g_mean"][None, :]) / params["g_std"][None, :]
         if branch == "reupload":
-            out = encoded_expvals(circuit, params, G)  # [A, n_qubits]
+            out = encoded_expvals(run_circuit, params, G)  # [A, n_qubits]
         elif branch == "mlp":
             out = jnp.tanh(MLP(hidden=ctl_hidden, param_dtype=R.dtype, out=n_qubits).apply(
                 {"params": params["ctl_mlp"]}, G))
         else:
             v = jnp.einsum("askx,csk->acx", desc.vectors(A), params["qsf_W"])  # [A, n_qubits, 3]
             cparams = {"alpha": params["qsf_alpha"], "J": params["qsf_J"]}
-            out = jax.vmap(circuit.expval, in_axes=(None, 0))(cparams, v)
+            out = jax.vmap(run_circuit, in_axes=(None, 0))(cparams, v)
         return G, out
 
     def atom_energies(params, R, system: System, neighbor=None):

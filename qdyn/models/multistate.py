@@ -68,9 +68,10 @@ from ..geometry import safe_norm
 from ..nn import MLP, species_mlp
 from ..quantum.reupload import encoded_expvals, init_encoded, reupload_circuit
 from ..system import System
-from ..validation import make_local_check
+from ..validation import QdynInputError, make_local_check
 from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
-from .config import CoreRadii, DescriptorSettings, ModelConfig, keyword_builder, resolve_species, resolved_core_radii
+from .config import (CoreRadii, DescriptorSettings, ModelConfig, QuantumSettings, keyword_builder, resolve_species,
+                     resolved_core_radii)
 from .core_repulsion import core_repulsion
 
 BACKBONES = ("bpnn", "hybrid", "quantum")
@@ -111,7 +112,7 @@ def adiabatic_from_diabatic(W):
     return eigvals_2x2(W) if W.shape[-1] == 2 else eigvalsh_hf(W)
 
 
-class MultistateConfig(ModelConfig, DescriptorSettings):
+class MultistateConfig(ModelConfig, DescriptorSettings, QuantumSettings):
     """Settings of a diabatic multistate model; it needs data with E_states."""
 
     family: Literal["multistate"] = "multistate"
@@ -146,6 +147,9 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     S = len(species)
     use_mlp = backbone in ("bpnn", "hybrid")
     circuit = reupload_circuit(n_qubits, layers)
+    if backbone == "bpnn" and cfg.execution.uses_pennylane:
+        raise QdynInputError("backbone='bpnn' has no circuit: execution.backend must be 'statevector'")
+    run_circuit = cfg.circuit_fn(circuit)
     nets = species_mlp(species, hidden, out=n_out)
 
     def init(key):
@@ -186,7 +190,7 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
         if backbone == "bpnn":
             o = nets.apply(params["nets"], G, idx, R.dtype)
         else:
-            zq = encoded_expvals(circuit, params, G)  # [A, n_qubits]
+            zq = encoded_expvals(run_circuit, params, G)  # [A, n_qubits]
             o = jnp.einsum("aq,aqo->ao", zq, params["int_q"][idx]) + params["int_b"][idx]
             if use_mlp:
                 hc = MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)

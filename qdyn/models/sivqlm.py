@@ -40,12 +40,9 @@ from ..quantum.layout import InvariantLayout, build_layout
 from ..quantum.templates import resolve_template, template_check
 from ..system import System
 from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
-from .config import ModelConfig, TemplateSettings, keyword_builder
+from .config import ModelConfig, QuantumSettings, TemplateSettings, keyword_builder
 
-Backend = Literal["statevector", "pennylane", "pennylane-expm"]
-
-
-class SiVQLMConfig(ModelConfig, TemplateSettings):
+class SiVQLMConfig(ModelConfig, TemplateSettings, QuantumSettings):
     """Settings of a siVQLM (the paper's symmetry-invariant circuit)."""
 
     # run directories written before the template became a setting also stored its atoms
@@ -58,9 +55,6 @@ class SiVQLMConfig(ModelConfig, TemplateSettings):
                                                                  "on a ring of qubits (the paper's brickwork) or all")
     symmetry_breaking: bool = Field(False, description="trainable RZ(eps) layers (breaks rotation invariance)")
     parity_average: Optional[bool] = Field(None, description="average over x -> -x; default on with >= 3 vectors")
-    backend: Backend = Field("statevector", description=(
-        "statevector (pure JAX, layers in lax.scan) | pennylane (closed-form QNode on default.qubit, backprop) | "
-        "pennylane-expm (every gate a QubitUnitary of expm, as PennyLane's demo writes it: the slow reference)"))
     scan_unroll: int = Field(1, ge=1, description="layers per scan iteration (compile time vs speed)")
     init_coupling_std: float = Field(0.01, ge=0, description="spread of the initial couplings J (near identity)")
 
@@ -72,7 +66,7 @@ class SiVQLMConfig(ModelConfig, TemplateSettings):
 def _build(cfg: SiVQLMConfig) -> EnergyModel:
     """Build a siVQLM :class:`~qdyn.models.base.EnergyModel` (see :class:`SiVQLMConfig`)."""
     layers, blocks, coupling, symmetry_breaking = cfg.layers, cfg.blocks, cfg.coupling, cfg.symmetry_breaking
-    parity_average, backend, init_coupling_std = cfg.parity_average, cfg.backend, cfg.init_coupling_std
+    parity_average, init_coupling_std = cfg.parity_average, cfg.init_coupling_std
     template, rep = resolve_template(cfg.template, cfg.rep)
     n_vec = len(template.vectors)
     if parity_average is None:
@@ -81,12 +75,7 @@ def _build(cfg: SiVQLMConfig) -> EnergyModel:
         template, rep=rep, layers=layers, blocks=blocks, coupling=coupling, symmetry_breaking=symmetry_breaking
     )
     circuit = invariant_circuit(layout, scan_unroll=cfg.scan_unroll)
-    if backend == "statevector":
-        expval = circuit.expval
-    elif backend in ("pennylane", "pennylane-expm"):
-        expval = circuit.qnode(style="closed" if backend == "pennylane" else "expm")
-    else:
-        raise ValueError(f"backend must be 'statevector', 'pennylane' or 'pennylane-expm', got {backend!r}")
+    expval = cfg.circuit_fn(circuit, has_expm_reference=True)
 
     species, table, n_atoms, heads, tails = template_arrays(template)
     shapes = circuit.param_shapes

@@ -2,8 +2,10 @@
 
 A :class:`Circuit` is static structure plus two executions of the same circuit: ``expval``,
 a pure-JAX statevector function (layers in ``lax.scan``) that models run, and ``qnode``, a
-factory of the PennyLane reference built from PennyLane gates, which tests prove equal to
-``expval`` (values and gradients) and which draws the circuit or runs it on another device.
+factory of the family's PennyLane program written in native gates (rotations, Ising
+couplings, CNOT), which tests prove equal to ``expval`` (values, gradients, second order) and
+which runs the circuit on any PennyLane device with shots and noise
+(:mod:`qdyn.quantum.execution`), draws it, counts its resources and exports it.
 The families: :func:`qdyn.quantum.invariant.invariant_circuit` (siVQLM),
 :func:`qdyn.quantum.hardware_efficient.hardware_efficient_circuit` (its non-invariant
 control), :func:`qdyn.quantum.reupload.reupload_circuit` (per-atom circuit of the hybrid) and
@@ -23,9 +25,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
+import jax.numpy as jnp
+import numpy as np
 import pennylane as qml
+
+from ..geometry import safe_norm
+from .execution import NOISELESS, Execution, NoiseModel, make_device, require
 
 
 class Circuit(NamedTuple):
@@ -37,8 +44,10 @@ class Circuit(NamedTuple):
         param_shapes: ``{name: shape}`` of the circuit parameters (a ``circuit_params`` dict).
         out_shape: shape of one call's output (``()`` for a single expectation value).
         expval: ``expval(circuit_params, inputs) -> outputs [*out_shape]``, pure JAX.
-        qnode: ``qnode(device_name="default.qubit", *, diff_method="backprop") -> fn`` with
-            ``expval``'s signature and outputs, built from PennyLane gates on that device.
+        qnode: ``qnode(execution=None) -> fn`` with ``expval``'s signature and outputs: the
+            family's PennyLane program of native gates as a QNode on the device, shots and
+            noise of a :class:`~qdyn.quantum.execution.Execution` (``default.qubit``,
+            exact, backprop when None).
     """
 
     name: str
@@ -56,24 +65,66 @@ def ring(n_qubits: int) -> tuple[tuple[int, int], ...]:
     return tuple((q, (q + 1) % n_qubits) for q in range(n_qubits))
 
 
-def check_diff_method(diff_method: str) -> None:
-    """Refuse every differentiation method but backprop.
+def jax_qnode(program: Callable, n_qubits: int, execution: Optional[Execution] = None):
+    """``program`` (a PennyLane quantum function) as a QNode with the JAX interface on the
+    execution's device (``default.qubit``, exact, backprop when ``execution`` is None)."""
+    execution = execution or Execution(backend="pennylane")
+    require(execution, "energy")  # a device that cannot run this differentiation: one line, not PennyLane's error
+    diff_method = execution.diff_method
+    if execution.shots is not None and diff_method == "backprop":
+        diff_method = None  # values only: sampling has no backprop (qdyn.quantum.execution.require)
+    return qml.QNode(program, make_device(execution, n_qubits), interface="jax", diff_method=diff_method)
 
-    Second-order gradients through adjoint differentiation are silently wrong outside jit,
-    and force training differentiates forces, so only backprop is allowed.
+
+def noise_of(execution: Optional[Execution]) -> NoiseModel:
+    """The execution's noise channels (none without an execution)."""
+    return NOISELESS if execution is None else execution.noise
+
+
+# A fixed frame rotation G (a generic SU(2) element, as Rot angles) and its SO(3) image Q,
+# with G (v·σ) G† = (Q v)·σ. Native-gate encodings are written in the frame Qx, so the one
+# direction where their Euler angles are singular (Qx ∥ z) is x ∥ Qᵀz, an irrational direction
+# no molecule is set up along (unlike the z axis itself, along which diatomics usually lie).
+FRAME_ROT = (0.4123, 1.1719, -0.8311)
+_G = np.asarray(qml.Rot.compute_matrix(*FRAME_ROT))
+_PAULIS = np.stack([qml.matrix(P(0)) for P in (qml.PauliX, qml.PauliY, qml.PauliZ)])
+FRAME_Q = np.real(np.einsum("iab,bc,jcd,ad->ij", _PAULIS, _G, _PAULIS, _G.conj())) / 2
+
+
+def su2_encoding_native(x, alpha, wire) -> None:
+    """G·exp(-i α (x·σ)/2)·G† on ``wire`` as two native ``Rot`` gates.
+
+    ``exp(-i ψ (n·σ)/2) = V RZ(ψ) V†`` with ``V = RZ(φ) RY(θ)`` taking z to n = (θ, φ) polar
+    angles of the frame vector Qx, ψ = α|x|; in time order ``Rot(-φ, -θ, ψ)`` then
+    ``Rot(0, θ, φ)``. Circuits that commute with global SU(2) rotations (singlets, exchanges,
+    Heisenberg observables) give the same expectation values in the frame; anything that does
+    not (the siVQLM's RZ(ε)) is conjugated by G (:func:`frame_rz`). Double-where guards keep
+    gradients finite at x ∥ Qᵀz and x = 0 (atoms never coincide).
     """
-    if diff_method != "backprop":
-        raise ValueError(
-            f"diff_method={diff_method!r} is not supported: qdyn trains on forces (second-order "
-            "gradients), which only 'backprop' computes correctly under jit; use 'backprop'"
-        )
+    y = jnp.asarray(FRAME_Q, dtype=x.dtype) @ x
+    r, _ = safe_norm(x, tiny=1e-24)
+    rho, ok = safe_norm(y[:2], tiny=1e-24)
+    safe_xy = jnp.where(ok, y[:2], jnp.ones(2, dtype=x.dtype))
+    phi = jnp.where(ok, jnp.arctan2(safe_xy[1], safe_xy[0]), 0.0)
+    theta = jnp.where(ok, jnp.arctan2(rho, y[2]), jnp.where(y[2] >= 0, 0.0, jnp.pi))
+    qml.Rot(-phi, -theta, alpha * r, wires=wire)
+    qml.Rot(0.0, theta, phi, wires=wire)
 
 
-def jax_qnode(quantum_fn: Callable, n_qubits: int, *, device_name: str = "default.qubit",
-              diff_method: str = "backprop"):
-    """``quantum_fn`` as a QNode with the JAX interface on ``device_name`` (``n_qubits`` wires)."""
-    check_diff_method(diff_method)
-    return qml.QNode(quantum_fn, qml.device(device_name, wires=n_qubits), interface="jax", diff_method=diff_method)
+def frame_rz(angle, wire) -> None:
+    """G RZ(angle) G†: an RZ written in the frame of :func:`su2_encoding_native`."""
+    a, b, c = FRAME_ROT
+    qml.Rot(-c, -b, -a, wires=wire)
+    qml.RZ(angle, wires=wire)
+    qml.Rot(a, b, c, wires=wire)
+
+
+def exchange_native(J, wires) -> None:
+    """exp(-i J (XX+YY+ZZ)) up to the global phase: the three terms commute, so it is exactly
+    IsingXX(2J)·IsingYY(2J)·IsingZZ(2J)."""
+    qml.IsingXX(2 * J, wires=wires)
+    qml.IsingYY(2 * J, wires=wires)
+    qml.IsingZZ(2 * J, wires=wires)
 
 
 def singlet(wires) -> None:

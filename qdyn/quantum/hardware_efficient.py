@@ -9,6 +9,8 @@ like-atom exchange: it is the control that shows what the invariant design buys.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,8 @@ import pennylane as qml
 
 from ..precision import complex_for
 from . import gates
-from .circuit import Circuit, jax_qnode, ring
+from .circuit import Circuit, jax_qnode, noise_of, ring
+from .execution import Execution
 from .statevector import apply_1q, apply_cnot, z_signs
 
 
@@ -56,7 +59,8 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
         state, _ = jax.lax.scan(layer, state, {"a": cparams["a"], "W": cparams["W"]}, unroll=scan_unroll)
         return jnp.sum(jnp.abs(state) ** 2 * zmean)
 
-    def qnode(device_name: str = "default.qubit", *, diff_method: str = "backprop"):
+    def qnode(execution: Optional[Execution] = None):
+        noise = noise_of(execution)
         obs = qml.Hamiltonian([1.0 / n] * n, [qml.PauliZ(q) for q in range(n)])
 
         def program(cparams, vecs):
@@ -72,9 +76,11 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
                         qml.Rot(*cparams["W"][d, b, q], wires=q)
                     for c, t in pairs:
                         qml.CNOT(wires=[c, t])
+                noise.after_layer(range(n))
+            noise.before_measurement(range(n))
             return qml.expval(obs)
 
-        return jax_qnode(program, n, device_name=device_name, diff_method=diff_method)
+        return jax_qnode(program, n, execution)
 
     return Circuit(name=f"hardware_efficient[{n}q, {layers}L]", n_qubits=n,
                    param_shapes={"a": (layers, n), "W": (layers, blocks, n, 3)}, out_shape=(), expval=expval,

@@ -8,9 +8,9 @@ pairs. Layers run in ``lax.scan`` so that compile time does not grow with depth.
 The PennyLane reference (:func:`invariant_qnode`, layers unrolled, ``default.qubit`` by
 default, ``diff_method="backprop"``) comes in two styles of the same circuit:
 
-* ``"closed"``: gates as ``qml.QubitUnitary`` of the closed-form matrices in
-  :mod:`qdyn.quantum.gates` (the model's PennyLane backend; also for drawing, resource
-  counts and other devices);
+* ``"native"``: native gates (``Rot`` encodings in a fixed frame, IsingXX·IsingYY·IsingZZ
+  exchanges; the model's PennyLane backend on any device, also for drawing, resource counts
+  and OpenQASM);
 * ``"expm"``: every gate as ``qml.QubitUnitary(jax.scipy.linalg.expm(...))``, the way
   PennyLane's public ``eqnn_force_field`` demo writes it. This is the reference the fast
   paths are proven equal to, and the baseline of the benchmarks.
@@ -19,7 +19,7 @@ default, ``diff_method="backprop"``) comes in two styles of the same circuit:
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Literal, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,8 @@ import pennylane as qml
 
 from ..precision import complex_for
 from . import gates
-from .circuit import Circuit, jax_qnode, singlet
+from .circuit import Circuit, exchange_native, frame_rz, jax_qnode, noise_of, singlet, su2_encoding_native
+from .execution import Execution
 from .layout import InvariantLayout
 from .statevector import (
     apply_1q_all,
@@ -100,31 +101,41 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circu
                    qnode=partial(invariant_qnode, layout))
 
 
-def invariant_qnode(layout: InvariantLayout, device_name: str = "default.qubit", *,
-                    diff_method: str = "backprop", style: Literal["closed", "expm"] = "closed"):
-    """QNode ``circuit(cparams, vecs) -> ⟨O⟩`` for an invariant layout (layers unrolled)."""
-    if style not in ("closed", "expm"):
-        raise ValueError(f"style must be 'closed' or 'expm', got {style!r}")
+def invariant_qnode(layout: InvariantLayout, execution: Optional[Execution] = None, *,
+                    style: Literal["native", "expm"] = "native"):
+    """QNode ``circuit(cparams, vecs) -> ⟨O⟩`` for an invariant layout (layers unrolled).
+
+    ``style="native"``: encodings as two ``Rot`` gates in a fixed frame
+    (:func:`~qdyn.quantum.circuit.su2_encoding_native`), exchange pairs as
+    IsingXX·IsingYY·IsingZZ; the clusters of a non-matching orbit (pairs sharing qubits, the
+    water dimer) have no exact native product and stay one ``QubitUnitary`` each.
+    ``style="expm"``: every gate ``QubitUnitary(expm(...))``, PennyLane's demo style.
+    """
+    if style not in ("native", "expm"):
+        raise ValueError(f"style must be 'native' or 'expm', got {style!r}")
     n = layout.n_qubits
+    noise = noise_of(execution)
     terms = [P(p) @ P(q) for p, q in layout.observable for P in (qml.PauliX, qml.PauliY, qml.PauliZ)]
     observable = qml.Hamiltonian([1.0 / len(layout.observable)] * len(terms), terms)  # mean exchange
-    if style == "closed":
+    if style == "native":
         spectra = cluster_spectra(layout)
-        encode, pair_gate = gates.su2_encoding, gates.exchange
+        encode = lambda x, a, q: su2_encoding_native(x, a, q)  # noqa: E731
+        pair_gate = exchange_native
         cluster_gate = lambda J, k, c: gates.exp_from_spectrum(J, *spectra[k][c][1:])  # noqa: E731
+        rz = frame_rz
     else:  # every gate the matrix exponential of its generator
         expm, generators = jax.scipy.linalg.expm, cluster_generators(layout)
         paulis, heis = jnp.asarray(gates.PAULIS), jnp.asarray(gates.HEISENBERG)
-        encode = lambda x, a: expm(-0.5j * a * jnp.einsum("i,ijk->jk", x, paulis))  # noqa: E731
-        pair_gate = lambda J: expm(-1j * J * heis)  # noqa: E731
+        encode = lambda x, a, q: qml.QubitUnitary(expm(-0.5j * a * jnp.einsum("i,ijk->jk", x, paulis)), q)  # noqa: E731
+        pair_gate = lambda J, wires: qml.QubitUnitary(expm(-1j * J * heis), wires=wires)  # noqa: E731
         cluster_gate = lambda J, k, c: expm(-1j * J * jnp.asarray(generators[k][c][1]))  # noqa: E731
+        rz = lambda angle, q: qml.RZ(angle, wires=q)  # noqa: E731
 
     def exchange(J, k):
         orbit = layout.exchange[k]
         if orbit.is_matching:
-            U = pair_gate(J)
             for p, q in orbit.pairs:
-                qml.QubitUnitary(U, wires=[p, q])
+                pair_gate(J, [p, q])
         for c, (qs, _) in enumerate(orbit.clusters):
             qml.QubitUnitary(cluster_gate(J, k, c), wires=list(qs))
 
@@ -133,13 +144,15 @@ def invariant_qnode(layout: InvariantLayout, device_name: str = "default.qubit",
             singlet([p, q])
         for d in range(layout.layers):
             for q in range(n):
-                qml.QubitUnitary(encode(vecs[layout.qubit_vector[q]], cparams["alpha"][d, layout.alpha_index[q]]), q)
+                encode(vecs[layout.qubit_vector[q]], cparams["alpha"][d, layout.alpha_index[q]], q)
             for b in range(layout.blocks):
                 for k in range(layout.n_exchange):
                     exchange(cparams["J"][d, b, k], k)
             if layout.symmetry_breaking:
                 for q in range(n):
-                    qml.RZ(cparams["eps"][d, layout.alpha_index[q]], wires=q)
+                    rz(cparams["eps"][d, layout.alpha_index[q]], q)
+            noise.after_layer(range(n))
+        noise.before_measurement(range(n))
         return qml.expval(observable)
 
-    return jax_qnode(program, n, device_name=device_name, diff_method=diff_method)
+    return jax_qnode(program, n, execution)

@@ -22,6 +22,8 @@ makes them O(3)-invariant at twice the cost.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
 import pennylane as qml
@@ -30,7 +32,8 @@ from ..geometry import safe_norm
 from ..precision import complex_for
 from ..validation import QdynInputError
 from . import gates
-from .circuit import Circuit, heisenberg, jax_qnode, ring, singlet
+from .circuit import Circuit, exchange_native, heisenberg, jax_qnode, noise_of, ring, singlet, su2_encoding_native
+from .execution import Execution
 from .statevector import apply_1q_all, apply_exchange_pair, expect_heisenberg, singlet_state
 
 
@@ -83,19 +86,22 @@ def qsf_circuit(n_qubits: int, layers: int, *, parity_average: bool = True) -> C
         state, _ = jax.lax.scan(layer, state, (cparams["alpha"], cparams["J"]))
         return jnp.stack([expect_heisenberg(state, p, q) for p, q in observables])
 
-    def qnode(device_name: str = "default.qubit", *, diff_method: str = "backprop"):
+    def qnode(execution: Optional[Execution] = None):
+        noise = noise_of(execution)
+
         def program(cparams, x):
             for p, q in singlets:
                 singlet([p, q])
             for d in range(layers):
-                enc = gates.su2_encoding(x, cparams["alpha"][d])
                 for q in range(n):
-                    qml.QubitUnitary(enc[q], wires=q)
+                    su2_encoding_native(x[q], cparams["alpha"][d, q], q)
                 for k, (p, q) in enumerate(pairs):
-                    qml.QubitUnitary(gates.exchange(cparams["J"][d, k]), wires=[p, q])
+                    exchange_native(cparams["J"][d, k], [p, q])
+                noise.after_layer(range(n))
+            noise.before_measurement(range(n))
             return [qml.expval(heisenberg(p, q)) for p, q in observables]
 
-        circuit = jax_qnode(program, n, device_name=device_name, diff_method=diff_method)
+        circuit = jax_qnode(program, n, execution)
         return _read_vectors(lambda cparams, x: jnp.stack(circuit(cparams, x)), parity_average)
 
     return Circuit(name=f"qsf[{n}q, {layers}L]", n_qubits=n,

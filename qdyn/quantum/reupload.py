@@ -10,13 +10,16 @@ evaluated with ``vmap`` over atoms. The angles are the bounded encoding
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
 import pennylane as qml
 
 from ..precision import complex_for
 from . import gates
-from .circuit import Circuit, jax_qnode, ring
+from .circuit import Circuit, jax_qnode, noise_of, ring
+from .execution import Execution
 from .statevector import apply_1q, apply_cnot, z_signs
 
 
@@ -41,7 +44,9 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
         state, _ = jax.lax.scan(layer, state, (cparams["W"], angles))
         return jnp.tensordot(zs, jnp.abs(state) ** 2, axes=n_qubits)
 
-    def qnode(device_name: str = "default.qubit", *, diff_method: str = "backprop"):
+    def qnode(execution: Optional[Execution] = None):
+        noise = noise_of(execution)
+
         def program(cparams, angles):
             for d in range(layers):
                 for q in range(n_qubits):
@@ -49,9 +54,11 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
                     qml.Rot(*cparams["W"][d, q], wires=q)
                 for c, t in pairs:
                     qml.CNOT(wires=[c, t])
+                noise.after_layer(range(n_qubits))
+            noise.before_measurement(range(n_qubits))
             return [qml.expval(qml.PauliZ(q)) for q in range(n_qubits)]
 
-        circuit = jax_qnode(program, n_qubits, device_name=device_name, diff_method=diff_method)
+        circuit = jax_qnode(program, n_qubits, execution)
         return lambda cparams, angles: jnp.stack(circuit(cparams, angles))
 
     return Circuit(name=f"reupload[{n_qubits}q, {layers}L]", n_qubits=n_qubits,
@@ -69,13 +76,13 @@ def init_encoded(key_enc, key_w, circuit: Circuit, n_feat: int, *, weight_std: f
     }
 
 
-def encoded_expvals(circuit: Circuit, params, G):
+def encoded_expvals(circuit_fn, params, G):
     """⟨Z_q⟩ [A, n] of every atom's circuit, fed the angles ``π · tanh(A_d G_i + b_d)``.
 
     Args:
-        circuit: a :func:`reupload_circuit`.
+        circuit_fn: how a :func:`reupload_circuit` runs: its ``expval`` or a QNode of it.
         params: holds ``enc_A`` [D, n, F], ``enc_b`` [D, n] and ``qW`` [D, n, 3].
         G: standardised invariant features [A, F].
     """
     angles = jnp.pi * jnp.tanh(jnp.einsum("dqf,af->adq", params["enc_A"], G) + params["enc_b"][None])  # bounded
-    return jax.vmap(circuit.expval, in_axes=(None, 0))({"W": params["qW"]}, angles)
+    return jax.vmap(circuit_fn, in_axes=(None, 0))({"W": params["qW"]}, angles)

@@ -23,10 +23,11 @@ import yaml
 
 from ..models.base import FIXED, EnergyModel, count_params, energy_and_forces_fn
 from ..models.config import build_model
+from ..quantum.execution import require_for_model, with_execution
+from ..validation import QdynInputError
 from ..models.core_repulsion import core_radii_from_data
 from ..models.multistate import diabatic_and_adiabatic_fn
 from ..system import System
-from ..validation import QdynInputError
 from ..uncertainty.ensemble import MemberAxis, ensemble_model, member_keys, stack
 from ..uncertainty.run import fit_for_run, rebuild_model
 from .. import checkpoint as ckpt
@@ -279,6 +280,10 @@ def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
     model_cfg = _model_config(cfg, species, train_ds)
     member = build_model(model_cfg, species=species)
+    try:
+        require_for_model(member.config, "train")  # before compiling: can this execution train?
+    except QdynInputError as exc:
+        raise ConfigError(str(exc)) from None
     check_frames(member, train_ds)  # host-side validation, before compiling anything
     multi = member.is_multistate
     if multi:
@@ -625,9 +630,10 @@ def _write_results(out: Path, run: _Run, final, history, metrics: dict, uncertai
                                                       "versions": _versions(), **uq}, indent=2))
 
 
-def load_run(run_dir: str | Path):
+def load_run(run_dir: str | Path, *, execution: Optional[dict] = None):
     """(model, params, info) of a finished run directory; the parameters are checked against
-    their checksum and the model's shapes.
+    their checksum and the model's shapes. ``execution`` replaces some of a quantum model's
+    execution settings (:func:`qdyn.quantum.execution.with_execution`).
 
     Raises:
         CheckpointError: not a finished run (missing, unfinished, or damaged files).
@@ -644,7 +650,7 @@ def load_run(run_dir: str | Path):
         raise ckpt.CheckpointError(f"{run_dir} is not a finished qdyn run (no model.json)")
     try:
         info = json.loads(info_path.read_text())
-        mc = info["model"]
+        mc = with_execution(info["model"], execution or {})
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ckpt.CheckpointError(f"{info_path} is corrupt ({type(e).__name__}: {e})") from None
     model = rebuild_model(build_model(mc, species=mc.get("species", ())), info)  # an ensemble if it was one
