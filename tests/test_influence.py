@@ -240,4 +240,4 @@ def test_cli_explain_bad_frame_is_one_line_and_exit_2(lih_run, tmp_path):
     assert res.stderr.strip() == "error: --frame 200: shipped:LiH has 200 frames"
     res = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "nothing"), "--data",
                                                     "shipped:LiH", "--frame", "0"])
-    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "model.json" in res.stderr
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "not a finished qdyn run" in res.stderr

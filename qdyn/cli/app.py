@@ -167,15 +167,11 @@ def evaluate(
     from ..train.config import DataConfig
     from ..train.trainer import load_data
     from ..uncertainty.cli import uncertainty_report
-    from ..checkpoint import CheckpointError
-    from ..validation import QdynInputError
 
-    try:
-        m, params, _ = load_run(model, execution=execution_flags(backend, device, diff_method, shots, shots_seed))
-        require_for_model(m.config, "forces")
-    except (CheckpointError, QdynInputError) as e:
-        typer.echo(f"error: --model {model}: {e}", err=True)
-        raise typer.Exit(2)
+    # a damaged or unfinished run, or an execution that cannot give forces: one line from the
+    # CLI's error handler (qdyn/cli/errors.py), a traceback with --debug
+    m, params, _ = load_run(model, execution=execution_flags(backend, device, diff_method, shots, shots_seed))
+    require_for_model(m.config, "forces")
     ds = load_data(DataConfig(path=data, energy_unit=energy_unit, length_unit=length_unit, energy_key=energy_key,
                               forces_key=forces_key, check_plausibility=not no_plausibility_check))
     result = run_eval(m, params, ds)

@@ -140,7 +140,7 @@ def label(
     from ..validation import QdynInputError
 
     if n < 1:
-        raise QdynInputError(f"--n: the number of configurations must be at least 1, got {n}")
+        raise QdynInputError(f"--n-configs: the number of configurations must be at least 1, got {n}")
     if workers < 0:
         raise QdynInputError(f"--workers: must be 0 (in this process) or more, got {workers}")
 

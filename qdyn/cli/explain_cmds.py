@@ -28,7 +28,8 @@ def explain(
     train_data: Optional[str] = typer.Option(None, "--train-data",
                                              help="The run's full dataset, when its config.yaml cannot reload it."),
     energy_unit: Optional[str] = typer.Option(None, "--energy-unit", help="For --data files without unit records."),
-    length_unit: Optional[str] = typer.Option(None, "--length-unit"),
+    length_unit: Optional[str] = typer.Option(None, "--length-unit", help="For --data files without unit records "
+                                                                           "(Angstrom, Bohr)."),
     out: Path = typer.Option(Path("qdyn-explain"), "--out", help="Directory for the plot and explain.json."),
 ):
     """Rank the run's training frames by their influence on one prediction; JSON on stdout, a plot in --out.

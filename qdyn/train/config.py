@@ -89,8 +89,8 @@ class UncertaintyConfig(_Strict):
 
     method: Literal["none", "ensemble", "laplace"] = Field(
         "none", description="ensemble: K models from K initialisations; laplace: last-layer posterior after training")
-    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
-    laplace: LaplaceConfig = Field(default_factory=LaplaceConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig, description="settings of method: ensemble")
+    laplace: LaplaceConfig = Field(default_factory=LaplaceConfig, description="settings of method: laplace")
 
 
 class TrainConfig(_Strict):
@@ -105,7 +105,7 @@ class TrainConfig(_Strict):
     pretrain_epochs: int = Field(20, ge=0, description="epochs of the classical pretraining stage (staged)")
     early_stopping_patience: Optional[int] = Field(None, ge=1, description="epochs without validation gain")
     checkpoint_every: int = Field(10, ge=1, description="epochs")
-    uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig)
+    uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig, description="uncertainty estimate fitted with the model (none, ensemble, laplace)")
 
     @model_validator(mode="after")
     def _stages_fit(self):
