@@ -52,8 +52,6 @@ def _progress_bar():
 
 def _build_recipe(*, structure, method, xc, basis, charge, spin, grid_level, max_cycle, sampler, n, seed,
                   temperature_range, scan_atoms, scan_range, distance_range, orientation, name, length_unit) -> dict:
-    from ..data import recipes
-
     m = method.upper()
     if m in _XTB:
         # semi-empirical tight binding: qdyn's tblite labeller, not a PySCF functional
