@@ -186,13 +186,16 @@ def evaluate(
 
 
 def _register_optional():
-    # Sub-command groups that live in their own modules register themselves here.
+    # Every module named qdyn/cli/*_cmds.py registers its own sub-commands: adding a command
+    # group means adding one module, not editing this file.
     import importlib
-    import importlib.util
+    import pkgutil
 
-    for name in ("data_cmds", "md_cmds", "namd_cmds", "config_cmds", "deploy_cmds", "explain_cmds", "circuit_cmds"):
-        if importlib.util.find_spec(f"qdyn.cli.{name}") is not None:
-            importlib.import_module(f"qdyn.cli.{name}").register(app)
+    import qdyn.cli as cli_package
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(cli_package.__path__)):
+        if module.endswith("_cmds"):
+            importlib.import_module(f"qdyn.cli.{module}").register(app)
 
 
 _register_optional()
