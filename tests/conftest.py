@@ -18,6 +18,13 @@ if os.environ.get("QDYN_TEST_CACHE_OWNER") is None:
 if os.environ["QDYN_TEST_CACHE_OWNER"] == str(os.getpid()):
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# The suite is compile-bound: most tests compile a program and run it a few times. XLA's
+# optimisation passes cost more than they save there (measured: a hybrid second-order program
+# compiles 2-3x faster, runs as fast); results are the same programs' results, and nothing
+# here compares against numbers produced with optimisation on. Inherited by xdist workers,
+# notebook kernels and CLI subprocesses. Set QDYN_TEST_OPTIMIZE=1 to test optimised programs.
+if os.environ.get("QDYN_TEST_OPTIMIZE") != "1":
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
