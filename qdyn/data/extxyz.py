@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -251,7 +251,7 @@ def _recorded_units(path: Path, frames) -> Optional[dict]:
             return None
         return {k: info.get(f"{k}_unit") for k in ("energy", "length", "force")}
 
-    first = record(frames[0][3])
+    first = record(frames[0].info)
     for fi, ln, _, info, _ in frames[1:]:
         rec = record(info)
         if rec != first:
@@ -265,21 +265,60 @@ def _recorded_units(path: Path, frames) -> Optional[dict]:
     return first
 
 
+class _RawFrame(NamedTuple):
+    index: int
+    line: int  # 0-based line of the atom count
+    n_atoms: int
+    info: dict  # the parsed comment line
+    body: list[str]
+
+
+class _Frame(NamedTuple):
+    Z: np.ndarray
+    R: np.ndarray
+    F: Optional[np.ndarray]
+    E: Optional[float]
+    E_states: Optional[np.ndarray]
+    F_states: list[np.ndarray]
+    cell: Optional[np.ndarray]
+    pbc: Optional[list[bool]]
+    extra: dict
+
+
 def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "energy", forces_key: str = "forces") -> Dataset:
     """Read extended XYZ; see module docstring for units."""
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
         raise QdynInputError(f"{path}: not a text file ({exc})") from None
-    lines = text.splitlines()
-    frames = []
+    raw = _split_frames(path, text.splitlines())
+    recorded = _recorded_units(path, raw)
+    u = _resolve_units(path, raw, recorded, declared, energy_key, forces_key)
+    frames = [_parse_frame(path, f, u, energy_key, forces_key) for f in raw]
+    kw = _stack_labels(path, frames, energy_key, forces_key)
+    extras, ignored = _stack_extras(frames)
+    meta = {}
+    if "qdyn_metadata" in raw[0].info:
+        try:
+            meta = json.loads(raw[0].info["qdyn_metadata"])
+        except json.JSONDecodeError as exc:
+            raise QdynInputError(f"{path}: frame 0, field 'qdyn_metadata': invalid JSON ({exc})") from None
+    if recorded is None:
+        meta = dict(meta, units_in_file=u)
+    if ignored:
+        meta = dict(meta, extxyz_ignored_keys=ignored)
+    return Dataset(**kw, extras=extras, metadata=meta, source=str(path))
+
+
+def _split_frames(path: Path, lines: list[str]) -> list[_RawFrame]:
+    """Cut the file into frames (count line, comment line, atom lines), checking counts."""
+    frames: list[_RawFrame] = []
     ln = 0
     while ln < len(lines):
         if not lines[ln].strip():
             ln += 1
             continue
-        fi = len(frames)
-        where = f"{path}: frame {fi} (line {ln + 1})"
+        where = f"{path}: frame {len(frames)} (line {ln + 1})"
         try:
             na = int(lines[ln].strip())
         except ValueError:
@@ -288,33 +327,35 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
             raise QdynInputError(f"{where}: field 'n_atoms': expected a positive atom count, got {na}")
         if ln + 1 >= len(lines):
             raise QdynInputError(f"{where}: truncated file: missing the comment line")
-        info = _parse_comment(lines[ln + 1], where)
         body = lines[ln + 2: ln + 2 + na]
         if len(body) < na:
             raise QdynInputError(f"{where}: truncated file: expected {na} atom lines, found {len(body)}")
-        frames.append((fi, ln, na, info, body))
+        frames.append(_RawFrame(len(frames), ln, na, _parse_comment(lines[ln + 1], where), body))
         ln += 2 + na
     if not frames:
         raise QdynInputError(f"{path}: no frames (empty file)")
+    return frames
 
-    first = frames[0][3]
-    recorded = _recorded_units(path, frames)
+
+def _resolve_units(path: Path, frames: list[_RawFrame], recorded: Optional[dict], declared: Optional[dict],
+                   energy_key: str, forces_key: str) -> dict:
+    """The units to read the file in: recorded ones (which must agree with declared ones),
+    else declared ones, else ASE's convention with a notice."""
     if recorded is not None and declared is not None:
         for k, v in declared.items():
             if k in recorded and units.convert(1.0, v, recorded[k]) != 1.0:
                 raise QdynInputError(f"{path}: field '{k}_unit': you declared {v!r} but the file records {recorded[k]!r}")
     u = {**(declared or {}), **(recorded or {})}
     # Only the units of quantities the file holds must be known.
-    has_energy = any(energy_key in f[3] or "energies_states" in f[3] for f in frames)
+    has_energy = any(energy_key in f.info or "energies_states" in f.info for f in frames)
     has_forces = any(c == forces_key or c.startswith("forces_state") for f in frames
-                     for c in f[3].get("Properties", "").split(":"))
+                     for c in f.info.get("Properties", "").split(":"))
     need = ["length"] + (["energy"] if has_energy else []) + (["force"] if has_forces else [])
     missing = [k for k in need if k not in u]
     if missing:
         # ASE's convention (what ASE, MACE, NequIP and most codes write); the plausibility
         # checks catch the Hartree/Bohr files this would misread.
-        for k in missing:
-            u[k] = _ASE_UNITS[k]
+        u.update({k: _ASE_UNITS[k] for k in missing})
         _log.warning(f"notice: {path} records no units; reading it as ASE's convention (eV, Angstrom, eV/Angstrom) "
                      "- declare --energy-unit/--length-unit if it is not")
     try:
@@ -323,136 +364,131 @@ def read_extxyz(path: Path, *, declared: Optional[dict], energy_key: str = "ener
                 units.convert(1.0, u[k], dim)
     except units.UnitError as exc:
         raise QdynInputError(f"{path}: recorded units: {exc}") from None
+    return u
 
-    R_list, Z_list, F_list, E, cells, pbcs, Es, Fs = [], [], [], [], [], [], [], []
-    info_keys = None
-    infos = []
-    for fi, ln, na, info, body in frames:
-        where = f"{path}: frame {fi} (line {ln + 2})"
-        props = info.get("Properties", "species:S:1:pos:R:3")
-        spec = props.split(":")
-        if len(spec) % 3:
-            raise QdynInputError(f"{where}: field 'Properties': malformed {props!r}")
-        columns = []
-        width = 0
-        for j in range(0, len(spec), 3):
-            name, typ, cnt = spec[j], spec[j + 1], spec[j + 2]
-            if not cnt.isdigit() or int(cnt) < 1:
-                raise QdynInputError(f"{where}: field 'Properties': column {name!r} has count {cnt!r}, "
-                                     "expected a positive integer")
-            columns.append((name, typ, width, int(cnt)))
-            width += int(cnt)
-        names = [c[0] for c in columns]
-        if "species" not in names or "pos" not in names:
-            raise QdynInputError(f"{where}: field 'Properties': needs species and pos columns, got {props!r}")
-        for name, typ, _, cnt in columns:
-            if (name in ("pos", forces_key) or name.startswith("forces_state")) and (typ != "R" or cnt != 3):
-                raise QdynInputError(f"{where}: field 'Properties': column {name!r} must be R:3 "
-                                     f"(x, y, z), got {typ}:{cnt}")
-        rows = []
-        for a, row in enumerate(body):
-            toks = row.split()
-            if len(toks) != width:
-                raise QdynInputError(f"{path}: frame {fi} (line {ln + 3 + a}), atom {a}: expected {width} columns "
-                                     f"({props}), found {len(toks)}")
-            rows.append(toks)
-        data = {}
-        for name, typ, start, cnt in columns:
-            vals = [r[start: start + cnt] for r in rows]
-            if name == "species":
-                try:
-                    data[name] = np.array([elements.atomic_number(int(v[0]) if v[0].isdigit() else v[0]) for v in vals])
-                except elements.UnknownElementError as exc:
-                    raise QdynInputError(f"{where}: field 'species': {exc}") from None
-            elif typ == "R":
-                try:
-                    data[name] = np.array(vals, dtype=float).reshape(na, cnt)
-                except ValueError as exc:
-                    raise QdynInputError(f"{where}: field {name!r}: {exc}") from None
-        Z_list.append(data["species"])
-        R_list.append(units.convert(data["pos"], u["length"], "Angstrom"))
-        F_list.append(None if forces_key not in data else units.convert(data[forces_key], u["force"], "eV/Angstrom"))
-        fs = sorted((k for k in data if re.fullmatch(r"forces_state\d+", k)), key=lambda k: int(k[12:]))
-        Fs.append([units.convert(data[k], u["force"], "eV/Angstrom") for k in fs])
-        try:
-            E.append(units.convert(float(info[energy_key]), u["energy"], "eV") if energy_key in info else None)
-            Es.append(None if "energies_states" not in info else
-                      units.convert(np.array(info["energies_states"].split(), dtype=float), u["energy"], "eV"))
-        except ValueError as exc:
-            raise QdynInputError(f"{where}: field {energy_key!r}: {exc}") from None
-        if "Lattice" in info:
+
+def _columns(props: str, where: str, forces_key: str) -> tuple[list[tuple[str, str, int, int]], int]:
+    """``Properties=name:type:count:...`` as (name, type, first column, count) and the width."""
+    spec = props.split(":")
+    if len(spec) % 3:
+        raise QdynInputError(f"{where}: field 'Properties': malformed {props!r}")
+    columns, width = [], 0
+    for name, typ, cnt in zip(spec[0::3], spec[1::3], spec[2::3]):
+        if not cnt.isdigit() or int(cnt) < 1:
+            raise QdynInputError(f"{where}: field 'Properties': column {name!r} has count {cnt!r}, "
+                                 "expected a positive integer")
+        if (name in ("pos", forces_key) or name.startswith("forces_state")) and (typ != "R" or cnt != "3"):
+            raise QdynInputError(f"{where}: field 'Properties': column {name!r} must be R:3 (x, y, z), got {typ}:{cnt}")
+        columns.append((name, typ, width, int(cnt)))
+        width += int(cnt)
+    if not {"species", "pos"} <= {c[0] for c in columns}:
+        raise QdynInputError(f"{where}: field 'Properties': needs species and pos columns, got {props!r}")
+    return columns, width
+
+
+def _atom_columns(path: Path, f: _RawFrame, where: str, forces_key: str) -> dict:
+    """The frame's per-atom columns: species as atomic numbers, real columns as arrays."""
+    props = f.info.get("Properties", "species:S:1:pos:R:3")
+    columns, width = _columns(props, where, forces_key)
+    rows = []
+    for a, row in enumerate(f.body):
+        toks = row.split()
+        if len(toks) != width:
+            raise QdynInputError(f"{path}: frame {f.index} (line {f.line + 3 + a}), atom {a}: expected {width} "
+                                 f"columns ({props}), found {len(toks)}")
+        rows.append(toks)
+    data = {}
+    for name, typ, start, cnt in columns:
+        vals = [r[start: start + cnt] for r in rows]
+        if name == "species":
             try:
-                lat = np.array(info["Lattice"].split(), dtype=float).reshape(3, 3)
-            except ValueError:
-                raise QdynInputError(f"{where}: field 'Lattice': expected 9 numbers, got {info['Lattice']!r}") from None
-            cells.append(units.convert(lat.T, u["length"], "Angstrom"))
-            p = info.get("pbc", "T T T")
-            pbcs.append([t in ("T", "True", "true", "1") for t in p.split()])
-        else:
-            cells.append(None)
-            pbcs.append(None)
-        extra = {k: v for k, v in info.items() if k not in _RESERVED and k != energy_key}
-        infos.append(extra)
-        info_keys = set(extra) if info_keys is None else info_keys & set(extra)
+                data[name] = np.array([elements.atomic_number(int(v[0]) if v[0].isdigit() else v[0]) for v in vals])
+            except elements.UnknownElementError as exc:
+                raise QdynInputError(f"{where}: field 'species': {exc}") from None
+        elif typ == "R":
+            try:
+                data[name] = np.array(vals, dtype=float).reshape(f.n_atoms, cnt)
+            except ValueError as exc:
+                raise QdynInputError(f"{where}: field {name!r}: {exc}") from None
+    return data
 
-    n = len(frames)
-    A = max(len(z) for z in Z_list)
 
-    def pad(arrs, shape_tail):
-        out = np.zeros((n, A) + shape_tail)
+def _parse_frame(path: Path, f: _RawFrame, u: dict, energy_key: str, forces_key: str) -> _Frame:
+    """One frame in eV, Å, eV/Å."""
+    where = f"{path}: frame {f.index} (line {f.line + 2})"
+    info = f.info
+    data = _atom_columns(path, f, where, forces_key)
+    force = lambda x: units.convert(x, u["force"], "eV/Angstrom")  # noqa: E731
+    state_cols = sorted((k for k in data if re.fullmatch(r"forces_state\d+", k)), key=lambda k: int(k[12:]))
+    try:
+        E = units.convert(float(info[energy_key]), u["energy"], "eV") if energy_key in info else None
+        E_states = (None if "energies_states" not in info else
+                    units.convert(np.array(info["energies_states"].split(), dtype=float), u["energy"], "eV"))
+    except ValueError as exc:
+        raise QdynInputError(f"{where}: field {energy_key!r}: {exc}") from None
+    cell = pbc = None
+    if "Lattice" in info:
+        try:
+            lattice = np.array(info["Lattice"].split(), dtype=float).reshape(3, 3)
+        except ValueError:
+            raise QdynInputError(f"{where}: field 'Lattice': expected 9 numbers, got {info['Lattice']!r}") from None
+        cell = units.convert(lattice.T, u["length"], "Angstrom")
+        pbc = [t in ("T", "True", "true", "1") for t in info.get("pbc", "T T T").split()]
+    return _Frame(Z=data["species"], R=units.convert(data["pos"], u["length"], "Angstrom"),
+                  F=force(data[forces_key]) if forces_key in data else None, E=E, E_states=E_states,
+                  F_states=[force(data[k]) for k in state_cols], cell=cell, pbc=pbc,
+                  extra={k: v for k, v in info.items() if k not in _RESERVED and k != energy_key})
+
+
+def _stack_labels(path: Path, frames: list[_Frame], energy_key: str, forces_key: str) -> dict:
+    """Dataset arrays padded to the largest frame; a label present in some frames only is refused."""
+    n, A = len(frames), max(len(f.Z) for f in frames)
+
+    def pad(arrs, shape_tail, dtype=float):
+        out = np.zeros((n, A) + shape_tail, dtype)
         for i, x in enumerate(arrs):
             out[i, : len(x)] = x
         return out
 
-    def all_or_none(vals, name):
-        have = [v is not None for v in vals]
+    def in_all(field, name):
+        have = [getattr(f, field) is not None for f in frames]
         if any(have) and not all(have):
             raise QdynInputError(f"{path}: frame {have.index(False) if have[0] else have.index(True)}, field {name!r}: "
                                  "present in some frames only")
         return all(have)
 
-    Z = np.zeros((n, A), np.int32)
-    for i, z in enumerate(Z_list):
-        Z[i, : len(z)] = z
-    kw = {"R": pad(R_list, (3,)), "Z": Z}
-    if all_or_none(E, energy_key):
-        kw["E"] = np.array(E)
-    if all_or_none(F_list, forces_key):
-        kw["F"] = pad(F_list, (3,))
-    if all_or_none(cells, "Lattice"):
-        kw["cell"] = np.array(cells)
-        kw["pbc"] = np.array(pbcs, bool)
-    if all_or_none(Es, "energies_states"):
-        kw["E_states"] = np.array(Es)
+    kw = {"R": pad([f.R for f in frames], (3,)), "Z": pad([f.Z for f in frames], (), np.int32)}
+    if in_all("E", energy_key):
+        kw["E"] = np.array([f.E for f in frames])
+    if in_all("F", forces_key):
+        kw["F"] = pad([f.F for f in frames], (3,))
+    if in_all("cell", "Lattice"):
+        kw["cell"] = np.array([f.cell for f in frames])
+        kw["pbc"] = np.array([f.pbc for f in frames], bool)
+    if in_all("E_states", "energies_states"):
+        kw["E_states"] = np.array([f.E_states for f in frames])
         S = kw["E_states"].shape[1]
-        F_states = np.zeros((n, S, A, 3))
-        for i, fs in enumerate(Fs):
-            if len(fs) != S:
-                raise QdynInputError(f"{path}: frame {i}, field 'forces_state*': {len(fs)} columns for {S} states")
-            for s in range(S):
-                F_states[i, s, : len(fs[s])] = fs[s]
-        kw["F_states"] = F_states
+        kw["F_states"] = np.zeros((n, S, A, 3))
+        for i, f in enumerate(frames):
+            if len(f.F_states) != S:
+                raise QdynInputError(f"{path}: frame {i}, field 'forces_state*': {len(f.F_states)} columns for {S} states")
+            for s, Fs in enumerate(f.F_states):
+                kw["F_states"][i, s, : len(Fs)] = Fs
+    return kw
+
+
+def _stack_extras(frames: list[_Frame]) -> tuple[dict, list[str]]:
+    """Per-frame comment keys every frame has, as arrays; the names of those left out."""
+    common = set.intersection(*(set(f.extra) for f in frames))
+    ignored = sorted(set().union(*(f.extra for f in frames)) - common)
     extras = {}
-    ignored = sorted(set().union(*infos) - (info_keys or set()))
-    for k in sorted(info_keys or ()):
-        vals = [_parse_scalar(inf[k]) for inf in infos]
+    for k in sorted(common):
         try:
-            arr = np.array(vals)
+            arr = np.array([_parse_scalar(f.extra[k]) for f in frames])
         except ValueError:
+            arr = None
+        if arr is None or arr.dtype == object:
             ignored.append(k)
-            continue
-        if arr.dtype == object:
-            ignored.append(k)
-            continue
-        extras[k] = arr
-    meta = {}
-    if "qdyn_metadata" in first:
-        try:
-            meta = json.loads(first["qdyn_metadata"])
-        except json.JSONDecodeError as exc:
-            raise QdynInputError(f"{path}: frame 0, field 'qdyn_metadata': invalid JSON ({exc})") from None
-    if recorded is None:
-        meta = dict(meta, units_in_file=u)
-    if ignored:
-        meta = dict(meta, extxyz_ignored_keys=ignored)
-    return Dataset(**kw, extras=extras, metadata=meta, source=str(path))
+        else:
+            extras[k] = arr
+    return extras, ignored
