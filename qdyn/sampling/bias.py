@@ -132,16 +132,17 @@ def make_bias(cv_fn: Callable, *, periods: Optional[Sequence[Optional[float]]] =
         return jnp.stack([wrap(s[..., k] - c[..., k], p) for k, p in enumerate(per(n_cv))], axis=-1)
 
     def restraint(s, st: BiasState):
-        d = _delta(s, st.center, s.shape[-1])
-        return 0.5 * jnp.sum(st.kappa * d * d, axis=-1)
+        d = _delta(s, _lead(st.center, s.ndim), s.shape[-1])
+        return 0.5 * jnp.sum(_lead(st.kappa, d.ndim) * d * d, axis=-1)
 
     def hills(s, st: BiasState):
         if not metad:
             return jnp.zeros(s.shape[:-1], s.dtype)
         n_cv = s.shape[-1]
         inv2s2 = 1.0 / (2.0 * jnp.asarray(sigma, s.dtype) ** 2)
-        d = _delta(s[..., None, :], st.hill_center, n_cv)  # [..., H, n_cv]
-        return jnp.sum(st.hill_height * jnp.exp(-jnp.sum(d * d * inv2s2, axis=-1)), axis=-1)
+        d = _delta(s[..., None, :], _lead(st.hill_center, s.ndim + 1), n_cv)  # [..., H, n_cv]
+        g = jnp.exp(-jnp.sum(d * d * _lead(inv2s2, d.ndim), axis=-1))  # [..., H]
+        return jnp.sum(_lead(st.hill_height, g.ndim) * g, axis=-1)
 
     def energy(R, box, st: BiasState):
         s = cv_fn(R, box)
@@ -172,6 +173,11 @@ def make_bias(cv_fn: Callable, *, periods: Optional[Sequence[Optional[float]]] =
     return Bias(cv_fn, energy, update, init, hills, restraint, tuple(periods) if periods is not None else (),
                 tuple(float(x) for x in sigma), float(height_eV), float(temperature_K), float(bias_factor), int(pace),
                 H if metad else 0)
+
+
+def _lead(x, ndim: int):
+    """``x`` with leading unit axes up to ``ndim`` (explicit broadcasting over batch axes)."""
+    return jnp.reshape(x, (1,) * (ndim - jnp.ndim(x)) + jnp.shape(x))
 
 
 def biased_energy_fn(energy_fn: Callable, bias: Bias) -> Callable:

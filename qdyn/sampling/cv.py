@@ -110,7 +110,7 @@ def coordination(R, group_a: Sequence[int], group_b: Sequence[int], r0: float, *
     d = R[..., b, :][..., None, :, :] - R[..., a, :][..., :, None, :]  # [..., A, B, 3]
     if box is not None:
         d = minimum_image(d, box[..., None, :, :])
-    r, ok = safe_norm(d, a[:, None] != b[None, :])
+    r, ok = safe_norm(d, jnp.broadcast_to(a[:, None] != b[None, :], d.shape[:-1]))
     return jnp.sum(jnp.where(ok, switching(r, r0, n=n, m=m), 0.0), axis=(-2, -1))
 
 

@@ -130,3 +130,25 @@ class ReplicaExchange:
                 "acceptance": rate.tolist(), "round_trips": int(self.round_trips.sum()),
                 "round_trips_per_walker": self.round_trips.tolist(),
                 "rung_history": np.asarray(self.history).tolist()}
+
+
+def by_rung(values, rung_history) -> np.ndarray:
+    """Per-frame values [F, Rp, ...] of replicas reordered by the rung (state) each replica
+    held when the frame was sampled: ``out[f, k]`` comes from the replica holding rung k.
+
+    ``rung_history`` [B, Rp] is :attr:`ReplicaExchange.history` (rungs after each of the B
+    blocks' exchange attempts); the F frames are split evenly over the B blocks, and block b
+    ran with the rungs left by attempt b - 1 (the identity for the first block).
+    """
+    v = np.asarray(values)
+    hist = np.asarray(rung_history, dtype=int)
+    F, n = v.shape[0], v.shape[1]
+    if F % len(hist):
+        raise QdynInputError(f"{F} frames do not split into {len(hist)} exchange blocks")
+    per_block = F // len(hist)
+    during = np.concatenate([np.arange(n)[None], hist[:-1]])  # [B, Rp] rungs while block b ran
+    out = np.empty_like(v)
+    for b in range(len(hist)):
+        holder = np.argsort(during[b])
+        out[b * per_block:(b + 1) * per_block] = v[b * per_block:(b + 1) * per_block][:, holder]
+    return out

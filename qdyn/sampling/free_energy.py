@@ -119,7 +119,8 @@ def umbrella_fes(cv_frames, centers, kappa, *, temperature_K: float, bin_edges, 
     N_k = np.array([len(s) for s in keep])
     u_kn = restraint(x_n)
     edges = np.asarray(bin_edges, dtype=float)
-    with contextlib.redirect_stdout(io.StringIO()):
+    # pymbar's JAX solvers broadcast implicitly: allow it here even where callers forbid it
+    with contextlib.redirect_stdout(io.StringIO()), jax.numpy_rank_promotion("allow"):
         fes = pymbar.FES(u_kn, N_k, mbar_options={"solver_protocol": "robust"})
         fes.generate_fes(np.zeros_like(x_n), x_n, fes_type="histogram",
                          histogram_parameters={"bin_edges": edges})

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_savez
-from ..data.io import atomic_write_text
+from ..data.io import atomic_savez, atomic_write_text
 from ..units import temperature_to_energy
+from .exchange import by_rung
 from .config import BiasConfig, build, load_bias_config
 from .free_energy import FreeEnergy, metad_fes, umbrella_fes
 
@@ -32,14 +32,17 @@ def free_energy(res, cfg: BiasConfig, bias, *, temperature_K: float, discard: in
     n_cv = cv.shape[-1]
     lo, hi = cv.reshape(-1, n_cv).min(0), cv.reshape(-1, n_cv).max(0)
     if cfg.umbrella is not None and cfg.metadynamics is None and n_cv == 1:
-        centers = np.asarray(res.bias_state.center)[:, 0]  # the windows after any exchanges
+        centers = np.asarray(res.bias_state.center)[:, 0]
         kappa = np.asarray(res.bias_state.kappa)[:, 0]
-        if cfg.exchange is not None:
-            # after swaps, frame f of replica r was sampled with the window it held then;
-            # MBAR needs samples grouped by window, so reorder by the recorded rungs
-            return None
+        x = cv[..., 0]
+        if res.exchange is not None and res.exchange.get("attempts", 0):
+            # MBAR groups samples by the window that produced them, i.e. by rung
+            history = np.asarray(res.exchange["rung_history"])
+            x = by_rung(x, history)
+            final_holder = np.argsort(history[-1])
+            centers, kappa = centers[final_holder], kappa[final_holder]
         edges = np.linspace(lo[0], hi[0], cfg.fes_bins + 1)
-        return umbrella_fes(cv[..., 0], centers, kappa, temperature_K=temperature_K, bin_edges=edges,
+        return umbrella_fes(x, centers, kappa, temperature_K=temperature_K, bin_edges=edges,
                             period=bias.periods[0] if bias.periods else None, discard=discard)
     if cfg.metadynamics is not None and n_cv <= 2:
         axes = [np.linspace(lo[k], hi[k], cfg.fes_bins) for k in range(n_cv)]
