@@ -147,7 +147,7 @@ def test_exchange_acceptance_obeys_detailed_balance():
     R = np.zeros((2, 1, 3))
     delta = (scales[0] - scales[1]) * (E[1] - E[0]) / KT  # u_0(x1) + u_1(x0) - u_0(x0) - u_1(x1)
     st = stack_states([bias.init(n_cv=1, scale=s) for s in scales])
-    rates, n = [], 1000
+    rates, n = [], 400
     for order in (E, E[::-1]):
         ex = ReplicaExchange(bias, temperature_K=T, seed=1)
         n_acc = 0
