@@ -160,3 +160,30 @@ def test_exchange_acceptance_obeys_detailed_balance():
     expected = np.exp(-delta)
     np.testing.assert_allclose(rates[0], expected, atol=4 * np.sqrt(expected * (1 - expected) / n))
     assert rates[1] == 1.0
+
+
+def test_bias_config_template_validates_and_bad_input_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from qdyn.cli.app import app
+
+    path = tmp_path / "bias.yaml"
+    res = CliRunner().invoke(app, ["template", "--kind", "bias", "--out", str(path)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["validate", str(path), "--kind", "bias"])
+    assert res.exit_code == 0, res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cvs:\n  - {kind: dihedral, atoms: [0, 1, 2]}\nmetadynamics: {sigma: [0.1], heigth_eV: 0.1}\n")
+    res = CliRunner().invoke(app, ["validate", str(bad), "--kind", "bias"])
+    assert res.exit_code != 0
+    assert "4 atoms" in res.output and "heigth_eV" in res.output and "Traceback" not in res.output
+    # the config builds a bias whose windows match the replicas, and refuses a mismatch
+    from qdyn.sampling.config import build, load_bias_config
+
+    bias, states, ex = build(load_bias_config(path), replicas=4, n_steps=100, temperature_K=T)
+    np.testing.assert_allclose(np.asarray(states.center)[:, 0], [2.6, 2.8, 3.0, 3.2])
+    assert ex is not None
+    from qdyn.validation import QdynInputError
+
+    with pytest.raises(QdynInputError, match="4 windows but 3 replicas"):
+        build(load_bias_config(path), replicas=3, n_steps=100, temperature_K=T)
