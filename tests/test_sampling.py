@@ -89,12 +89,19 @@ def double_well(R, *, params, system, neighbor=None):
 X_CV = cv.stack([lambda R, box: cv.position(R, 0, 0)])
 
 
-def test_metadynamics_bias_grows_where_the_walker_sits():
+@pytest.fixture(scope="module")
+def metad():
+    """(bias, run kwargs): one bias object, so its compiled block is shared by the tests."""
     bias = make_bias(X_CV, sigma=(0.1,), height_eV=0.2 * KT, pace=50, bias_factor=10.0, temperature_K=T,
                      max_hills=40)
-    res = run_md(double_well, {}, np.array([[-1.0, 0.0, 0.0]]), System.create([1]), ensemble="nvt-langevin",
-                 dt_fs=1.0, n_steps=2000, temperature_K=T, friction_per_fs=0.05, replicas=2, stride=50,
-                 frames_per_block=20, bias=bias, progress=None)
+    kw = dict(ensemble="nvt-langevin", dt_fs=1.0, temperature_K=T, friction_per_fs=0.05, replicas=2, stride=50,
+              frames_per_block=20, bias=bias, progress=None, key=jax.random.PRNGKey(7))
+    return bias, kw
+
+
+def test_metadynamics_bias_grows_where_the_walker_sits(metad):
+    bias, kw = metad
+    res = run_md(double_well, {}, np.array([[-1.0, 0.0, 0.0]]), System.create([1]), n_steps=2000, **kw)
     st = res.bias_state
     np.testing.assert_array_equal(np.asarray(st.n_hills), [40, 40])
     visited = res.cv[..., 0]
@@ -109,6 +116,20 @@ def test_metadynamics_bias_grows_where_the_walker_sits():
     # the bias energy recorded per frame is the bias at the frame's CV
     last = jax.vmap(lambda b, x: bias.energy(jnp.array([[x, 0.0, 0.0]]), None, b))(st, visited[-1])
     np.testing.assert_allclose(res.bias_energy[-1], last, rtol=1e-10)
+
+
+def test_biased_run_restarts_with_its_bias(metad, tmp_path):
+    """The hills are checkpointed with the MD state: a run stopped halfway and restarted
+    ends exactly where the uninterrupted one does."""
+    bias, kw = metad
+    R0, system = np.array([[-1.0, 0.0, 0.0]]), System.create([1])
+    full = run_md(double_well, {}, R0, system, n_steps=2000, out_dir=tmp_path / "a", **kw)
+    run_md(double_well, {}, R0, system, n_steps=1000, out_dir=tmp_path / "b", **kw)
+    resumed = run_md(double_well, {}, R0, system, n_steps=2000, out_dir=tmp_path / "b", restart=True, **kw)
+    np.testing.assert_array_equal(np.asarray(resumed.bias_state.n_hills), [40, 40])
+    np.testing.assert_allclose(np.asarray(resumed.bias_state.hill_center), np.asarray(full.bias_state.hill_center),
+                               atol=1e-10)
+    np.testing.assert_allclose(resumed.bias_energy[-1], full.bias_energy[-1], atol=1e-10)
 
 
 def test_umbrella_windows_with_exchange_and_mbar_recover_the_double_well():
