@@ -53,7 +53,7 @@ def trained_model(run: Path | None, small: bool):
     data = load_shipped("water_dimer")
     cfg = parse_config({"model": {"family": "bpnn", "hidden": [16, 16], "n_radial": 6, "cutoff": 6.0},
                         "data": {"path": "shipped:water_dimer", "n_train": 240, "n_val": 30, "n_test": 30},
-                        "optim": {"learning_rate": 5e-3}, "epochs": 5 if small else 200, "batch_size": 16, "seed": 0})
+                        "optim": {"learning_rate": 5e-3}, "epochs": 5 if small else 60, "batch_size": 16, "seed": 0})
     t = time.perf_counter()
     res = train(cfg, Path(tempfile.mkdtemp()) / "dimer_bpnn", data=data, progress=False)
     return res.model, res.params, {"trained_s": time.perf_counter() - t, "metrics": res.metrics}
@@ -75,7 +75,7 @@ def main():
     system = System.create(data.Z[0, : data.n_real[0]])
     bias = make_bias(cv.stack([lambda R, box: cv.distance(R, O1, O2, box)]))
     ex = ReplicaExchange(bias, temperature_K=T, seed=0)
-    n_steps = 4000 if args.small else 60_000
+    n_steps = 4000 if args.small else 40_000
     t = time.perf_counter()
     res = run_md(model_energy_fn(model.apply), params, R0, system, ensemble="nvt-langevin", dt_fs=0.5,
                  n_steps=n_steps, temperature_K=T, friction_per_fs=0.02, replicas=len(centers), stride=20,

@@ -208,3 +208,34 @@ def test_bias_config_template_validates_and_bad_input_is_one_line(tmp_path):
 
     with pytest.raises(QdynInputError, match="4 windows but 3 replicas"):
         build(load_bias_config(path), replicas=3, n_steps=100, temperature_K=T)
+
+
+@pytest.mark.slow
+def test_qdyn_md_with_bias_writes_the_sampling_report(tmp_path, write_run):
+    import json
+
+    from typer.testing import CliRunner
+
+    from qdyn.cli.app import app
+    from qdyn.models import bpnn
+
+    model = bpnn.build(species=(1, 8), hidden=(8,))
+    write_run(tmp_path / "run", model, model.init(jax.random.PRNGKey(0)))
+    (tmp_path / "bias.yaml").write_text("cvs:\n  - {kind: distance, atoms: [0, 3]}\n"
+                                        "umbrella: {centers: [2.8, 2.9, 3.0, 3.1], kappa_eV: 5.0}\n"
+                                        "exchange: {enabled: true}\nfes_bins: 12\n")
+    out = tmp_path / "md"
+    args = ["md", "--model", str(tmp_path / "run"), "--structure", "water_dimer", "--ensemble", "nvt", "--dt", "0.5",
+            "--steps", "200", "--stride", "10", "--replicas", "4", "--bias", str(tmp_path / "bias.yaml"),
+            "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "sampling.json").read_text())
+    assert summary["exchange"]["attempts"] == 2 and len(summary["exchange"]["acceptance"]) == 3
+    assert (out / "fes.png").exists() and any(v is not None for v in summary["free_energy"]["F_eV"])
+    cvs = np.load(out / "sampling.npz")["cv"]
+    assert cvs.shape == (20, 4, 1) and np.all(np.abs(cvs.mean(axis=0)[:, 0] - [2.8, 2.9, 3.0, 3.1]) < 0.3)
+    # a window count that does not match the replicas is one clear line
+    three = [*args[:args.index("--replicas") + 1], "3", *args[args.index("--replicas") + 2:-1], str(tmp_path / "md2")]
+    res = CliRunner().invoke(app, three)
+    assert res.exit_code != 0 and "4 windows but 3 replicas" in res.output and "Traceback" not in res.output
