@@ -51,9 +51,10 @@ def trained_model(run: Path | None, small: bool):
         model, params, _ = load_run(run)
         return model, params, {"run": str(run)}
     data = load_shipped("water_dimer")
-    cfg = parse_config({"model": {"family": "bpnn", "hidden": [16, 16], "n_radial": 6, "cutoff": 6.0},
+    cfg = parse_config({"model": {"family": "bpnn", "hidden": [32, 32], "n_radial": 8, "cutoff": 6.5},
                         "data": {"path": "shipped:water_dimer", "n_train": 240, "n_val": 30, "n_test": 30},
-                        "optim": {"learning_rate": 5e-3}, "epochs": 5 if small else 60, "batch_size": 16, "seed": 0})
+                        "optim": {"learning_rate": 1e-2, "schedule": "cosine"},
+                        "epochs": 5 if small else 300, "batch_size": 16, "seed": 0})
     t = time.perf_counter()
     res = train(cfg, Path(tempfile.mkdtemp()) / "dimer_bpnn", data=data, progress=False)
     return res.model, res.params, {"trained_s": time.perf_counter() - t, "metrics": res.metrics}

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from ..precision import rank_promotion_allowed
 from ..validation import QdynInputError
 from .bias import Bias, BiasState
 from .cv import wrap
@@ -119,19 +120,23 @@ def umbrella_fes(cv_frames, centers, kappa, *, temperature_K: float, bin_edges, 
     N_k = np.array([len(s) for s in keep])
     u_kn = restraint(x_n)
     edges = np.asarray(bin_edges, dtype=float)
-    # pymbar's JAX solvers broadcast implicitly: allow it here even where callers forbid it
-    with contextlib.redirect_stdout(io.StringIO()), jax.numpy_rank_promotion("allow"):
-        fes = pymbar.FES(u_kn, N_k, mbar_options={"solver_protocol": "robust"})
-        fes.generate_fes(np.zeros_like(x_n), x_n, fes_type="histogram",
-                         histogram_parameters={"bin_edges": edges})
-        mids = 0.5 * (edges[1:] + edges[:-1])
-        occupied = np.histogram(x_n, edges)[0] > 0
-        out = fes.get_fes(mids[occupied], reference_point="from-lowest", uncertainty_method="analytical")
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    occupied = np.histogram(x_n, edges)[0] > 0
+    out = _mbar_profile(pymbar, u_kn, N_k, x_n, edges, mids[occupied])
     F = np.full(len(mids), np.nan)
     dF = np.full(len(mids), np.nan)
     F[occupied] = out["f_i"] / beta
     dF[occupied] = out["df_i"] / beta
     return FreeEnergy(mids, F - np.nanmin(F), dF, int(N_k.sum()))
+
+
+@rank_promotion_allowed  # pymbar's JAX solvers broadcast implicitly
+def _mbar_profile(pymbar, u_kn, N_k, x_n, edges, points) -> dict:
+    """pymbar's histogram FES (reduced units, from the lowest bin) at ``points``."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        fes = pymbar.FES(u_kn, N_k, mbar_options={"solver_protocol": "robust"})
+        fes.generate_fes(np.zeros_like(x_n), x_n, fes_type="histogram", histogram_parameters={"bin_edges": edges})
+        return fes.get_fes(points, reference_point="from-lowest", uncertainty_method="analytical")
 
 
 def rms_difference(F, F_ref, mask=None) -> float:
