@@ -106,9 +106,11 @@ def main():
     if args.small:
         return
     acc = ", ".join(f"{a:.2f}" for a in out["exchange_acceptance"])
-    trained = info.get("metrics", {})
+    test = info.get("metrics", {}).get("test")
+    model_note = (f"test MAE {test['energy_mae_meV']:.1f} meV, forces {test['force_mae_meV_per_A']:.0f} meV/Å, "
+                  f"trained in {info['trained_s']:.0f} s" if test else f"run {info.get('run')}")
     text = "\n".join([
-        f"BPNN trained on the shipped dimer data ({trained.get('test', trained) if trained else info}); 13 umbrella "
+        f"BPNN trained on the shipped dimer data ({model_note}); 13 umbrella "
         f"windows 2.6–5.0 Å (κ = {kappa} eV/Å²) with HREX, {n_steps} steps of 0.5 fs each, 300 K; MBAR. Load "
         f"{load_start[0]:.1f} → {out['load_average_start_end'][1][0]:.1f}.", "",
         f"| PMF minimum r_OO | well depth (W(r > 4.6 Å) − W_min) | exchange acceptance | round trips | MD wall |",
