@@ -16,11 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 __all__ = ["KINDS", "config_class", "full_template", "json_schema", "validate_file"]
 
-KINDS = ("train", "md")
+KINDS = ("train", "md", "bias")
 
 
 def config_class(kind: str) -> type[BaseModel]:
-    """The pydantic class of a config kind: ``train`` or ``md``."""
+    """The pydantic class of a config kind: ``train``, ``md`` or ``bias``."""
     if kind == "train":
         from .train.config import TrainConfig
 
@@ -29,12 +29,20 @@ def config_class(kind: str) -> type[BaseModel]:
         from .md.config import MDConfig
 
         return MDConfig
+    if kind == "bias":
+        from .sampling.config import BiasConfig
+
+        return BiasConfig
     raise ValueError(f"config kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
 def _defaults(kind: str, family: Optional[str]) -> BaseModel:
     from .models.config import families
 
+    if kind == "bias":
+        from .sampling.config import example
+
+        return example()
     if kind == "md":
         if family is not None:
             raise ValueError("--family is for training configs (the model section)")
@@ -87,7 +95,7 @@ def full_template(kind: str = "train", family: Optional[str] = None) -> str:
     """
     config = _defaults(kind, family)
     lines = [f"# qdyn {kind} config: every key with its default (all optional"
-             f"{'' if kind == 'train' else ' except model'}; unknown keys are rejected).",
+             f"{'' if kind == 'train' else ' except cvs' if kind == 'bias' else ' except model'}; unknown keys are rejected).",
              f"# Check a file with: qdyn validate FILE --kind {kind}"]
     _emit(config, 0, lines)
     return "\n".join(lines) + "\n"

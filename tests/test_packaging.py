@@ -126,7 +126,8 @@ def test_every_option_has_help_and_units_survive_in_help():
 
 
 @pytest.mark.parametrize("kind,family", [("train", None), ("train", "bpnn"), ("train", "hybrid"),
-                                         ("train", "multistate"), ("train", "generic"), ("md", None)])
+                                         ("train", "multistate"), ("train", "generic"), ("md", None),
+                                         ("bias", None)])
 def test_full_template_describes_every_field_and_validates(tmp_path, kind, family):
     from qdyn.config_tools import config_class, full_template
 
@@ -162,7 +163,7 @@ def test_validate_reports_one_line_per_problem(tmp_path):
     assert res.exit_code == 2 and "absent.yaml" in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("kind", ["train", "md"])
+@pytest.mark.parametrize("kind", ["train", "md", "bias"])
 def test_schema_is_a_valid_json_schema_that_accepts_the_template(kind):
     jsonschema = pytest.importorskip("jsonschema")
     from qdyn.config_tools import full_template
@@ -174,5 +175,6 @@ def test_schema_is_a_valid_json_schema_that_accepts_the_template(kind):
     validator = jsonschema.Draft202012Validator(schema)
     validator.validate(yaml.safe_load(full_template(kind)))
     # non-trivial: the schema rejects what the config rejects
-    wrong = {"epochs": 0} if kind == "train" else {"model": "runs/x", "dt_fs": -1}
+    wrong = {"train": {"epochs": 0}, "md": {"model": "runs/x", "dt_fs": -1},
+             "bias": {"cvs": [{"kind": "torsion", "atoms": [0, 1]}]}}[kind]
     assert not validator.is_valid(wrong)

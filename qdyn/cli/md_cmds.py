@@ -46,6 +46,8 @@ def md(
                                                 help="auto [default]: periodic systems use a neighbour list when the "
                                                      "model reads one; on; off."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory [runs/md]."),
+    bias: Optional[Path] = typer.Option(None, "--bias", help="Enhanced sampling: a bias YAML (qdyn template --kind bias; "
+                                                             "CVs in Å/radians, energies in eV)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the MD run already in --out."),
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
                                                help="Accept temperatures and structures outside any chemistry."),
@@ -60,7 +62,7 @@ def md(
                  "temperature_K": temperature, "dt_fs": dt, "n_steps": steps, "replicas": replicas, "stride": stride,
                  "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
                  "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
-                 "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out,
+                 "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out, "bias": bias,
                  "check_plausibility": False if no_plausibility_check else None}
     try:
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
@@ -123,12 +125,18 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
         if cfg.neighbor_list != "off" and cfg.ensemble != "npt":
             neighbor_fn = model_neighbor_fn(m, params, R, system, skin=cfg.neighbor_skin_A,
                                             required=cfg.neighbor_list == "on")
+        biased = {}
+        if cfg.bias is not None:
+            from ..sampling.report import run_kwargs
+
+            biased = run_kwargs(cfg)
         res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=cfg.ensemble, dt_fs=cfg.dt_fs,
                      n_steps=cfg.n_steps, temperature_K=cfg.temperature_K, replicas=cfg.replicas, stride=cfg.stride,
                      friction_per_fs=cfg.friction_per_fs, tau_fs=cfg.tau_fs, pressure_bar=cfg.pressure_bar,
                      barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
                      key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
-                     progress=_echo_progress, provenance=provenance, check_plausibility=cfg.check_plausibility)
+                     progress=_echo_progress, provenance=provenance, check_plausibility=cfg.check_plausibility,
+                     **biased)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except BlowUpError as exc:
@@ -140,6 +148,10 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
               "timings": res.timings}
     if res.volume is not None:
         report["mean_volume_A3"] = float(res.volume.mean())
+    if biased:
+        from ..sampling.report import write_report
+
+        report["sampling"] = write_report(res, cfg, biased, out)
     typer.echo(json.dumps(report, indent=2))
 
 

@@ -43,6 +43,8 @@ class MDConfig(BaseModel):
     n_steps: int = Field(2000, gt=0, description="a multiple of stride")
     replicas: int = Field(1, ge=1, description="independent replicas run at once (vmapped)")
     stride: int = Field(10, ge=1, description="steps between trajectory frames")
+    bias: Optional[Path] = Field(None, description="enhanced sampling: a bias config YAML (qdyn template --kind "
+                                                   "bias): metadynamics, umbrella windows, replica exchange")
     friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
     tau_fs: float = Field(100.0, gt=0, description="Nosé–Hoover thermostat time constant, fs (nvt-nose-hoover, npt)")
     pressure_bar: Optional[float] = Field(None, description="NPT target pressure, bar (npt only)")

@@ -41,6 +41,8 @@ class Frames(NamedTuple):
         position: [F, Rp, n, 3] Å.  momentum: [F, Rp, n, 3] amu·Å/τ.
         potential: [F, Rp] eV.  overflow: [Rp] bool, neighbour list overflowed in the block.
         box: [F, Rp, 3, 3] Å, the cell of each frame (None in free space).
+        cv: [F, Rp, n_cv] collective variables and bias: [F, Rp] eV bias energy (biased
+        runs; None otherwise). potential stays the model's own (unscaled) energy.
     """
 
     position: jax.Array
@@ -48,6 +50,8 @@ class Frames(NamedTuple):
     potential: jax.Array
     overflow: jax.Array
     box: Optional[jax.Array] = None
+    cv: Optional[jax.Array] = None
+    bias: Optional[jax.Array] = None
 
 
 class MDResult(NamedTuple):
@@ -65,6 +69,9 @@ class MDResult(NamedTuple):
         n_reallocations: neighbour-list reallocations (each redid a block).
         timings: compile_s, run_s, steps_per_s, molecule_steps_per_s, ns_per_day.
         out_dir: output directory or None.
+        cv: [F, Rp] + [n_cv] CVs of every frame, bias_energy: [F, Rp] eV, bias_state: the
+        final :class:`~qdyn.sampling.bias.BiasState` (batched), exchange: replica-exchange
+        statistics (biased runs only; None otherwise).
     """
 
     state: object
@@ -83,9 +90,13 @@ class MDResult(NamedTuple):
     out_dir: Optional[Path]
     volume: Optional[np.ndarray] = None
     cell: Optional[np.ndarray] = None
+    cv: Optional[np.ndarray] = None
+    bias_energy: Optional[np.ndarray] = None
+    bias_state: object = None
+    exchange: Optional[dict] = None
 
 
-def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int) -> Callable:
+def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int, bias=None) -> Callable:
     """The MD block, a pure function to jit: ``block(states, neighbors, params, systems)``.
 
     Args:
@@ -94,39 +105,51 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
             potential energy of sampled frames).
         stride: steps between sampled frames.
         frames: frames per block (the block runs ``stride × frames`` steps).
+        bias: a :class:`qdyn.sampling.bias.Bias`; then the integrator's energy must be
+            :func:`qdyn.sampling.bias.biased_energy_fn` and params are
+            ``(model_params, bias_states)`` with a replica axis on the bias states, which
+            the block carries through the scan (``bias.update`` after every step).
 
     Returns:
         ``block(states, neighbors, params, systems) -> (states, neighbors, Frames)`` where
         states, neighbours (or None) and systems carry a leading replica axis and params do
-        not (shared by all replicas).
+        not (shared by all replicas); with a bias, params is ``(model_params, bias_states)``
+        and the result ``(states, neighbors, Frames, bias_states)``.
     """
 
-    def one(state, nbr, system, params):
+    def one(state, nbr, system, params, bst):
         def step(carry, _):
-            state, nbr = carry
-            state = integrator.step(state, params=params, system=system, neighbor=nbr)
+            state, nbr, bst = carry
+            state = integrator.step(state, params=params if bias is None else (params, bst), system=system,
+                                    neighbor=nbr)
             if nbr is not None:
                 nbr = nbr.update(state.position)
-            return (state, nbr), None
+            if bias is not None:
+                R, system_now = integrator.observe(state, system)
+                bst = bias.update(bst, R, system_now.box)
+            return (state, nbr, bst), None
 
         def frame(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=stride)
-            state, nbr = carry
+            state, nbr, bst = carry
             # Cartesian positions and the current cell (NPT integrates fractional ones)
             R, system_now = integrator.observe(state, system)
             pe = energy_fn(R, params=params, system=system_now, neighbor=nbr)
-            return carry, (R, state.momentum, pe, system_now.box)
+            extra = () if bias is None else (bias.cv(R, system_now.box), bias.energy(R, system_now.box, bst))
+            return carry, (R, state.momentum, pe, system_now.box, *extra)
 
-        (state, nbr), (R, P, PE, box) = jax.lax.scan(frame, (state, nbr), None, length=frames)
+        (state, nbr, bst), out = jax.lax.scan(frame, (state, nbr, bst), None, length=frames)
         overflow = nbr.did_buffer_overflow if nbr is not None else jnp.zeros((), bool)
-        return state, nbr, R, P, PE, overflow, box
+        return state, nbr, bst, overflow, out
 
     def block(states, neighbors, params, systems):
-        out = jax.vmap(one, in_axes=(0, 0, 0, None))(states, neighbors, systems, params)
-        state, nbr, R, P, PE, overflow, box = out
+        model_params, bsts = (params, None) if bias is None else params
+        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0))(
+            states, neighbors, systems, model_params, bsts)
         # frames first, then replicas
-        fr = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), (R, P, PE, box))
-        return state, nbr, Frames(fr[0], fr[1], fr[2], overflow, fr[3])
+        fr = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
+        frames_out = Frames(fr[0], fr[1], fr[2], overflow, fr[3], *fr[4:])
+        return (state, nbr, frames_out) if bias is None else (state, nbr, frames_out, bst)
 
     return block
 
@@ -140,8 +163,15 @@ class _Programs:
     """
 
     def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
-                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs):
-        self.integ = make_integrator(energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
+                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs, bias=None):
+        md_energy_fn = energy_fn
+        if bias is not None:
+            from ..sampling.bias import biased_energy_fn
+
+            md_energy_fn = biased_energy_fn(energy_fn, bias)
+        # biased runs: params = (model params, per-replica bias states)
+        p_axes = None if bias is None else (None, 0)
+        self.integ = make_integrator(md_energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
                                      temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs,
                                      degrees_of_freedom=dof, pressure_bar=pressure_bar,
                                      barostat_tau_fs=barostat_tau_fs)
@@ -151,16 +181,16 @@ class _Programs:
             p = momenta.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
                                           remove_rotation=remove_rotation)
             state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr)
-            pe = energy_fn(R, params=params, system=system, neighbor=nbr)
+            pe = energy_fn(R, params=params if bias is None else params[0], system=system, neighbor=nbr)
             return state, pe
 
-        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, None, None)))
+        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None)))
         def potential(state, system, nbr, params):
             R, system_now = integ.observe(state, system)
-            return energy_fn(R, params=params, system=system_now, neighbor=nbr)
+            return energy_fn(R, params=params if bias is None else params[0], system=system_now, neighbor=nbr)
 
-        self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, None)))
-        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames))
+        self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, p_axes)))
+        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames, bias=bias))
         self.kinetic = jax.jit(momenta.kinetic_energy)
         self.compiled = {}
 
@@ -239,6 +269,9 @@ def run_md(
     progress_every_s: float = 5.0,
     provenance: Optional[dict] = None,
     check_plausibility: bool = True,
+    bias=None,
+    bias_states=None,
+    exchange=None,
 ) -> MDResult:
     """Run MD of ``replicas`` independent copies with any qdyn energy function.
 
@@ -282,6 +315,13 @@ def run_md(
         provenance: JSON fields recorded in ``md.json`` (e.g. the model's run directory).
         check_plausibility: refuse temperatures beyond any chemistry and coordinates beyond
             :data:`qdyn.data.plausibility.MAX_COORDINATE` (a typo, a unit mistake).
+        bias: a :class:`qdyn.sampling.bias.Bias` added to the model's energy inside the
+            compiled loop (metadynamics, umbrella restraints, tempering scale).
+        bias_states: its per-replica :class:`~qdyn.sampling.bias.BiasState` (leading axis
+            ``replicas``; default ``bias.init`` for every replica); checkpointed with the MD
+            state, so a restart continues the bias.
+        exchange: a :class:`qdyn.sampling.exchange.ReplicaExchange` attempting swaps of the
+            bias states between neighbouring replicas after every block (needs ``bias``).
 
     The checkpoints and ``md.json`` record a checksum of ``params``: a restart with other
     parameters is refused, as is one whose trajectory files are missing or hold fewer
@@ -316,10 +356,15 @@ def run_md(
     # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
     dof = momenta.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
 
+    bsts = _bias_states(bias, bias_states, exchange, replicas, Rs, systems[0])
+
     def programs(fpb):
         return _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
                          float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs), bias)
+
+    def with_bias(params, bsts):
+        return params if bias is None else (params, bsts)
 
     progs = programs(fpb)
     batched_sys = stack(systems)
@@ -332,8 +377,8 @@ def run_md(
     nbrs = None
     if neighbor_fn is not None:
         nbrs = _spread(neighbor_fn, neighbor, Rs) if neighbor is not None else _allocate(neighbor_fn, Rs)
-    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs, params,
-                             float(T0))
+    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs,
+                             with_bias(params, bsts), float(T0))
 
     out = None if out_dir is None else Path(out_dir)
     params_sha256 = arrays_sha256(np.asarray(x) for x in jax.tree_util.tree_leaves(params))
@@ -341,7 +386,10 @@ def run_md(
     frames_start = 0
     stored = list(range(min(store_replicas, replicas)))
     if restart:
-        states, frames_start = _restore(out / "checkpoint.npz", states, meta(0, 0))
+        if bias is None:
+            states, frames_start = _restore(out / "checkpoint.npz", states, meta(0, 0))
+        else:
+            (states, bsts), frames_start = _restore(out / "checkpoint.npz", (states, bsts), meta(0, 0))
         if frames_start > n_frames:
             raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
                                  f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
@@ -351,7 +399,7 @@ def run_md(
             progs = programs(fpb)
         if nbrs is not None:
             nbrs = _allocate(neighbor_fn, np.asarray(states.position))
-        pe0 = progs.potential(states, batched_sys, nbrs, params)
+        pe0 = progs.potential(states, batched_sys, nbrs, with_bias(params, bsts))
     writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
                             variable_cell=ensemble == "npt", keep_frames=frames_start)
     mass_j = jnp.asarray(mass)
@@ -361,29 +409,39 @@ def run_md(
                          writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
 
     def run_block(carry, frames):
-        states, nbrs = carry
-        fn, compile_s = progs.compiled_block(states, nbrs, params, batched_sys)
+        states, nbrs, bsts = carry
+        args = (states, nbrs, with_bias(params, bsts), batched_sys)
+        fn, compile_s = progs.compiled_block(*args)
         clock.compiled(compile_s)
-        new_states, new_nbrs, fr = fn(states, nbrs, params, batched_sys)
+        new_states, new_nbrs, fr, *new_bsts = fn(*args)
         if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
             return carry, None, True
         KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
         host = _HostFrames(np.asarray(fr.position), np.asarray(fr.momentum), np.asarray(fr.potential), KE,
-                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box))
-        return (new_states, new_nbrs), host, False
+                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box),
+                           None if fr.cv is None else np.asarray(fr.cv), None if fr.bias is None else np.asarray(fr.bias))
+        new_bsts = new_bsts[0] if new_bsts else None
+        if exchange is not None:
+            # swaps act on the block's last frame, the state the next block starts from
+            new_bsts = exchange.attempt(new_bsts, host.PE[-1], host.R[-1], None if host.box is None else host.box[-1])
+        return (new_states, new_nbrs, new_bsts), host, False
 
     def reallocate(carry, attempt):
         # the first retry sizes the list for the block's start positions, later ones add 25 %
-        states, nbrs = carry
+        states, nbrs, bsts = carry
         extra = int(nbrs.idx.shape[-1] * 0.25) if attempt > 1 else 0
-        return states, _allocate(neighbor_fn, np.asarray(states.position), extra)
+        return states, _allocate(neighbor_fn, np.asarray(states.position), extra), bsts
 
     def save(name):
-        return lambda carry, frames: save_state(out / name, carry[0], meta(frames * stride, frames))
+        def write(carry, frames):
+            saved = carry[0] if bias is None else (carry[0], carry[2])  # the bias continues on restart
+            return save_state(out / name, saved, meta(frames * stride, frames))
+
+        return write
 
     try:
         loop = host_loop(
-            (states, nbrs), run_block=run_block, n_frames=n_frames, frames_per_block=fpb, stride=stride,
+            (states, nbrs, bsts), run_block=run_block, n_frames=n_frames, frames_per_block=fpb, stride=stride,
             frames_done=frames_start, reallocate=reallocate, state_of=lambda carry: carry[0],
             check=lambda carry, host: _check_new_state(host.R, host.P, host.PE, host.T, max_temperature_K),
             record=recorder, what="MD",
@@ -396,11 +454,31 @@ def run_md(
             w.close()
     steps_run = (loop.frames_done - frames_start) * stride
     result = recorder.result(loop.carry[0], loop.n_reallocations, steps_run, replicas, t_start, out)
+    if bias is not None:
+        result = result._replace(bias_state=loop.carry[2],
+                                 exchange=None if exchange is None else exchange.statistics())
     if out is not None:
         _write_summary(out / "md.json", result, progs.integ, mass, dt_fs=dt_fs, n_steps=n_steps, replicas=replicas,
                        temperature_K=temperature_K, pressure_bar=pressure_bar,
                        provenance={**(provenance or {}), "params_sha256": params_sha256})
     return result
+
+
+def _bias_states(bias, bias_states, exchange, replicas: int, Rs, system):
+    """The per-replica bias states of a biased run (None without a bias), checked."""
+    if bias is None:
+        if bias_states is not None or exchange is not None:
+            raise QdynInputError("bias_states and exchange need a bias")
+        return None
+    if bias_states is None:
+        n_cv = int(np.shape(bias.cv(jnp.asarray(Rs[0]), system.box))[-1])
+        from ..sampling.bias import stack_states
+
+        return stack_states([bias.init(n_cv=n_cv)] * replicas)
+    lead = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree_util.tree_leaves(bias_states)}
+    if lead != {replicas}:
+        raise QdynInputError(f"bias_states must carry a leading axis of {replicas} replicas")
+    return bias_states
 
 
 def _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn):
@@ -519,6 +597,8 @@ class _HostFrames(NamedTuple):
     KE: np.ndarray
     T: np.ndarray
     box: Optional[np.ndarray]
+    cv: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
 
 
 class _Clock:
@@ -545,7 +625,7 @@ class _Recorder:
         self.stored, self.mass, self.dt_fs, self.stride, self.dof = stored, mass, dt_fs, stride, dof
         self.n_steps, self.writers, self.e_ref, self.clock = n_steps, writers, e_ref, clock
         self.frames_start = frames_start
-        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell")}
+        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell", "cv", "bias")}
 
     def __call__(self, carry, host: _HostFrames, frames_done: int) -> dict:
         stored, F = self.stored, host.R.shape[0]
@@ -556,8 +636,10 @@ class _Recorder:
             cell = host.box[:, stored]
             self.rec["vol"].append(np.linalg.det(host.box))
             self.rec["cell"].append(cell)
-        for k, v in (("step", f_steps), ("pe", host.PE), ("ke", host.KE), ("R", host.R[:, stored]), ("V", V)):
-            self.rec[k].append(v)
+        for k, v in (("step", f_steps), ("pe", host.PE), ("ke", host.KE), ("R", host.R[:, stored]), ("V", V),
+                     ("cv", host.cv), ("bias", host.bias)):
+            if v is not None:
+                self.rec[k].append(v)
         self._write(f_steps, host, V, cell)
         step = frames_done * self.stride
         steps_run = (frames_done - self.frames_start) * self.stride
@@ -596,7 +678,8 @@ class _Recorder:
             temperature=2.0 * ke / (self.dof * units.KB_EV_PER_K) if len(ke) else ke,
             position=cat("R"), velocity=cat("V"), stored_replicas=self.stored, dof=self.dof,
             n_reallocations=n_reallocations, timings=timings, out_dir=out,
-            volume=cat("vol") if rec["vol"] else None, cell=cat("cell") if rec["cell"] else None)
+            volume=cat("vol") if rec["vol"] else None, cell=cat("cell") if rec["cell"] else None,
+            cv=cat("cv") if rec["cv"] else None, bias_energy=cat("bias") if rec["bias"] else None)
 
 
 def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_fs, n_steps, replicas,
