@@ -58,8 +58,9 @@ def test_statevector_path_equals_the_qnode_in_values_and_gradients(qfunc, shapes
 
 
 def test_an_invariant_user_circuit_passes_the_symmetry_checks():
-    model, params, R, system = _model(WATER)
-    assert model.config["execution"]["backend"] == "pennylane"  # user circuits default to default.qubit backprop
+    assert build_model(WATER).config["execution"]["backend"] == "pennylane"  # the default for user circuits
+    # the sweep of test_model_families runs the default execution; here the statevector path
+    model, params, R, system = _model({**WATER, "execution": {"backend": "statevector"}})
     report = testing.check_circuit(model, params, R, system)
     assert set(report) >= {"rotation", "reflection", "translation", "permutation [0, 2, 1]", "forces_fd"}
     assert report["nontrivial"]["max_force"] > 1e-3
@@ -117,10 +118,11 @@ def test_a_qfunc_that_measures_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_train_a_user_circuit_then_run_nve_md_from_its_run_directory(tmp_path):
-    """`qdyn train --config` records the qfunc's import path; `qdyn md` rebuilds the model from
-    the run directory and integrates it; the total energy is conserved."""
+    """`qdyn train --config` records the qfunc's import path; the model rebuilt from the run
+    directory (load_run, what `qdyn eval`/`md`/`export` use) runs NVE MD conserving energy."""
     import yaml
 
+    from qdyn import md
     from qdyn.cli.app import app
     from qdyn.train import load_run
 
@@ -136,14 +138,25 @@ def test_train_a_user_circuit_then_run_nve_md_from_its_run_directory(tmp_path):
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + config["epochs"]
 
-    from qdyn import md
-
     R, system = water()
     # two epochs do not bind a molecule (the atoms roll down the fitted surface and heat up):
     # the blow-up guard is lifted, the check here is that the integrator conserves the energy
-    r = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, n_steps=200,
+    r = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, n_steps=100,
                   stride=10, temperature_K=100.0, max_temperature_K=1e5, key=jax.random.PRNGKey(0), progress=None)
     drift = np.max(np.abs(r.total - r.total[0]))
     swing = np.ptp(r.potential)
     assert swing > 5e-3, swing  # the atoms move on the learned surface: conservation means something
     assert drift < 0.02 * swing, (drift, swing)
+
+
+def test_a_run_whose_circuit_module_is_gone_is_a_one_line_cli_error(tmp_path, write_run):
+    from qdyn.cli.app import app
+
+    model = build_model(WATER)
+    write_run(tmp_path / "run", model, model.init(jax.random.PRNGKey(0)))
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    info["model"]["circuit"]["qfunc"] = "moved_away_circuits:water"
+    (tmp_path / "run" / "model.json").write_text(json.dumps(info))
+    res = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "run"), "--data", "shipped:H2O"])
+    assert res.exit_code != 0
+    assert "cannot import module 'moved_away_circuits'" in res.output and "Traceback" not in res.output
