@@ -108,7 +108,8 @@ def test_bad_user_circuits_are_one_line_errors(circuit, message):
 
 def test_a_qfunc_that_measures_is_refused(tmp_path, monkeypatch):
     (tmp_path / "measuring_circuit.py").write_text(
-        "import pennylane as qml\n\ndef fn(vectors, w):\n    qml.RY(w[0], wires=0)\n    return qml.expval(qml.PauliZ(0))\n")
+        "import pennylane as qml\n\n\ndef fn(vectors, w):\n    qml.RY(w[0], wires=0)\n"
+        "    return qml.expval(qml.PauliZ(0))\n")
     monkeypatch.chdir(tmp_path)  # the current directory is searched, as `python -m` does
     config = {**WATER, "circuit": {"qfunc": "measuring_circuit:fn", "wires": 1, "weight_shapes": {"w": [1]},
                                    "observable": "z"}}
@@ -160,3 +161,29 @@ def test_a_run_whose_circuit_module_is_gone_is_a_one_line_cli_error(tmp_path, wr
     res = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "run"), "--data", "shipped:H2O"])
     assert res.exit_code != 0
     assert "cannot import module 'moved_away_circuits'" in res.output and "Traceback" not in res.output
+
+
+def test_a_qfunc_passed_as_a_function_is_recorded_by_its_import_path():
+    from qdyn.models import custom
+    from qdyn.quantum import examples
+
+    shapes = WATER["circuit"]["weight_shapes"]
+    model = custom.build(template="H2O", circuit={"qfunc": examples.water_exchange, "wires": 2,
+                                                  "weight_shapes": shapes})
+    assert model.config["circuit"]["qfunc"] == f"{EXAMPLES}:water_exchange"
+    with pytest.raises(QdynInputError, match="cannot be recorded by import path"):
+        custom.build(template="H2O", circuit={"qfunc": lambda vectors, alpha, J: None, "wires": 2,
+                                              "weight_shapes": shapes})
+
+
+def test_qdyn_circuit_specs_counts_the_gates_of_a_user_circuit(tmp_path, write_run):
+    from qdyn.cli.app import app
+
+    model = build_model(WATER)
+    write_run(tmp_path / "run", model, model.init(jax.random.PRNGKey(0)))
+    res = CliRunner().invoke(app, ["circuit", "specs", "--model", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    specs = json.loads(res.output)
+    assert specs["n_qubits"] == 2 and specs["trainable_parameters"] == 4
+    # 2 layers: two Rot per encoding x 2 wires, one IsingXX/YY/ZZ each; the singlet's CNOT
+    assert specs["gate_types"]["Rot"] == 8 and specs["gate_types"]["IsingXX"] == 2 and specs["gate_types"]["CNOT"] == 1

@@ -40,6 +40,11 @@ from ..system import System
 from .base import CLASSICAL, QUANTUM, EnergyModel, species_shift, template_arrays
 from .config import ModelConfig, QuantumSettings, TemplateSettings, keyword_builder
 
+# what `family: custom` alone trains (and `qdyn template --full --family custom` shows): the
+# shipped invariant H2O example, 2 layers
+EXAMPLE_CIRCUIT = UserCircuit(qfunc="qdyn.quantum.examples:water_exchange", wires=2,
+                              weight_shapes={"alpha": [2], "J": [2]}, init={"alpha": {"mean": 1.0, "std": 0.1}})
+
 
 class CustomConfig(ModelConfig, TemplateSettings, QuantumSettings):
     """Settings of a template model whose circuit is the user's quantum function."""
@@ -47,7 +52,9 @@ class CustomConfig(ModelConfig, TemplateSettings, QuantumSettings):
     derived: ClassVar[frozenset] = frozenset({"n_qubits"})
 
     family: Literal["custom"] = "custom"
-    circuit: UserCircuit = Field(..., description="the user's qfunc (import path), wires, weight shapes, observable")
+    circuit: UserCircuit = Field(default_factory=lambda: EXAMPLE_CIRCUIT.model_copy(deep=True), description=(
+        "the user's qfunc (import path), wires, weight shapes, observable; default: the shipped example "
+        "qdyn.quantum.examples:water_exchange (H2O)"))
     parity_average: bool = Field(False, description="average the circuit over x -> -x (reflection invariance)")
     # user circuits are arbitrary: PennyLane's default.qubit with backprop is the path that
     # runs any of them with exact second order (docs/own_circuit.md)

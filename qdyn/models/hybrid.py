@@ -230,7 +230,8 @@ def _build(cfg: HybridConfig) -> EnergyModel:
 # Everything the branch owns and the integration weights on its outputs are "quantum" (the
 # branch under study, so the classical control is scheduled exactly like the circuit it
 # replaces); the descriptor MLP, integration layer, scale and shift are "classical".
-GROUPS = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "qweights", "int_q", "qsf_W", "qsf_alpha", "qsf_J", "ctl_mlp")},
+GROUPS = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "qweights", "int_q", "qsf_W", "qsf_alpha", "qsf_J",
+                                   "ctl_mlp")},
           **{k: CLASSICAL for k in ("mlp", "int_c", "int_b", "scale", "shift")},
           "g_mean": FIXED, "g_std": FIXED}
 

@@ -58,8 +58,8 @@ def model_circuit(model, params, R) -> BoundCircuit:
         template, rep = resolve_template(cfg.template, cfg.rep)
         circuit = hardware_efficient_circuit(len(template.vectors), rep=rep, layers=cfg.layers, blocks=cfg.blocks)
     else:
-        raise QdynInputError(f"qdyn circuit works on molecule-template models (sivqlm, generic, custom); {family!r} runs "
-                             "one circuit per atom, which has no single circuit to show")
+        raise QdynInputError(f"qdyn circuit works on molecule-template models (sivqlm, generic, custom); {family!r} "
+                             "runs one circuit per atom, which has no single circuit to show")
     template, _ = resolve_template(cfg.template, cfg.rep)
     R = np.asarray(R)
     vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])

@@ -141,9 +141,12 @@ def load_object(path: str):
         sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc2:
+        except ModuleNotFoundError as exc2:
             raise QdynInputError(f"circuit {path!r}: cannot import module {module_name!r} ({exc2}); install it or "
                                  "put its directory on PYTHONPATH") from None
+        except Exception as exc2:  # found in the current directory, but raised while importing
+            raise QdynInputError(f"circuit {path!r}: importing {module_name!r} failed: "
+                                 f"{type(exc2).__name__}: {exc2}") from None
         finally:
             sys.path.remove(os.getcwd())
     except Exception as exc:  # the user's module raised while importing: name it, one line
@@ -245,10 +248,14 @@ def user_circuit(spec: UserCircuit, input_shape: tuple, *, reduce: str) -> Circu
             qfunc(inputs, **cparams)
             noise.after_layer(range(n))  # the circuit's layers are the user's: channels act once, at the end
             noise.before_measurement(range(n))
+            if reduce == "mean":  # one observable: the QNode itself is the circuit (draw, specs, QASM)
+                return qml.expval(qml.dot([1.0 / len(terms)] * len(terms), terms))
             return [qml.expval(t) for t in terms]
 
         circuit = jax_qnode(program, n, execution)
-        return lambda cparams, inputs: finish(circuit(cparams, inputs))
+        if reduce == "mean":
+            return circuit
+        return lambda cparams, inputs: jnp.stack(circuit(cparams, inputs))
 
     out_shape = () if reduce == "mean" else (len(terms),)
     return Circuit(name=f"user[{spec.qfunc}, {n}q]", n_qubits=n, param_shapes=shapes, out_shape=out_shape,
