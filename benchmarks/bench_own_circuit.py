@@ -7,12 +7,13 @@ second order training needs); compile time and steady-state time per call. Print
 saves ``benchmarks/results/bench_own_circuit.json`` (with versions, machine and load average)
 and rewrites its section of benchmarks/README.md. Ratios are what to compare: the CPU is shared.
 
-    python benchmarks/bench_own_circuit.py [--layers 2 4] [--no-readme]
+    python benchmarks/bench_own_circuit.py [--layers 2 4] [--no-readme | --readme-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ enable_x64()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from _common import machine_info, save, time_compiled, update_readme_section  # noqa: E402
+from _common import RESULTS, machine_info, save, time_compiled, update_readme_section  # noqa: E402
 from qdyn.data import load_shipped  # noqa: E402
 from qdyn.models import build_model, energy_and_forces_fn  # noqa: E402
 from qdyn.structures import water  # noqa: E402
@@ -72,15 +73,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[2, 4], help="circuit layers to measure")
     ap.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    ap.add_argument("--readme-only", action="store_true", help="rewrite the README section from the saved results")
     args = ap.parse_args()
-    info = machine_info()
-    load_before = os.getloadavg()[0]
-    rows = [measure(b, L) for L in args.layers for b in ("statevector", "pennylane")]  # alternating A/B
-    load_after = os.getloadavg()[0]
+    if args.readme_only:
+        saved = json.loads((RESULTS / "bench_own_circuit.json").read_text())
+        info, rows, (load_before, load_after) = saved, saved["results"], saved["load_average"]
+    else:
+        info = machine_info()
+        load_before = os.getloadavg()[0]
+        rows = [measure(b, L) for L in args.layers for b in ("statevector", "pennylane")]  # alternating A/B
+        load_after = os.getloadavg()[0]
+        save("bench_own_circuit", {**info, "batch": BATCH, "load_average": [load_before, load_after], "results": rows})
     text = table(rows)
     print(text)
     print(f"load average {load_before:.1f} -> {load_after:.1f} on {info['machine']['cores']} cores")
-    save("bench_own_circuit", {**info, "batch": BATCH, "load_average": [load_before, load_after], "results": rows})
     if not args.no_readme:
         update_readme_section(
             "bench_own_circuit",

@@ -159,7 +159,7 @@ def test_a_run_whose_circuit_module_is_gone_is_a_one_line_cli_error(tmp_path, wr
     info["model"]["circuit"]["qfunc"] = "moved_away_circuits:water"
     (tmp_path / "run" / "model.json").write_text(json.dumps(info))
     res = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "run"), "--data", "shipped:H2O"])
-    assert res.exit_code != 0
+    assert res.exit_code == 2
     assert "cannot import module 'moved_away_circuits'" in res.output and "Traceback" not in res.output
 
 
