@@ -98,6 +98,7 @@ def test_the_hybrid_runs_a_user_branch_and_stays_invariant():
     ({"weight_shapes": {"alpha": [2]}}, "does not match its signature"),
     ({"wires": 1, "observable": "z"}, r"acts on wires \[1\]"),
     ({"qfunc": "qdyn.quantum.examples"}, "not an import path"),
+    ({"input_shape": [3]}, "input_shape is for the hybrid"),
 ])
 def test_bad_user_circuits_are_one_line_errors(circuit, message):
     config = {**WATER, "circuit": {**WATER["circuit"], **circuit}}

@@ -69,6 +69,14 @@ class CustomConfig(ModelConfig, TemplateSettings, QuantumSettings):
             raise ValueError("the user's circuit decides how it encodes the vectors (circuit.wires); drop rep")
         return value
 
+    @field_validator("circuit")
+    @classmethod
+    def _inputs_are_the_vectors(cls, value: UserCircuit):
+        if value.input_shape is not None:
+            raise ValueError("input_shape is for the hybrid's branch; a template circuit receives the template's "
+                             "vectors [n_vectors, 3]")
+        return value
+
     def build(self, species: Sequence[int] = ()) -> EnergyModel:
         del species  # the template fixes the atoms
         return _build(self)
