@@ -1,7 +1,8 @@
 """Bring your own circuit (qdyn.quantum.user): a user's PennyLane qfunc as a template model
 (family ``custom``) and as the hybrid's per-atom branch; its two executions agree, the symmetry
-checks say which symmetry a circuit breaks, bad circuits are one-line errors, and a trained
-model rebuilt from its run directory runs NVE MD conserving energy."""
+checks say which symmetry a circuit breaks, bad circuits are one-line errors, and `qdyn train`
+trains one from a config that a run directory records (NVE MD with a trained user circuit and
+its energy-conservation check: notebooks/07_your_own_circuit.ipynb)."""
 
 import json
 
@@ -119,36 +120,28 @@ def test_a_qfunc_that_measures_is_refused(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_a_user_circuit_then_run_nve_md_from_its_run_directory(tmp_path):
-    """`qdyn train --config` records the qfunc's import path; the model rebuilt from the run
-    directory (load_run, what `qdyn eval`/`md`/`export` use) runs NVE MD conserving energy."""
+def test_qdyn_train_config_trains_a_user_circuit_and_records_its_import_path(tmp_path):
+    """`qdyn train --config` trains the qfunc and records its import path; the run directory
+    rebuilds the model (load_run: what `qdyn eval`/`md`/`export` use). NVE MD of a trained user
+    circuit with an energy-conservation assertion runs in notebooks/07_your_own_circuit.ipynb
+    (executed by the suite): not repeated here, its compile is the expensive part."""
     import yaml
 
-    from qdyn import md
     from qdyn.cli.app import app
     from qdyn.train import load_run
 
     config = {"model": WATER, "data": {"path": "shipped:H2O", "n_train": 16, "n_val": 4, "n_test": 4},
               "epochs": 2, "batch_size": 8, "optim": {"learning_rate": 2e-2}}
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
-    runner = CliRunner()
-    res = runner.invoke(app, ["train", "--config", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "run")])
+    res = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     stored = json.loads((tmp_path / "run" / "model.json").read_text())["model"]
     assert stored["circuit"]["qfunc"] == f"{EXAMPLES}:water_exchange"
     model, params, _ = load_run(tmp_path / "run")
+    assert model.config["circuit"] == stored["circuit"]
+    assert set(params["qweights"]) == {"alpha", "J"}  # the user's weights, by their keyword names
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + config["epochs"]
-
-    R, system = water()
-    # two epochs do not bind a molecule (the atoms roll down the fitted surface and heat up):
-    # the blow-up guard is lifted, the check here is that the integrator conserves the energy
-    r = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, n_steps=100,
-                  stride=10, temperature_K=100.0, max_temperature_K=1e5, key=jax.random.PRNGKey(0), progress=None)
-    drift = np.max(np.abs(r.total - r.total[0]))
-    swing = np.ptp(r.potential)
-    assert swing > 5e-3, swing  # the atoms move on the learned surface: conservation means something
-    assert drift < 0.02 * swing, (drift, swing)
 
 
 def test_a_run_whose_circuit_module_is_gone_is_a_one_line_cli_error(tmp_path, write_run):
