@@ -267,6 +267,74 @@ def assert_net_force_zero(model, params, R, system, *, atol=1e-10):
     return {"net_force": net}
 
 
+def like_atom_swaps(system: System) -> list[list[int]]:
+    """Permutations exchanging two like real atoms: the first two of each element."""
+    species = np.asarray(system.species)
+    mask = np.asarray(system.mask)
+    swaps = []
+    for z in sorted(set(species[mask].tolist())):
+        idx = np.flatnonzero((species == z) & mask)
+        if len(idx) >= 2:
+            perm = np.arange(len(species))
+            perm[[idx[0], idx[1]]] = perm[[idx[1], idx[0]]]
+            swaps.append(perm.tolist())
+    return swaps
+
+
+def _transform_errors(model, params, R, system, Q, t):
+    """Max |ΔE| and |ΔF| when every atom moves to ``R Qᵀ + t`` (forces must rotate with Q)."""
+    ef = _ef(model)
+    E0, F0 = ef(params, R, system)
+    E1, F1 = ef(params, R @ Q.T + t[None, :], system)
+    dF = float(jnp.max(jnp.abs(jnp.where(system.mask[:, None], F1 - F0 @ Q.T, 0.0))))
+    return abs(float(E1 - E0)), dF
+
+
+def check_circuit(model, params, R, system, *, permutations=None, key=None, atol=1e-10):
+    """Which symmetries a model built around a circuit (a user's own, :mod:`qdyn.quantum.user`)
+    has: rotation (det +1), reflection (a mirror through a random plane), translation, every
+    exchange of like atoms (``permutations``; default :func:`like_atom_swaps`), and forces
+    = -∇E against central finite differences (float64).
+
+    Checked at random (non-trivial) parameters and geometry: first that forces are not zero
+    and the energy moves with the atoms, else every symmetry would hold vacuously.
+
+    Returns:
+        ``{check: {"energy_error", "force_error"} | {...}}`` when everything holds.
+
+    Raises:
+        AssertionError: every broken symmetry by name with its errors, e.g.
+            ``"circuit of Custom[H2O, ...] breaks permutation [0, 2, 1] (|ΔE| = 3.1e-02 eV, ...)"``.
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+    R = jnp.asarray(R)
+    report = {"nontrivial": assert_nontrivial(model, params, R, system)}
+    k_rot, k_mirror, k_t = jax.random.split(key, 3)
+    n = jax.random.normal(k_mirror, (3,), R.dtype)
+    n = n / jnp.linalg.norm(n)
+    zero = jnp.zeros(3, R.dtype)
+    transforms = {
+        "rotation": (jnp.asarray(random_orthogonal(k_rot, reflection=False), R.dtype), zero),
+        "reflection": (jnp.eye(3, dtype=R.dtype) - 2.0 * jnp.outer(n, n), zero),
+        "translation": (jnp.eye(3, dtype=R.dtype), 3.0 * jax.random.normal(k_t, (3,), R.dtype)),
+    }
+    errors = {name: _transform_errors(model, params, R, system, Q, t) for name, (Q, t) in transforms.items()}
+    for perm in like_atom_swaps(system) if permutations is None else permutations:
+        errors[f"permutation {list(perm)}"] = permutation_errors(model, params, R, system, perm)
+    broken = []
+    for name, (dE, dF) in errors.items():
+        report[name] = {"energy_error": dE, "force_error": dF}
+        if dE > atol or dF > 10 * atol:
+            broken.append(f"{name} (|ΔE| = {dE:.2e} eV, |ΔF| = {dF:.2e} eV/Å)")
+    try:
+        report["forces_fd"] = assert_forces_match_fd(model, params, R, system)
+    except AssertionError as exc:
+        broken.append(f"forces = -∇E ({exc})")
+    if broken:
+        raise AssertionError(f"circuit of {model.name} breaks " + "; ".join(broken))
+    return report
+
+
 def check_model(model, params, R, system, *, permutations=(), reflection=True, atol=1e-10):
     """Run every assertion above on one configuration; returns a report dict."""
     report = {

@@ -22,8 +22,11 @@ SMALL = {
     "bpnn": {"hidden": [8], "n_radial": 4},
     "hybrid": {"hidden": [8], "n_radial": 4, "n_qubits": 2, "layers": 1},
     "multistate": {"hidden": [8], "n_radial": 4, "backbone": "hybrid", "n_qubits": 2, "layers": 1},
+    # a user's PennyLane qfunc (qdyn.quantum.user) on its default execution, default.qubit backprop
+    "custom": {"template": "H2O", "circuit": {"qfunc": "qdyn.quantum.examples:water_exchange", "wires": 2,
+                                             "weight_shapes": {"alpha": [2], "J": [2]}}},
 }
-INVARIANT = {"sivqlm", "bpnn", "hybrid", "multistate"}  # generic is the non-invariant control
+INVARIANT = {"sivqlm", "bpnn", "hybrid", "multistate", "custom"}  # generic is the non-invariant control
 WATER_SPECIES = (1, 8)
 
 

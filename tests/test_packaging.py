@@ -126,8 +126,8 @@ def test_every_option_has_help_and_units_survive_in_help():
 
 
 @pytest.mark.parametrize("kind,family", [("train", None), ("train", "bpnn"), ("train", "hybrid"),
-                                         ("train", "multistate"), ("train", "generic"), ("md", None),
-                                         ("bias", None)])
+                                         ("train", "multistate"), ("train", "generic"), ("train", "custom"),
+                                         ("md", None), ("bias", None)])
 def test_full_template_describes_every_field_and_validates(tmp_path, kind, family):
     from qdyn.config_tools import config_class, full_template
 

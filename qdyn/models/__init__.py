@@ -5,7 +5,7 @@ stores (``model.config``); each family's module has a keyword ``build(...)`` wit
 settings and defaults (:mod:`qdyn.models.config`).
 """
 
-from . import bpnn, generic, hybrid, multistate, sivqlm  # noqa: F401  (each registers its config)
+from . import bpnn, custom, generic, hybrid, multistate, sivqlm  # noqa: F401  (each registers its config)
 from .base import (CLASSICAL, FIXED, QUANTUM, EnergyModel, batch_energy_and_forces, count_params, energy_and_forces,
                    energy_and_forces_fn)
 from .config import ModelConfig, build_model, families, parse_model_config

@@ -150,7 +150,7 @@ def resolved_core_radii(core_radii: CoreRadii) -> Optional[dict]:
 
 def families() -> dict[str, type[ModelConfig]]:
     """Every registered family: ``{family name: config class}``."""
-    from . import bpnn, generic, hybrid, multistate, sivqlm  # noqa: F401  (registers them)
+    from . import bpnn, custom, generic, hybrid, multistate, sivqlm  # noqa: F401  (registers them)
 
     return dict(_REGISTRY)
 

@@ -11,6 +11,11 @@ qubits do not grow with system size). The branch is one of
   vectors, aggregated into ``n_qubits`` learnable radial/species channels
   ``v_c = Σ_{s,k} W[c,s,k] Σ_{j∈s} R_k(r_ij) r̂_ij``, go through the siVQLM SU(2)-equivariant
   encoding and Heisenberg layers; outputs the n(n-1)/2 pair exchanges (invariant);
+* ``"custom"``: the user's PennyLane quantum function (:mod:`qdyn.quantum.user`,
+  ``circuit: {qfunc: "module:function", wires, weight_shapes, observable, input_shape}``):
+  it receives the bounded angles ``π · tanh(A G_i + b)`` [*input_shape] and its weights;
+  the outputs are the observable's terms (default ``⟨XX+YY+ZZ⟩`` of every wire pair; ``z``:
+  ``⟨Z_q⟩``). Default execution ``default.qubit`` with backprop;
 * ``"mlp"``: the classical-only control — the circuit replaced by a tanh MLP
   ``G → layers·n_qubits → n_qubits`` (tanh-bounded outputs like ⟨Z⟩) of the same width and,
   within a few percent, the same parameter count as the re-uploading circuit and its encoding.
@@ -50,16 +55,18 @@ Example:
 
 from __future__ import annotations
 
+from math import prod
 from typing import Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..elements import make_species_table
 from ..nn import MLP
 from ..quantum.qsf import qsf_circuit
 from ..quantum.reupload import encoded_expvals, init_encoded, reupload_circuit
+from ..quantum.user import UserCircuit, init_weights, user_circuit
 from ..system import System
 from ..validation import QdynInputError, make_local_check
 from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
@@ -75,13 +82,37 @@ class HybridConfig(ModelConfig, DescriptorSettings, QuantumSettings):
     n_qubits: int = Field(4, ge=1, le=12, description="qubits per atom circuit (branch mlp: its output width)")
     layers: int = Field(3, ge=1, description="re-uploading layers (the control's hidden width is layers x n_qubits)")
     hidden: list[int] = Field(default_factory=lambda: [16, 16], description="widths of the descriptor MLP")
-    branch: Literal["reupload", "qsf", "mlp"] = Field(
-        "reupload", description="angle-encoded circuit | quantum symmetry function (power_spectrum) | classical control")
+    branch: Literal["reupload", "qsf", "custom", "mlp"] = Field(
+        "reupload", description="angle-encoded circuit | quantum symmetry function (power_spectrum) | "
+                                "your own PennyLane qfunc (`circuit`) | classical control")
+    circuit: Optional[UserCircuit] = Field(None, description="branch custom: the user's qfunc (import path), wires, "
+                                                             "weight shapes, observable, input_shape")
     parity_average: bool = Field(True, description="qsf: average over inversion (reflection invariance)")
     core_radii: CoreRadii = Field(None, description=(
         "pair wall r_in [Å] per species pair ('H-O': 0.8, ...) below the data's shortest distances; 'auto': "
         "0.9 x the shortest distance of each pair in the training set (resolved by training)"))
     init_circuit_std: float = Field(0.01, ge=0, description="std of the initial re-uploading circuit weights")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_branch(cls, data):
+        if not isinstance(data, dict) or data.get("branch") != "custom":
+            return data
+        if not data.get("circuit"):
+            raise ValueError("branch 'custom' needs a circuit: {qfunc: 'module:function', wires, weight_shapes}")
+        data = dict(data)
+        wires = data["circuit"].wires if isinstance(data["circuit"], UserCircuit) else data["circuit"].get("wires")
+        if data.setdefault("n_qubits", wires) != wires:
+            raise ValueError(f"n_qubits {data['n_qubits']} differs from circuit.wires {wires}: give one")
+        # a user circuit is arbitrary: PennyLane's default.qubit with backprop runs any of them
+        data.setdefault("execution", {"backend": "pennylane"})
+        return data
+
+    @model_validator(mode="after")
+    def _circuit_only_for_custom(self):
+        if self.circuit is not None and self.branch != "custom":
+            raise ValueError(f"circuit is read by branch 'custom' only, not {self.branch!r}")
+        return self
 
     def build(self, species: Sequence[int] = ()) -> EnergyModel:
         return _build(self.model_copy(update={"species": resolve_species(self.species, species, "hybrid")}))
@@ -105,8 +136,10 @@ def _build(cfg: HybridConfig) -> EnergyModel:
     wall = core_repulsion(species, core_radii) if core_radii else None
     hidden = tuple(int(h) for h in cfg.hidden)
     n_feat = desc.size
+    input_shape = tuple(cfg.circuit.input_shape or [n_qubits]) if branch == "custom" else ()
     circuit = (reupload_circuit(n_qubits, layers) if branch == "reupload"
-               else qsf_circuit(n_qubits, layers, parity_average=parity_average) if branch == "qsf" else None)
+               else qsf_circuit(n_qubits, layers, parity_average=parity_average) if branch == "qsf"
+               else user_circuit(cfg.circuit, input_shape, reduce="none") if branch == "custom" else None)
     n_branch = circuit.out_shape[0] if circuit else n_qubits
     if circuit is None and cfg.execution.uses_pennylane:
         raise QdynInputError("branch='mlp' has no circuit: execution.backend must be 'statevector'")
@@ -120,6 +153,11 @@ def _build(cfg: HybridConfig) -> EnergyModel:
         p = {}
         if branch == "reupload":
             p.update(init_encoded(k_enc, k_w, circuit, n_feat, weight_std=init_circuit_std, dtype=dtype))
+        elif branch == "custom":
+            n_in = prod(input_shape)
+            p["enc_A"] = jax.random.normal(k_enc, (n_in, n_feat), dtype) / jnp.sqrt(n_feat)
+            p["enc_b"] = jnp.zeros((n_in,), dtype)
+            p["qweights"] = init_weights(k_w, cfg.circuit, dtype)
         elif branch == "mlp":
             ctl = MLP(hidden=ctl_hidden, param_dtype=dtype, out=n_qubits)
             p["ctl_mlp"] = ctl.init(k_enc, jnp.zeros((1, n_feat), dtype))["params"]
@@ -152,6 +190,10 @@ def _build(cfg: HybridConfig) -> EnergyModel:
         G = (G - params["g_mean"][None, :]) / params["g_std"][None, :]
         if branch == "reupload":
             out = encoded_expvals(run_circuit, params, G)  # [A, n_qubits]
+        elif branch == "custom":  # bounded angles, as the re-uploading circuit's
+            angles = jnp.pi * jnp.tanh(G @ params["enc_A"].T + params["enc_b"][None, :])
+            angles = angles.reshape((G.shape[0],) + input_shape)
+            out = jax.vmap(run_circuit, in_axes=(None, 0))(params["qweights"], angles)
         elif branch == "mlp":
             out = jnp.tanh(MLP(hidden=ctl_hidden, param_dtype=R.dtype, out=n_qubits).apply(
                 {"params": params["ctl_mlp"]}, G))
@@ -179,7 +221,7 @@ def _build(cfg: HybridConfig) -> EnergyModel:
     radii = dict(wall.radii) if wall is not None else None
     config = {**cfg.model_copy(update={"core_radii": radii}).settings(), "descriptor_size": n_feat}
     name = {"reupload": f"Hybrid[{n_qubits}q]", "qsf": f"Hybrid-QSF[{n_qubits}q]",
-            "mlp": f"Hybrid-control[MLP×{n_qubits}]"}[branch]
+            "custom": f"Hybrid-custom[{n_qubits}q]", "mlp": f"Hybrid-control[MLP×{n_qubits}]"}[branch]
     return EnergyModel(init=init, apply=apply, check=check, name=name, species=species, config=config,
                        atom_energies=atom_energies, groups=GROUPS, features=lambda R, system: desc(
                            R, system.species, system.mask, system.box))
@@ -188,7 +230,8 @@ def _build(cfg: HybridConfig) -> EnergyModel:
 # Everything the branch owns and the integration weights on its outputs are "quantum" (the
 # branch under study, so the classical control is scheduled exactly like the circuit it
 # replaces); the descriptor MLP, integration layer, scale and shift are "classical".
-GROUPS = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "int_q", "qsf_W", "qsf_alpha", "qsf_J", "ctl_mlp")},
+GROUPS = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "qweights", "int_q", "qsf_W", "qsf_alpha", "qsf_J",
+                                   "ctl_mlp")},
           **{k: CLASSICAL for k in ("mlp", "int_c", "int_b", "scale", "shift")},
           "g_mean": FIXED, "g_std": FIXED}
 

@@ -31,7 +31,7 @@ class BoundCircuit(NamedTuple):
 
 
 def model_circuit(model, params, R) -> BoundCircuit:
-    """The circuit a template model (siVQLM, generic) runs at positions ``R`` [Å].
+    """The circuit a template model (siVQLM, generic, custom) runs at positions ``R`` [Å].
 
     Raises:
         QdynInputError: a family whose circuits are per atom (hybrid, multistate) or absent.
@@ -47,13 +47,19 @@ def model_circuit(model, params, R) -> BoundCircuit:
     if family == "sivqlm":
         cfg = SiVQLMConfig.model_validate({k: v for k, v in settings.items() if k not in SiVQLMConfig.derived})
         circuit = invariant_circuit(layout_of(model))
+    elif family == "custom":  # a user's qfunc (qdyn.quantum.user)
+        from ..models.custom import CustomConfig, circuit_of
+
+        cfg = CustomConfig.model_validate({k: v for k, v in settings.items() if k not in CustomConfig.derived})
+        circuit, _ = circuit_of(model)
+        params = params["qweights"]
     elif family == "generic":
         cfg = GenericConfig.model_validate(settings)
         template, rep = resolve_template(cfg.template, cfg.rep)
         circuit = hardware_efficient_circuit(len(template.vectors), rep=rep, layers=cfg.layers, blocks=cfg.blocks)
     else:
-        raise QdynInputError(f"qdyn circuit works on molecule-template models (sivqlm, generic); {family!r} runs "
-                             "one circuit per atom, which has no single circuit to show")
+        raise QdynInputError(f"qdyn circuit works on molecule-template models (sivqlm, generic, custom); {family!r} "
+                             "runs one circuit per atom, which has no single circuit to show")
     template, _ = resolve_template(cfg.template, cfg.rep)
     R = np.asarray(R)
     vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])
