@@ -25,14 +25,14 @@ def setup():
     # a stretched start: the O–H bonds oscillate, so every observable depends on k
     R0 = R.copy()
     R0[1:] = R[0] + 1.05 * (R[1:] - R[0])
-    P0 = jnp.asarray(np.random.default_rng(0).normal(scale=0.005, size=(3, 3))) * mass[:, None]
+    V0 = jnp.asarray(np.random.default_rng(0).normal(scale=0.005, size=(3, 3)))  # Å/fs
     sp = make_space(system)
-    return R0, P0, mass, system, energy_fn, init, sp
+    return R0, V0, mass, system, energy_fn, init, sp
 
 
-def _observables(ro, R0, P0, mass, system):
+def _observables(ro, R0, V0, mass, system):
     def obs(params):
-        fr = ro.run(params, R0, P0, mass, system)
+        fr = ro.run(params, R0, V0, mass, system)
         nu, intensity = vacf_spectrum(fr.velocity, mass, ro.dt_frame_fs)
         hist = smooth_pair_histogram(fr.position, [0, 0], [1, 2], R_GRID, width=0.02)
         return jnp.stack([mean_distance(fr.position, [0, 0], [1, 2]), soft_peak_position(R_GRID, hist),
@@ -42,9 +42,9 @@ def _observables(ro, R0, P0, mass, system):
 
 
 def test_gradients_through_the_trajectory_equal_finite_differences(setup):
-    R0, P0, mass, system, energy_fn, init, sp = setup
+    R0, V0, mass, system, energy_fn, init, sp = setup
     ro = make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=64, stride=2, frames_per_block=8)
-    obs = jax.jit(_observables(ro, R0, P0, mass, system))
+    obs = jax.jit(_observables(ro, R0, V0, mass, system))
     params = init(k=20.0)
     values = obs(params)
     jac = jax.jit(jax.jacrev(obs))(params)["k"]
@@ -59,12 +59,12 @@ def test_gradients_through_the_trajectory_equal_finite_differences(setup):
 
 
 def test_checkpointing_keeps_values_and_saves_memory(setup):
-    R0, P0, mass, system, energy_fn, init, sp = setup
+    R0, V0, mass, system, energy_fn, init, sp = setup
     params = init(k=20.0)
 
     def grad_fn(checkpoint, n_frames=1024):
         ro = make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=n_frames, stride=4, checkpoint=checkpoint)
-        return jax.grad(lambda p: mean_distance(ro.run(p, R0, P0, mass, system).position, [0, 0], [1, 2]))
+        return jax.grad(lambda p: mean_distance(ro.run(p, R0, V0, mass, system).position, [0, 0], [1, 2]))
 
     # one compile each: XLA's memory analysis of the compiled gradient, then its value
     compiled = {c: jax.jit(grad_fn(c)).lower(params).compile() for c in (False, True)}
@@ -87,7 +87,7 @@ def test_soft_observables_approach_their_hard_counterparts():
 def test_rollout_refuses_what_it_cannot_differentiate(setup):
     from qdyn.validation import QdynInputError
 
-    R0, P0, mass, system, energy_fn, init, sp = setup
+    R0, V0, mass, system, energy_fn, init, sp = setup
     with pytest.raises(QdynInputError, match="nve"):
         make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=8, ensemble="nvt", temperature_K=300.0)
     with pytest.raises(QdynInputError, match="divide"):

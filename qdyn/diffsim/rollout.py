@@ -1,6 +1,6 @@
 """A trajectory as one differentiable function of the model parameters.
 
-``frames = rollout(params, R0, P0, system)`` runs ``n_frames × stride`` steps of a qdyn
+``frames = rollout.run(params, R0, V0, mass, system)`` runs ``n_frames × stride`` steps of a qdyn
 integrator and returns positions and velocities every ``stride`` steps. Reverse-mode
 differentiation of a ``lax.scan`` keeps the residuals of every step; with
 ``checkpoint=True`` the frames are grouped into blocks, each block is wrapped in
@@ -37,7 +37,7 @@ class Frames(NamedTuple):
 
 
 class Rollout(NamedTuple):
-    """``run(params, R0 [n, 3] Å, P0 [n, 3] amu·Å/fs, mass [n] amu, system) -> Frames``,
+    """``run(params, R0 [n, 3] Å, V0 [n, 3] Å/fs, mass [n] amu, system) -> Frames``,
     with the settings it was built with."""
 
     run: Callable
@@ -83,8 +83,8 @@ def make_rollout(energy_fn: Callable, shift_fn: Callable, *, dt_fs: float, n_fra
         >>> R, system = water()
         >>> energy_fn, init = spring_network(R)
         >>> ro = make_rollout(energy_fn, make_space(system).shift_fn, dt_fs=0.5, n_frames=8, stride=2)
-        >>> P0 = jnp.zeros_like(R).at[1, 0].set(0.05)
-        >>> mean_x = lambda p: ro.run(p, R, P0, masses(system), system).position[:, 1, 0].mean()
+        >>> V0 = jnp.zeros_like(R).at[1, 0].set(0.01)  # Å/fs
+        >>> mean_x = lambda p: ro.run(p, R, V0, masses(system), system).position[:, 1, 0].mean()
         >>> bool(jnp.isfinite(jax.grad(mean_x)(init(k=20.0))["k"]))
         True
     """
@@ -99,9 +99,9 @@ def make_rollout(energy_fn: Callable, shift_fn: Callable, *, dt_fs: float, n_fra
     integ = make_integrator(energy_fn, shift_fn, ensemble="nve", dt_fs=dt_fs, temperature_K=temperature_K)
     n_blocks = n_frames // frames_per_block
 
-    def run(params, R0, P0, mass, system):
-        # P0 in amu·Å/fs; JAX-MD integrates in Å·sqrt(amu/eV) time units
-        momenta = jnp.asarray(P0) * units.TIME_UNIT_FS
+    def run(params, R0, V0, mass, system):
+        # JAX-MD integrates in Å·sqrt(amu/eV) time units: momenta in amu·Å/τ
+        momenta = jnp.asarray(V0) * jnp.asarray(mass)[:, None] * units.TIME_UNIT_FS
         state = integ.init(jax.random.PRNGKey(0), R0, mass=mass, momenta=momenta, params=params, system=system)
 
         def one_step(s, _):
