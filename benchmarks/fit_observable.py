@@ -61,7 +61,7 @@ def data_config():
     return parse_config({
         "model": {"family": "bpnn", "hidden": [32, 32]},
         "data": {"path": "shipped:H2O", "n_train": 400, "n_val": 50, "n_test": 50},
-        "epochs": 400, "batch_size": 32, "seed": 0,
+        "epochs": 300, "batch_size": 32, "seed": 0,
         "optim": {"learning_rate": 5e-3, "schedule": "cosine", "final_lr_fraction": 0.01},
         "checkpoint_every": 100,
     })
