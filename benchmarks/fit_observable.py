@@ -16,7 +16,8 @@ a data term keeps its energies and forces.
    bend frequency, and energy/force RMSE on the held-out test frames (criterion: within 10 %
    of the starting model's).
 
-Usage: python benchmarks/fit_observable.py [--run runs/fit_observable_model] [--train] [--steps 200] [--lr 1e-4]
+Usage: python benchmarks/fit_observable.py [--run runs/fit_observable_model] [--train] [--steps 200] [--lr 2e-4]
+                                          [--data-weight 5]
        python benchmarks/fit_observable.py --readme   (rewrite the README section from the JSON)
 Writes benchmarks/results/fit_observable.{json,png} and the fit_observable section of
 benchmarks/README.md.
@@ -228,7 +229,16 @@ def readme(payload):
              row("test force RMSE", "force_rmse_meV_per_A", "meV/Å"), "",
              f"Target met: **{payload['target_met']}** (|ν − target| = {abs(a['nu_fit_cm'] - TARGET_CM):.2f} cm⁻¹); "
              f"data errors within {DATA_TOL:.0%}: **{payload['data_kept']}** (energy ×{payload['energy_ratio']:.3f}, "
-             f"force ×{payload['force_ratio']:.3f}).", "", "![fit](results/fit_observable.png)"]
+             f"force ×{payload['force_ratio']:.3f}).", ""]
+    if not payload["data_kept"]:
+        lines += ["Why the energies cannot stay within 10 %: the target (experiment) and the data (B3LYP/def2-SVP) "
+                  "disagree about the bend. Moving ν by ~2 % changes the bend curvature by ~4 %; a rough estimate "
+                  "(½ Δk θ² at a 10° bend) gives ~2 meV, against a starting test energy RMSE of 0.5 meV, while the "
+                  "forces' share is small against their 18 meV/Å. Other settings trade the two (data weight 10, lr 1e-4: ν 0.5 cm⁻¹ short "
+                  "of the tolerance, energy ×1.52, force ×1.06; one combined data term: ν met, energy ×1.56, "
+                  "force ×1.04 — `results/fit_observable_single_data_term.log`). A target consistent with the "
+                  "data (e.g. a reference computed at the data's own level) has no such conflict.", ""]
+    lines += ["![fit](results/fit_observable.png)"]
     update_readme_section(NAME, "Observable fitting: H2O bend frequency (`python benchmarks/fit_observable.py`)",
                           "\n".join(lines))
 
@@ -246,8 +256,8 @@ def main():
     ap.add_argument("--run", type=Path, default=Path("runs/fit_observable_model"))
     ap.add_argument("--train", action="store_true", help="retrain even if --run holds a model")
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--data-weight", type=float, default=10.0)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--data-weight", type=float, default=5.0)
     ap.add_argument("--readme", action="store_true")
     args = ap.parse_args()
     if args.readme:
