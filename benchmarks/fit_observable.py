@@ -18,7 +18,7 @@ a data term keeps its energies and forces.
 
 Usage: python benchmarks/fit_observable.py [--run runs/fit_observable_model] [--train] [--steps 200] [--lr 2e-4]
                                           [--data-weight 5]
-       python benchmarks/fit_observable.py --readme   (rewrite the README section from the JSON)
+       python benchmarks/fit_observable.py --readme   (redraw the plot, rewrite the README section from the JSON)
 Writes benchmarks/results/fit_observable.{json,png} and the fit_observable section of
 benchmarks/README.md.
 """
@@ -198,7 +198,8 @@ def plot(payload, path):
     a.set_ylabel("ν [cm⁻¹]")
     a2 = a.twinx()
     a2.plot([r["step"] for r in h], [r["data_loss_ratio"] for r in h], color="tab:blue", ls="--")
-    a2.set_ylabel("data loss / start", color="tab:blue")
+    a2.set_yscale("log")
+    a2.set_ylabel("train data loss / start (log)", color="tab:blue")
     a.legend(loc="upper right")
     for key, colour in (("before", "tab:gray"), ("after", "tab:red")):
         wn, I = (np.asarray(x) for x in payload[key]["check"]["spectrum"])
@@ -207,7 +208,9 @@ def plot(payload, path):
     b.axvline(TARGET_CM, color="tab:green", ls=":", label=f"target {TARGET_CM}")
     b.set_xlabel("wavenumber [cm⁻¹]")
     b.set_ylabel("VACF spectrum (2 ps NVE, new velocities)")
+    b.set_xlim(1300, 4200)
     b.legend()
+    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
@@ -261,7 +264,9 @@ def main():
     ap.add_argument("--readme", action="store_true")
     args = ap.parse_args()
     if args.readme:
-        readme(json.loads((RESULTS / f"{NAME}.json").read_text()))
+        payload = json.loads((RESULTS / f"{NAME}.json").read_text())
+        plot(payload, RESULTS / f"{NAME}.png")
+        readme(payload)
         return
     log_path = RESULTS / f"{NAME}.log"
     RESULTS.mkdir(exist_ok=True)
