@@ -56,6 +56,12 @@ def mean_squared_displacement(positions, *, max_lag: Optional[int] = None) -> np
 
     Returns:
         [max_lag] Å², MSD at lags 0 .. max_lag - 1 frames.
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.cumsum(np.ones((4, 1, 3)), axis=0)  # ballistic: 1 Å per frame along x, y, z
+        >>> mean_squared_displacement(X, max_lag=3).round(12)
+        array([ 0.,  3., 12.])
     """
     X = np.asarray(positions, float)
     if X.ndim != 3 or X.shape[-1] != 3:
