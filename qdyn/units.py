@@ -59,8 +59,9 @@ _LENGTH = {
     "Bohr": BOHR_ANGSTROM,
     "nm": 10.0,
     "pm": 0.01,
+    "cm": 1e8,  # diffusion coefficients in cm^2/s
 }
-_TIME = {"fs": 1.0, "ps": 1e3, "ns": 1e6, "au_time": AU_TIME_FS}
+_TIME = {"fs": 1.0, "ps": 1e3, "ns": 1e6, "s": 1e15, "au_time": AU_TIME_FS}
 _MASS = {"amu": 1.0, "Da": 1.0}
 
 _DIMENSIONS = {"energy": _ENERGY, "length": _LENGTH, "time": _TIME, "mass": _MASS}

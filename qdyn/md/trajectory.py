@@ -43,6 +43,10 @@ class H5MDWriter:
         self.variable_cell = bool(variable_cell)
         box = _as_cell(box)
         n = len(species)
+        # a fixed periodic cell is written with every frame (edge vectors as rows, [3] if diagonal)
+        self._fixed_edges = None
+        if box is not None and not self.variable_cell:
+            self._fixed_edges = np.diag(box).copy() if _is_diag(box) else box.T.copy()
         if keep_frames:
             if not self.path.exists():
                 raise QdynInputError(f"{self.path}: missing; the checkpoint continues a trajectory of {keep_frames} "
@@ -51,6 +55,8 @@ class H5MDWriter:
                 self.f = h5py.File(self.path, "a")
             except OSError as e:
                 raise QdynInputError(f"{self.path}: cannot be opened as HDF5 (truncated or corrupt?): {e}") from None
+            if self._fixed_edges is not None and not self._edges_are_series():
+                self._fixed_edges = None  # an older file: its fixed cell is one dataset
             series = [self.f[name][ds] for name in self._series_names() for ds in ("step", "time", "value")]
             short = [d.name for d in series if d.shape[0] < keep_frames]
             if short:  # checked for all before any is cut
@@ -78,14 +84,17 @@ class H5MDWriter:
                 # H5MD requires edges only for periodic boundaries
             else:
                 box_g.attrs["boundary"] = np.array([b"periodic"] * 3)
-                # H5MD stores the edge vectors as rows: qdyn's columns, transposed
-                if self.variable_cell:
-                    self._series(box_g.create_group("edges"), (3, 3), "angstrom")
-                else:
-                    e = box_g.create_dataset("edges", data=box.T if not _is_diag(box) else np.diag(box))
-                    e.attrs["unit"] = "angstrom"
+                # H5MD stores the edge vectors as rows: qdyn's columns, transposed. A fixed cell
+                # is a time series too (H5MD allows a plain dataset, but MDAnalysis reads only
+                # series); the constant cell is also kept as an attribute for qdyn's reader.
+                box_g.attrs["qdyn_variable_cell"] = self.variable_cell
+                if not self.variable_cell:
+                    box_g.attrs["qdyn_cell"] = box
+                shape = (3, 3) if self._fixed_edges is None else self._fixed_edges.shape
+                self._series(box_g.create_group("edges"), shape, "Angstrom")
             g.create_dataset("species", data=np.asarray(species, np.int32))
-            for name, unit in (("position", "angstrom"), ("velocity", "angstrom fs-1")):
+            # unit strings as MDAnalysis's H5MD reader spells them (it refuses "angstrom fs-1")
+            for name, unit in (("position", "Angstrom"), ("velocity", "Angstrom fs-1")):
                 self._series(g.create_group(name), (n, 3), unit)
         for name, unit in (("potential_energy", "eV"), ("kinetic_energy", "eV"), ("temperature", "K")):
             self._series(f.create_group(f"observables/{name}"), (len(self.replicas),), unit)
@@ -100,8 +109,14 @@ class H5MDWriter:
                              chunks=(16, *shape))
         v.attrs["unit"] = unit
 
+    def _edges_are_series(self) -> bool:
+        import h5py
+
+        box = self.f[f"particles/replica_{self.replicas[0]:04d}/box"]
+        return "edges" in box and isinstance(box["edges"], h5py.Group)
+
     def _series_names(self):
-        qs = ("position", "velocity", "box/edges") if self.variable_cell else ("position", "velocity")
+        qs = ("position", "velocity", "box/edges") if self._edges_are_series() else ("position", "velocity")
         names = [f"particles/replica_{r:04d}/{q}" for r in self.replicas for q in qs]
         return names + [f"observables/{q}" for q in ("potential_energy", "kinetic_energy", "temperature")]
 
@@ -125,6 +140,9 @@ class H5MDWriter:
             put(self.f[f"particles/replica_{r:04d}/velocity"], V[:, s])
             if self.variable_cell:
                 put(self.f[f"particles/replica_{r:04d}/box/edges"], np.swapaxes(np.asarray(cell)[:, s], -1, -2))
+            elif self._fixed_edges is not None:
+                put(self.f[f"particles/replica_{r:04d}/box/edges"],
+                    np.broadcast_to(self._fixed_edges, (F, *self._fixed_edges.shape)))
         put(self.f["observables/potential_energy"], potential)
         put(self.f["observables/kinetic_energy"], kinetic)
         put(self.f["observables/temperature"], temperature)
@@ -142,7 +160,9 @@ def read_h5md(path, *, replica: int = 0) -> dict:
     with h5py.File(path, "r") as f:
         g = f[f"particles/replica_{replica:04d}"]
         box = None
-        if "edges" in g["box"]:
+        if "qdyn_cell" in g["box"].attrs:  # a fixed cell (stored as a series for MDAnalysis)
+            box = np.asarray(g["box"].attrs["qdyn_cell"], float)
+        elif "edges" in g["box"]:
             e = g["box/edges"]
             # back to qdyn's columns; a time series (NPT) gives one cell per frame
             box = np.swapaxes(e["value"][()], -1, -2) if isinstance(e, h5py.Group) else e[()]
