@@ -93,8 +93,8 @@ def sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
 
 
 def _place(x, sharding: NamedSharding):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return jax.device_put(x, sharding)  # already global (a previous output): reshard, no host copy
+    if isinstance(x, jax.Array) and x.sharding.device_set == sharding.device_set:
+        return jax.device_put(x, sharding)  # already on the mesh (an earlier output): no-op or reshard, no host copy
     host = np.asarray(x)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
@@ -190,3 +190,14 @@ def _env_int(name: str) -> Optional[int]:
         return int(value)
     except ValueError:
         raise QdynInputError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def process_out_dir(out):
+    """The output directory of this process in a multi-process run: ``out`` for process 0,
+    ``out.process<k>`` for the others (each process computes the whole, identical result;
+    separate directories keep their writes from colliding)."""
+    from pathlib import Path
+
+    out = Path(out)
+    k = jax.process_index()
+    return out if k == 0 else out.with_name(f"{out.name}.process{k}")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import units
+from .. import parallel, units
 from ..checkpoint import arrays_sha256, load_state, save_state
 from ..data.io import atomic_write_text
 from ..system import System, stack
@@ -239,6 +239,7 @@ def run_md(
     progress_every_s: float = 5.0,
     provenance: Optional[dict] = None,
     check_plausibility: bool = True,
+    mesh=None,
 ) -> MDResult:
     """Run MD of ``replicas`` independent copies with any qdyn energy function.
 
@@ -282,6 +283,9 @@ def run_md(
         provenance: JSON fields recorded in ``md.json`` (e.g. the model's run directory).
         check_plausibility: refuse temperatures beyond any chemistry and coordinates beyond
             :data:`qdyn.data.plausibility.MAX_COORDINATE` (a typo, a unit mistake).
+        mesh: a device mesh (:func:`qdyn.parallel.make_mesh`) to split the replicas over
+            (the same compiled block, partitioned by XLA; params replicated); ``replicas``
+            must be a multiple of its size. None: one device.
 
     The checkpoints and ``md.json`` record a checksum of ``params``: a restart with other
     parameters is refused, as is one whose trajectory files are missing or hold fewer
@@ -297,6 +301,7 @@ def run_md(
     t_start = time.perf_counter()
     _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn)
     Rs, systems = _as_replicas(R, system, replicas)
+    parallel.check_divisible(replicas, mesh, "replicas", "replicas")
     if check_plausibility:
         from ..data.plausibility import check_positions_scale, check_temperature
 
@@ -332,11 +337,14 @@ def run_md(
     nbrs = None
     if neighbor_fn is not None:
         nbrs = _spread(neighbor_fn, neighbor, Rs) if neighbor is not None else _allocate(neighbor_fn, Rs)
-    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs, params,
-                             float(T0))
+    params = parallel.put_replicated(params, mesh)
+    batched_sys = parallel.put_sharded(batched_sys, mesh)
+    vel_keys, int_keys, nbrs, Rs_j, mass_j = parallel.put_sharded(
+        (vel_keys, int_keys, nbrs, jnp.asarray(Rs), jnp.asarray(mass)), mesh)
+    states, pe0 = progs.init(vel_keys, int_keys, Rs_j, mass_j, batched_sys, nbrs, params, float(T0))
 
     out = None if out_dir is None else Path(out_dir)
-    params_sha256 = arrays_sha256(np.asarray(x) for x in jax.tree_util.tree_leaves(params))
+    params_sha256 = arrays_sha256(parallel.to_host(x) for x in jax.tree_util.tree_leaves(params))
     meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride, params_sha256)
     frames_start = 0
     stored = list(range(min(store_replicas, replicas)))
@@ -351,35 +359,38 @@ def run_md(
             progs = programs(fpb)
         if nbrs is not None:
             nbrs = _allocate(neighbor_fn, np.asarray(states.position))
+        states, nbrs = parallel.put_sharded((states, nbrs), mesh)
         pe0 = progs.potential(states, batched_sys, nbrs, params)
     writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
                             variable_cell=ensemble == "npt", keep_frames=frames_start)
     mass_j = jnp.asarray(mass)
-    e_ref = np.asarray(pe0) + np.asarray(progs.kinetic(states.momentum, mass_j))
+    e_ref = parallel.to_host(pe0) + np.asarray(progs.kinetic(parallel.to_host(states.momentum), mass_j))
     clock = _Clock()
     recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
                          writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
 
     def run_block(carry, frames):
-        states, nbrs = carry
+        # on a mesh: the carry back on the replica split the block was compiled for (a no-op
+        # when the last block left it there)
+        states, nbrs = parallel.put_sharded(carry, mesh)
         fn, compile_s = progs.compiled_block(states, nbrs, params, batched_sys)
         clock.compiled(compile_s)
         new_states, new_nbrs, fr = fn(states, nbrs, params, batched_sys)
-        if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
+        fr = parallel.tree_to_host(fr)
+        if nbrs is not None and bool(np.any(fr.overflow)):
             return carry, None, True
         KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
-        host = _HostFrames(np.asarray(fr.position), np.asarray(fr.momentum), np.asarray(fr.potential), KE,
-                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box))
+        host = _HostFrames(fr.position, fr.momentum, fr.potential, KE, 2.0 * KE / (dof * units.KB_EV_PER_K), fr.box)
         return (new_states, new_nbrs), host, False
 
     def reallocate(carry, attempt):
         # the first retry sizes the list for the block's start positions, later ones add 25 %
         states, nbrs = carry
         extra = int(nbrs.idx.shape[-1] * 0.25) if attempt > 1 else 0
-        return states, _allocate(neighbor_fn, np.asarray(states.position), extra)
+        return states, _allocate(neighbor_fn, parallel.to_host(states.position), extra)
 
     def save(name):
-        return lambda carry, frames: save_state(out / name, carry[0], meta(frames * stride, frames))
+        return lambda carry, frames: save_state(out / name, parallel.tree_to_host(carry[0]), meta(frames * stride, frames))
 
     try:
         loop = host_loop(
