@@ -6,8 +6,10 @@ XLA's host-device count must be set before JAX starts, so this runs in a fresh p
 
 prints one JSON line with, per mesh size, the largest deviation from the single-device
 result (training: params after three Adam steps on a batch the mesh does not divide, so
-zero-weight padding is in play; MD: positions, momenta and energies after Langevin blocks;
-FSSH: populations) and the trace counts (a retrace per step would show as a count above 1).
+zero-weight padding is in play; MD: positions, momenta and energies after three Langevin
+blocks; FSSH: populations after three blocks), the train step's compiled variants (1) and
+the trace counts of the MD energy and the FSSH diabatic matrix next to one device's (a
+retrace per block would show as more traces).
 With ``--coordinator`` it joins a multi-process run (jax.distributed) and reports the
 same quantities over the global mesh.
 """
@@ -55,7 +57,7 @@ from qdyn.train import parse_config  # noqa: E402
 from qdyn.train.batches import make_batch  # noqa: E402
 from qdyn.train.losses import make_loss_fn  # noqa: E402
 from qdyn.train.optim import make_optimizer  # noqa: E402
-from qdyn.train.trainer import _make_step, normalize_params  # noqa: E402
+from qdyn.train.trainer import _make_step  # noqa: E402
 from qdyn.uncertainty.ensemble import MemberAxis  # noqa: E402
 
 BPNN = {"family": "bpnn", "hidden": [8], "n_radial": 4, "zetas": [1.0], "species": [1, 8]}
@@ -119,26 +121,24 @@ def fssh_run(mesh, n_blocks):
 def main():
     ds = load_shipped("H2O").subset(np.arange(40))
     model = build_model(BPNN, species=[1, 8])
-    params0, _ = normalize_params(model, model.init(jax.random.PRNGKey(0)), ds, "species_lstsq")
+    params0 = model.init(jax.random.PRNGKey(0))
     report = {"process": jax.process_index(), "n_processes": jax.process_count(),
               "devices": len(jax.devices()), "meshes": {}}
     R, system = ds.to_system(0)
     ref_train, _ = train_steps(model, params0, ds, None)
-    ref_md, _ = md_run(R, system, None, n_blocks=1)
-    ref_fssh = None if ARGS.skip_fssh else fssh_run(None, n_blocks=3)[0]
+    ref_md, ref_md_traces = md_run(R, system, None, n_blocks=3)
+    ref_fssh, ref_fssh_traces = (None, 0) if ARGS.skip_fssh else fssh_run(None, n_blocks=3)
     for m in ARGS.meshes:
         mesh = parallel.make_mesh("all" if m == 0 else m)
         p, train_cache = train_steps(model, params0, ds, mesh)
-        md, md_traces = md_run(R, system, mesh, n_blocks=1)
+        md, md_traces = md_run(R, system, mesh, n_blocks=3)
         fs, fssh_traces = (None, 0) if ARGS.skip_fssh else fssh_run(mesh, n_blocks=3)
+        # a retrace per block would trace the energy function more often than on one device
         report["meshes"][str(parallel.mesh_size(mesh))] = {
             "train_params": max_dev(p, ref_train), "train_params_changed": max_dev(p, parallel.tree_to_host(params0)),
-            "train_step_compilations": train_cache, "md": max_dev(md, ref_md), "fssh": None if fs is None else max_dev(fs, ref_fssh)}
-    # no retrace per block: a 3-block run traces its energy function as often as a 1-block run
-    _, md_traces_3 = md_run(R, system, mesh, n_blocks=3)
-    fssh_traces_1 = 0 if ARGS.skip_fssh else fssh_run(mesh, n_blocks=1)[1]
-    report["traces"] = {"md_1_block": md_traces, "md_3_blocks": md_traces_3, "fssh_1_block": fssh_traces_1,
-                        "fssh_3_blocks": fssh_traces}
+            "train_step_compilations": train_cache, "md": max_dev(md, ref_md), "md_traces": md_traces,
+            "md_traces_one_device": ref_md_traces, "fssh": None if fs is None else max_dev(fs, ref_fssh),
+            "fssh_traces": fssh_traces, "fssh_traces_one_device": ref_fssh_traces}
     print("RESULT " + json.dumps(report), flush=True)
 
 
