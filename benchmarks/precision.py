@@ -49,6 +49,13 @@ MODELS = {  # full size / --small
 }
 
 
+def build(mcfg: dict):
+    """The model of ``{"config": model config, "species": [...]}`` under the x64 setting in force."""
+    from qdyn.models.config import build_model
+
+    return build_model(mcfg["config"], species=mcfg["species"])
+
+
 def set_x64(on: bool) -> None:
     jax.config.update("jax_enable_x64", bool(on))
 
@@ -60,9 +67,8 @@ def to_dtype(tree, dtype):
 
 def prepare(name: str, cfg: dict, epochs: int, small: bool):
     """(model config, float64 params, train split, test split)."""
-    from qdyn.models.config import build_model
     from qdyn.train import parse_config, train
-    from qdyn.train.trainer import load_data, normalize_params, split_data
+    from qdyn.train.trainer import _model_config, load_data, normalize_params, split_data
 
     tcfg = parse_config({"model": cfg, "data": {"path": "shipped:H2O"}, "epochs": max(epochs, 1), "batch_size": 32})
     ds = load_data(tcfg.data)
@@ -70,11 +76,11 @@ def prepare(name: str, cfg: dict, epochs: int, small: bool):
         ds = ds.subset(np.arange(min(ds.n_frames, 80)))
     train_ds, _, test_ds = split_data(ds, tcfg.data)
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
-    mcfg = {**cfg, "species": species}
+    mcfg = {"config": _model_config(tcfg, species, train_ds), "species": species}
     if epochs > 0:
         res = train(tcfg, RESULTS / f"precision_runs/{name}", progress=False, data=ds)
         return mcfg, res.params, train_ds, test_ds
-    model = build_model(mcfg, species=species)
+    model = build(mcfg)
     params, _ = normalize_params(model, model.init(jax.random.PRNGKey(0)), train_ds, "species_lstsq")
     return mcfg, params, train_ds, test_ds
 
@@ -84,7 +90,6 @@ class Side:
 
     def __init__(self, mcfg, params64, train_ds, test_ds, x64: bool, batch: int):
         from qdyn.models.base import energy_and_forces_fn
-        from qdyn.models.config import build_model
         from qdyn.train.batches import make_batch
         from qdyn.train.losses import make_loss_fn
         from qdyn.train.trainer import predict
@@ -92,7 +97,7 @@ class Side:
 
         set_x64(x64)
         self.x64 = x64
-        self.model = build_model(mcfg, species=mcfg["species"])
+        self.model = build(mcfg)
         self.params = jax.tree_util.tree_map(jax.numpy.asarray, to_dtype(params64, np.float64 if x64 else np.float32))
         self.E, self.F = predict(self.model, self.params, test_ds)
         b = make_batch(train_ds, np.arange(batch), batch)
@@ -133,11 +138,10 @@ def alternate(a, b, rounds: int) -> tuple[float, float]:
 def nve(mcfg, params64, x64: bool, replicas: int, steps: int, rounds: int):
     """Mean over replicas of max |E_tot(t) - E_tot(0)| [eV] and the best µs per molecule-step."""
     from qdyn import md
-    from qdyn.models.config import build_model
     from qdyn.structures import water
 
     set_x64(x64)
-    model = build_model(mcfg, species=mcfg["species"])
+    model = build(mcfg)
     params = jax.tree_util.tree_map(jax.numpy.asarray, to_dtype(params64, np.float64 if x64 else np.float32))
     energy_fn = md.model_energy_fn(model.apply)  # one function: later runs reuse the compiled block
     R, system = water()

@@ -105,3 +105,16 @@ def test_initialize_distributed_needs_count_and_id(monkeypatch):
     monkeypatch.setenv(parallel.ENV_PROCESS_ID, "2")
     with pytest.raises(QdynInputError, match=r"--process-id must be in \[0, 2\)"):
         parallel.initialize_distributed("localhost:1")
+
+
+def test_cli_refuses_more_devices_than_there_are(tmp_path):
+    from typer.testing import CliRunner
+
+    from qdyn.cli.app import app
+
+    res = CliRunner().invoke(app, ["train", "--devices", "3", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "devices = 3: JAX sees 1 device(s)" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was written
+    res = CliRunner().invoke(app, ["md", "--model", str(tmp_path), "--devices", "two"])
+    assert res.exit_code == 2 and "--devices must be a positive integer or 'all'" in res.output

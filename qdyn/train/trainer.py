@@ -457,6 +457,7 @@ def train(
         name = "prev" if from_prev else "latest"
         meta = ckpt.verify(ckdir, name=name)
         _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
+    mesh = parallel.make_mesh(None if cfg.devices == 1 else cfg.devices)  # more devices than there are: refused
     _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
@@ -468,7 +469,6 @@ def train(
     labels = run.model.param_labels(run.params0)
     txs = [make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
            for _, e0, e1, groups in stages]
-    mesh = parallel.make_mesh(None if cfg.devices == 1 else cfg.devices)
     steps = [_make_step(cfg, run.loss_fn, tx, run.members, mesh) for tx in txs]
 
     history: list = []
