@@ -10,6 +10,7 @@ import typer
 
 from .errors import QdynGroup, setup_cli
 from .execution_opts import BACKEND_OPT, DEVICE_OPT, DIFF_OPT, SEED_OPT, SHOTS_OPT, execution_flags
+from .parallel_opts import DEVICES_OPT, devices_value
 
 app = typer.Typer(
     name="qdyn",
@@ -32,7 +33,8 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _entry(
-    float32: bool = typer.Option(False, "--float32", help="Use float32 instead of float64."),
+    float32: bool = typer.Option(False, "--float32", help="Compute in float32 instead of float64 (faster, less "
+                                                          "accurate: docs/parallel.md#float32 has the measured cost)."),
     no_cache: bool = typer.Option(False, "--no-cache", envvar="QDYN_NO_CACHE",
                                   help="Do not use the persistent compilation cache on GPU/TPU (env QDYN_NO_CACHE=1; "
                                        "on CPU it is always off). Cache: $QDYN_CACHE_DIR/jax or ~/.cache/qdyn/jax."),
@@ -40,10 +42,20 @@ def _entry(
                                  help="Print the qdyn version and exit."),
     debug: bool = typer.Option(False, "--debug", envvar="QDYN_DEBUG",
                                help="Show tracebacks of input errors instead of one line (env QDYN_DEBUG=1)."),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", envvar="QDYN_COORDINATOR",
+                                              help="Multi-host run: host:port of process 0 (jax.distributed; env "
+                                                   "QDYN_COORDINATOR). Every process runs the same command."),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", envvar="QDYN_NUM_PROCESSES",
+                                                help="Multi-host run: number of processes (env QDYN_NUM_PROCESSES)."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", envvar="QDYN_PROCESS_ID",
+                                             help="Multi-host run: this process's index, 0 .. --num-processes - 1 "
+                                                  "(env QDYN_PROCESS_ID)."),
 ):
+    from ..parallel import initialize_distributed
     from ..precision import enable_compilation_cache, enable_x64
 
     setup_cli(debug=debug)
+    initialize_distributed(coordinator, num_processes, process_id)  # before anything touches a device
     enable_x64(not float32)
     if not no_cache:
         enable_compilation_cache()
@@ -97,13 +109,18 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the training run already in --out."),
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
                                                help="Accept data outside any chemistry in its declared units."),
+    devices: Optional[str] = DEVICES_OPT,
 ):
     """Train a model on energies and forces; writes checkpoints, params, metrics and plots,
     and a per-epoch log (history.csv) while it runs."""
     from ..train import ConfigError, load_config, parse_config
     from ..train import train as run_train
     from ..checkpoint import CheckpointError
+    from ..parallel import process_out_dir
     from ..rundir import RunDirError, claim
+
+    devices = devices_value(devices)
+    out = process_out_dir(out)  # multi-host: process k > 0 writes out.process<k>
 
     if from_prev and not resume:
         typer.echo("error: --from-prev only goes with --resume (it picks the checkpoint a resume starts from)", err=True)
@@ -124,6 +141,8 @@ def train(
                 raw.setdefault("data", {})[key] = value
         if epochs is not None:
             raw["epochs"] = epochs
+        if devices is not None:
+            raw["devices"] = devices
         if no_plausibility_check:
             raw.setdefault("data", {})["check_plausibility"] = False
         cfg = parse_config(raw, source=str(config) if config else "<flags>")

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from .execution_opts import BACKEND_OPT, DEVICE_OPT, DIFF_OPT, SEED_OPT, SHOTS_OPT, execution_flags
+from .parallel_opts import DEVICES_OPT, devices_value
 
 
 def md(
@@ -53,6 +54,7 @@ def md(
                                                help="Accept temperatures and structures outside any chemistry."),
     backend: Optional[str] = BACKEND_OPT, device: Optional[str] = DEVICE_OPT, diff_method: Optional[str] = DIFF_OPT,
     shots: Optional[int] = SHOTS_OPT, shots_seed: Optional[int] = SEED_OPT,
+    devices: Optional[str] = DEVICES_OPT,
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
     from ..md.config import load_md_config
@@ -63,7 +65,7 @@ def md(
                  "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
                  "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
                  "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out, "bias": bias,
-                 "check_plausibility": False if no_plausibility_check else None}
+                 "check_plausibility": False if no_plausibility_check else None, "devices": devices_value(devices)}
     try:
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
     except ConfigError as exc:
@@ -94,6 +96,7 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
     import jax
 
     from ..md import BlowUpError, analysis, model_energy_fn, run_md
+    from ..parallel import make_mesh, process_out_dir
     from ..quickstart import quickstart_md
     from ..md.adapters import model_neighbor_fn
     from ..checkpoint import params_record
@@ -107,7 +110,11 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
         require_for_model(m.config, "forces")
     except Exception as exc:  # a clear one-line message instead of a traceback
         raise typer.BadParameter(f"--model {cfg.model}: {exc}") from None
-    out = cfg.out
+    out = process_out_dir(cfg.out)  # multi-host: process k > 0 writes out.process<k>
+    try:
+        mesh = make_mesh(None if cfg.devices == 1 else cfg.devices)
+    except QdynInputError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         claim(out, "MD", overwrite=overwrite, continue_flag="--restart", continuing=cfg.restart)
     except RunDirError as exc:
@@ -136,7 +143,7 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
                      barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
                      key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
                      progress=_echo_progress, provenance=provenance, check_plausibility=cfg.check_plausibility,
-                     **biased)
+                     mesh=mesh, **biased)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except BlowUpError as exc:

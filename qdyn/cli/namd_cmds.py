@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from .parallel_opts import DEVICES_OPT, devices_value
+
 _SAMPLINGS = ("wigner", "boltzmann")
 _DECOHERENCE = ("edc", "none")
 _FRUSTRATED = ("keep", "reverse", "gradV")
@@ -70,6 +72,7 @@ def namd(
     seed: int = typer.Option(0, "--seed", help="Random seed of sampling and hops."),
     out: Path = typer.Option(Path("runs/namd"), "--out", help="Output directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the surface-hopping run already in --out."),
+    devices: Optional[str] = DEVICES_OPT,
 ):
     """Relax the ground state, sample it, excite vertically and run fewest-switches surface
     hopping; writes namd.json and populations.png."""
@@ -82,6 +85,7 @@ def namd(
     from ..namd import minimize_adiabatic, normal_mode_sampler, run_fssh
     from ..md import BlowUpError, diabatic_fn
     from ..namd import report
+    from ..parallel import make_mesh, process_out_dir
     from ..rundir import RunDirError, claim
     from ..train import load_run
     from ..validation import QdynInputError
@@ -99,6 +103,14 @@ def namd(
         raise typer.BadParameter(f"--steps ({steps}) must be a non-negative multiple of --stride ({stride})")
     if substeps < 1:
         raise typer.BadParameter(f"--substeps must be ≥ 1, got {substeps}")
+    try:  # refused before anything loads or compiles
+        mesh = make_mesh(devices_value(devices))
+        from ..parallel import check_divisible
+
+        check_divisible(replicas, mesh, "trajectories", "--replicas")
+    except QdynInputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    out = process_out_dir(out)  # multi-host: process k > 0 writes out.process<k>
     try:
         claim(out, "surface-hopping", overwrite=overwrite)
     except RunDirError as exc:
@@ -133,7 +145,7 @@ def namd(
         res = run_fssh(W_fn, params, masses=[elements.mass(int(z)) for z in Z], dt_fs=dt, n_steps=steps,
                        key=jax.random.PRNGKey(seed), initial_state=initial_state, replicas=replicas, sampler=sampler,
                        stride=stride, n_substeps=substeps, decoherence=decoherence, frustrated=frustrated,
-                       progress=_echo_progress)
+                       progress=_echo_progress, mesh=mesh)
         timings["fssh_s"] = time.perf_counter() - t
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None

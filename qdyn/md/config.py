@@ -18,7 +18,7 @@ Example ``md.yaml``::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,6 +42,9 @@ class MDConfig(BaseModel):
     dt_fs: float = Field(0.5, gt=0, le=5.0, description="time step, fs")
     n_steps: int = Field(2000, gt=0, description="a multiple of stride")
     replicas: int = Field(1, ge=1, description="independent replicas run at once (vmapped)")
+    devices: Union[Annotated[int, Field(ge=1)], Literal["all"]] = Field(
+        1, description="devices the replicas are split over (docs/parallel.md): a count or all; replicas must be "
+                       "a multiple of it")
     stride: int = Field(10, ge=1, description="steps between trajectory frames")
     bias: Optional[Path] = Field(None, description="enhanced sampling: a bias config YAML (qdyn template --kind "
                                                    "bias): metadynamics, umbrella windows, replica exchange")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import units
+from .. import parallel, units
 from ..checkpoint import arrays_sha256, load_state, save_state
 from ..data.io import atomic_write_text
 from ..system import System, stack
@@ -272,6 +272,7 @@ def run_md(
     bias=None,
     bias_states=None,
     exchange=None,
+    mesh=None,
 ) -> MDResult:
     """Run MD of ``replicas`` independent copies with any qdyn energy function.
 
@@ -322,6 +323,9 @@ def run_md(
             state, so a restart continues the bias.
         exchange: a :class:`qdyn.sampling.exchange.ReplicaExchange` attempting swaps of the
             bias states between neighbouring replicas after every block (needs ``bias``).
+        mesh: a device mesh (:func:`qdyn.parallel.make_mesh`) to split the replicas over
+            (the same compiled block, partitioned by XLA; params replicated); ``replicas``
+            must be a multiple of its size. None: one device.
 
     The checkpoints and ``md.json`` record a checksum of ``params``: a restart with other
     parameters is refused, as is one whose trajectory files are missing or hold fewer
@@ -337,6 +341,7 @@ def run_md(
     t_start = time.perf_counter()
     _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn)
     Rs, systems = _as_replicas(R, system, replicas)
+    parallel.check_divisible(replicas, mesh, "replicas", "replicas")
     if check_plausibility:
         from ..data.plausibility import check_positions_scale, check_temperature
 
@@ -377,11 +382,14 @@ def run_md(
     nbrs = None
     if neighbor_fn is not None:
         nbrs = _spread(neighbor_fn, neighbor, Rs) if neighbor is not None else _allocate(neighbor_fn, Rs)
-    states, pe0 = progs.init(vel_keys, int_keys, jnp.asarray(Rs), jnp.asarray(mass), batched_sys, nbrs,
-                             with_bias(params, bsts), float(T0))
+    params = parallel.put_replicated(params, mesh)
+    batched_sys = parallel.put_sharded(batched_sys, mesh)
+    vel_keys, int_keys, nbrs, Rs_j, mass_j, bsts = parallel.put_sharded(
+        (vel_keys, int_keys, nbrs, jnp.asarray(Rs), jnp.asarray(mass), bsts), mesh)
+    states, pe0 = progs.init(vel_keys, int_keys, Rs_j, mass_j, batched_sys, nbrs, with_bias(params, bsts), float(T0))
 
     out = None if out_dir is None else Path(out_dir)
-    params_sha256 = arrays_sha256(np.asarray(x) for x in jax.tree_util.tree_leaves(params))
+    params_sha256 = arrays_sha256(parallel.to_host(x) for x in jax.tree_util.tree_leaves(params))
     meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride, params_sha256)
     frames_start = 0
     stored = list(range(min(store_replicas, replicas)))
@@ -399,27 +407,30 @@ def run_md(
             progs = programs(fpb)
         if nbrs is not None:
             nbrs = _allocate(neighbor_fn, np.asarray(states.position))
+        states, nbrs, bsts = parallel.put_sharded((states, nbrs, bsts), mesh)
         pe0 = progs.potential(states, batched_sys, nbrs, with_bias(params, bsts))
     writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
                             variable_cell=ensemble == "npt", keep_frames=frames_start)
     mass_j = jnp.asarray(mass)
-    e_ref = np.asarray(pe0) + np.asarray(progs.kinetic(states.momentum, mass_j))
+    e_ref = parallel.to_host(pe0) + np.asarray(progs.kinetic(parallel.to_host(states.momentum), mass_j))
     clock = _Clock()
     recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
                          writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
 
     def run_block(carry, frames):
-        states, nbrs, bsts = carry
+        # on a mesh: the carry back on the replica split the block was compiled for (a no-op
+        # when the last block left it there)
+        states, nbrs, bsts = parallel.put_sharded(carry, mesh)
         args = (states, nbrs, with_bias(params, bsts), batched_sys)
         fn, compile_s = progs.compiled_block(*args)
         clock.compiled(compile_s)
         new_states, new_nbrs, fr, *new_bsts = fn(*args)
-        if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
+        fr = parallel.tree_to_host(fr)
+        if nbrs is not None and bool(np.any(fr.overflow)):
             return carry, None, True
         KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
-        host = _HostFrames(np.asarray(fr.position), np.asarray(fr.momentum), np.asarray(fr.potential), KE,
-                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box),
-                           None if fr.cv is None else np.asarray(fr.cv), None if fr.bias is None else np.asarray(fr.bias))
+        host = _HostFrames(fr.position, fr.momentum, fr.potential, KE, 2.0 * KE / (dof * units.KB_EV_PER_K), fr.box,
+                           fr.cv, fr.bias)
         new_bsts = new_bsts[0] if new_bsts else None
         if exchange is not None:
             # swaps act on the block's last frame, the state the next block starts from
@@ -430,12 +441,12 @@ def run_md(
         # the first retry sizes the list for the block's start positions, later ones add 25 %
         states, nbrs, bsts = carry
         extra = int(nbrs.idx.shape[-1] * 0.25) if attempt > 1 else 0
-        return states, _allocate(neighbor_fn, np.asarray(states.position), extra), bsts
+        return states, _allocate(neighbor_fn, parallel.to_host(states.position), extra), bsts
 
     def save(name):
         def write(carry, frames):
             saved = carry[0] if bias is None else (carry[0], carry[2])  # the bias continues on restart
-            return save_state(out / name, saved, meta(frames * stride, frames))
+            return save_state(out / name, parallel.tree_to_host(saved), meta(frames * stride, frames))
 
         return write
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import parallel
 from ..md.host_loop import host_loop
 from ..validation import QdynInputError
 from .electronic import DEFAULT_GAP_REGULARIZATION_EV
@@ -161,6 +162,7 @@ def run_fssh(
     keep_positions: bool = False,
     progress: Optional[Callable[[dict], None]] = _default_progress,
     progress_every_s: float = 5.0,
+    mesh=None,
 ) -> FSSHResult:
     """Run an ensemble of fewest-switches surface-hopping trajectories.
 
@@ -187,6 +189,9 @@ def run_fssh(
         progress: callback with a dict (step, n_steps, time_ps, active_fraction), or None
             for silence.
         progress_every_s: seconds between progress calls.
+        mesh: a device mesh (:func:`qdyn.parallel.make_mesh`) to split the trajectories
+            over (the same compiled block, partitioned by XLA; params replicated);
+            ``replicas`` must be a multiple of its size. None: one device.
 
     Returns:
         :class:`FSSHResult`.
@@ -207,11 +212,14 @@ def run_fssh(
         (11, 2)
     """
     replicas = _check_arguments(replicas, sampler, R0, V0, n_steps, stride)
+    parallel.check_divisible(replicas, mesh, "trajectories", "replicas")
     _check_diabatic(W_fn, params, np.asarray(R0)[0] if sampler is None else jax.eval_shape(sampler, key)[0])
     masses_t = tuple(float(m) for m in np.atleast_1d(np.asarray(masses, dtype=np.float64)))
     sim = make_fssh(W_fn, masses_t, float(dt_fs), int(n_substeps), decoherence, float(edc_C_eV), frustrated,
                     float(gap_regularization))
     keys = jax.random.split(key, int(replicas))
+    params = parallel.put_replicated(params, mesh)
+    keys, R0, V0 = parallel.put_sharded((keys, R0, V0), mesh)
     state = init_batch(sim, params, keys, active=int(initial_state), R0=R0, V0=V0, sampler=sampler)
     n_states = int(state.c.shape[-1])
     if not 0 <= initial_state < n_states:
@@ -219,21 +227,23 @@ def run_fssh(
     obs0 = jax.vmap(sim.observe)(state)
     if not keep_positions:
         obs0 = obs0._replace(R=None)
-    records = [jax.tree_util.tree_map(lambda a: np.asarray(a)[None], obs0)]
+    records = [jax.tree_util.tree_map(lambda a: parallel.to_host(a)[None], obs0)]
 
     def run_block(state, frames):
+        # on a mesh: the state back on the trajectory split the block was compiled for
+        state = parallel.put_sharded(state, mesh)
         new_state, obs = _block(sim, int(stride), frames, bool(keep_positions))(state, params)
-        return new_state, obs, False
+        return new_state, parallel.tree_to_host(obs), False
 
     def record(state, obs, frames_done):
-        records.append(jax.tree_util.tree_map(np.asarray, obs))
-        frac = np.bincount(np.asarray(state.active), minlength=n_states) / replicas
+        records.append(obs)
+        frac = np.bincount(parallel.to_host(state.active), minlength=n_states) / replicas
         step = frames_done * stride
         return {"step": step, "n_steps": n_steps, "time_ps": step * float(dt_fs) / 1e3,
                 "active_fraction": frac.tolist()}
 
     loop = host_loop(state, run_block=run_block, n_frames=n_steps // stride, frames_per_block=frames_per_block,
-                     stride=stride, check=lambda state, obs: _check_finite(state), record=record,
+                     stride=stride, check=lambda state, obs: _check_finite(parallel.tree_to_host(state)), record=record,
                      what="surface hopping", hint="Try a smaller dt_fs (or more n_substeps), or check the model "
                      "near degeneracies.", stop_when=stop_when, progress=progress, progress_every_s=progress_every_s)
     return _result(records, loop.carry, n_states, stride, dt_fs)
@@ -261,6 +271,6 @@ def _result(records, state, n_states, stride, dt_fs) -> FSSHResult:
     active = obs.active
     frac = np.stack([(active == i).mean(axis=1) for i in range(n_states)], axis=1)
     t = np.arange(active.shape[0]) * stride * float(dt_fs)
-    final = jax.tree_util.tree_map(np.asarray, state)
+    final = parallel.tree_to_host(state)
     return FSSHResult(t, frac, obs.population.mean(axis=1), active, obs.potential, obs.kinetic, obs.total,
                       final.attempted, final.accepted, final.frustrated, state, obs.energies, obs.R)

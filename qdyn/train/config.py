@@ -105,6 +105,9 @@ class TrainConfig(_Strict):
     pretrain_epochs: int = Field(20, ge=0, description="epochs of the classical pretraining stage (staged)")
     early_stopping_patience: Optional[int] = Field(None, ge=1, description="epochs without validation gain")
     checkpoint_every: int = Field(10, ge=1, description="epochs")
+    devices: Union[Annotated[int, Field(ge=1)], Literal["all"]] = Field(
+        1, description="devices the batch is split over (data parallel, docs/parallel.md): a count or all; "
+                       "batches are padded with zero-weight frames to a multiple of it")
     uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig, description="uncertainty estimate fitted with the model (none, ensemble, laplace)")
 
     @model_validator(mode="after")
@@ -156,12 +159,13 @@ def template_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-#: Fields ``--resume`` may change: they decide how long a run goes on and how often it
-#: checkpoints, not what a step computes. Everything else (model, data, loss, optimiser,
+#: Fields ``--resume`` may change: they decide how long a run goes on, how often it
+#: checkpoints and over how many devices, not what a step computes (sharded steps equal
+#: single-device ones to rounding, tests/test_parallel.py). Everything else (model, data, loss, optimiser,
 #: batch size, seeds, stages) must match the run's recorded config. Changing ``epochs``
 #: stretches the learning-rate schedule and the loss-weight ramps to the new length from
 #: the step where the run continues.
-RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "early_stopping_patience")
+RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "early_stopping_patience", "devices")
 
 
 def _flatten(d, prefix: str = "") -> dict:

@@ -31,6 +31,7 @@ from ..system import System
 from ..uncertainty.ensemble import MemberAxis, ensemble_model, member_keys, stack
 from ..uncertainty.run import fit_for_run, rebuild_model
 from .. import checkpoint as ckpt
+from .. import parallel
 from .. import rundir
 from ..data.io import atomic_write_text
 from .batches import Batch, batches_of, make_batch
@@ -334,9 +335,13 @@ def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Calla
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
 
 
-def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis) -> Callable:
+def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis, mesh=None) -> Callable:
     """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net)`` (of every
-    ensemble member at once: one compiled step ``vmap``-ed over the member axis)."""
+    ensemble member at once: one compiled step ``vmap``-ed over the member axis).
+
+    With a device ``mesh`` the same program runs data-parallel: the batch arrives split over
+    the devices, the loss's sums over frames become all-reduces, and every output is pinned
+    replicated so the next step's inputs have the shardings this one was compiled for."""
 
     def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net):
         (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, w_E, w_F, w_net)
@@ -347,7 +352,9 @@ def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis) -> 
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
         return params, opt_state, ema, loss, aux
 
-    return jax.jit(members.step(step))
+    if mesh is None:
+        return jax.jit(members.step(step))
+    return jax.jit(members.step(step), out_shardings=parallel.replicated(mesh))
 
 
 def _loss_weights(cfg: TrainConfig, epoch: int):
@@ -450,6 +457,7 @@ def train(
         name = "prev" if from_prev else "latest"
         meta = ckpt.verify(ckdir, name=name)
         _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
+    mesh = parallel.make_mesh(None if cfg.devices == 1 else cfg.devices)  # more devices than there are: refused
     _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
@@ -461,7 +469,7 @@ def train(
     labels = run.model.param_labels(run.params0)
     txs = [make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
            for _, e0, e1, groups in stages]
-    steps = [_make_step(cfg, run.loss_fn, tx, run.members) for tx in txs]
+    steps = [_make_step(cfg, run.loss_fn, tx, run.members, mesh) for tx in txs]
 
     history: list = []
     if resume:
@@ -488,7 +496,7 @@ def train(
     interrupted = False
     try:
         clock = _WallClock(t_start, history[-1].get("wall_s", 0.0) if history else 0.0)
-        _epochs(cfg, run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock)
+        _epochs(cfg, run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock, mesh)
     except KeyboardInterrupt:
         interrupted = True
         save_checkpoint()
@@ -496,6 +504,7 @@ def train(
         bar.stop()
     # An interrupted run returns where it stopped; a finished one its best (validation) params.
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
+    final = parallel.tree_to_host(final) if cfg.devices != 1 else final  # off the mesh, for metrics and files
     seconds = time.perf_counter() - t_start
     model = run.model
     n_trainable = count_params({k: v for k, v in final.items() if model.groups.get(k) != FIXED}) // max(run.members.size, 1)
@@ -540,26 +549,36 @@ def _check_data_derived(meta_path: Path, meta: dict, model_cfg: dict) -> None:
     _refuse_differences(meta_path, [f"model (from the data) {d}" for d in diffs])
 
 
-def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock):
-    """The host loop over epochs and minibatches; raises KeyboardInterrupt at ``max_steps``."""
+def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock,
+            mesh=None):
+    """The host loop over epochs and minibatches; raises KeyboardInterrupt at ``max_steps``.
+
+    With a device ``mesh``, parameters and optimiser state live replicated on it and every
+    batch is split over it, padded with zero-weight frames to a multiple of its size (the
+    loss is a weighted mean, so padding changes nothing but the shape); validation runs on
+    host copies of the parameters."""
     mean_loss = run.members.loss(run.loss_fn)
     val_loss = jax.jit(lambda p, b, wE, wF, wn: mean_loss(p, b, wE, wF, wn)[0])
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
+    bs_devices = parallel.padded_size(bs, mesh)
+    for k in ("params", "opt_state", "ema"):
+        state[k] = parallel.put_replicated(state[k], mesh)
     steps_this_call = 0
     while int(state["counters"]["epoch"]) < cfg.epochs:
         c = state["counters"]
         epoch = int(c["epoch"])
         si = _stage_at(stages, epoch)
         if si != int(c["stage"]):  # stage change: fresh optimiser state for the new groups
-            state["opt_state"] = run.members.opt_init(txs[si])(state["params"])
+            state["opt_state"] = parallel.put_replicated(run.members.opt_init(txs[si])(state["params"]), mesh)
             c["stage"] = np.int64(si)
         w = _loss_weights(cfg, epoch)
         order = batches_of(run.train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
         for b in range(int(c["batch"]), len(order)):
             if max_steps is not None and steps_this_call >= max_steps:
                 raise KeyboardInterrupt
-            batch = make_batch(run.train_ds, order[b], bs, states=run.multi)
-            p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch, *w)
+            batch = parallel.put_sharded(make_batch(run.train_ds, order[b], bs_devices, states=run.multi), mesh)
+            p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch,
+                                         *parallel.put_replicated(w, mesh))
             state["params"], state["opt_state"], state["ema"] = p, o, e
             c["batch"] = np.int64(b + 1)
             c["step"] = np.int64(int(c["step"]) + 1)
@@ -570,6 +589,8 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         record = {"epoch": epoch + 1, "stage": stages[si][0], "train_loss": float(state["epoch_loss_sum"]) / len(order)}
         state["epoch_loss_sum"] = np.float64(0.0)
         eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
+        if mesh is not None:  # evaluation is not sharded: it runs on a host copy
+            eval_params = parallel.tree_to_host(eval_params)
         score = _validate(run, eval_params, val_loss, w, record)
         e0, e1 = stages[si][1], stages[si][2]
         lr = make_schedule(cfg.optim, (e1 - e0) * steps_per_epoch)(int(c["step"]) - 1 - e0 * steps_per_epoch)
