@@ -83,8 +83,9 @@ def host_loop(
     Args:
         carry: the starting carry (a good state).
         run_block: ``(carry, frames) -> (new_carry, frames_out, overflowed: bool)``.
-        n_frames: total frames of the run.  frames_per_block: frames per block (the last
-            block may be shorter).  stride: steps per frame (for messages).
+        n_frames: total frames of the run.
+        frames_per_block: frames per block (the last block may be shorter).
+        stride: steps per frame (for messages).
         check: ``(new_carry, frames_out) -> str | None``: what is wrong with the new state.
         record: ``(carry, frames_out, frames_done) -> dict``: keep / write the frames;
             returns the progress information of this block.
