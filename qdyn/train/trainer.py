@@ -35,6 +35,7 @@ from .. import rundir
 from ..data.io import atomic_write_text
 from .batches import Batch, batches_of, make_batch
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, config_differences
+from . import trackers
 from .logs import HistoryLog, refresh_history
 from .losses import make_loss_fn, make_multistate_loss_fn
 from .metrics import error_metrics, multistate_metrics, parity_plot
@@ -451,6 +452,7 @@ def train(
         meta = ckpt.verify(ckdir, name=name)
         _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
     _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
+    trackers.check_available(cfg.logging)
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
         if not resume:
@@ -475,7 +477,8 @@ def train(
     if not resume or resolved != meta["config"]:
         # written once at a fresh start; again only when a resume changed a resumable field
         atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    log = HistoryLog(out, history)
+    log = HistoryLog(out, history, trackers.open_trackers(cfg.logging, out, config=resolved,
+                                                           first_epoch=len(history), resume=resume))
 
     def save_checkpoint():
         c = state["counters"]
@@ -494,6 +497,7 @@ def train(
         save_checkpoint()
     finally:
         bar.stop()
+        log.close()
     # An interrupted run returns where it stopped; a finished one its best (validation) params.
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
     seconds = time.perf_counter() - t_start
