@@ -147,7 +147,8 @@ def readme_section(payload: dict) -> str:
                 f"load average {payload['measured'][d]['load_average']}"
                 for d in data_sets if d in payload.get("measured", {})]
     plots = "\n\n".join(f"![calibration curves, {d}](results/uncertainty_calibration_{d}.png)" for d in data_sets)
-    return "\n".join(lines) + "\n\n" + "\n".join(measured) + "\n\n" + plots + "\n\n" + NOTES
+    parts = ["\n".join(lines), "\n".join(measured), plots, NOTES]
+    return "\n\n".join(p for p in parts if p)
 
 
 def write_readme(payload: dict) -> None:
