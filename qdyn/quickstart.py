@@ -205,11 +205,13 @@ def quickstart_md(model: EnergyModel, params, out_dir, *, small: bool, seed: int
     ``md_summary.json`` to ``out_dir`` and returns the summary.
 
     Args:
-        model, params: the trained model.
+        model: the trained model.
+        params: its parameters.
         out_dir: output directory (the trajectory goes to ``out_dir/trajectory.*``).
         small: tiny sizes for tests and CI (4 replicas × 2,000 steps instead of 32 × 8,000).
         seed: PRNG seed.
-        R, system: start structure (default: the model's reference molecule).
+        R: start positions [n_atoms, 3] Å (default: the model's reference molecule).
+        system: the System of ``R`` (default: the reference molecule's).
         temperature_K: initial temperature [K]; low, so the motion stays near-harmonic
             and the peaks can be compared with the Hessian's frequencies.
         progress: progress callback for :func:`~qdyn.md.run.run_md` (None: silent).

@@ -83,7 +83,10 @@ def test_trajectories_are_readable_by_ase_and_qdyn(tmp_path):
     res = md.run_md(energy_fn, init(k=5.0), R, system, ensemble="nvt", dt_fs=0.5, n_steps=40, stride=10,
                     temperature_K=300.0, out_dir=tmp_path, progress=None)
     frames = ase.io.read(tmp_path / "trajectory.xyz", ":")
-    assert len(frames) == 4
+    assert len(frames) == 5  # the initial state at t = 0, then every 10 steps
+    assert frames[0].info["time"] == 0.0 and frames[1].info["time"] == 5.0
+    np.testing.assert_allclose(frames[0].positions, R, atol=1e-12)
+    np.testing.assert_allclose(res.time_fs, [0.0, 5.0, 10.0, 15.0, 20.0])
     np.testing.assert_allclose(frames[-1].positions, res.position[-1, 0], atol=1e-8)
     np.testing.assert_allclose(frames[-1].arrays["vel"], res.velocity[-1, 0], rtol=1e-8, atol=1e-14)
     # ASE sees the velocities (its own units: Å per ASE time unit), not zeros
@@ -92,7 +95,7 @@ def test_trajectories_are_readable_by_ase_and_qdyn(tmp_path):
     # (1e-8: ASE's time unit is CODATA 2014, qdyn's 2018)
     np.testing.assert_allclose(v_ase, res.velocity[-1, 0], rtol=1e-8, atol=1e-14)
     ds = data.read(tmp_path / "trajectory.xyz")
-    assert ds.n_frames == 4
+    assert ds.n_frames == 5
     np.testing.assert_allclose(ds.E, res.potential[:, 0], atol=1e-10)
     h = read_h5md(tmp_path / "trajectory.h5")
     np.testing.assert_allclose(h["position"], res.position[:, 0], atol=1e-12)

@@ -157,7 +157,7 @@ def test_nan_mid_run_stops_with_last_good_state_saved(tmp_path):
     assert meta["step"] == block_start
     pos = np.asarray(state.position[0])
     assert np.all(np.isfinite(pos))
-    np.testing.assert_allclose(pos, ref.position[block_start // 5 - 1, 0], atol=1e-12)
+    np.testing.assert_allclose(pos, ref.position[block_start // 5, 0], atol=1e-12)  # frame k is step 5k
 
 
 def test_blow_up_by_temperature_is_detected():
@@ -182,8 +182,12 @@ def test_checkpoint_restart_continues_exactly(tmp_path):
     from qdyn.md.trajectory import read_h5md
 
     a, b = read_h5md(tmp_path / "a" / "trajectory.h5"), read_h5md(tmp_path / "b" / "trajectory.h5")
-    assert a["position"].shape == b["position"].shape == (12, 3, 3)
+    # frame 0 (the initial state, t = 0) and 12 sampled frames; the restart added no second frame 0
+    assert a["position"].shape == b["position"].shape == (13, 3, 3)
     np.testing.assert_allclose(a["position"], b["position"], atol=1e-10)
+    np.testing.assert_allclose(b["time"], 2.5 * np.arange(13))
+    np.testing.assert_allclose(a["position"][0], R, atol=1e-12)
+    np.testing.assert_array_equal(full.step, 5 * np.arange(13))
 
 
 def test_bad_input_is_refused_before_compiling():

@@ -231,7 +231,7 @@ MD_ARGS = ["--ensemble", "nvt", "--temperature", "300", "--dt", "0.25", "--strid
 
 @pytest.fixture(scope="module")
 def md_run(tmp_path_factory):
-    """(model run, an MD directory of 20 steps = 2 frames of it)."""
+    """(model run, an MD directory of 20 steps = 3 frames of it: t = 0 and 2 sampled frames)."""
     root = tmp_path_factory.mktemp("md")
     model = _bpnn_run(root / "model", seed=0)
     code, _, r = _cli("md", "--model", model, *MD_ARGS, "--steps", "20", "--out", root / "md")
@@ -252,7 +252,7 @@ REFUSED_MD = [
     ("md into an existing MD run", None, [], "alreadyholdsaqdynMDrun"),
     ("--restart with another model", None, ["--restart", "--model", "OTHER"], "writtenwithanothermodel"),
     ("--restart without its trajectory", _delete_xyz, ["--restart"], "trajectory.xyzmissing"),
-    ("--restart with a truncated trajectory", _cut_xyz, ["--restart"], "complete frames, fewer than the 2"),
+    ("--restart with a truncated trajectory", _cut_xyz, ["--restart"], "complete frames, fewer than the 3"),
     ("--restart with --steps below the steps done", None, ["--restart", "--steps", "10"], "hasdone20steps"),
     ("--restart and --overwrite", None, ["--restart", "--overwrite"], "contradict"),
 ]
@@ -290,9 +290,9 @@ def test_md_restart_keeps_the_frames_and_records_the_model(md_run, tmp_path):
     from qdyn import data
 
     assert (md / "trajectory.xyz").read_bytes().startswith(first)  # the first run's frames untouched
-    assert data.read(md / "trajectory.xyz").n_frames == 4
+    assert data.read(md / "trajectory.xyz").n_frames == 5
     times = [float(t) for t in re.findall(r"time=(\S+)", (md / "trajectory.xyz").read_text())]
-    np.testing.assert_allclose(times, [2.5, 5.0, 7.5, 10.0])  # continued, not started again
+    np.testing.assert_allclose(times, [0.0, 2.5, 5.0, 7.5, 10.0])  # continued, frame 0 not written again
     summary = json.loads((md / "md.json").read_text())
     record = json.loads((md_run[0] / "params.json").read_text())
     assert summary["model"] == {"run": str(md_run[0].resolve()), "params_file_sha256": record["sha256"]}

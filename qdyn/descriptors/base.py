@@ -61,9 +61,10 @@ def make_descriptor(species: Sequence[int], *, kind: Literal["symmetry", "power_
         kind: "symmetry" (Behler G2/G4) or "power_spectrum".
         cutoff: r_c [Å].
         n_radial: radial functions per species.
-        zetas, eta_angular: angular terms of the symmetry functions (-, Å⁻²).
-        l_max, radial_basis: highest spherical-harmonic degree (1..3) and radial basis
-            ("bessel" or "gaussian") of the power spectrum.
+        zetas: angular exponents ζ of the symmetry functions (dimensionless).
+        eta_angular: Gaussian width η of the angular symmetry functions [Å⁻²].
+        l_max: highest spherical-harmonic degree (1..3) of the power spectrum.
+        radial_basis: radial basis of the power spectrum ("bessel" or "gaussian").
 
     Raises:
         QdynInputError: an unknown kind (or bad power-spectrum settings).

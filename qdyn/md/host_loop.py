@@ -83,12 +83,14 @@ def host_loop(
     Args:
         carry: the starting carry (a good state).
         run_block: ``(carry, frames) -> (new_carry, frames_out, overflowed: bool)``.
-        n_frames: total frames of the run.  frames_per_block: frames per block (the last
-            block may be shorter).  stride: steps per frame (for messages).
+        n_frames: total frames of the run.
+        frames_per_block: frames per block (the last block may be shorter).
+        stride: steps per frame (for messages).
         check: ``(new_carry, frames_out) -> str | None``: what is wrong with the new state.
         record: ``(carry, frames_out, frames_done) -> dict``: keep / write the frames;
             returns the progress information of this block.
-        what, hint: name of the dynamics and advice, for the blow-up message.
+        what: name of the dynamics, for the blow-up message.
+        hint: advice appended to the blow-up message.
         frames_done: frames already done (restart).
         reallocate: ``(carry, attempt) -> carry`` with new neighbour lists (attempt 1, 2, ...).
         state_of: the state inside a carry (attached to :class:`BlowUpError`).

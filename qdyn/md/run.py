@@ -59,7 +59,9 @@ class MDResult(NamedTuple):
 
     Attributes:
         state: the final batched JAX-MD state.
-        step: [F] step index of every frame.  time_fs: [F] fs.
+        step: [F] step index of every frame; frame 0 of a fresh run is the initial state
+            (step 0, t = 0), as in the trajectory files; a restart returns the frames it ran.
+        time_fs: [F] fs.
         potential, kinetic, total: [F, Rp] eV.  temperature: [F, Rp] K.
         position, velocity: [F, S, n, 3] Å and Å/fs for the S stored replicas.
         stored_replicas: their indices.
@@ -190,6 +192,9 @@ class _Programs:
             return energy_fn(R, params=params if bias is None else params[0], system=system_now, neighbor=nbr)
 
         self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, p_axes)))
+        # Cartesian positions and cell of a batched state (the initial frame; NPT integrates
+        # fractional positions)
+        self.observe = jax.jit(jax.vmap(integ.observe, in_axes=(0, 0)))
         self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames, bias=bias))
         self.kinetic = jax.jit(momenta.kinetic_energy)
         self.compiled = {}
@@ -392,12 +397,15 @@ def run_md(
     params_sha256 = arrays_sha256(parallel.to_host(x) for x in jax.tree_util.tree_leaves(params))
     meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride, params_sha256)
     frames_start = 0
+    # frame 0 is the initial state (t = 0); checkpoints written before it was stored record
+    # no "initial_frame", and their trajectory files continue without one
+    initial_frame = True
     stored = list(range(min(store_replicas, replicas)))
     if restart:
         if bias is None:
-            states, frames_start = _restore(out / "checkpoint.npz", states, meta(0, 0))
+            states, frames_start, initial_frame = _restore(out / "checkpoint.npz", states, meta(0, 0))
         else:
-            (states, bsts), frames_start = _restore(out / "checkpoint.npz", (states, bsts), meta(0, 0))
+            (states, bsts), frames_start, initial_frame = _restore(out / "checkpoint.npz", (states, bsts), meta(0, 0))
         if frames_start > n_frames:
             raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
                                  f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
@@ -410,12 +418,14 @@ def run_md(
         states, nbrs, bsts = parallel.put_sharded((states, nbrs, bsts), mesh)
         pe0 = progs.potential(states, batched_sys, nbrs, with_bias(params, bsts))
     writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
-                            variable_cell=ensemble == "npt", keep_frames=frames_start)
+                            variable_cell=ensemble == "npt", keep_frames=frames_start + int(initial_frame and restart))
     mass_j = jnp.asarray(mass)
     e_ref = parallel.to_host(pe0) + np.asarray(progs.kinetic(parallel.to_host(states.momentum), mass_j))
     clock = _Clock()
     recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
                          writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
+    if not restart:  # a restart continues files that already hold frame 0
+        recorder.initial(_initial_frame(progs, states, batched_sys, pe0, mass_j, dof, bias, bsts))
 
     def run_block(carry, frames):
         # on a mesh: the carry back on the replica split the block was compiled for (a no-op
@@ -545,7 +555,8 @@ def _spread(neighbor_fn, template, Rp):
 
 
 def _restore(path: Path, template, expected: dict):
-    """(state, frames done) from a checkpoint written by this kind of run with these params."""
+    """(state, frames done by blocks, whether the trajectory files start with the initial frame)
+    from a checkpoint written by this kind of run with these params."""
     if not path.exists():
         raise QdynInputError(f"restart=True but {path} does not exist")
     state, meta = load_state(path, template)
@@ -557,7 +568,7 @@ def _restore(path: Path, template, expected: dict):
         raise QdynInputError(f"{path}: the checkpoint was written with another model (params sha256 "
                              f"{recorded[:12]}…, this run's {expected['params_sha256'][:12]}…); restart with the "
                              "model that started the run, or start a new run elsewhere")
-    return state, int(meta["frames"])
+    return state, int(meta["frames"]), bool(meta.get("initial_frame", False))
 
 
 def _trajectory_files(out: Path, formats, stored) -> list[tuple[Optional[int], Path]]:
@@ -612,6 +623,22 @@ class _HostFrames(NamedTuple):
     bias: Optional[np.ndarray] = None
 
 
+def _initial_frame(progs: _Programs, states, systems, pe0, mass, dof: int, bias, bias_states) -> _HostFrames:
+    """The initial state as one frame (leading axis 1) in the layout of a block's frames."""
+    R, system_now = progs.observe(states, systems)
+    R, P, box, pe0 = parallel.tree_to_host((R, states.momentum, system_now.box, pe0))
+    KE = np.asarray(progs.kinetic(P, mass))
+    cv = bias_energy = None
+    if bias is not None:  # the CVs and bias of frame 0 too, so they line up with the positions
+        boxes = [None] * len(R) if box is None else list(box)
+        cv = np.stack([np.asarray(bias.cv(jnp.asarray(r), b)) for r, b in zip(R, boxes)])[None]
+        one_state = lambda i: jax.tree_util.tree_map(lambda x: x[i], bias_states)  # noqa: E731
+        bias_energy = np.stack([np.asarray(bias.energy(jnp.asarray(r), b, one_state(i)))
+                                for i, (r, b) in enumerate(zip(R, boxes))])[None]
+    return _HostFrames(R[None], P[None], pe0[None], KE[None], (2.0 * KE / (dof * units.KB_EV_PER_K))[None],
+                       None if box is None else box[None], cv, bias_energy)
+
+
 class _Clock:
     """Compile time apart from run time: the run clock starts after the first compilation."""
 
@@ -638,9 +665,23 @@ class _Recorder:
         self.frames_start = frames_start
         self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell", "cv", "bias")}
 
+    def initial(self, host: _HostFrames) -> None:
+        """Keep and write the initial state as frame 0 (step 0, t = 0)."""
+        self._keep(np.zeros(1, dtype=np.int64), host)
+
     def __call__(self, carry, host: _HostFrames, frames_done: int) -> dict:
-        stored, F = self.stored, host.R.shape[0]
-        f_steps = self.stride * (frames_done - F + 1 + np.arange(F))
+        F = host.R.shape[0]
+        self._keep(self.stride * (frames_done - F + 1 + np.arange(F)), host)
+        step = frames_done * self.stride
+        steps_run = (frames_done - self.frames_start) * self.stride
+        elapsed = max(time.perf_counter() - self.clock.t_loop, 1e-9)
+        return {"step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
+                "temperature_K": float(host.T[-1].mean()),
+                "drift_eV": float(np.mean(host.PE[-1] + host.KE[-1] - self.e_ref)),
+                "ns_per_day": steps_run * self.dt_fs * 1e-6 / (elapsed / 86400.0)}
+
+    def _keep(self, f_steps, host: _HostFrames) -> None:
+        stored = self.stored
         V = host.P[:, stored] / self.mass[None, stored, :, None] / units.TIME_UNIT_FS
         cell = None
         if host.box is not None:
@@ -652,13 +693,6 @@ class _Recorder:
             if v is not None:
                 self.rec[k].append(v)
         self._write(f_steps, host, V, cell)
-        step = frames_done * self.stride
-        steps_run = (frames_done - self.frames_start) * self.stride
-        elapsed = max(time.perf_counter() - self.clock.t_loop, 1e-9)
-        return {"step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
-                "temperature_K": float(host.T[-1].mean()),
-                "drift_eV": float(np.mean(host.PE[-1] + host.KE[-1] - self.e_ref)),
-                "ns_per_day": steps_run * self.dt_fs * 1e-6 / (elapsed / 86400.0)}
 
     def _write(self, f_steps, host: _HostFrames, V, cell):
         t_fs = f_steps * self.dt_fs
@@ -711,7 +745,7 @@ def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_
 
 def _meta(integ, dt_fs, replicas, stride, params_sha256, step, frames):
     return {"ensemble": integ.ensemble, "dt_fs": float(dt_fs), "replicas": replicas, "stride": stride,
-            "params_sha256": params_sha256,
+            "params_sha256": params_sha256, "initial_frame": True,
             "step": int(step), "frames": int(frames), "units": "Å, amu, eV; momentum amu·Å/τ, τ = "
             f"{units.TIME_UNIT_FS} fs"}
 

@@ -106,7 +106,7 @@ def strained(R, system: System, strain):
 
 def energy_forces_stress_fn(apply: Callable) -> Callable:
     """``(params, R, system) -> (E, F, stress)`` for a periodic ``system``: ``F = -∂E/∂R``
-    [eV/Å] and ``stress = (1/V) ∂E/∂ε`` [eV/Å³] [3, 3] at zero strain ε (positions and cell
+    [eV/Å] and ``stress = (1/V) ∂E/∂ε`` [eV/Å³], shape ``[3, 3]``, at zero strain ε (positions and cell
     deformed together, :func:`strained`), symmetrised; ASE's sign (negative under
     compression, pressure = -trace/3). Pure, not jitted."""
 

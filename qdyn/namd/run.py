@@ -177,11 +177,15 @@ def run_fssh(
         initial_state: adiabatic state every trajectory starts on (c = that unit vector).
         replicas: number of trajectories (required with ``sampler``; else from ``R0``).
         sampler: ``sample(key) -> (R, V)`` (:mod:`qdyn.namd.sampling`), or
-        R0, V0: [replicas, ...] Å and Å/fs, explicit initial conditions.
+        R0: [replicas, ...] Å, explicit initial positions.
+        V0: [replicas, ...] Å/fs, explicit initial velocities.
         stride: steps between recorded frames.
         frames_per_block: frames per compiled block (between host checks).
-        n_substeps, decoherence, edc_C_eV, frustrated, gap_regularization: see
-            :func:`qdyn.namd.fssh.fssh`.
+        n_substeps: electronic substeps per nuclear step (see :func:`qdyn.namd.fssh.fssh`).
+        decoherence: ``"edc"`` (energy-based decoherence) or ``"none"``.
+        edc_C_eV: the EDC parameter C [eV].
+        frustrated: frustrated-hop policy, ``"keep"``, ``"reverse"`` or ``"gradV"``.
+        gap_regularization: ε [eV] of the regularised inverse gap in the NACs.
         stop_when: host callable on the batched state after each block; True ends the run
             early (e.g. every trajectory has left the interaction region).
         keep_positions: return every recorded frame's positions (``positions``; host memory

@@ -93,6 +93,22 @@ class UncertaintyConfig(_Strict):
     laplace: LaplaceConfig = Field(default_factory=LaplaceConfig, description="settings of method: laplace")
 
 
+class MLflowConfig(_Strict):
+    """MLflow tracking of a training run (needs the ``mlflow`` package)."""
+
+    enabled: bool = Field(False, description="log the config and every epoch's metrics to MLflow")
+    experiment: str = Field("qdyn", min_length=1, description="MLflow experiment name")
+    tracking_uri: Optional[str] = Field(
+        None, description="MLflow tracking URI, e.g. file:./mlruns or http://host:5000 (default: MLflow's own)")
+
+
+class LoggingConfig(_Strict):
+    """Live trackers beside the always-written history.csv (:mod:`qdyn.train.trackers`)."""
+
+    tensorboard: bool = Field(False, description="TensorBoard event files in RUN/tensorboard (needs tensorboardX)")
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="MLflow tracking")
+
+
 class TrainConfig(_Strict):
     model: ModelSection = Field(default_factory=SiVQLMConfig, description="the model; family selects the rest of the section")
     data: DataConfig = Field(default_factory=DataConfig, description="dataset and split")
@@ -109,6 +125,7 @@ class TrainConfig(_Strict):
         1, description="devices the batch is split over (data parallel, docs/parallel.md): a count or all; "
                        "batches are padded with zero-weight frames to a multiple of it")
     uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig, description="uncertainty estimate fitted with the model (none, ensemble, laplace)")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="live trackers besides history.csv: tensorboard, mlflow")
 
     @model_validator(mode="after")
     def _stages_fit(self):
@@ -165,7 +182,8 @@ def template_yaml() -> str:
 #: batch size, seeds, stages) must match the run's recorded config. Changing ``epochs``
 #: stretches the learning-rate schedule and the loss-weight ramps to the new length from
 #: the step where the run continues.
-RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "early_stopping_patience", "devices")
+RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "early_stopping_patience", "devices", "logging.tensorboard",
+                    "logging.mlflow.enabled", "logging.mlflow.experiment", "logging.mlflow.tracking_uri")
 
 
 def _flatten(d, prefix: str = "") -> dict:

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Sequence
 
 from ..data.io import atomic_write_text
 from .metrics import learning_curve
@@ -35,18 +36,27 @@ def _rows_text(records, *, header: bool) -> str:
 
 
 class HistoryLog:
-    """The run's per-epoch log files in ``out``, starting from ``history`` (resumed epochs)."""
+    """The run's per-epoch log files in ``out``, starting from ``history`` (resumed epochs),
+    and the optional live trackers (:mod:`qdyn.train.trackers`) each row also goes to."""
 
-    def __init__(self, out: Path, history: list[dict]):
+    def __init__(self, out: Path, history: list[dict], trackers: Sequence = ()):
         self.out = Path(out)
         self.csv_path = self.out / "history.csv"
+        self.trackers = list(trackers)
         atomic_write_text(self.csv_path, _rows_text(history, header=True))
 
     def append(self, record: dict) -> None:
-        """Add one epoch's row and flush it to the file."""
+        """Add one epoch's row, flush it to the file and pass it to the trackers."""
         with open(self.csv_path, "a") as fh:
             fh.write(_rows_text([record], header=False))
             fh.flush()
+        for tracker in self.trackers:
+            tracker.log_epoch(record)
+
+    def close(self) -> None:
+        """Close the trackers (the CSV is closed after every row)."""
+        for tracker in self.trackers:
+            tracker.close()
 
     def refresh(self, history: list[dict]) -> None:
         refresh_history(self.out, history)

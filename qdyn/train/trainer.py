@@ -36,6 +36,7 @@ from .. import rundir
 from ..data.io import atomic_write_text
 from .batches import Batch, batches_of, make_batch
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, config_differences
+from . import trackers
 from .logs import HistoryLog, refresh_history
 from .losses import make_loss_fn, make_multistate_loss_fn
 from .metrics import error_metrics, multistate_metrics, parity_plot
@@ -459,6 +460,7 @@ def train(
         _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
     mesh = parallel.make_mesh(None if cfg.devices == 1 else cfg.devices)  # more devices than there are: refused
     _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
+    trackers.check_available(cfg.logging)
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
         if not resume:
@@ -483,7 +485,8 @@ def train(
     if not resume or resolved != meta["config"]:
         # written once at a fresh start; again only when a resume changed a resumable field
         atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    log = HistoryLog(out, history)
+    log = HistoryLog(out, history, trackers.open_trackers(cfg.logging, out, config=resolved,
+                                                           first_epoch=len(history), resume=resume))
 
     def save_checkpoint():
         c = state["counters"]
@@ -502,6 +505,7 @@ def train(
         save_checkpoint()
     finally:
         bar.stop()
+        log.close()
     # An interrupted run returns where it stopped; a finished one its best (validation) params.
     final = state["params"] if interrupted or not np.isfinite(float(state["best_val"])) else state["best_params"]
     final = parallel.tree_to_host(final) if cfg.devices != 1 else final  # off the mesh, for metrics and files
