@@ -32,6 +32,7 @@ from ..validation import QdynInputError
 from . import momenta
 from .host_loop import host_loop
 from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
+from .watchdog import Watchdog, WatchLog
 
 
 class Frames(NamedTuple):
@@ -41,6 +42,10 @@ class Frames(NamedTuple):
         position: [F, Rp, n, 3] Å.  momentum: [F, Rp, n, 3] amu·Å/τ.
         potential: [F, Rp] eV.  overflow: [Rp] bool, neighbour list overflowed in the block.
         box: [F, Rp, 3, 3] Å, the cell of each frame (None in free space).
+        energy_std: [F, Rp] eV, the watchdog's energy σ of every frame (None without one;
+            NaN on frames of a replica stopped before them).
+        force_std: [F, Rp] eV/Å, its largest per-atom force σ.
+        stopped: [F, Rp] bool, the replica is frozen at this frame (:mod:`qdyn.md.watchdog`).
     """
 
     position: jax.Array
@@ -48,6 +53,9 @@ class Frames(NamedTuple):
     potential: jax.Array
     overflow: jax.Array
     box: Optional[jax.Array] = None
+    energy_std: Optional[jax.Array] = None
+    force_std: Optional[jax.Array] = None
+    stopped: Optional[jax.Array] = None
 
 
 class MDResult(NamedTuple):
@@ -61,6 +69,11 @@ class MDResult(NamedTuple):
         stored_replicas: their indices.
         volume: [F, Rp] Å³ cell volume of every frame (periodic runs; None in free space).
         cell: [F, S, 3, 3] Å cell of the stored replicas (periodic runs; None in free space).
+        energy_std: [F, Rp] eV, the watchdog's energy σ of every frame of every replica (NaN
+            where a replica is stopped); None without a watchdog.
+        force_std: [F, Rp] eV/Å, its largest per-atom force σ.
+        watchdog: thresholds, stopped replicas, stop events (when, why, the frame file) and σ
+            per block (:class:`qdyn.md.watchdog.WatchLog`); None without a watchdog.
         dof: degrees of freedom used for temperatures.
         n_reallocations: neighbour-list reallocations (each redid a block).
         timings: compile_s, run_s, steps_per_s, molecule_steps_per_s, ns_per_day.
@@ -83,10 +96,14 @@ class MDResult(NamedTuple):
     out_dir: Optional[Path]
     volume: Optional[np.ndarray] = None
     cell: Optional[np.ndarray] = None
+    energy_std: Optional[np.ndarray] = None
+    force_std: Optional[np.ndarray] = None
+    watchdog: Optional[dict] = None
 
 
-def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int) -> Callable:
-    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems)``.
+def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int,
+               sigma_fn: Optional[Callable] = None) -> Callable:
+    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems, watch)``.
 
     Args:
         integrator: from :func:`~qdyn.md.integrators.make_integrator`.
@@ -94,14 +111,18 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
             potential energy of sampled frames).
         stride: steps between sampled frames.
         frames: frames per block (the block runs ``stride × frames`` steps).
+        sigma_fn: the uncertainty of one configuration (:class:`qdyn.md.watchdog.Watchdog`);
+            with it, every sampled frame is checked and a replica past a threshold is frozen
+            at its last trusted frame.
 
     Returns:
-        ``block(states, neighbors, params, systems) -> (states, neighbors, Frames)`` where
-        states, neighbours (or None) and systems carry a leading replica axis and params do
-        not (shared by all replicas).
+        ``block(states, neighbors, params, systems, watch=None) -> (states, neighbors, Frames)``
+        where states, neighbours (or None) and systems carry a leading replica axis and params do
+        not (shared by all replicas); ``watch`` is ``(stopped [Rp] bool, thresholds [2],
+        sigma_params)`` when ``sigma_fn`` is given.
     """
 
-    def one(state, nbr, system, params):
+    def one(state, nbr, system, params, watch):
         def step(carry, _):
             state, nbr = carry
             state = integrator.step(state, params=params, system=system, neighbor=nbr)
@@ -110,23 +131,48 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
             return (state, nbr), None
 
         def frame(carry, _):
-            carry, _ = jax.lax.scan(step, carry, None, length=stride)
-            state, nbr = carry
+            state0, nbr0, stopped = carry
+            (state, nbr), _ = jax.lax.scan(step, (state0, nbr0), None, length=stride)
+            sigma = None
+            if sigma_fn is not None:
+                state, nbr, stopped, sigma = _watch_frame(state0, nbr0, state, nbr, stopped, system, params, watch)
             # Cartesian positions and the current cell (NPT integrates fractional ones)
             R, system_now = integrator.observe(state, system)
             pe = energy_fn(R, params=params, system=system_now, neighbor=nbr)
-            return carry, (R, state.momentum, pe, system_now.box)
+            return (state, nbr, stopped), (R, state.momentum, pe, system_now.box, sigma, stopped)
 
-        (state, nbr), (R, P, PE, box) = jax.lax.scan(frame, (state, nbr), None, length=frames)
+        stopped0 = watch[0] if sigma_fn is not None else jnp.zeros((), bool)
+        (state, nbr, _), (R, P, PE, box, sigma, stopped) = jax.lax.scan(frame, (state, nbr, stopped0), None,
+                                                                          length=frames)
         overflow = nbr.did_buffer_overflow if nbr is not None else jnp.zeros((), bool)
-        return state, nbr, R, P, PE, overflow, box
+        return state, nbr, R, P, PE, overflow, box, sigma, stopped
 
-    def block(states, neighbors, params, systems):
-        out = jax.vmap(one, in_axes=(0, 0, 0, None))(states, neighbors, systems, params)
-        state, nbr, R, P, PE, overflow, box = out
+    def _watch_frame(state0, nbr0, state, nbr, stopped, system, params, watch):
+        """σ of the new frame; a replica past a threshold goes back to the frame before and
+        stays there (frames of an already stopped replica report σ NaN)."""
+        from .watchdog import over_threshold
+
+        _, thresholds, sigma_params = watch
+        R, system_now = integrator.observe(state, system)
+        s_E, s_F = sigma_fn(sigma_params, params, R, system_now, nbr)
+        bad, max_F = over_threshold(s_E, jnp.where(system.mask, s_F, 0.0), jnp.sum(system.mask), thresholds)
+        frozen = stopped | bad
+        keep = lambda old, new: jnp.where(frozen, old, new)  # noqa: E731
+        state = jax.tree_util.tree_map(keep, state0, state)
+        if nbr is not None:
+            nbr = jax.tree_util.tree_map(keep, nbr0, nbr)
+        nan = jnp.full_like(s_E, jnp.nan)
+        return state, nbr, frozen, (jnp.where(stopped, nan, s_E), jnp.where(stopped, nan, max_F))
+
+    def block(states, neighbors, params, systems, watch=None):
+        axes = (0, None, None) if sigma_fn is not None else None
+        out = jax.vmap(one, in_axes=(0, 0, 0, None, axes))(states, neighbors, systems, params, watch)
+        state, nbr, R, P, PE, overflow, box, sigma, stopped = out
         # frames first, then replicas
-        fr = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), (R, P, PE, box))
-        return state, nbr, Frames(fr[0], fr[1], fr[2], overflow, fr[3])
+        fr = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), (R, P, PE, box, sigma, stopped))
+        s_E, s_F = fr[4] if sigma_fn is not None else (None, None)
+        return state, nbr, Frames(fr[0], fr[1], fr[2], overflow, fr[3], s_E, s_F,
+                                  fr[5] if sigma_fn is not None else None)
 
     return block
 
@@ -140,7 +186,7 @@ class _Programs:
     """
 
     def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
-                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs):
+                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs, sigma_fn=None):
         self.integ = make_integrator(energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
                                      temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs,
                                      degrees_of_freedom=dof, pressure_bar=pressure_bar,
@@ -160,7 +206,7 @@ class _Programs:
             return energy_fn(R, params=params, system=system_now, neighbor=nbr)
 
         self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, None)))
-        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames))
+        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames, sigma_fn=sigma_fn))
         self.kinetic = jax.jit(momenta.kinetic_energy)
         self.compiled = {}
 
@@ -235,6 +281,7 @@ def run_md(
     checkpoint_every: int = 10,
     restart: bool = False,
     max_temperature_K: Optional[float] = None,
+    watchdog: Optional[Watchdog] = None,
     progress: Optional[Callable[[dict], None]] = _default_progress,
     progress_every_s: float = 5.0,
     provenance: Optional[dict] = None,
@@ -276,6 +323,11 @@ def run_md(
         restart: continue from ``out_dir/checkpoint.npz``.
         max_temperature_K: blow-up threshold on any replica's temperature (default
             ``max(20 T, 2000 K)``).
+        watchdog: uncertainty thresholds (:func:`qdyn.md.watchdog.make_watchdog`): σ is
+            checked at every sampled frame inside the compiled block; a replica past a
+            threshold is frozen at its last trusted frame (written to
+            ``out_dir/stopped_rNNNN.xyz``), the others go on, and the run ends when all
+            have stopped. σ per block and the stop events go to ``md.json`` and the result.
         progress: callback with a dict (step, n_steps, time_ps, temperature_K, drift_eV,
             ns_per_day), or None for silence.
         progress_every_s: seconds between progress calls.
@@ -319,7 +371,8 @@ def run_md(
     def programs(fpb):
         return _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
                          float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs))
+                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs),
+                         None if watchdog is None else watchdog.sigma_fn)
 
     progs = programs(fpb)
     batched_sys = stack(systems)
@@ -340,8 +393,9 @@ def run_md(
     meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride, params_sha256)
     frames_start = 0
     stored = list(range(min(store_replicas, replicas)))
+    restored_watch = None
     if restart:
-        states, frames_start = _restore(out / "checkpoint.npz", states, meta(0, 0))
+        states, frames_start, restored_watch = _restore(out / "checkpoint.npz", states, meta(0, 0))
         if frames_start > n_frames:
             raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
                                  f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
@@ -359,17 +413,27 @@ def run_md(
     clock = _Clock()
     recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
                          writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
+    watch = None
+    if watchdog is not None:
+        watch = WatchLog(watchdog, replicas=replicas, n_atoms=int(np.sum(systems[0].mask)), stride=stride,
+                         dt_fs=float(dt_fs), species=np.asarray(systems[0].species), masses=mass, box=sp.box,
+                         out=out, restored=restored_watch)
+        recorder.watch = watch
 
     def run_block(carry, frames):
         states, nbrs = carry
-        fn, compile_s = progs.compiled_block(states, nbrs, params, batched_sys)
+        args = (states, nbrs, params, batched_sys) + ((watch.watch_args(),) if watch is not None else ())
+        fn, compile_s = progs.compiled_block(*args)
         clock.compiled(compile_s)
-        new_states, new_nbrs, fr = fn(states, nbrs, params, batched_sys)
+        new_states, new_nbrs, fr = fn(*args)
         if nbrs is not None and bool(np.any(np.asarray(fr.overflow))):
             return carry, None, True
         KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
+        sigma = (None,) * 3 if watch is None else tuple(np.asarray(x) for x in (fr.energy_std, fr.force_std,
+                                                                                 fr.stopped))
         host = _HostFrames(np.asarray(fr.position), np.asarray(fr.momentum), np.asarray(fr.potential), KE,
-                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box))
+                           2.0 * KE / (dof * units.KB_EV_PER_K), None if fr.box is None else np.asarray(fr.box),
+                           *sigma)
         return (new_states, new_nbrs), host, False
 
     def reallocate(carry, attempt):
@@ -379,7 +443,13 @@ def run_md(
         return states, _allocate(neighbor_fn, np.asarray(states.position), extra)
 
     def save(name):
-        return lambda carry, frames: save_state(out / name, carry[0], meta(frames * stride, frames))
+        def write(carry, frames):
+            m = meta(frames * stride, frames)
+            if watch is not None:
+                m["watchdog"] = watch.state()
+            return save_state(out / name, carry[0], m)
+
+        return write
 
     try:
         loop = host_loop(
@@ -390,16 +460,21 @@ def run_md(
             hint="Try a smaller dt_fs, check the model on this geometry, or lower the temperature.",
             save_last_good=None if out is None else save("last_good.npz"),
             checkpoint=None if out is None else save("checkpoint.npz"), checkpoint_every=checkpoint_every,
+            stop_when=None if watch is None else (lambda _state: watch.all_stopped),
             progress=progress, progress_every_s=progress_every_s)
     finally:
         for _, w in writers:
             w.close()
     steps_run = (loop.frames_done - frames_start) * stride
     result = recorder.result(loop.carry[0], loop.n_reallocations, steps_run, replicas, t_start, out)
+    extra = {}
+    if watch is not None:
+        extra["watchdog"] = watch.summary()
+        result = result._replace(watchdog=extra["watchdog"])
     if out is not None:
         _write_summary(out / "md.json", result, progs.integ, mass, dt_fs=dt_fs, n_steps=n_steps, replicas=replicas,
                        temperature_K=temperature_K, pressure_bar=pressure_bar,
-                       provenance={**(provenance or {}), "params_sha256": params_sha256})
+                       provenance={**(provenance or {}), "params_sha256": params_sha256, **extra})
     return result
 
 
@@ -456,7 +531,8 @@ def _spread(neighbor_fn, template, Rp):
 
 
 def _restore(path: Path, template, expected: dict):
-    """(state, frames done) from a checkpoint written by this kind of run with these params."""
+    """(state, frames done, watchdog state or None) from a checkpoint written by this kind of
+    run with these params."""
     if not path.exists():
         raise QdynInputError(f"restart=True but {path} does not exist")
     state, meta = load_state(path, template)
@@ -468,7 +544,7 @@ def _restore(path: Path, template, expected: dict):
         raise QdynInputError(f"{path}: the checkpoint was written with another model (params sha256 "
                              f"{recorded[:12]}…, this run's {expected['params_sha256'][:12]}…); restart with the "
                              "model that started the run, or start a new run elsewhere")
-    return state, int(meta["frames"])
+    return state, int(meta["frames"]), meta.get("watchdog")
 
 
 def _trajectory_files(out: Path, formats, stored) -> list[tuple[Optional[int], Path]]:
@@ -519,6 +595,9 @@ class _HostFrames(NamedTuple):
     KE: np.ndarray
     T: np.ndarray
     box: Optional[np.ndarray]
+    energy_std: Optional[np.ndarray] = None
+    force_std: Optional[np.ndarray] = None
+    stopped: Optional[np.ndarray] = None
 
 
 class _Clock:
@@ -545,10 +624,19 @@ class _Recorder:
         self.stored, self.mass, self.dt_fs, self.stride, self.dof = stored, mass, dt_fs, stride, dof
         self.n_steps, self.writers, self.e_ref, self.clock = n_steps, writers, e_ref, clock
         self.frames_start = frames_start
-        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell")}
+        self.watch = None  # a WatchLog when the run has a watchdog
+        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell", "sE", "sF")}
 
     def __call__(self, carry, host: _HostFrames, frames_done: int) -> dict:
         stored, F = self.stored, host.R.shape[0]
+        watched = {}
+        if self.watch is not None:
+            s_E, s_F = self.watch.record(host.energy_std, host.force_std, host.stopped, host.R, host.P, host.PE,
+                                         frames_done)
+            self.rec["sE"].append(s_E)
+            self.rec["sF"].append(s_F)
+            watched = {"max_force_std": self.watch.blocks[-1]["max_force_std_eV_per_A"],
+                       "stopped": len(self.watch.events)}
         f_steps = self.stride * (frames_done - F + 1 + np.arange(F))
         V = host.P[:, stored] / self.mass[None, stored, :, None] / units.TIME_UNIT_FS
         cell = None
@@ -562,7 +650,7 @@ class _Recorder:
         step = frames_done * self.stride
         steps_run = (frames_done - self.frames_start) * self.stride
         elapsed = max(time.perf_counter() - self.clock.t_loop, 1e-9)
-        return {"step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
+        return {**watched, "step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
                 "temperature_K": float(host.T[-1].mean()),
                 "drift_eV": float(np.mean(host.PE[-1] + host.KE[-1] - self.e_ref)),
                 "ns_per_day": steps_run * self.dt_fs * 1e-6 / (elapsed / 86400.0)}
@@ -596,7 +684,8 @@ class _Recorder:
             temperature=2.0 * ke / (self.dof * units.KB_EV_PER_K) if len(ke) else ke,
             position=cat("R"), velocity=cat("V"), stored_replicas=self.stored, dof=self.dof,
             n_reallocations=n_reallocations, timings=timings, out_dir=out,
-            volume=cat("vol") if rec["vol"] else None, cell=cat("cell") if rec["cell"] else None)
+            volume=cat("vol") if rec["vol"] else None, cell=cat("cell") if rec["cell"] else None,
+            energy_std=cat("sE") if rec["sE"] else None, force_std=cat("sF") if rec["sF"] else None)
 
 
 def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_fs, n_steps, replicas,
