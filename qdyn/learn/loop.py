@@ -144,10 +144,11 @@ def _select(cfg: LearnConfig, r: int, rdir: Path, model, cand: dict, train_R, sy
     if done.exists():
         return load_npz(done)["R"]
     s = cfg.select
-    n_left = max(s.n_per_round - len(cand["trusted"]), 0)
-    forced = cand["trusted"][: s.n_per_round] if s.method == "uncertainty" else cand["trusted"][:0]
+    # replicas stopped at their first frame all share the start structure: label it once
+    trusted = np.unique(cand["trusted"], axis=0) if len(cand["trusted"]) else cand["trusted"]
+    forced = trusted[: s.n_per_round] if s.method == "uncertainty" else trusted[:0]
+    n_left = s.n_per_round - len(forced)
     if s.method == "random":
-        n_left = s.n_per_round
         idx = select_random(cand["sigma"], n_left, seed=s.seed + r)
     else:
         X = frame_descriptors(model, cand["R"], system)
