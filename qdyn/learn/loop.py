@@ -172,12 +172,18 @@ def _label(cfg: LearnConfig, rdir: Path, R, Z_row, labeler, progress) -> tuple[o
     configs = Dataset(R=np.asarray(R, float), Z=np.broadcast_to(Z_row, (len(R), len(Z_row))).copy(),
                       source=str(rdir / "selected.npz"))
     t = time.perf_counter()
+    cached = {}
+
+    def count(done, total, n_from_cache):
+        cached["n"] = n_from_cache
+        if progress is not None:
+            progress(done, total, n_from_cache)
+
     labelled = label_dataset(configs, labeler, workers=cfg.labeler.workers, cache_dir=cfg.labeler.cache_dir,
-                             progress=progress)
+                             progress=count)
     kept, failed = labelled.drop_failed()
-    info = labelled.metadata.get("labelling", {})
     record = {"labels_added": int(kept.n_frames), "labels_failed": int(len(failed)),
-              "label_seconds": time.perf_counter() - t, "from_cache": info.get("n_from_cache")}
+              "label_seconds": time.perf_counter() - t, "from_cache": cached.get("n", 0)}
     kept.metadata["learn_label_record"] = record
     write(kept, done)
     return kept, record
