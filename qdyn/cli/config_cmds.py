@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-_KIND_HELP = "Which config: train (qdyn train --config) or md (qdyn md --config)."
+_KIND_HELP = "Which config: train (qdyn train --config), md (qdyn md --config) or learn (qdyn learn --config)."
 
 
 def _kind(kind: str) -> str:
