@@ -174,15 +174,21 @@ def main():
             payload = {**machine_info(), "load_average_at_start": load, "settings": vars(args) | {"work": str(args.work)},
                        "model": MODEL, "runs": [{"method": m, "seed": s, "rows": r} for (m, s), r in runs.items()],
                        "seconds": time.perf_counter() - t0}
-            save("active_learning_h2o", payload)  # after every run: an interrupted benchmark keeps what it measured
+            # after every run: an interrupted benchmark keeps (and shows) what it measured
+            save("active_learning_h2o", payload)
+            _publish(runs, args, load, time.perf_counter() - t0)
+    print(json.dumps({"out": str(out)}, indent=2))
+
+
+def _publish(runs: dict, args, load, seconds: float) -> None:
     plot(RESULTS / "active_learning_h2o.png", runs)
+    done = sorted({s for _, s in runs})
     text = (f"`python benchmarks/active_learning_h2o.py --mode {args.mode} --rounds {args.rounds} --per-round "
             f"{args.per_round} --epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}` "
-            f"(load average at start {load[0]:.1f}; {time.perf_counter() - t0:.0f} s)\n\n" + table(runs) +
-            "\n\n![active learning](results/active_learning_h2o.png)")
+            f"(seeds finished so far: {done}; load average at start {load[0]:.1f}; {seconds:.0f} s)\n\n"
+            + table(runs) + "\n\n![active learning](results/active_learning_h2o.png)")
     update_readme_section("active_learning_h2o", "### Active learning, H2O B3LYP/def2-SVP: uncertainty vs random",
                           text)
-    print(json.dumps({"out": str(out)}, indent=2))
 
 
 if __name__ == "__main__":
