@@ -32,7 +32,7 @@ from ..validation import QdynInputError
 from . import momenta
 from .host_loop import host_loop
 from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
-from .watchdog import Watchdog, WatchLog
+from .watchdog import Watchdog, WatchLog, over_threshold
 
 
 class Frames(NamedTuple):
@@ -150,8 +150,6 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
     def _watch_frame(state0, nbr0, state, nbr, stopped, system, params, watch):
         """σ of the new frame; a replica past a threshold goes back to the frame before and
         stays there (frames of an already stopped replica report σ NaN)."""
-        from .watchdog import over_threshold
-
         _, thresholds, sigma_params = watch
         R, system_now = integrator.observe(state, system)
         s_E, s_F = sigma_fn(sigma_params, params, R, system_now, nbr)
