@@ -12,10 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from qdyn.cli.app import app
-from qdyn.data import load_shipped
+from qdyn.data import Dataset, load_shipped
 from qdyn.md import BlowUpError, make_watchdog, model_energy_fn, run_md
 from qdyn.structures import water
 from qdyn.train import parse_config, train
+from qdyn.uncertainty import predict_with_uncertainty
 
 THRESHOLD = 1.0  # eV/Å, per-atom force σ
 MD = {"ensemble": "nvt", "dt_fs": 0.5, "temperature_K": 300.0, "replicas": 3, "stride": 10, "frames_per_block": 10,
@@ -93,6 +94,30 @@ def test_trained_ensemble_runs_through(ensembles):
     assert res.watchdog["events"] == [] and len(res.step) == 40
     assert np.all(np.isfinite(res.force_std)) and 0 < res.force_std.max() < THRESHOLD
     assert _oh(res.position).max() < 1.3
+    # the σ the block computed is the one qdyn.uncertainty predicts for those frames
+    frames = Dataset(R=res.position[:3].reshape(-1, 3, 3), Z=np.tile(np.asarray(system.species), (9, 1)))
+    pred = predict_with_uncertainty(model, params, frames)
+    np.testing.assert_allclose(res.force_std[:3].ravel(), pred.F_std.max(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(res.energy_std[:3].ravel(), pred.E_std, rtol=1e-9)
+
+
+def test_laplace_sigma_in_md_is_the_predicted_one():
+    from qdyn.models import bpnn
+    from qdyn.uncertainty import Estimator, LaplacePosterior
+    from qdyn.uncertainty.laplace import readout_paths, split_readout
+
+    model = bpnn.build(species=(1, 8), hidden=(4,))
+    params = model.init(jax.random.PRNGKey(0))
+    n = split_readout(params)[0].size
+    est = Estimator("laplace", 1.0, 2.0, LaplacePosterior(np.eye(n) * 1e-4, tuple(readout_paths(params))))
+    R, system = water()
+    res = run_md(model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.1, n_steps=20, stride=5,
+                 watchdog=make_watchdog(model, est, max_force_std=1e3), progress=None)
+    pred = predict_with_uncertainty(model, params, Dataset(R=res.position[:, 0], Z=np.tile(system.species, (4, 1))),
+                                    est)
+    np.testing.assert_allclose(res.force_std[:, 0], pred.F_std.max(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(res.energy_std[:, 0], pred.E_std, rtol=1e-9)
+    assert np.ptp(res.force_std) > 0  # σ follows the moving molecule
 
 
 def test_watchdog_does_not_change_the_dynamics(ensembles):
