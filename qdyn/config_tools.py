@@ -16,11 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 __all__ = ["KINDS", "config_class", "full_template", "json_schema", "validate_file"]
 
-KINDS = ("train", "md", "bias")
+KINDS = ("train", "md", "bias", "learn")
 
 
 def config_class(kind: str) -> type[BaseModel]:
-    """The pydantic class of a config kind: ``train``, ``md`` or ``bias``."""
+    """The pydantic class of a config kind: ``train``, ``md``, ``bias`` or ``learn``."""
     if kind == "train":
         from .train.config import TrainConfig
 
@@ -33,6 +33,10 @@ def config_class(kind: str) -> type[BaseModel]:
         from .sampling.config import BiasConfig
 
         return BiasConfig
+    if kind == "learn":
+        from .learn.config import LearnConfig
+
+        return LearnConfig
     raise ValueError(f"config kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
@@ -49,6 +53,12 @@ def _defaults(kind: str, family: Optional[str]) -> BaseModel:
         # `model` has no default (a run directory must be named); show the usual place.
         return config_class("md")(model=Path("runs/train"))
     known = families()
+    if kind == "learn":
+        # `train` has no default (the model and seed data must be named); show a small ensemble.
+        from .train.config import TrainConfig
+
+        train = TrainConfig(model=known[family or "bpnn"](), uncertainty={"method": "ensemble"})
+        return config_class("learn")(train=train)
     if family is not None and family not in known:
         raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(known)}")
     return config_class("train")(model=known[family or "sivqlm"]())
@@ -95,7 +105,7 @@ def full_template(kind: str = "train", family: Optional[str] = None) -> str:
     """
     config = _defaults(kind, family)
     lines = [f"# qdyn {kind} config: every key with its default (all optional"
-             f"{'' if kind == 'train' else ' except cvs' if kind == 'bias' else ' except model'}; unknown keys are rejected).",
+             f"{'' if kind == 'train' else ' except cvs' if kind == 'bias' else ' except train' if kind == 'learn' else ' except model'}; unknown keys are rejected).",
              f"# Check a file with: qdyn validate FILE --kind {kind}"]
     _emit(config, 0, lines)
     return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ OUTPUTS = {
     "MD": ("md.json", "md_summary.json", "checkpoint.npz", "last_good.npz", "trajectory.xyz", "trajectory_r*.xyz",
            "trajectory.h5", "energies.png", "spectrum.png"),
     "surface-hopping": ("namd.json", "populations.png"),
+    "active-learning": ("learn.json", "report.json", "report.md", "report.png", "round_*"),
 }
 
 

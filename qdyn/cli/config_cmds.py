@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-_KIND_HELP = "Which config: train (qdyn train --config), md (qdyn md --config) or bias (qdyn md --bias)."
+_KIND_HELP = "Which config: train (qdyn train --config), md (qdyn md --config), bias (qdyn md --bias) or learn (qdyn learn --config)."
 
 
 def _kind(kind: str) -> str:

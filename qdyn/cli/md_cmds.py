@@ -50,6 +50,13 @@ def md(
     bias: Optional[Path] = typer.Option(None, "--bias", help="Enhanced sampling: a bias YAML (qdyn template --kind bias; "
                                                              "CVs in Å/radians, energies in eV)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the MD run already in --out."),
+    max_force_std: Optional[float] = typer.Option(None, "--max-force-std",
+                                                  help="Uncertainty watchdog: stop a replica (keeping its last trusted "
+                                                       "frame) when an atom's force σ exceeds this [eV/Å]; needs a model "
+                                                       "trained with an ensemble or Laplace uncertainty."),
+    max_energy_std: Optional[float] = typer.Option(None, "--max-energy-std",
+                                                   help="Uncertainty watchdog: stop a replica when the energy σ per "
+                                                        "atom exceeds this [eV/atom]."),
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check",
                                                help="Accept temperatures and structures outside any chemistry."),
     backend: Optional[str] = BACKEND_OPT, device: Optional[str] = DEVICE_OPT, diff_method: Optional[str] = DIFF_OPT,
@@ -65,7 +72,8 @@ def md(
                  "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
                  "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
                  "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out, "bias": bias,
-                 "check_plausibility": False if no_plausibility_check else None, "devices": devices_value(devices)}
+                 "check_plausibility": False if no_plausibility_check else None, "devices": devices_value(devices),
+                 "max_force_std": max_force_std, "max_energy_std_per_atom": max_energy_std}
     try:
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles
     except ConfigError as exc:
@@ -74,8 +82,12 @@ def md(
 
 
 def _echo_progress(info):
+    sigma = ""
+    if "max_force_std" in info:
+        s = info["max_force_std"]
+        sigma = f"  max σ_F = {'–' if s is None else f'{s:.3f}'} eV/Å  stopped {info['stopped']}"
     typer.echo(f"step {info['step']:>9d}  t = {info['time_ps']:8.3f} ps  T = {info['temperature_K']:7.1f} K  "
-               f"ΔE_tot = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day", err=True)
+               f"ΔE_tot = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:.2f} ns/day{sigma}", err=True)
 
 
 def _start(m, cfg):
@@ -128,6 +140,7 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
             summary = quickstart_md(m, params, out, small=cfg.n_steps < 4000, seed=cfg.seed, R=R, system=system)
             typer.echo(json.dumps(summary, indent=2))
             return
+        watchdog = _watchdog(m, params, cfg)
         neighbor_fn = None
         if cfg.neighbor_list != "off" and cfg.ensemble != "npt":
             neighbor_fn = model_neighbor_fn(m, params, R, system, skin=cfg.neighbor_skin_A,
@@ -143,7 +156,7 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
                      barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
                      key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
                      progress=_echo_progress, provenance=provenance, check_plausibility=cfg.check_plausibility,
-                     mesh=mesh, **biased)
+                     mesh=mesh, watchdog=watchdog, **biased)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except BlowUpError as exc:
@@ -159,7 +172,25 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
         from ..sampling.report import write_report
 
         report["sampling"] = write_report(res, cfg, biased, out)
+    if res.watchdog is not None:
+        report["watchdog"] = {k: res.watchdog[k] for k in ("max_force_std_eV_per_A", "max_energy_std_per_atom_eV",
+                                                            "stopped", "events")}
+        for ev in res.watchdog["events"]:
+            typer.echo(f"watchdog: replica {ev['replica']} stopped at {ev['time_fs']:.1f} fs ({ev['reason']}); last "
+                       f"trusted frame ({ev['last_trusted_time_fs']:.1f} fs) in {out / ev.get('frame_file', '')}",
+                       err=True)
     typer.echo(json.dumps(report, indent=2))
+
+
+def _watchdog(model, params, cfg):
+    """The uncertainty watchdog asked for by --max-force-std / --max-energy-std, or None."""
+    if cfg.max_force_std is None and cfg.max_energy_std_per_atom is None:
+        return None
+    from ..md import make_watchdog
+    from ..uncertainty import load_estimator
+
+    return make_watchdog(model, load_estimator(cfg.model, params), max_force_std=cfg.max_force_std,
+                         max_energy_std_per_atom=cfg.max_energy_std_per_atom)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from .host_loop import BlowUpError, host_loop
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
 from .momenta import degrees_of_freedom, maxwell_boltzmann
 from .run import Frames, MDResult, make_block, run_md
+from .watchdog import Watchdog, WatchLog, make_watchdog
 
 __all__ = [
     "degrees_of_freedom", "maxwell_boltzmann",
@@ -28,4 +29,5 @@ __all__ = [
     "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses",
     "BlowUpError", "host_loop",
     "Frames", "MDResult", "load_state", "make_block", "run_md", "save_state",
+    "Watchdog", "WatchLog", "make_watchdog",
 ]

@@ -61,6 +61,12 @@ class MDConfig(BaseModel):
                             "reproduces the all-pairs energy; on requires it; off never")
     neighbor_skin_A: float = Field(0.5, ge=0, description="Verlet skin of the neighbour list, Å")
     out: Path = Field(Path("runs/md"), description="output directory")
+    max_force_std: Optional[float] = Field(None, gt=0, description="uncertainty watchdog: stop a replica when an "
+                                                                   "atom's force σ exceeds this, eV/Å (a model trained "
+                                                                   "with uncertainty: ensemble or laplace)")
+    max_energy_std_per_atom: Optional[float] = Field(None, gt=0, description="uncertainty watchdog: stop a replica "
+                                                                             "when the energy σ per atom exceeds "
+                                                                             "this, eV")
     check_plausibility: bool = Field(True, description="refuse temperatures and structures outside any chemistry "
                                                        "(qdyn.data.plausibility)")
 

@@ -32,6 +32,7 @@ from ..validation import QdynInputError
 from . import momenta
 from .host_loop import host_loop
 from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
+from .watchdog import Watchdog, WatchLog, over_threshold
 
 
 class Frames(NamedTuple):
@@ -43,6 +44,10 @@ class Frames(NamedTuple):
         box: [F, Rp, 3, 3] Å, the cell of each frame (None in free space).
         cv: [F, Rp, n_cv] collective variables and bias: [F, Rp] eV bias energy (biased
         runs; None otherwise). potential stays the model's own (unscaled) energy.
+        energy_std: [F, Rp] eV, the watchdog's energy σ of every frame (None without one;
+            NaN on frames of a replica stopped before them).
+        force_std: [F, Rp] eV/Å, its largest per-atom force σ.
+        stopped: [F, Rp] bool, the replica is frozen at this frame (:mod:`qdyn.md.watchdog`).
     """
 
     position: jax.Array
@@ -52,6 +57,9 @@ class Frames(NamedTuple):
     box: Optional[jax.Array] = None
     cv: Optional[jax.Array] = None
     bias: Optional[jax.Array] = None
+    energy_std: Optional[jax.Array] = None
+    force_std: Optional[jax.Array] = None
+    stopped: Optional[jax.Array] = None
 
 
 class MDResult(NamedTuple):
@@ -67,6 +75,11 @@ class MDResult(NamedTuple):
         stored_replicas: their indices.
         volume: [F, Rp] Å³ cell volume of every frame (periodic runs; None in free space).
         cell: [F, S, 3, 3] Å cell of the stored replicas (periodic runs; None in free space).
+        energy_std: [F, Rp] eV, the watchdog's energy σ of every frame of every replica (NaN
+            where a replica is stopped); None without a watchdog.
+        force_std: [F, Rp] eV/Å, its largest per-atom force σ.
+        watchdog: thresholds, stopped replicas, stop events (when, why, the frame file) and σ
+            per block (:class:`qdyn.md.watchdog.WatchLog`); None without a watchdog.
         dof: degrees of freedom used for temperatures.
         n_reallocations: neighbour-list reallocations (each redid a block).
         timings: compile_s, run_s, steps_per_s, molecule_steps_per_s, ns_per_day.
@@ -96,10 +109,14 @@ class MDResult(NamedTuple):
     bias_energy: Optional[np.ndarray] = None
     bias_state: object = None
     exchange: Optional[dict] = None
+    energy_std: Optional[np.ndarray] = None
+    force_std: Optional[np.ndarray] = None
+    watchdog: Optional[dict] = None
 
 
-def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int, bias=None) -> Callable:
-    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems)``.
+def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int, bias=None,
+               sigma_fn: Optional[Callable] = None) -> Callable:
+    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems, watch)``.
 
     Args:
         integrator: from :func:`~qdyn.md.integrators.make_integrator`.
@@ -111,15 +128,19 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
             :func:`qdyn.sampling.bias.biased_energy_fn` and params are
             ``(model_params, bias_states)`` with a replica axis on the bias states, which
             the block carries through the scan (``bias.update`` after every step).
+        sigma_fn: the uncertainty of one configuration (:class:`qdyn.md.watchdog.Watchdog`);
+            with it, every sampled frame is checked and a replica past a threshold is frozen
+            at its last trusted frame.
 
     Returns:
-        ``block(states, neighbors, params, systems) -> (states, neighbors, Frames)`` where
-        states, neighbours (or None) and systems carry a leading replica axis and params do
+        ``block(states, neighbors, params, systems, watch=None) -> (states, neighbors, Frames)``
+        where states, neighbours (or None) and systems carry a leading replica axis and params do
         not (shared by all replicas); with a bias, params is ``(model_params, bias_states)``
-        and the result ``(states, neighbors, Frames, bias_states)``.
+        and the result ``(states, neighbors, Frames, bias_states)``; ``watch`` is
+        ``(stopped [Rp] bool, thresholds [2], sigma_params)`` when ``sigma_fn`` is given.
     """
 
-    def one(state, nbr, system, params, bst):
+    def one(state, nbr, system, params, bst, watch):
         def step(carry, _):
             state, nbr, bst = carry
             state = integrator.step(state, params=params if bias is None else (params, bst), system=system,
@@ -132,25 +153,48 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
             return (state, nbr, bst), None
 
         def frame(carry, _):
-            carry, _ = jax.lax.scan(step, carry, None, length=stride)
-            state, nbr, bst = carry
+            state0, nbr0, bst0, stopped = carry
+            (state, nbr, bst), _ = jax.lax.scan(step, (state0, nbr0, bst0), None, length=stride)
+            sigma = None
+            if sigma_fn is not None:
+                state, nbr, bst, stopped, sigma = _watch_frame((state0, nbr0, bst0), (state, nbr, bst), stopped,
+                                                               system, params, watch)
             # Cartesian positions and the current cell (NPT integrates fractional ones)
             R, system_now = integrator.observe(state, system)
             pe = energy_fn(R, params=params, system=system_now, neighbor=nbr)
-            extra = () if bias is None else (bias.cv(R, system_now.box), bias.energy(R, system_now.box, bst))
-            return carry, (R, state.momentum, pe, system_now.box, *extra)
+            biased = None if bias is None else (bias.cv(R, system_now.box), bias.energy(R, system_now.box, bst))
+            return (state, nbr, bst, stopped), (R, state.momentum, pe, system_now.box, biased, sigma, stopped)
 
-        (state, nbr, bst), out = jax.lax.scan(frame, (state, nbr, bst), None, length=frames)
+        stopped0 = watch[0] if sigma_fn is not None else jnp.zeros((), bool)
+        (state, nbr, bst, _), out = jax.lax.scan(frame, (state, nbr, bst, stopped0), None, length=frames)
         overflow = nbr.did_buffer_overflow if nbr is not None else jnp.zeros((), bool)
         return state, nbr, bst, overflow, out
 
-    def block(states, neighbors, params, systems):
+    def _watch_frame(before, after, stopped, system, params, watch):
+        """σ of the new frame; a replica past a threshold goes back to the frame before (its
+        state, neighbour list and bias) and stays there (frames of an already stopped replica
+        report σ NaN)."""
+        _, thresholds, sigma_params = watch
+        state, nbr, _ = after
+        R, system_now = integrator.observe(state, system)
+        s_E, s_F = sigma_fn(sigma_params, params, R, system_now, nbr)
+        bad, max_F = over_threshold(s_E, jnp.where(system.mask, s_F, 0.0), jnp.sum(system.mask), thresholds)
+        frozen = stopped | bad
+        state, nbr, bst = jax.tree_util.tree_map(lambda old, new: jnp.where(frozen, old, new), before, after)
+        nan = jnp.full_like(s_E, jnp.nan)
+        return state, nbr, bst, frozen, (jnp.where(stopped, nan, s_E), jnp.where(stopped, nan, max_F))
+
+    def block(states, neighbors, params, systems, watch=None):
         model_params, bsts = (params, None) if bias is None else params
-        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0))(
-            states, neighbors, systems, model_params, bsts)
+        w_axes = (0, None, None) if sigma_fn is not None else None
+        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, w_axes))(
+            states, neighbors, systems, model_params, bsts, watch)
         # frames first, then replicas
-        fr = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
-        frames_out = Frames(fr[0], fr[1], fr[2], overflow, fr[3], *fr[4:])
+        R, P, PE, box, biased, sigma, stopped = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
+        cv, bias_energy = (None, None) if bias is None else biased
+        s_E, s_F = (None, None) if sigma_fn is None else sigma
+        frames_out = Frames(R, P, PE, overflow, box, cv=cv, bias=bias_energy, energy_std=s_E, force_std=s_F,
+                            stopped=None if sigma_fn is None else stopped)
         return (state, nbr, frames_out) if bias is None else (state, nbr, frames_out, bst)
 
     return block
@@ -165,7 +209,7 @@ class _Programs:
     """
 
     def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
-                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs, bias=None):
+                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs, bias=None, sigma_fn=None):
         md_energy_fn = energy_fn
         if bias is not None:
             from ..sampling.bias import biased_energy_fn
@@ -195,7 +239,7 @@ class _Programs:
         # Cartesian positions and cell of a batched state (the initial frame; NPT integrates
         # fractional positions)
         self.observe = jax.jit(jax.vmap(integ.observe, in_axes=(0, 0)))
-        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames, bias=bias))
+        self.block = jax.jit(make_block(integ, energy_fn, stride=stride, frames=frames, bias=bias, sigma_fn=sigma_fn))
         self.kinetic = jax.jit(momenta.kinetic_energy)
         self.compiled = {}
 
@@ -270,6 +314,7 @@ def run_md(
     checkpoint_every: int = 10,
     restart: bool = False,
     max_temperature_K: Optional[float] = None,
+    watchdog: Optional[Watchdog] = None,
     progress: Optional[Callable[[dict], None]] = _default_progress,
     progress_every_s: float = 5.0,
     provenance: Optional[dict] = None,
@@ -315,6 +360,11 @@ def run_md(
         restart: continue from ``out_dir/checkpoint.npz``.
         max_temperature_K: blow-up threshold on any replica's temperature (default
             ``max(20 T, 2000 K)``).
+        watchdog: uncertainty thresholds (:func:`qdyn.md.watchdog.make_watchdog`): σ is
+            checked at every sampled frame inside the compiled block; a replica past a
+            threshold is frozen at its last trusted frame (written to
+            ``out_dir/stopped_rNNNN.xyz``), the others go on, and the run ends when all
+            have stopped. σ per block and the stop events go to ``md.json`` and the result.
         progress: callback with a dict (step, n_steps, time_ps, temperature_K, drift_eV,
             ns_per_day), or None for silence.
         progress_every_s: seconds between progress calls.
@@ -371,7 +421,8 @@ def run_md(
     def programs(fpb):
         return _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
                          float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs), bias)
+                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs), bias,
+                         None if watchdog is None else watchdog.sigma_fn)
 
     def with_bias(params, bsts):
         return params if bias is None else (params, bsts)
@@ -401,11 +452,11 @@ def run_md(
     # no "initial_frame", and their trajectory files continue without one
     initial_frame = True
     stored = list(range(min(store_replicas, replicas)))
+    restored_watch = None
     if restart:
-        if bias is None:
-            states, frames_start, initial_frame = _restore(out / "checkpoint.npz", states, meta(0, 0))
-        else:
-            (states, bsts), frames_start, initial_frame = _restore(out / "checkpoint.npz", (states, bsts), meta(0, 0))
+        saved = states if bias is None else (states, bsts)
+        saved, frames_start, initial_frame, restored_watch = _restore(out / "checkpoint.npz", saved, meta(0, 0))
+        states, bsts = (saved, bsts) if bias is None else saved
         if frames_start > n_frames:
             raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
                                  f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
@@ -424,6 +475,12 @@ def run_md(
     clock = _Clock()
     recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
                          writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
+    watch = None
+    if watchdog is not None:
+        watch = WatchLog(watchdog, replicas=replicas, n_atoms=int(np.sum(systems[0].mask)), stride=stride,
+                         dt_fs=float(dt_fs), species=np.asarray(systems[0].species), masses=mass, box=sp.box,
+                         out=out, restored=restored_watch)
+        recorder.watch = watch
     if not restart:  # a restart continues files that already hold frame 0
         recorder.initial(_initial_frame(progs, states, batched_sys, pe0, mass_j, dof, bias, bsts))
 
@@ -431,7 +488,7 @@ def run_md(
         # on a mesh: the carry back on the replica split the block was compiled for (a no-op
         # when the last block left it there)
         states, nbrs, bsts = parallel.put_sharded(carry, mesh)
-        args = (states, nbrs, with_bias(params, bsts), batched_sys)
+        args = (states, nbrs, with_bias(params, bsts), batched_sys) + ((watch.watch_args(),) if watch else ())
         fn, compile_s = progs.compiled_block(*args)
         clock.compiled(compile_s)
         new_states, new_nbrs, fr, *new_bsts = fn(*args)
@@ -440,7 +497,7 @@ def run_md(
             return carry, None, True
         KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
         host = _HostFrames(fr.position, fr.momentum, fr.potential, KE, 2.0 * KE / (dof * units.KB_EV_PER_K), fr.box,
-                           fr.cv, fr.bias)
+                           fr.cv, fr.bias, fr.energy_std, fr.force_std, fr.stopped)
         new_bsts = new_bsts[0] if new_bsts else None
         if exchange is not None:
             # swaps act on the block's last frame, the state the next block starts from
@@ -456,7 +513,10 @@ def run_md(
     def save(name):
         def write(carry, frames):
             saved = carry[0] if bias is None else (carry[0], carry[2])  # the bias continues on restart
-            return save_state(out / name, parallel.tree_to_host(saved), meta(frames * stride, frames))
+            m = meta(frames * stride, frames)
+            if watch is not None:
+                m["watchdog"] = watch.state()
+            return save_state(out / name, parallel.tree_to_host(saved), m)
 
         return write
 
@@ -469,6 +529,7 @@ def run_md(
             hint="Try a smaller dt_fs, check the model on this geometry, or lower the temperature.",
             save_last_good=None if out is None else save("last_good.npz"),
             checkpoint=None if out is None else save("checkpoint.npz"), checkpoint_every=checkpoint_every,
+            stop_when=None if watch is None else (lambda _state: watch.all_stopped),
             progress=progress, progress_every_s=progress_every_s)
     finally:
         for _, w in writers:
@@ -478,10 +539,14 @@ def run_md(
     if bias is not None:
         result = result._replace(bias_state=loop.carry[2],
                                  exchange=None if exchange is None else exchange.statistics())
+    extra = {}
+    if watch is not None:
+        extra["watchdog"] = watch.summary()
+        result = result._replace(watchdog=extra["watchdog"])
     if out is not None:
         _write_summary(out / "md.json", result, progs.integ, mass, dt_fs=dt_fs, n_steps=n_steps, replicas=replicas,
                        temperature_K=temperature_K, pressure_bar=pressure_bar,
-                       provenance={**(provenance or {}), "params_sha256": params_sha256})
+                       provenance={**(provenance or {}), "params_sha256": params_sha256, **extra})
     return result
 
 
@@ -555,8 +620,8 @@ def _spread(neighbor_fn, template, Rp):
 
 
 def _restore(path: Path, template, expected: dict):
-    """(state, frames done by blocks, whether the trajectory files start with the initial frame)
-    from a checkpoint written by this kind of run with these params."""
+    """(state, frames done by blocks, whether the trajectory files start with the initial frame,
+    watchdog state or None) from a checkpoint written by this kind of run with these params."""
     if not path.exists():
         raise QdynInputError(f"restart=True but {path} does not exist")
     state, meta = load_state(path, template)
@@ -568,7 +633,7 @@ def _restore(path: Path, template, expected: dict):
         raise QdynInputError(f"{path}: the checkpoint was written with another model (params sha256 "
                              f"{recorded[:12]}…, this run's {expected['params_sha256'][:12]}…); restart with the "
                              "model that started the run, or start a new run elsewhere")
-    return state, int(meta["frames"]), bool(meta.get("initial_frame", False))
+    return state, int(meta["frames"]), bool(meta.get("initial_frame", False)), meta.get("watchdog")
 
 
 def _trajectory_files(out: Path, formats, stored) -> list[tuple[Optional[int], Path]]:
@@ -621,6 +686,9 @@ class _HostFrames(NamedTuple):
     box: Optional[np.ndarray]
     cv: Optional[np.ndarray] = None
     bias: Optional[np.ndarray] = None
+    energy_std: Optional[np.ndarray] = None
+    force_std: Optional[np.ndarray] = None
+    stopped: Optional[np.ndarray] = None
 
 
 def _initial_frame(progs: _Programs, states, systems, pe0, mass, dof: int, bias, bias_states) -> _HostFrames:
@@ -663,19 +731,32 @@ class _Recorder:
         self.stored, self.mass, self.dt_fs, self.stride, self.dof = stored, mass, dt_fs, stride, dof
         self.n_steps, self.writers, self.e_ref, self.clock = n_steps, writers, e_ref, clock
         self.frames_start = frames_start
-        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell", "cv", "bias")}
+        self.watch = None  # a WatchLog when the run has a watchdog
+        self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell", "cv", "bias", "sE", "sF")}
 
     def initial(self, host: _HostFrames) -> None:
-        """Keep and write the initial state as frame 0 (step 0, t = 0)."""
+        """Keep and write the initial state as frame 0 (step 0, t = 0); its σ (with a
+        watchdog) is not evaluated: NaN, like the frames of a stopped replica."""
+        if self.watch is not None:
+            self.rec["sE"].append(np.full(host.PE.shape, np.nan))
+            self.rec["sF"].append(np.full(host.PE.shape, np.nan))
         self._keep(np.zeros(1, dtype=np.int64), host)
 
     def __call__(self, carry, host: _HostFrames, frames_done: int) -> dict:
         F = host.R.shape[0]
+        watched = {}
+        if self.watch is not None:
+            s_E, s_F = self.watch.record(host.energy_std, host.force_std, host.stopped, host.R, host.P, host.PE,
+                                         frames_done)
+            self.rec["sE"].append(s_E)
+            self.rec["sF"].append(s_F)
+            watched = {"max_force_std": self.watch.blocks[-1]["max_force_std_eV_per_A"],
+                       "stopped": len(self.watch.events)}
         self._keep(self.stride * (frames_done - F + 1 + np.arange(F)), host)
         step = frames_done * self.stride
         steps_run = (frames_done - self.frames_start) * self.stride
         elapsed = max(time.perf_counter() - self.clock.t_loop, 1e-9)
-        return {"step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
+        return {**watched, "step": int(step), "n_steps": self.n_steps, "time_ps": step * self.dt_fs / 1e3,
                 "temperature_K": float(host.T[-1].mean()),
                 "drift_eV": float(np.mean(host.PE[-1] + host.KE[-1] - self.e_ref)),
                 "ns_per_day": steps_run * self.dt_fs * 1e-6 / (elapsed / 86400.0)}
@@ -724,7 +805,8 @@ class _Recorder:
             position=cat("R"), velocity=cat("V"), stored_replicas=self.stored, dof=self.dof,
             n_reallocations=n_reallocations, timings=timings, out_dir=out,
             volume=cat("vol") if rec["vol"] else None, cell=cat("cell") if rec["cell"] else None,
-            cv=cat("cv") if rec["cv"] else None, bias_energy=cat("bias") if rec["bias"] else None)
+            cv=cat("cv") if rec["cv"] else None, bias_energy=cat("bias") if rec["bias"] else None,
+            energy_std=cat("sE") if rec["sE"] else None, force_std=cat("sF") if rec["sF"] else None)
 
 
 def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_fs, n_steps, replicas,

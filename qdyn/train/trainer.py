@@ -313,6 +313,18 @@ def _initial_params(cfg: TrainConfig, member: EnergyModel, train_ds, size: int):
     return stack([p for p, _ in parts]), info
 
 
+def _warm_start(fresh, given):
+    """``given`` as float arrays, refused unless it has the structure and shapes of ``fresh``."""
+    f_leaves, f_def = jax.tree_util.tree_flatten(fresh)
+    g_leaves, g_def = jax.tree_util.tree_flatten(given)
+    shapes = lambda leaves: [np.shape(x) for x in leaves]  # noqa: E731
+    if f_def != g_def or shapes(f_leaves) != shapes(g_leaves):
+        raise ConfigError("init_params: the warm-start parameters do not fit this model (another family, size or "
+                          "ensemble size)")
+    return jax.tree_util.tree_unflatten(f_def, [jnp.asarray(g, dtype=jnp.asarray(f).dtype)
+                                                for f, g in zip(f_leaves, g_leaves)])
+
+
 def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Callable:
     """The batch loss, with energy and force residuals scaled by the training data's spreads."""
     mask = train_ds.Z > 0
@@ -429,6 +441,7 @@ def train(
     progress: bool = True,
     max_steps: Optional[int] = None,
     data=None,
+    init_params=None,
 ) -> TrainResult:
     """Train the model described by ``cfg``; write everything into ``out``.
 
@@ -440,6 +453,9 @@ def train(
         max_steps: stop after this many optimiser steps in this call, checkpointing exactly
             as on Ctrl-C (used to test resumption).
         data: an already loaded Dataset (else ``cfg.data`` is loaded).
+        init_params: warm start: begin from these parameters (a finished run's, same model
+            and shapes, e.g. the previous active-learning round) instead of fresh normalised
+            ones; ignored on resume (the checkpoint holds the position).
 
     Ctrl-C checkpoints the current position and returns with ``interrupted=True``.
 
@@ -461,6 +477,8 @@ def train(
     mesh = parallel.make_mesh(None if cfg.devices == 1 else cfg.devices)  # more devices than there are: refused
     _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
     trackers.check_available(cfg.logging)
+    if init_params is not None:
+        run = run._replace(params0=_warm_start(run.params0, init_params))
     if out.is_dir():
         rundir.clean_stale_temporaries(out)
         if not resume:

@@ -1,0 +1,145 @@
+"""The ``qdyn learn`` configuration (pydantic, ``extra="forbid"``): what to train, how to
+explore, select and label, and when to stop. Validated before anything loads or compiles.
+
+Example ``al.yaml``::
+
+    train:                       # a training config (qdyn template): the model and its fit
+      model: {family: bpnn, hidden: [16, 16]}
+      data: {path: shipped:H2O}  # the seed set
+      epochs: 50
+      uncertainty: {method: ensemble, ensemble: {size: 4}}
+    labeler: {method: GFN2-xTB}
+    explore: {structure: water, temperature_K: 600, n_steps: 2000, replicas: 8, max_force_std: 0.3}
+    select: {n_per_round: 16}
+    max_rounds: 5
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..train.config import ConfigError, TrainConfig
+
+_XTB = {"GFN2-XTB": "GFN2-xTB", "GFN1-XTB": "GFN1-xTB"}
+_PYSCF = ("HF", "DFT", "MP2", "CCSD", "CCSD(T)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelerConfig(_Strict):
+    """The reference method new frames are labelled with (qdyn's labellers, as ``qdyn label``)."""
+
+    method: str = Field("GFN2-xTB", description="GFN2-xTB or GFN1-xTB (tblite); HF, DFT, MP2, CCSD, CCSD(T) "
+                                                "(PySCF); or a functional name (DFT with it, e.g. B3LYP)")
+    basis: str = Field("def2-SVP", description="PySCF basis set (ignored by xTB)")
+    charge: int = Field(0, description="total charge, e")
+    multiplicity: int = Field(1, ge=1, description="spin multiplicity 2S+1")
+    max_cycle: int = Field(200, ge=1, description="SCF iterations before a frame counts as failed")
+    workers: int = Field(1, ge=0, description="labelling processes, one thread each (0: in this process)")
+    cache_dir: Optional[Path] = Field(None, description="per-frame label cache (default: ~/.cache/qdyn/labels); "
+                                                        "what makes labelling resumable")
+
+    def spec(self) -> dict:
+        """The labeller description :func:`qdyn.data.labelers.labeler_from_spec` rebuilds."""
+        m = self.method.upper()
+        if m in _XTB:
+            return {"labeler": "TBLiteLabeler", "method": _XTB[m], "charge": self.charge,
+                    "multiplicity": self.multiplicity, "max_iterations": self.max_cycle}
+        spec = {"labeler": "PySCFLabeler", "method": m, "basis": self.basis, "charge": self.charge,
+                "spin": self.multiplicity - 1, "max_cycle": self.max_cycle}
+        if m not in _PYSCF:  # a functional name given as the method
+            spec.update(method="DFT", xc=self.method, grid_response=True)
+        return spec
+
+    def build(self):
+        from ..data.labelers import labeler_from_spec
+
+        return labeler_from_spec(self.spec())
+
+
+class ExploreConfig(_Strict):
+    """Batched MD of the current model with the uncertainty watchdog."""
+
+    structure: str = Field("water", description="start structure: a file, shipped:NAME (its first frame) or a preset "
+                                                "(water, lih, water_dimer)")
+    frame: int = Field(0, ge=0, description="frame of structure to start from")
+    ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover"] = Field(
+        "nvt", description="nve or a thermostat (nvt = Langevin)")
+    temperature_K: float = Field(300.0, gt=0, description="thermostat target and initial temperature, K")
+    dt_fs: float = Field(0.5, gt=0, le=5.0, description="time step, fs")
+    n_steps: int = Field(2000, gt=0, description="steps per round: the MD time the model must survive (n_steps × "
+                                                 "dt_fs fs) for the loop to stop")
+    replicas: int = Field(8, ge=1, description="independent replicas (vmapped); their frames are the candidates")
+    stride: int = Field(10, ge=1, description="steps between sampled (and σ-checked) frames")
+    frames_per_block: int = Field(10, ge=1, description="frames per compiled block")
+    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
+    max_force_std: Optional[float] = Field(0.5, gt=0, description="watchdog: stop a replica when an atom's force σ "
+                                                                  "exceeds this, eV/Å")
+    max_energy_std_per_atom: Optional[float] = Field(None, gt=0, description="watchdog: stop a replica when the "
+                                                                             "energy σ per atom exceeds this, eV")
+    seed: int = Field(0, description="seed of velocities and thermostat noise (round r uses seed + r)")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.n_steps % self.stride:
+            raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of stride ({self.stride})")
+        if self.max_force_std is None and self.max_energy_std_per_atom is None:
+            raise ValueError("the watchdog needs max_force_std [eV/Å] and/or max_energy_std_per_atom [eV]")
+        return self
+
+
+class SelectConfig(_Strict):
+    """Which explored frames are labelled."""
+
+    method: Literal["uncertainty", "random"] = Field(
+        "uncertainty", description="uncertainty: the most uncertain frames, spread out by farthest-point sampling "
+                                   "in descriptor space; random: uniformly among the explored frames (a baseline)")
+    n_per_round: int = Field(16, ge=1, description="frames labelled per round")
+    pool_factor: float = Field(4.0, ge=1.0, description="uncertainty: farthest-point sampling among the "
+                                                        "pool_factor × n_per_round most uncertain frames")
+    seed: int = Field(0, description="seed of random selection (round r uses seed + r)")
+
+
+class LearnConfig(_Strict):
+    """Everything ``qdyn learn`` needs: explore → select → label → retrain, until the MD
+    survives or a round limit."""
+
+    train: TrainConfig = Field(description="the training config of every round (qdyn template): model, seed data "
+                                           "(data.path), epochs; uncertainty must be ensemble or laplace")
+    labeler: LabelerConfig = Field(default_factory=LabelerConfig, description="reference method of new labels")
+    explore: ExploreConfig = Field(default_factory=ExploreConfig, description="MD with the watchdog")
+    select: SelectConfig = Field(default_factory=SelectConfig, description="which frames are labelled")
+    max_rounds: int = Field(5, ge=1, description="rounds of explore → select → label → retrain at most")
+    n_test: int = Field(20, ge=1, description="frames of the seed data held out as the fixed test set of every "
+                                              "round")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="fraction of the training pool used for validation "
+                                                             "(early stopping, calibration)")
+    split_seed: int = Field(0, description="seed of the held-out test split of the seed data")
+
+    @model_validator(mode="after")
+    def _needs_uncertainty(self):
+        if self.train.uncertainty.method == "none":
+            raise ValueError("train.uncertainty.method must be ensemble or laplace: the loop selects by uncertainty "
+                             "and the watchdog needs it")
+        return self
+
+
+def load_learn_config(path: Path) -> LearnConfig:
+    """Read and validate ``path`` (YAML). Raises :class:`ConfigError` naming file and key."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read YAML config: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a learn config is a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        return LearnConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{path}: invalid learn config: {problems}") from e

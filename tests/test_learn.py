@@ -1,0 +1,130 @@
+"""Active learning (`qdyn learn`): a 2-round loop on H2O with an analytic labeller (ASE's EMT:
+cheap, deterministic), its report, and resumption after a kill that loses nothing; the
+selection helpers; the config in template/schema/validate."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qdyn.cli.app import app
+from qdyn.data import load_shipped, write
+from qdyn.data.label_run import label_dataset
+from qdyn.learn import LearnConfig, farthest_points, run_learning, select_uncertain
+
+
+def _config(seed_path, cache, **over):
+    raw = {
+        "train": {"model": {"family": "bpnn", "hidden": [4], "n_radial": 4, "zetas": [1.0]},
+                  "data": {"path": str(seed_path)}, "epochs": 2, "batch_size": 8,
+                  "optim": {"learning_rate": 1e-2}, "uncertainty": {"method": "ensemble", "ensemble": {"size": 2}}},
+        "labeler": {"workers": 0, "cache_dir": str(cache)},
+        # a threshold an under-trained ensemble passes quickly: every round labels frames
+        "explore": {"structure": "water", "temperature_K": 300, "n_steps": 60, "replicas": 2, "stride": 10,
+                    "frames_per_block": 3, "max_force_std": 0.5},
+        "select": {"n_per_round": 3},
+        "max_rounds": 2, "n_test": 6,
+    }
+    raw.update(over)
+    return LearnConfig.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def emt():
+    from ase.calculators.emt import EMT
+
+    from qdyn.data import ASELabeler
+
+    return ASELabeler(calculator_factory=EMT, name="EMT")
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory, emt):
+    """One uninterrupted 2-round run (and its seed data, cache, config)."""
+    root = tmp_path_factory.mktemp("learn")
+    cache = root / "cache"
+    seed = label_dataset(load_shipped("H2O").subset(np.arange(20)), emt, workers=0, cache_dir=cache)
+    write(seed, root / "seed.npz")
+    cfg = _config(root / "seed.npz", cache)
+    report = run_learning(cfg, root / "run", labeler=emt, progress=False)
+    return root, cfg, report
+
+
+def test_two_rounds_label_retrain_and_report(learned):
+    root, cfg, report = learned
+    run = root / "run"
+    assert len(report["rounds"]) == 2 and not report["converged"]
+    r0, r1 = report["details"]
+    # round 0 stopped replicas and labelled new frames; round 1 trained on them, warm-started
+    assert r0["explore"]["stopped"] >= 1 and 1 <= r0["labels_added"] <= cfg.select.n_per_round
+    assert r1["n_train_pool"] == r0["n_train_pool"] + r0["labels_added"]
+    for r in (0, 1):
+        labels = np.load(run / f"round_{r:02d}" / "labels.npz")
+        assert np.all(np.isfinite(labels["E"]))
+        ev = json.loads((run / f"round_{r:02d}" / "explore" / "md.json").read_text())["watchdog"]["events"]
+        assert all("force σ" in e["reason"] and e["time_fs"] <= cfg.explore.n_steps * cfg.explore.dt_fs for e in ev)
+    assert report["labels_total"] == sum(x["labels_added"] for x in report["rounds"])
+    assert (run / "report.md").read_text().count("\n| ") == 2 + 1  # header + two rounds
+    assert (run / "report.png").stat().st_size > 0
+
+
+def test_kill_during_round_1_then_resume_relabels_nothing(learned, emt):
+    root, cfg, report = learned
+    run = root / "run"
+    # a kill while round 1 was labelling: its selection and labels and the round record are gone
+    state = json.loads((run / "learn.json").read_text())
+    state["rounds"] = state["rounds"][:1]
+    (run / "learn.json").write_text(json.dumps(state))
+    labels_before = dict(np.load(run / "round_01" / "labels.npz"))
+    (run / "round_01" / "labels.npz").unlink()
+    (run / "round_01" / "selected.npz").unlink()
+    again = run_learning(cfg, run, resume=True, labeler=emt, progress=False)
+    rec = again["details"][1]
+    assert rec["from_cache"] == rec["labels_added"]  # every label came from the cache: nothing recomputed
+    labels = np.load(run / "round_01" / "labels.npz")
+    for k in ("R", "E", "F"):
+        np.testing.assert_array_equal(labels[k], labels_before[k])
+    timeless = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert timeless(again["rounds"]) == timeless(report["rounds"])
+
+
+def test_resume_refuses_a_changed_config_and_fresh_start_refuses_a_run(learned, emt):
+    from qdyn.validation import QdynInputError
+
+    root, cfg, _ = learned
+    changed = cfg.model_copy(update={"n_test": 5})
+    with pytest.raises(QdynInputError, match="n_test"):
+        run_learning(changed, root / "run", resume=True, labeler=emt, progress=False)
+    with pytest.raises(QdynInputError, match="already holds"):
+        run_learning(cfg, root / "run", labeler=emt, progress=False)
+
+
+def test_selection_prefers_uncertain_and_spread_frames():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.01, (10, 2)), rng.normal(5, 0.01, (10, 2))])  # two tight clusters
+    sigma = np.concatenate([np.linspace(1.0, 0.9, 10), np.linspace(0.8, 0.7, 10)])
+    sigma[3] = np.nan  # a frame whose σ is not finite is never picked
+    picked = select_uncertain(sigma, X, 2, pool_factor=10)
+    assert picked[0] == 0  # the most uncertain first
+    assert picked[1] >= 10  # then the other cluster, not the second most uncertain near-copy
+    assert 3 not in select_uncertain(sigma, X, 19, pool_factor=10)
+    np.testing.assert_array_equal(farthest_points(np.array([[0.0], [1.0], [10.0]]), 2), [0, 2])
+
+
+def test_learn_config_in_template_schema_validate_and_cli_errors(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["template", "--full", "--kind", "learn"])
+    assert res.exit_code == 0, res.output
+    assert "max_force_std" in res.output and "eV/Å" in res.output
+    cfg_path = tmp_path / "al.yaml"
+    cfg_path.write_text(res.output)
+    assert runner.invoke(app, ["validate", str(cfg_path), "--kind", "learn"]).exit_code == 0
+    raw = yaml.safe_load(res.output)
+    raw["explore"]["max_forse_std"] = 1.0
+    cfg_path.write_text(yaml.safe_dump(raw))
+    bad = runner.invoke(app, ["learn", "--config", str(cfg_path), "--out", str(tmp_path / "o")])
+    assert bad.exit_code != 0 and "max_forse_std" in bad.output and "Traceback" not in bad.output
+    assert "explore" in json.dumps(runner.invoke(app, ["schema", "--kind", "learn"]).output)
