@@ -83,7 +83,7 @@ def main():
                  frames_per_block=20, bias=bias, bias_states=umbrella_states(bias, centers, kappa), exchange=ex,
                  key=jax.random.PRNGKey(0), progress=None)
     md_s = time.perf_counter() - t
-    x = by_rung(res.cv[..., 0], res.exchange["rung_history"])
+    x = by_rung(res.cv[..., 0], res.exchange["rung_history"], initial=bool(res.step[0] == 0))
     edges = np.linspace(2.45, 5.15, 46)
     fe = umbrella_fes(x, centers, kappa, temperature_K=T, bin_edges=edges, discard=len(x) // 10)
     W = fe.F

@@ -88,7 +88,7 @@ def umbrella(n_steps, windows=24, kappa=3.0):
                  frames_per_block=10, bias=bias, bias_states=umbrella_states(bias, centers, kappa), exchange=ex,
                  key=jax.random.PRNGKey(2), **MD)
     wall = time.perf_counter() - t
-    x = by_rung(res.cv[..., 0], res.exchange["rung_history"])
+    x = by_rung(res.cv[..., 0], res.exchange["rung_history"], initial=bool(res.step[0] == 0))
     edges = np.linspace(-1.45, 1.15, 53)
     fe = umbrella_fes(x, centers, kappa, temperature_K=T0, bin_edges=edges, discard=len(x) // 10)
     exact = mb.exact_fes_x(fe.s, KT_MB) * SCALE
@@ -123,7 +123,7 @@ def tempering(n_steps, rungs=8, T_max=1200.0):
     res = run_md(ENERGY, {}, R0, mb.system(), n_steps=n_steps, temperature_K=T0, replicas=rungs, stride=50,
                  frames_per_block=10, bias=bias, bias_states=states, exchange=ex, key=jax.random.PRNGKey(4), **MD)
     wall = time.perf_counter() - t
-    x = by_rung(res.cv[..., 0], res.exchange["rung_history"])[len(res.step) // 10:]
+    x = by_rung(res.cv[..., 0], res.exchange["rung_history"], initial=bool(res.step[0] == 0))[len(res.step) // 10:]
     # plain MD at T_max, no bias, same number of replicas and steps
     plain = run_md(ENERGY, {}, R0, mb.system(), n_steps=n_steps, temperature_K=T_max, replicas=rungs, stride=50,
                    frames_per_block=10, key=jax.random.PRNGKey(5), store_replicas=rungs, **MD)

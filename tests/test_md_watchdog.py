@@ -91,7 +91,7 @@ def test_trained_ensemble_runs_through(ensembles):
     R, system = water()
     res = run_md(model_energy_fn(model.apply), params, R, system, n_steps=400, key=jax.random.PRNGKey(1),
                  watchdog=make_watchdog(model, max_force_std=THRESHOLD), **MD)
-    assert res.watchdog["events"] == [] and len(res.step) == 40
+    assert res.watchdog["events"] == [] and len(res.step) == 41  # frame 0 (t = 0) and 40 sampled frames
     assert np.all(np.isfinite(res.force_std)) and 0 < res.force_std.max() < THRESHOLD
     assert _oh(res.position).max() < 1.3
     # the σ the block computed is the one qdyn.uncertainty predicts for those frames
@@ -113,7 +113,7 @@ def test_laplace_sigma_in_md_is_the_predicted_one():
     R, system = water()
     res = run_md(model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.1, n_steps=20, stride=5,
                  watchdog=make_watchdog(model, est, max_force_std=1e3), progress=None)
-    pred = predict_with_uncertainty(model, params, Dataset(R=res.position[:, 0], Z=np.tile(system.species, (4, 1))),
+    pred = predict_with_uncertainty(model, params, Dataset(R=res.position[:, 0], Z=np.tile(system.species, (len(res.step), 1))),
                                     est)
     np.testing.assert_allclose(res.force_std[:, 0], pred.F_std.max(axis=1), rtol=1e-9)
     np.testing.assert_allclose(res.energy_std[:, 0], pred.E_std, rtol=1e-9)

@@ -482,7 +482,8 @@ def run_md(
                          out=out, restored=restored_watch)
         recorder.watch = watch
     if not restart:  # a restart continues files that already hold frame 0
-        recorder.initial(_initial_frame(progs, states, batched_sys, pe0, mass_j, dof, bias, bsts))
+        sigma0 = None if watch is None else _initial_sigma(progs, watchdog, params, states, batched_sys, nbrs)
+        recorder.initial(_initial_frame(progs, states, batched_sys, pe0, mass_j, dof, bias, bsts), sigma0)
 
     def run_block(carry, frames):
         # on a mesh: the carry back on the replica split the block was compiled for (a no-op
@@ -707,6 +708,15 @@ def _initial_frame(progs: _Programs, states, systems, pe0, mass, dof: int, bias,
                        None if box is None else box[None], cv, bias_energy)
 
 
+def _initial_sigma(progs: _Programs, watchdog, params, states, systems, nbrs):
+    """The watchdog's σ of the initial state: energy σ [1, Rp] eV and largest force σ [1, Rp] eV/Å."""
+    R, systems_now = progs.observe(states, systems)
+    one = lambda r, system, nbr: watchdog.sigma_fn(watchdog.sigma_params, params, r, system, nbr)  # noqa: E731
+    s_E, s_F = jax.vmap(one)(R, systems_now, nbrs)
+    max_F = jnp.max(jnp.where(systems.mask, s_F, 0.0), axis=-1)
+    return parallel.to_host(s_E)[None], parallel.to_host(max_F)[None]
+
+
 class _Clock:
     """Compile time apart from run time: the run clock starts after the first compilation."""
 
@@ -734,12 +744,12 @@ class _Recorder:
         self.watch = None  # a WatchLog when the run has a watchdog
         self.rec = {k: [] for k in ("step", "pe", "ke", "R", "V", "vol", "cell", "cv", "bias", "sE", "sF")}
 
-    def initial(self, host: _HostFrames) -> None:
-        """Keep and write the initial state as frame 0 (step 0, t = 0); its σ (with a
-        watchdog) is not evaluated: NaN, like the frames of a stopped replica."""
-        if self.watch is not None:
-            self.rec["sE"].append(np.full(host.PE.shape, np.nan))
-            self.rec["sF"].append(np.full(host.PE.shape, np.nan))
+    def initial(self, host: _HostFrames, sigma=None) -> None:
+        """Keep and write the initial state as frame 0 (step 0, t = 0), with its σ
+        ``(energy σ, largest force σ)`` [1, Rp] when the run has a watchdog."""
+        if sigma is not None:
+            self.rec["sE"].append(sigma[0])
+            self.rec["sF"].append(sigma[1])
         self._keep(np.zeros(1, dtype=np.int64), host)
 
     def __call__(self, carry, host: _HostFrames, frames_done: int) -> dict:

@@ -132,15 +132,19 @@ class ReplicaExchange:
                 "rung_history": np.asarray(self.history).tolist()}
 
 
-def by_rung(values, rung_history) -> np.ndarray:
+def by_rung(values, rung_history, *, initial: bool = False) -> np.ndarray:
     """Per-frame values [F, Rp, ...] of replicas reordered by the rung (state) each replica
     held when the frame was sampled: ``out[f, k]`` comes from the replica holding rung k.
 
     ``rung_history`` [B, Rp] is :attr:`ReplicaExchange.history` (rungs after each of the B
     blocks' exchange attempts); the F frames are split evenly over the B blocks, and block b
     ran with the rungs left by attempt b - 1 (the identity for the first block).
+    ``initial``: ``values[0]`` is the run's initial state (:func:`~qdyn.md.run.run_md` stores
+    it as frame 0, step 0), sampled before any exchange: pass ``res.step[0] == 0``.
     """
     v = np.asarray(values)
+    if initial:
+        return np.concatenate([v[:1], by_rung(v[1:], rung_history)])
     hist = np.asarray(rung_history, dtype=int)
     F, n = v.shape[0], v.shape[1]
     if F % len(hist):

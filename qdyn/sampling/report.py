@@ -38,7 +38,7 @@ def free_energy(res, cfg: BiasConfig, bias, *, temperature_K: float, discard: in
         if res.exchange is not None and res.exchange.get("attempts", 0):
             # MBAR groups samples by the window that produced them, i.e. by rung
             history = np.asarray(res.exchange["rung_history"])
-            x = by_rung(x, history)
+            x = by_rung(x, history, initial=bool(res.step[0] == 0))
             final_holder = np.argsort(history[-1])
             centers, kappa = centers[final_holder], kappa[final_holder]
         edges = np.linspace(lo[0], hi[0], cfg.fes_bins + 1)
