@@ -88,7 +88,7 @@ def gradient_variance(kind: str, init: str, n_qubits: int, layers: int, draws: i
 def draws_for(n_qubits: int, quick: bool) -> int:
     if quick:
         return 8
-    return {4: 200, 6: 200, 8: 150, 10: 100, 12: 50, 14: 30, 16: 20}[n_qubits]
+    return {4: 100, 6: 100, 8: 100, 10: 60, 12: 40, 14: 24, 16: 16}[n_qubits]
 
 
 def main():

@@ -63,6 +63,7 @@ def main():
                     "existing results)")
     ap.add_argument("--quick", action="store_true", help="2 epochs of the default row only, 24 frames (smoke run)")
     ap.add_argument("--out", type=Path, default=Path("runs/study_water_dimer"), help="run directories")
+    ap.add_argument("--report-only", action="store_true", help="rewrite table and plot from the saved results")
     args = ap.parse_args()
     if args.quick:
         row = fit(train_config(DIMER, {**DATA, "n_train": 16, "n_val": 4, "n_test": 4}, epochs=2),
@@ -71,6 +72,8 @@ def main():
         return
     path = RESULTS / f"{NAME}.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    if args.report_only:
+        return write_report(results)
     results.update(machine_info())
     for label, (model, overrides) in ROWS.items():
         if args.rows and not any(label.startswith(r) for r in args.rows):
@@ -111,6 +114,7 @@ def write_report(results: dict) -> None:
 
 def plot(runs: dict) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,6 +124,7 @@ def plot(runs: dict) -> None:
     for ax, key, unit in zip(axes, ("energy_mae_meV", "force_mae_meV_per_A"), ("meV", "meV/Å")):
         ax.barh(labels, [runs[k][key] for k in labels], color=["C0" if "siVQLM" in k else "C1" for k in labels])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decade labels only
         ax.set_xlabel(f"test MAE [{unit}]")
         ax.invert_yaxis() if ax is axes[0] else None
     axes[1].axvline(3 * min(runs[k]["force_mae_meV_per_A"] for k in labels if k.startswith("BPNN")),
