@@ -101,7 +101,7 @@ def write_report(results: dict) -> None:
           r["n_params"], f"{r['clean_energy_mae_meV']:.2f}", f"{r['clean_force_mae_meV_per_A']:.1f}",
           f"{r['train_seconds']:.0f}", r["load"][0]] for r in rows])
     text = (f"`python benchmarks/study_noisy_labels.py --epochs {rows[0]['epochs']}` on {results['date']}, "
-            f"{results['machine']['cpu']}, jax {results['versions']['jax']}, float64. shipped:H2O (400/50/50, "
+            f"{results['machine']['cpu']}, jax {results['versions']['jax']}, float64. shipped:H2O (200/50/50, "
             "split seed 0); Gaussian noise on training (and validation) E and F, errors on the clean test labels. "
             "Equal budgets of ≈65 parameters (siVQLM D = 8, B = 2; generic D = 4; BPNN hidden [1]), 200 training frames, same trainer settings.\n\n" + table
             + "\n\n![noisy labels](results/study_noisy_labels.png)")
