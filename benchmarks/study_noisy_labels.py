@@ -122,7 +122,7 @@ def plot(rows) -> None:
         for ax, key in zip(axes, ("clean_energy_mae_meV", "clean_force_mae_meV_per_A")):
             ax.plot(x, [r[key] for r in sel], "-o", color=f"C{k}", label=label)
     for ax, unit, noise in zip(axes, ("meV", "meV/Å"), ("sigma_E_meV", "sigma_F_meV_per_A")):
-        sel = [r for r in rows if r["model"] == rows[0]["model"]]
+        sel = [r for r in rows if r["model"] == rows[0]["model"] and r["noise_fraction"] > 0]  # log axis
         ax.plot([r["noise_fraction"] for r in sel], [r[noise] for r in sel], "k:", label="label noise σ")
         ax.set(xlabel="noise fraction f", ylabel=f"clean test MAE [{unit}]", yscale="log")
     axes[0].legend(fontsize=8)
