@@ -74,3 +74,14 @@ def pyscf_one_thread():
     lib.num_threads(1)
     yield
     lib.num_threads(before)
+
+
+# A script the multi-device tests run in subprocesses: it sets XLA_FLAGS (a forced device
+# count) when imported, so --doctest-modules must not import it into a test worker.
+collect_ignore = ["parallel_check.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    # The long tests (notebooks, physics runs: marked slow) first: run last, one of them keeps
+    # a worker busy for a minute while the other idles at the end of the suite.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -139,7 +139,7 @@ def test_qsf_is_rotation_invariant_and_needs_parity_averaging_for_reflections():
 def test_bad_variant_choices_are_refused():
     with pytest.raises(QdynInputError, match="use descriptor='power_spectrum'"):
         hybrid.build(species=(1, 8), branch="qsf")
-    with pytest.raises(QdynInputError, match="branch: Input should be 'reupload', 'qsf' or 'mlp'"):
+    with pytest.raises(QdynInputError, match="branch: Input should be 'reupload', 'qsf', 'custom' or 'mlp'"):
         hybrid.build(species=(1, 8), branch="quantum")
     with pytest.raises(QdynInputError, match="even number of qubits"):
         hybrid.build(species=(1, 8), descriptor="power_spectrum", branch="qsf", n_qubits=3)

@@ -94,8 +94,9 @@ def diffusion_coefficient(positions, dt_frame_fs: float, *, fit_start_fs: float,
     Args:
         positions: [F, n, 3] Å, unwrapped (e.g. only the oxygens of water).
         dt_frame_fs: time between frames [fs].
-        fit_start_fs, fit_end_fs: lag range of the linear fit [fs] (after the ballistic
-            regime, well below the trajectory length).
+        fit_start_fs: start of the lag range of the linear fit [fs] (after the ballistic
+            regime).
+        fit_end_fs: its end [fs] (well below the trajectory length).
         n_blocks: independent time blocks for the error (each must span the fit range).
 
     Returns:

@@ -42,8 +42,9 @@ class Frames(NamedTuple):
         position: [F, Rp, n, 3] Å.  momentum: [F, Rp, n, 3] amu·Å/τ.
         potential: [F, Rp] eV.  overflow: [Rp] bool, neighbour list overflowed in the block.
         box: [F, Rp, 3, 3] Å, the cell of each frame (None in free space).
-        cv: [F, Rp, n_cv] collective variables and bias: [F, Rp] eV bias energy (biased
-        runs; None otherwise). potential stays the model's own (unscaled) energy.
+        cv: [F, Rp, n_cv] collective variables (biased runs; None otherwise).
+        bias: [F, Rp] eV bias energy (biased runs; None otherwise); potential stays the
+            model's own (unscaled) energy.
         energy_std: [F, Rp] eV, the watchdog's energy σ of every frame (None without one;
             NaN on frames of a replica stopped before them).
         force_std: [F, Rp] eV/Å, its largest per-atom force σ.
@@ -84,9 +85,10 @@ class MDResult(NamedTuple):
         n_reallocations: neighbour-list reallocations (each redid a block).
         timings: compile_s, run_s, steps_per_s, molecule_steps_per_s, ns_per_day.
         out_dir: output directory or None.
-        cv: [F, Rp] + [n_cv] CVs of every frame, bias_energy: [F, Rp] eV, bias_state: the
-        final :class:`~qdyn.sampling.bias.BiasState` (batched), exchange: replica-exchange
-        statistics (biased runs only; None otherwise).
+        cv: [F, Rp, n_cv] CVs of every frame (biased runs only; None otherwise).
+        bias_energy: [F, Rp] eV bias energy of every frame.
+        bias_state: the final :class:`~qdyn.sampling.bias.BiasState` (batched).
+        exchange: replica-exchange statistics (runs with exchange only).
     """
 
     state: object

@@ -174,7 +174,8 @@ def stop_records(newly, frame_in_block, frames_done, frames, stride, dt_fs, sigm
         newly: [Rp] bool, replicas that stopped in this block.
         frame_in_block: [Rp] index of the frame whose σ passed the threshold.
         frames_done: frames of the run after the block; frames: frames in the block.
-        sigma_E, max_F: [F, Rp] σ at every frame of the block (eV; eV/Å, largest atom).
+        sigma_E: [F, Rp] energy σ at every frame of the block [eV].
+        max_F: [F, Rp] largest per-atom force σ at every frame of the block [eV/Å].
     """
     out = []
     first = frames_done - frames
