@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..train.config import ConfigError, TrainConfig
+from ..train.config import TrainConfig, read_yaml_mapping, validate_config
 
 _XTB = {"GFN2-XTB": "GFN2-xTB", "GFN1-XTB": "GFN1-xTB"}
 _PYSCF = ("HF", "DFT", "MP2", "CCSD", "CCSD(T)")
@@ -132,14 +131,4 @@ class LearnConfig(_Strict):
 
 def load_learn_config(path: Path) -> LearnConfig:
     """Read and validate ``path`` (YAML). Raises :class:`ConfigError` naming file and key."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read YAML config: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a learn config is a mapping of keys to values, got {type(raw).__name__}")
-    try:
-        return LearnConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: invalid learn config: {problems}") from e
+    return validate_config(LearnConfig, read_yaml_mapping(path, "a learn "), str(path), "learn ")

@@ -20,10 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..train.config import ConfigError
+from ..train.config import read_yaml_mapping, validate_config
 
 
 class MDConfig(BaseModel):
@@ -94,16 +93,6 @@ def load_md_config(path: Optional[Path], overrides: dict) -> MDConfig:
     """
     raw, source = {}, "command line"
     if path is not None:
-        source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: cannot read YAML config: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: an MD config is a mapping of keys to values, got {type(raw).__name__}")
+        raw, source = read_yaml_mapping(path, "an MD "), str(path)
     raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return MDConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{source}: invalid MD config: {problems}") from e
+    return validate_config(MDConfig, raw, source, "MD ")

@@ -138,22 +138,35 @@ class ConfigError(ValueError):
     """A configuration file that does not validate."""
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a YAML config; errors name the file and the offending keys."""
-    path = Path(path)
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """The top-level mapping of a YAML config file ({} when empty); a :class:`ConfigError`
+    naming the file when it cannot be read or is not a mapping. ``what``: "MD ", "learn ", ""."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read YAML config: {e}") from e
-    return parse_config(raw, source=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {what or 'a '}config is a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def validate_config(cls: type[BaseModel], raw: dict, source: str, what: str = ""):
+    """``cls.model_validate(raw)``, or one :class:`ConfigError` naming the source and every
+    offending key."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{source}: invalid {what}config: {problems}") from e
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML config; errors name the file and the offending keys."""
+    return parse_config(read_yaml_mapping(path, ""), source=str(path))
 
 
 def parse_config(raw: dict, *, source: str = "<config>") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{source}: invalid config: {problems}") from e
+    return validate_config(TrainConfig, raw, source)
 
 
 def template_yaml() -> str:
