@@ -701,11 +701,9 @@ def _initial_frame(progs: _Programs, states, systems, pe0, mass, dof: int, bias,
     KE = np.asarray(progs.kinetic(P, mass))
     cv = bias_energy = None
     if bias is not None:  # the CVs and bias of frame 0 too, so they line up with the positions
-        boxes = [None] * len(R) if box is None else list(box)
-        cv = np.stack([np.asarray(bias.cv(jnp.asarray(r), b)) for r, b in zip(R, boxes)])[None]
-        one_state = lambda i: jax.tree_util.tree_map(lambda x: x[i], bias_states)  # noqa: E731
-        bias_energy = np.stack([np.asarray(bias.energy(jnp.asarray(r), b, one_state(i)))
-                                for i, (r, b) in enumerate(zip(R, boxes))])[None]
+        box_axis = None if box is None else 0
+        cv = np.asarray(jax.vmap(bias.cv, in_axes=(0, box_axis))(R, box))[None]
+        bias_energy = np.asarray(jax.vmap(bias.energy, in_axes=(0, box_axis, 0))(R, box, bias_states))[None]
     return _HostFrames(R[None], P[None], pe0[None], KE[None], (2.0 * KE / (dof * units.KB_EV_PER_K))[None],
                        None if box is None else box[None], cv, bias_energy)
 
