@@ -1,22 +1,14 @@
-import atexit
 import json
 import os
-import shutil
-import tempfile
 
-# Two cores: keep XLA from oversubscribing them when pytest-xdist runs two workers.
-# CLI tests must not write JAX's persistent compilation cache into the user's home ...
+# CLI tests must not write JAX's persistent compilation cache into the user's home, and the
+# suite keeps no cache of its own: on the CPU backend a cached executable is loaded by XLA's
+# AOT loader, which warns "could lead to execution errors such as SIGILL" on this hardware
+# (jax-ml/jax#38445), and a test worker died of a fatal signal in CI while one was in use.
+# Every process compiles what it runs.
 os.environ.setdefault("QDYN_NO_CACHE", "1")
-# ... but a cache private to this test session saves the suite from compiling the same program
-# twice (a notebook training what a CLI test trained, a resumed training run). Set before JAX
-# is imported, in the controller, so xdist workers, notebook kernels and CLI subprocesses all
-# inherit it. JAX writes entries without a rename; a reader that meets a half-written entry
-# gets a decompression error, which JAX turns into a warning and a fresh compile.
-if os.environ.get("QDYN_TEST_CACHE_OWNER") is None:
-    os.environ["QDYN_TEST_CACHE_OWNER"] = str(os.getpid())
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="qdyn-test-jax-cache-")
-if os.environ["QDYN_TEST_CACHE_OWNER"] == str(os.getpid()):
-    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+# Two cores: keep XLA from oversubscribing them when pytest-xdist runs two workers.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 # The suite is compile-bound: most tests compile a program and run it a few times. XLA's
 # optimisation passes cost more than they save there (measured: a hybrid second-order program
