@@ -77,3 +77,20 @@ def pytest_collection_modifyitems(config, items):
     # The long tests (notebooks, physics runs: marked slow) first: run last, one of them keeps
     # a worker busy for a minute while the other idles at the end of the suite.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module.
+
+    Each XLA:CPU executable keeps memory mappings for its kernels, and without XLA's
+    optimisation passes (above) a program has many more kernels. A test worker that compiles
+    for the whole suite passed the kernel's limit of 65,530 mappings per process
+    (vm.max_map_count; 12,400 after one test module, 1,500 once it is cleared) and died of a segmentation fault inside
+    the compiler. Modules do not share compiled programs, so clearing costs no recompilation.
+    """
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
