@@ -77,6 +77,10 @@ class MDSettings(BaseModel):
                 check_temperature(self.initial_temperature_K, where="initial_temperature_K")
         return self
 
+    def replace(self, **changes) -> "MDSettings":
+        """A copy with ``changes``, validated like a new one (unknown names are refused)."""
+        return type(self)(**{**self.model_dump(exclude_unset=True), **changes})
+
     @property
     def start_temperature_K(self) -> float:
         """Temperature of the initial velocities [K]."""
