@@ -150,7 +150,7 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
             from ..sampling.report import run_kwargs
 
             biased = run_kwargs(cfg)
-        res = run_md(model_energy_fn(m.apply), params, R, system, cfg.settings(),
+        res = run_md(model_energy_fn(m.apply), params, R, system, cfg.md_settings(),
                      output=cfg.output(out, progress=_echo_progress, provenance=provenance),
                      key=jax.random.PRNGKey(cfg.seed), neighbor_fn=neighbor_fn, mesh=mesh, watchdog=watchdog, **biased)
     except QdynInputError as exc:

@@ -71,10 +71,6 @@ class MDConfig(MDSettings):
             raise ValueError("npt runs dense models only: neighbor_list must be auto or off")
         return self
 
-    def settings(self) -> MDSettings:
-        """The physics part, as :func:`qdyn.md.run_md` takes it."""
-        return MDSettings(**self.model_dump(include=set(MDSettings.model_fields)))
-
     def output(self, out_dir: Path, *, progress=None, provenance: Optional[dict] = None) -> MDOutput:
         """The output part: trajectories and checkpoints in ``out_dir``."""
         return MDOutput(out_dir=out_dir, stride=self.stride, store_replicas=self.store_replicas, restart=self.restart,

@@ -77,6 +77,10 @@ class MDSettings(BaseModel):
                 check_temperature(self.initial_temperature_K, where="initial_temperature_K")
         return self
 
+    def md_settings(self) -> "MDSettings":
+        """Just the :class:`MDSettings` part (of a config class that extends it)."""
+        return MDSettings(**self.model_dump(include=set(MDSettings.model_fields)))
+
     def replace(self, **changes) -> "MDSettings":
         """A copy with ``changes``, validated like a new one (unknown names are refused)."""
         return type(self)(**{**self.model_dump(exclude_unset=True), **changes})
