@@ -349,7 +349,8 @@ class _Parts(NamedTuple):
 
 @dataclasses.dataclass
 class _Run:
-    """One run's prepared pieces (host arrays; replicas on axis 0)."""
+    """One run's prepared pieces (replicas on axis 0); a restart may shorten ``fpb`` so
+    every remaining block has the compiled length."""
 
     settings: MDSettings
     output: MDOutput
@@ -394,7 +395,7 @@ def _prepare(energy_fn, R, system, settings: MDSettings, output: MDOutput, parts
     sp = make_space(systems[0], variable_cell=settings.ensemble == "npt")
     n_frames = settings.n_steps // stride
     return _Run(settings, output, parts, energy_fn, sp, sp.wrap(Rs),  # JAX-MD's periodic spaces expect wrapped R
-                systems, stack(systems), np.stack([masses(s) for s in systems]),
+                systems, parts.shard(stack(systems)), np.stack([masses(s) for s in systems]),
                 _Dynamics.of(settings, Rs.shape[1], sp.box is not None), n_frames,
                 _frames_per_block(n_frames, output.frames_per_block),
                 list(range(min(output.store_replicas, replicas))), neighbor_fn)
@@ -406,7 +407,6 @@ def _initial_carry(run: _Run, params, bias_states, key, replica_keys, neighbor):
     nbrs = None
     if run.neighbor_fn is not None:
         nbrs = _spread(run.neighbor_fn, neighbor, run.R) if neighbor is not None else _allocate(run.neighbor_fn, run.R)
-    run.batched_sys = run.parts.shard(run.batched_sys)
     vel_keys, int_keys, nbrs, Rs, mass, bias_states = run.parts.shard(
         (vel_keys, int_keys, nbrs, jnp.asarray(run.R), jnp.asarray(run.mass), bias_states))
     states, pe0 = run.programs.init(vel_keys, int_keys, Rs, mass, run.batched_sys, nbrs,
