@@ -55,13 +55,15 @@ def load_model(run: str | None):
 
 def bench_jax(model, params, replicas: int, steps: int, dt_fs: float) -> dict:
     R, system = water()
-    res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=dt_fs, n_steps=steps,
-                    stride=10, frames_per_block=10, temperature_K=300.0, replicas=replicas, remove_rotation=True,
-                    progress=None, max_temperature_K=1e9)
+    res = md.run_md(md.model_energy_fn(model.apply), params, R, system,
+                    md.MDSettings(ensemble="nve", dt_fs=dt_fs, n_steps=steps, temperature_K=300.0, replicas=replicas,
+                                  remove_rotation=True, max_temperature_K=1e9),
+                    output=md.MDOutput(stride=10, frames_per_block=10, progress=None))
     # a second identical run reuses the compiled block: its loop time is the steady state
-    res2 = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=dt_fs, n_steps=steps,
-                     stride=10, frames_per_block=10, temperature_K=300.0, replicas=replicas, remove_rotation=True,
-                     progress=None, max_temperature_K=1e9, key=jax.random.PRNGKey(1))
+    res2 = md.run_md(md.model_energy_fn(model.apply), params, R, system,
+                     md.MDSettings(ensemble="nve", dt_fs=dt_fs, n_steps=steps, temperature_K=300.0, replicas=replicas,
+                                   remove_rotation=True, max_temperature_K=1e9),
+                     output=md.MDOutput(stride=10, frames_per_block=10, progress=None), key=jax.random.PRNGKey(1))
     t = min(res.timings["run_s"], res2.timings["run_s"])
     return {"replicas": replicas, "steps": steps, "compile_s": res.timings["compile_s"], "run_s": t,
             "molecule_steps_per_s": steps * replicas / t, "us_per_molecule_step": 1e6 * t / (steps * replicas),

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import units  # noqa: E402
 from qdyn.data import load_shipped  # noqa: E402
-from qdyn.md import model_energy_fn, run_md  # noqa: E402
+from qdyn.md import MDOutput, MDSettings, model_energy_fn, run_md  # noqa: E402
 from qdyn.sampling import cv  # noqa: E402
 from qdyn.sampling.bias import make_bias, umbrella_states  # noqa: E402
 from qdyn.sampling.exchange import ReplicaExchange, by_rung  # noqa: E402
@@ -78,10 +78,11 @@ def main():
     ex = ReplicaExchange(bias, temperature_K=T, seed=0)
     n_steps = 4000 if args.small else 40_000
     t = time.perf_counter()
-    res = run_md(model_energy_fn(model.apply), params, R0, system, ensemble="nvt-langevin", dt_fs=0.5,
-                 n_steps=n_steps, temperature_K=T, friction_per_fs=0.02, replicas=len(centers), stride=20,
-                 frames_per_block=20, bias=bias, bias_states=umbrella_states(bias, centers, kappa), exchange=ex,
-                 key=jax.random.PRNGKey(0), progress=None)
+    res = run_md(model_energy_fn(model.apply), params, R0, system,
+                 MDSettings(ensemble="nvt-langevin", dt_fs=0.5, n_steps=n_steps, temperature_K=T, replicas=len(centers),
+                            friction_per_fs=0.02),
+                 output=MDOutput(stride=20, frames_per_block=20, progress=None), bias=bias,
+                 bias_states=umbrella_states(bias, centers, kappa), exchange=ex, key=jax.random.PRNGKey(0))
     md_s = time.perf_counter() - t
     x = by_rung(res.cv[..., 0], res.exchange["rung_history"], initial=bool(res.step[0] == 0))
     edges = np.linspace(2.45, 5.15, 46)

@@ -125,7 +125,7 @@ def bend_observable(model, R0, V0, mass, system, *, n_frames=1024):
 
 def md_check(model, params, *, seed: int) -> dict:
     """Bend peak of a 2 ps NVE run (new velocities, qdyn's MD loop) and the harmonic bend."""
-    from qdyn.md.run import run_md
+    from qdyn.md import MDOutput, MDSettings, run_md
     from qdyn.quickstart import relax
     from qdyn.structures import water
 
@@ -134,9 +134,10 @@ def md_check(model, params, *, seed: int) -> dict:
     mass = masses(system)
     energy_fn = model_energy_fn(model.apply)
     harm = analysis.harmonic_frequencies(energy_fn, params, R_min, system, mass)
-    res = run_md(energy_fn, params, R_min, system, ensemble="nve", dt_fs=0.5, n_steps=4000, stride=2,
-                 temperature_K=300.0, replicas=8, store_replicas=8, remove_rotation=True,
-                 key=jax.random.PRNGKey(seed), progress=None)
+    res = run_md(energy_fn, params, R_min, system,
+                 MDSettings(ensemble="nve", dt_fs=0.5, n_steps=4000, temperature_K=300.0, replicas=8,
+                            remove_rotation=True),
+                 output=MDOutput(stride=2, store_replicas=8, progress=None), key=jax.random.PRNGKey(seed))
     wn, I = analysis.vibrational_spectrum(res.velocity, mass, res.time_fs[1] - res.time_fs[0])
     band = (wn > BAND[0]) & (wn < BAND[1])
     peak = float(wn[band][np.argmax(I[band])])
@@ -187,9 +188,9 @@ def fit(model, params, train_ds, nu_fn, *, steps: int, lr: float, data_weight: f
 
 
 def plot(payload, path):
-    from qdyn.md.analysis import _plt, _save
+    from qdyn.plotting import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     h = payload["history"]
     a.plot([r["step"] for r in h], [r["nu_cm"] for r in h], color="k", label="bend band centre (fitted runs)")
@@ -211,7 +212,7 @@ def plot(payload, path):
     b.set_xlim(1300, 4200)
     b.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

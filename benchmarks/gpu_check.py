@@ -102,10 +102,11 @@ def md_scaling(sizes, replicas: int) -> dict:
     n_dev = len(jax.devices())
     mesh = parallel.make_mesh("all") if n_dev > 1 and replicas % n_dev == 0 else None
     R, system = water()
-    runs = [md.run_md(energy_fn, params, R, system, ensemble="nve", dt_fs=0.25, n_steps=sizes["md_steps"], stride=10,
-                      frames_per_block=sizes["md_steps"] // 10, replicas=replicas, remove_rotation=True,
-                      progress=None, max_temperature_K=1e9, key=jax.random.PRNGKey(i), mesh=mesh,
-                      store_replicas=1) for i in range(2)]
+    runs = [md.run_md(energy_fn, params, R, system,
+                      md.MDSettings(ensemble="nve", dt_fs=0.25, n_steps=sizes["md_steps"], replicas=replicas,
+                                    remove_rotation=True, max_temperature_K=1e9),
+                      output=md.MDOutput(stride=10, frames_per_block=sizes["md_steps"] // 10, store_replicas=1,
+                                         progress=None), key=jax.random.PRNGKey(i), mesh=mesh) for i in range(2)]
     run_s = min(r.timings["run_s"] for r in runs)
     steps = sizes["md_steps"]
     return {"replicas": replicas, "steps": steps, "devices": parallel.mesh_size(mesh),

@@ -177,7 +177,7 @@ def phase_train(args) -> dict:
 def phase_md(args) -> dict:
     from qdyn.descriptors.neighbors import neighbor_list_fn
     from qdyn.md.analysis import radial_distribution
-    from qdyn.md import BlowUpError, model_energy_fn, run_md
+    from qdyn.md import BlowUpError, MDOutput, MDSettings, model_energy_fn, run_md
     from qdyn.system import System
     from qdyn.train import load_run
 
@@ -212,10 +212,12 @@ def phase_md(args) -> dict:
 
     t0 = time.perf_counter()
     try:
-        res = run_md(model_energy_fn(model.apply), params, R0, system, ensemble="nvt-langevin", dt_fs=args.dt,
-                     n_steps=args.steps, temperature_K=300.0, key=jax.random.PRNGKey(args.seed), stride=args.stride,
-                     frames_per_block=args.frames_per_block, friction_per_fs=0.01, neighbor_fn=nbr_fn,
-                     out_dir=args.md_out, trajectory_formats=("extxyz",), progress=progress, progress_every_s=30.0)
+        res = run_md(model_energy_fn(model.apply), params, R0, system,
+                     MDSettings(ensemble="nvt-langevin", dt_fs=args.dt, n_steps=args.steps, temperature_K=300.0,
+                                friction_per_fs=0.01),
+                     output=MDOutput(out_dir=args.md_out, trajectory_formats=("extxyz",), stride=args.stride,
+                                     frames_per_block=args.frames_per_block, progress=progress, progress_every_s=30.0),
+                     key=jax.random.PRNGKey(args.seed), neighbor_fn=nbr_fn)
     except BlowUpError as exc:
         # A blow-up is a result too: record where and why instead of losing the run.
         out = {"model": info["model"], "run": str(args.run), "blew_up": True, "error": str(exc), "step": exc.step,

@@ -186,10 +186,11 @@ def main():
     steps = int(round(args.ps * 1000 / args.dt / stride)) * stride
     print(f"{model.name} from {args.run}: {args.replicas} replicas × {steps} steps of {args.dt} fs "
           f"(NVT Langevin {args.temperature} K)")
-    res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nvt-langevin", dt_fs=args.dt,
-                    n_steps=steps, temperature_K=args.temperature, replicas=args.replicas, stride=stride,
-                    frames_per_block=10, remove_rotation=True, key=jax.random.PRNGKey(7),
-                    out_dir=Path("runs/md_stability"), trajectory_formats=("h5md",), store_replicas=4)
+    res = md.run_md(md.model_energy_fn(model.apply), params, R, system,
+                    md.MDSettings(ensemble="nvt-langevin", dt_fs=args.dt, n_steps=steps, temperature_K=args.temperature,
+                                  replicas=args.replicas, remove_rotation=True),
+                    output=md.MDOutput(out_dir=Path("runs/md_stability"), trajectory_formats=("h5md",), stride=stride,
+                                       frames_per_block=10, store_replicas=4), key=jax.random.PRNGKey(7))
     bonds, angles = geometry(np.asarray(res.state.position))
     T = res.temperature  # [F, Rp]: every replica
     half = T.shape[0] // 2

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import units  # noqa: E402
-from qdyn.md import run_md  # noqa: E402
+from qdyn.md import MDOutput, MDSettings, run_md  # noqa: E402
 from qdyn.sampling import cv, muller_brown as mb  # noqa: E402
 from qdyn.sampling.bias import make_bias, stack_states, umbrella_states  # noqa: E402
 from qdyn.sampling.exchange import ReplicaExchange, by_rung, tempering_scales  # noqa: E402
@@ -51,7 +51,6 @@ SCALE = KT / KT_MB  # eV per MB unit
 ENERGY = mb.energy_fn(scale_eV=SCALE)
 XY = cv.stack([lambda R, box: cv.position(R, 0, 0), lambda R, box: cv.position(R, 0, 1)])
 X = cv.stack([lambda R, box: cv.position(R, 0, 0)])
-MD = dict(ensemble="nvt-langevin", dt_fs=1.0, friction_per_fs=0.05, progress=None)
 
 
 def starts(n):
@@ -63,8 +62,10 @@ def metadynamics(n_steps, walkers=8, pace=150):
     bias = make_bias(XY, sigma=(0.05, 0.05), height_eV=0.3 * KT, pace=pace, bias_factor=8.0, temperature_K=T0,
                      max_hills=n_steps // pace)
     t = time.perf_counter()
-    res = run_md(ENERGY, {}, starts(walkers), mb.system(), n_steps=n_steps, temperature_K=T0, replicas=walkers,
-                 stride=100, frames_per_block=100, bias=bias, key=jax.random.PRNGKey(1), **MD)
+    res = run_md(ENERGY, {}, starts(walkers), mb.system(),
+                 MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=n_steps, temperature_K=T0, replicas=walkers,
+                            friction_per_fs=0.05),
+                 output=MDOutput(stride=100, frames_per_block=100, progress=None), bias=bias, key=jax.random.PRNGKey(1))
     wall = time.perf_counter() - t
     xs, ys, V = mb.grid(61)
     pts = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
@@ -84,9 +85,11 @@ def umbrella(n_steps, windows=24, kappa=3.0):
     R0 = np.stack([[[c, y, 0.0]] for c, y in zip(centers, y0)])
     ex = ReplicaExchange(bias, temperature_K=T0, seed=0)
     t = time.perf_counter()
-    res = run_md(ENERGY, {}, R0, mb.system(), n_steps=n_steps, temperature_K=T0, replicas=windows, stride=50,
-                 frames_per_block=10, bias=bias, bias_states=umbrella_states(bias, centers, kappa), exchange=ex,
-                 key=jax.random.PRNGKey(2), **MD)
+    res = run_md(ENERGY, {}, R0, mb.system(),
+                 MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=n_steps, temperature_K=T0, replicas=windows,
+                            friction_per_fs=0.05),
+                 output=MDOutput(stride=50, frames_per_block=10, progress=None), bias=bias,
+                 bias_states=umbrella_states(bias, centers, kappa), exchange=ex, key=jax.random.PRNGKey(2))
     wall = time.perf_counter() - t
     x = by_rung(res.cv[..., 0], res.exchange["rung_history"], initial=bool(res.step[0] == 0))
     edges = np.linspace(-1.45, 1.15, 53)
@@ -120,13 +123,19 @@ def tempering(n_steps, rungs=8, T_max=1200.0):
     ex = ReplicaExchange(bias, temperature_K=T0, seed=3)
     R0 = starts(rungs)
     t = time.perf_counter()
-    res = run_md(ENERGY, {}, R0, mb.system(), n_steps=n_steps, temperature_K=T0, replicas=rungs, stride=50,
-                 frames_per_block=10, bias=bias, bias_states=states, exchange=ex, key=jax.random.PRNGKey(4), **MD)
+    res = run_md(ENERGY, {}, R0, mb.system(),
+                 MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=n_steps, temperature_K=T0, replicas=rungs,
+                            friction_per_fs=0.05),
+                 output=MDOutput(stride=50, frames_per_block=10, progress=None), bias=bias, bias_states=states,
+                 exchange=ex, key=jax.random.PRNGKey(4))
     wall = time.perf_counter() - t
     x = by_rung(res.cv[..., 0], res.exchange["rung_history"], initial=bool(res.step[0] == 0))[len(res.step) // 10:]
     # plain MD at T_max, no bias, same number of replicas and steps
-    plain = run_md(ENERGY, {}, R0, mb.system(), n_steps=n_steps, temperature_K=T_max, replicas=rungs, stride=50,
-                   frames_per_block=10, key=jax.random.PRNGKey(5), store_replicas=rungs, **MD)
+    plain = run_md(ENERGY, {}, R0, mb.system(),
+                   MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=n_steps, temperature_K=T_max, replicas=rungs,
+                              friction_per_fs=0.05),
+                   output=MDOutput(stride=50, frames_per_block=10, store_replicas=rungs, progress=None),
+                   key=jax.random.PRNGKey(5))
     xp = plain.position[:, :, 0, 0] if plain.position.shape[1] == rungs else None
     edges = np.linspace(-1.45, 1.15, 40)
     kT_hot = units.temperature_to_energy(T_max)

@@ -153,9 +153,11 @@ def nve(mcfg, params64, replicas: int, steps: int, rounds: int) -> dict:
     for i in range(rounds):
         for x64, (energy_fn, params) in sides.items():
             set_x64(x64)
-            res = md.run_md(energy_fn, params, R, system, ensemble="nve", dt_fs=0.25, n_steps=steps, stride=10,
-                            frames_per_block=steps // 10, temperature_K=300.0, replicas=replicas,
-                            remove_rotation=True, progress=None, max_temperature_K=1e9, key=jax.random.PRNGKey(0))
+            res = md.run_md(energy_fn, params, R, system,
+                            md.MDSettings(ensemble="nve", dt_fs=0.25, n_steps=steps, temperature_K=300.0,
+                                          replicas=replicas, remove_rotation=True, max_temperature_K=1e9),
+                            output=md.MDOutput(stride=10, frames_per_block=steps // 10, progress=None),
+                            key=jax.random.PRNGKey(0))
             o = out[x64]
             if i == 0:
                 o["nve_drift_eV"] = float(np.mean(np.max(np.abs(res.total - res.total[:1]), axis=0)))

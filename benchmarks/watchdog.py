@@ -47,15 +47,16 @@ def _oh(position):
 def _run(model, params, args, watchdog):
     import jax
 
-    from qdyn.md import BlowUpError, model_energy_fn, run_md
+    from qdyn.md import BlowUpError, MDOutput, MDSettings, model_energy_fn, run_md
     from qdyn.structures import water
 
     R, system = water()
     try:
-        res = run_md(model_energy_fn(model.apply), params, R, system, ensemble="nvt", dt_fs=0.5, n_steps=args.steps,
-                     temperature_K=args.temperature, replicas=args.replicas, stride=10, frames_per_block=10,
-                     store_replicas=args.replicas, key=jax.random.PRNGKey(args.seed), watchdog=watchdog,
-                     progress=None)
+        res = run_md(model_energy_fn(model.apply), params, R, system,
+                     MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=args.steps, temperature_K=args.temperature,
+                                replicas=args.replicas),
+                     output=MDOutput(stride=10, frames_per_block=10, store_replicas=args.replicas, progress=None),
+                     key=jax.random.PRNGKey(args.seed), watchdog=watchdog)
         return res, None
     except BlowUpError as exc:
         return None, exc

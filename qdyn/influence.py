@@ -488,7 +488,8 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
     import yaml
 
     from .train.config import parse_config
-    from .train.trainer import _loss_weights, _make_loss, load_data, load_run, split_data
+    from .train.losses import build_loss, loss_weights
+    from .train.trainer import load_data, load_run, split_data
 
     run_dir = Path(run_dir)
     model, params, _ = load_run(run_dir)
@@ -505,8 +506,8 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
     train_ds, _, _ = split_data(data, cfg.data)
     train_idx, _, _ = split_data(_FrameIndices(data.n_frames), cfg.data)
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
-    loss_fn = _make_loss(cfg, model, train_ds, species)
-    weights = [float(w) for w in _loss_weights(cfg, cfg.epochs - 1)]
+    loss_fn = build_loss(cfg, model, train_ds, species)
+    weights = [float(w) for w in loss_weights(cfg, cfg.epochs - 1)]
     obj = make_objective(model, params, train_ds, loss_fn, loss_weights=weights,
                          exclude_groups=(FIXED, *cfg.optim.frozen), chunk=chunk)
     return RunObjective(obj, params, train_ds, np.asarray(train_idx), cfg)

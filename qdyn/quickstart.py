@@ -30,7 +30,9 @@ from .md import analysis
 from .md.adapters import model_energy_fn
 from .md.integrators import masses
 from .md.run import run_md
+from .md.settings import MDOutput, MDSettings
 from .models.base import EnergyModel
+from .plotting import pyplot, save_figure
 from .structures import reference_structure
 from .validation import QdynInputError
 
@@ -45,10 +47,6 @@ def _bend_scan(n: int):
 def run(*, out: Path, small: bool = False, seed: int = 0) -> dict:
     import jax
     import jax.numpy as jnp
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -129,7 +127,7 @@ def run(*, out: Path, small: bool = False, seed: int = 0) -> dict:
                       f"{r['max_energy_change_under_O3_eV']:.2e}")
     console.print(table)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4), sharex=True)
     for ax, (name, (E, rotated)) in zip(axes, curves.items()):
         ax.plot(angles, E, "k-", lw=2, label="original")
         for k, Er in enumerate(rotated):
@@ -139,8 +137,7 @@ def run(*, out: Path, small: bool = False, seed: int = 0) -> dict:
         ax.set_ylabel("E [eV] (untrained)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "invariance_bend_scan.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "invariance_bend_scan.png")
 
     console.print(f"wrote {out / 'invariance_bend_scan.png'}")
 
@@ -237,10 +234,12 @@ def quickstart_md(model: EnergyModel, params, out_dir, *, small: bool, seed: int
     harm = analysis.harmonic_frequencies(energy_fn, params, R_min, system, mass)
     replicas, steps = (4, 2000) if small else (32, 8000)
     dt_fs, stride = 0.5, 4
-    res = run_md(energy_fn, params, R_min, system, ensemble="nve", dt_fs=dt_fs, n_steps=steps, stride=stride,
-                 frames_per_block=100, temperature_K=temperature_K, remove_rotation=True, replicas=replicas,
-                 store_replicas=replicas, key=jax.random.PRNGKey(seed), out_dir=out,
-                 trajectory_formats=("extxyz", "h5md"), progress=progress)
+    res = run_md(energy_fn, params, R_min, system,
+                 MDSettings(ensemble="nve", dt_fs=dt_fs, n_steps=steps, temperature_K=temperature_K, replicas=replicas,
+                            remove_rotation=True),
+                 output=MDOutput(out_dir=out, trajectory_formats=("extxyz", "h5md"), stride=stride,
+                                 frames_per_block=100, store_replicas=replicas, progress=progress),
+                 key=jax.random.PRNGKey(seed))
     nu, inten = analysis.vibrational_spectrum(res.velocity, mass, dt_fs * stride)
     real = harm[harm > 0]
     peaks = analysis.spectrum_peaks(nu, inten, n_peaks=len(real))

@@ -49,7 +49,7 @@ from qdyn import enable_x64  # noqa: E402
 enable_x64()
 
 from qdyn.data import load_shipped  # noqa: E402
-from qdyn.md import run_md  # noqa: E402
+from qdyn.md import MDOutput, MDSettings, run_md  # noqa: E402
 from qdyn.md.potentials import spring_network  # noqa: E402
 from qdyn.models.config import build_model  # noqa: E402
 from qdyn.namd import run_fssh, tully  # noqa: E402
@@ -97,9 +97,10 @@ def md_run(R, system, mesh, n_blocks):
         traces[0] += 1
         return springs(R, **kw)
 
-    res = run_md(energy_fn, init_params(), R, system, ensemble="nvt", dt_fs=0.5, n_steps=4 * n_blocks, stride=2,
-                 frames_per_block=2, replicas=8, store_replicas=8, key=jax.random.PRNGKey(1), progress=None,
-                 mesh=mesh)
+    res = run_md(energy_fn, init_params(), R, system,
+                 MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=4 * n_blocks, replicas=8),
+                 output=MDOutput(stride=2, frames_per_block=2, store_replicas=8, progress=None),
+                 key=jax.random.PRNGKey(1), mesh=mesh)
     return (res.position[-1], res.velocity[-1], res.potential), traces[0]
 
 

@@ -80,8 +80,9 @@ def test_trajectories_are_readable_by_ase_and_qdyn(tmp_path):
 
     R, system = water()
     energy_fn, init = spring_network(R)
-    res = md.run_md(energy_fn, init(k=5.0), R, system, ensemble="nvt", dt_fs=0.5, n_steps=40, stride=10,
-                    temperature_K=300.0, out_dir=tmp_path, progress=None)
+    res = md.run_md(energy_fn, init(k=5.0), R, system,
+                    md.MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=40, temperature_K=300.0),
+                    output=md.MDOutput(out_dir=tmp_path, stride=10, progress=None))
     frames = ase.io.read(tmp_path / "trajectory.xyz", ":")
     assert len(frames) == 5  # the initial state at t = 0, then every 10 steps
     assert frames[0].info["time"] == 0.0 and frames[1].info["time"] == 5.0
@@ -110,9 +111,10 @@ def test_spectrum_peaks_match_harmonic_frequencies():
     harm = analysis.harmonic_frequencies(energy_fn, params, R, system, mass)
     assert harm.shape == (3,) and np.all(harm > 500)
     # low temperature, rotation removed: the dynamics is nearly harmonic
-    res = md.run_md(energy_fn, params, R, system, ensemble="nve", dt_fs=0.5, n_steps=4000, stride=4,
-                    frames_per_block=100, temperature_K=30.0, remove_rotation=True, replicas=8, store_replicas=8,
-                    progress=None)
+    res = md.run_md(energy_fn, params, R, system,
+                    md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=4000, temperature_K=30.0, replicas=8,
+                                  remove_rotation=True),
+                    output=md.MDOutput(stride=4, frames_per_block=100, store_replicas=8, progress=None))
     assert res.dof == 3
     nu, inten = analysis.vibrational_spectrum(res.velocity, mass, 2.0)
     peaks = analysis.spectrum_peaks(nu, inten, n_peaks=3)

@@ -32,14 +32,14 @@ def test_neighbor_energy_equals_dense():
 def test_overflow_is_detected_and_the_block_redone():
     R, system, side = _box()
     sp = md.make_space(system)
-    kw = dict(ensemble="nve", dt_fs=0.5, n_steps=400, stride=10, frames_per_block=4, temperature_K=600.0,
-              key=jax.random.PRNGKey(0), progress=None)
+    kw = dict(key=jax.random.PRNGKey(0), output=md.MDOutput(stride=10, frames_per_block=4, progress=None))
+    settings = md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=400, temperature_K=600.0)
     # no spare capacity: the first O–O pair that comes within the cutoff overflows the list
     tight = flexible_water(sp.displacement_fn, side, n_molecules=27, capacity_multiplier=1.0)
     roomy = flexible_water(sp.displacement_fn, side, n_molecules=27, capacity_multiplier=2.0)
     params = tight.init_params()
-    res = md.run_md(tight.energy_fn, params, R, system, neighbor_fn=tight.neighbor_fn, **kw)
-    ref = md.run_md(roomy.energy_fn, params, R, system, neighbor_fn=roomy.neighbor_fn, **kw)
+    res = md.run_md(tight.energy_fn, params, R, system, settings, neighbor_fn=tight.neighbor_fn, **kw)
+    ref = md.run_md(roomy.energy_fn, params, R, system, settings, neighbor_fn=roomy.neighbor_fn, **kw)
     assert res.n_reallocations >= 1
     assert ref.n_reallocations == 0
     # redone blocks leave no trace: the trajectory equals the one that never overflowed

@@ -68,9 +68,11 @@ def test_npt_volume_responds_to_pressure_and_is_reported(tmp_path):
     system = System.create(["Ar"] * len(R), box=box)
     vols = {}
     for P in (1.0, 3000.0):
-        res = md.run_md(lj, PARAMS, R, system, ensemble="npt", dt_fs=4.0, n_steps=1500, stride=10, temperature_K=40.0,
-                        pressure_bar=P, tau_fs=200.0, barostat_tau_fs=1000.0, progress=None, replicas=2,
-                        out_dir=tmp_path / f"p{P:g}", trajectory_formats=("extxyz", "h5md"))
+        res = md.run_md(lj, PARAMS, R, system,
+                        md.MDSettings(ensemble="npt", dt_fs=4.0, n_steps=1500, temperature_K=40.0, replicas=2,
+                                      tau_fs=200.0, pressure_bar=P, barostat_tau_fs=1000.0),
+                        output=md.MDOutput(out_dir=tmp_path / f"p{P:g}", trajectory_formats=("extxyz", "h5md"),
+                                           stride=10, progress=None))
         half = len(res.volume) // 2
         vols[P] = res.volume[half:].mean()
         np.testing.assert_allclose(res.temperature[half:].mean(), 40.0, rtol=0.15)
@@ -103,8 +105,9 @@ def test_triclinic_cell_gives_the_same_dynamics_as_the_equivalent_cube():
     runs = []
     for box in (cube, skew):
         system = System.create(["Ar"] * len(R), box=box)
-        res = md.run_md(lj55, PARAMS, R, system, ensemble="nve", dt_fs=4.0, n_steps=200, stride=10,
-                        temperature_K=40.0, progress=None, key=jax.random.PRNGKey(3))
+        res = md.run_md(lj55, PARAMS, R, system,
+                        md.MDSettings(ensemble="nve", dt_fs=4.0, n_steps=200, temperature_K=40.0),
+                        output=md.MDOutput(stride=10, progress=None), key=jax.random.PRNGKey(3))
         runs.append(res)
     a, b = runs
     np.testing.assert_allclose(a.total, b.total, rtol=0, atol=1e-9)
@@ -118,10 +121,12 @@ def test_triclinic_cell_gives_the_same_dynamics_as_the_equivalent_cube():
 def test_npt_refuses_free_space_and_missing_pressure():
     R, box = fcc(2, 5.30)
     with pytest.raises(QdynInputError, match="periodic"):
-        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R)), ensemble="npt", dt_fs=4.0, n_steps=10, stride=10,
-                  pressure_bar=1.0, progress=None)
+        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R)),
+                  md.MDSettings(ensemble="npt", dt_fs=4.0, n_steps=10, pressure_bar=1.0),
+                  output=md.MDOutput(stride=10, progress=None))
     with pytest.raises(QdynInputError, match="pressure_bar"):
-        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R), box=2 * box), ensemble="npt", dt_fs=4.0, n_steps=10,
-                  stride=10, progress=None)
+        md.run_md(lj, PARAMS, R, System.create(["Ar"] * len(R), box=2 * box),
+                  md.MDSettings(ensemble="npt", dt_fs=4.0, n_steps=10),
+                  output=md.MDOutput(stride=10, progress=None))
     with pytest.raises(QdynInputError, match="right-handed"):
         make_space(System.create(["Ar"] * len(R), box=np.diag([10.0, 10.0, -10.0])))

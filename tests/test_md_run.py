@@ -1,5 +1,7 @@
 """MD core: NVE drift ~ dt², Langevin temperature, replicas = loop, NaN stop, restart."""
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +20,9 @@ def _bpnn():
 
 
 def _drift(energy_fn, params, R, system, dt, t_total_fs, key):
-    res = md.run_md(energy_fn, params, R, system, ensemble="nve", dt_fs=dt, n_steps=int(round(t_total_fs / dt)),
-                    stride=int(round(2.0 / dt)), temperature_K=300.0, key=key, progress=None)
+    res = md.run_md(energy_fn, params, R, system,
+                    md.MDSettings(ensemble="nve", dt_fs=dt, n_steps=int(round(t_total_fs / dt)), temperature_K=300.0),
+                    output=md.MDOutput(stride=int(round(2.0 / dt)), progress=None), key=key)
     E = res.total[:, 0]
     return np.max(np.abs(E - E[0])), res
 
@@ -62,8 +65,9 @@ def test_nve_sivqlm_brief():
     params = testing.randomize_params(model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), scale=0.3)
     R, system = water()
     energy_fn, P = _on_springs(model.apply, params, R)
-    res = md.run_md(energy_fn, P, R, system, ensemble="nve", dt_fs=0.25, n_steps=160, stride=8, temperature_K=300.0,
-                    progress=None)
+    res = md.run_md(energy_fn, P, R, system,
+                    md.MDSettings(ensemble="nve", dt_fs=0.25, n_steps=160, temperature_K=300.0),
+                    output=md.MDOutput(stride=8, progress=None))
     assert np.all(np.isfinite(res.total))
     assert np.ptp(res.potential[:, 0]) > 1e-3  # it moved
     assert np.max(np.abs(res.total - res.total[0])) < 0.05 * np.ptp(res.potential[:, 0])
@@ -74,9 +78,10 @@ def test_langevin_mean_temperature_within_statistical_error():
     energy_fn, init = spring_network(R)
     params = init(k=5.0)
     T = 300.0
-    res = md.run_md(energy_fn, params, R, system, ensemble="nvt", dt_fs=0.5, n_steps=4000, stride=10,
-                    frames_per_block=50, temperature_K=T, friction_per_fs=0.02, replicas=64,
-                    key=jax.random.PRNGKey(7), progress=None)
+    res = md.run_md(energy_fn, params, R, system,
+                    md.MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=4000, temperature_K=T, replicas=64,
+                                  friction_per_fs=0.02),
+                    output=md.MDOutput(stride=10, frames_per_block=50, progress=None), key=jax.random.PRNGKey(7))
     assert res.dof == 9  # Langevin thermalises every degree of freedom
     temps = res.temperature[len(res.temperature) // 4:]  # after 0.5 ps of equilibration
     per_replica = temps.mean(axis=0)  # replicas are independent: their means are i.i.d.
@@ -90,9 +95,10 @@ def test_nose_hoover_mean_temperature_is_the_target():
     R, system = water()
     energy_fn, init = spring_network(R)
     # start cold: the chain must heat the molecules up to T
-    res = md.run_md(energy_fn, init(k=5.0), R, system, ensemble="nvt-nose-hoover", dt_fs=0.5, n_steps=2000,
-                    stride=10, frames_per_block=50, temperature_K=300.0, initial_temperature_K=30.0, tau_fs=20.0,
-                    replicas=16, progress=None)
+    res = md.run_md(energy_fn, init(k=5.0), R, system,
+                    md.MDSettings(ensemble="nvt-nose-hoover", dt_fs=0.5, n_steps=2000, temperature_K=300.0,
+                                  initial_temperature_K=30.0, replicas=16, tau_fs=20.0),
+                    output=md.MDOutput(stride=10, frames_per_block=50, progress=None))
     assert res.dof == 6  # 3N − 3: the chain conserves the removed total momentum
     assert np.all(np.isfinite(res.temperature))
     assert res.temperature[0].mean() < 150
@@ -112,10 +118,12 @@ def test_vmap_over_replicas_equals_loop(ensemble):
     rng = np.random.default_rng(0)
     Rs = R + 0.03 * rng.normal(size=(3, 3, 3))  # different initial structures
     keys = jax.random.split(jax.random.PRNGKey(11), 3)
-    kw = dict(ensemble=ensemble, dt_fs=0.5, n_steps=40, stride=10, temperature_K=300.0, progress=None)
-    batched = md.run_md(energy_fn, params, Rs, system, replicas=3, replica_keys=keys, store_replicas=3, **kw)
+    settings = md.MDSettings(ensemble=ensemble, dt_fs=0.5, n_steps=40, temperature_K=300.0, replicas=3)
+    batched = md.run_md(energy_fn, params, Rs, system, settings, replica_keys=keys,
+                        output=md.MDOutput(stride=10, store_replicas=3, progress=None))
     for i in range(3):
-        single = md.run_md(energy_fn, params, Rs[i], system, replicas=1, replica_keys=keys[i:i + 1], **kw)
+        single = md.run_md(energy_fn, params, Rs[i], system, settings.replace(replicas=1),
+                           replica_keys=keys[i:i + 1], output=md.MDOutput(stride=10, progress=None))
         np.testing.assert_allclose(batched.position[:, i], single.position[:, 0], rtol=0, atol=1e-10)
         np.testing.assert_allclose(batched.total[:, i], single.total[:, 0], rtol=0, atol=1e-10)
     # the replicas really differ (per-replica RNG streams and structures)
@@ -139,17 +147,17 @@ def _exploding(threshold):
 def test_nan_mid_run_stops_with_last_good_state_saved(tmp_path):
     R, system = water()
     params = {"q": jnp.asarray(0.5)}
-    kw = dict(ensemble="nve", dt_fs=0.5, stride=5, frames_per_block=2, temperature_K=10.0, progress=None,
-              max_temperature_K=1e9)
+    settings = md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=400, temperature_K=10.0, max_temperature_K=1e9)
+    output = md.MDOutput(stride=5, frames_per_block=2, progress=None)
     # the same run without the NaN tells which block first crosses the threshold
-    ref = md.run_md(_exploding(1e9), params, R, system, n_steps=400, **kw)
+    ref = md.run_md(_exploding(1e9), params, R, system, settings, output=output)
     dmax = np.array([np.max(np.linalg.norm(x[:, None] - x[None], axis=-1)) for x in ref.position[:, 0]])
     threshold = 0.5 * (dmax[0] + dmax[-1])
     first_bad = int(ref.step[np.argmax(dmax > threshold)])
     block_start = (first_bad - 1) // 10 * 10
     assert block_start >= 20  # really mid-run
     with pytest.raises(md.BlowUpError, match="non-finite") as err:
-        md.run_md(_exploding(threshold), params, R, system, n_steps=400, out_dir=tmp_path, **kw)
+        md.run_md(_exploding(threshold), params, R, system, settings, output=replace(output, out_dir=tmp_path))
     # the check ran on the NEW state: it stopped in the block that produced the NaN
     assert err.value.step == block_start
     assert err.value.last_good_path.exists()
@@ -163,8 +171,9 @@ def test_nan_mid_run_stops_with_last_good_state_saved(tmp_path):
 def test_blow_up_by_temperature_is_detected():
     R, system = water()
     with pytest.raises(md.BlowUpError, match="blew up: temperature") as err:
-        md.run_md(_exploding(1e9), {"q": jnp.asarray(0.5)}, R, system, ensemble="nve", dt_fs=0.5, n_steps=400, stride=5,
-                  temperature_K=10.0, progress=None)
+        md.run_md(_exploding(1e9), {"q": jnp.asarray(0.5)}, R, system,
+                  md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=400, temperature_K=10.0),
+                  output=md.MDOutput(stride=5, progress=None))
     assert err.value.last_good_path is None
     assert np.all(np.isfinite(np.asarray(err.value.last_good_state.position)))
 
@@ -173,11 +182,14 @@ def test_checkpoint_restart_continues_exactly(tmp_path):
     model, params = _bpnn()
     R, system = water()
     energy_fn = md.model_energy_fn(model.apply)
-    kw = dict(ensemble="nvt", dt_fs=0.5, stride=5, frames_per_block=2, temperature_K=300.0, progress=None,
-              key=jax.random.PRNGKey(5))
-    full = md.run_md(energy_fn, params, R, system, n_steps=60, out_dir=tmp_path / "a", checkpoint_every=1, **kw)
-    md.run_md(energy_fn, params, R, system, n_steps=30, out_dir=tmp_path / "b", checkpoint_every=1, **kw)
-    resumed = md.run_md(energy_fn, params, R, system, n_steps=60, out_dir=tmp_path / "b", restart=True, **kw)
+    settings = md.MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=60, temperature_K=300.0)
+    output = md.MDOutput(stride=5, frames_per_block=2, checkpoint_every=1, progress=None)
+    key = jax.random.PRNGKey(5)
+    full = md.run_md(energy_fn, params, R, system, settings, output=replace(output, out_dir=tmp_path / "a"), key=key)
+    md.run_md(energy_fn, params, R, system, settings.replace(n_steps=30), output=replace(output, out_dir=tmp_path / "b"),
+              key=key)
+    resumed = md.run_md(energy_fn, params, R, system, settings,
+                        output=replace(output, out_dir=tmp_path / "b", restart=True), key=key)
     np.testing.assert_allclose(resumed.position[-1], full.position[-1], atol=1e-10)
     from qdyn.md.trajectory import read_h5md
 
@@ -194,11 +206,18 @@ def test_bad_input_is_refused_before_compiling():
     R, system = water()
     energy_fn, init = spring_network(R)
     with pytest.raises(ValueError, match="multiple of stride"):
-        md.run_md(energy_fn, init(), R, system, ensemble="nve", dt_fs=0.5, n_steps=7, stride=5)
+        md.run_md(energy_fn, init(), R, system,
+                  md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=7),
+                  output=md.MDOutput(stride=5))
     with pytest.raises(ValueError, match="ensemble"):
-        md.run_md(energy_fn, init(), R, system, ensemble="npt-ish", dt_fs=0.5, n_steps=10, stride=5)
+        md.run_md(energy_fn, init(), R, system,
+                  md.MDSettings(ensemble="npt-ish", dt_fs=0.5, n_steps=10),
+                  output=md.MDOutput(stride=5))
     with pytest.raises(ValueError, match="temperature"):
-        md.run_md(energy_fn, init(), R, system, ensemble="nvt", dt_fs=0.5, n_steps=10, stride=5, temperature_K=-1)
+        md.run_md(energy_fn, init(), R, system,
+                  md.MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=10, temperature_K=-1),
+                  output=md.MDOutput(stride=5))
     with pytest.raises(ValueError, match="padding"):
-        md.run_md(energy_fn, init(), np.vstack([R, [[9, 9, 9]]]), system.pad(4), ensemble="nve", dt_fs=0.5,
-                  n_steps=10, stride=5)
+        md.run_md(energy_fn, init(), np.vstack([R, [[9, 9, 9]]]), system.pad(4),
+                  md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=10),
+                  output=md.MDOutput(stride=5))

@@ -5,6 +5,7 @@ dynamics it watches; restarts keep stopped replicas stopped; the CLI refuses a m
 an uncertainty estimate."""
 
 import json
+from dataclasses import replace
 
 import jax
 import numpy as np
@@ -13,14 +14,14 @@ from typer.testing import CliRunner
 
 from qdyn.cli.app import app
 from qdyn.data import Dataset, load_shipped
-from qdyn.md import BlowUpError, make_watchdog, model_energy_fn, run_md
+from qdyn.md import BlowUpError, MDOutput, MDSettings, make_watchdog, model_energy_fn, run_md
 from qdyn.structures import water
 from qdyn.train import parse_config, train
 from qdyn.uncertainty import predict_with_uncertainty
 
 THRESHOLD = 1.0  # eV/Å, per-atom force σ
-MD = {"ensemble": "nvt", "dt_fs": 0.5, "temperature_K": 300.0, "replicas": 3, "stride": 10, "frames_per_block": 10,
-      "store_replicas": 3, "progress": None}
+SETTINGS = MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=400, temperature_K=300.0, replicas=3)
+OUT = MDOutput(stride=10, frames_per_block=10, store_replicas=3, progress=None)
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +56,13 @@ def test_under_trained_ensemble_is_stopped_before_it_comes_apart(ensembles, tmp_
     energy = model_energy_fn(model.apply)
     # without the watchdog the molecule comes apart (or the run blows up)
     try:
-        free = run_md(energy, under, R, system, n_steps=400, key=jax.random.PRNGKey(1), **MD)
+        free = run_md(energy, under, R, system, SETTINGS, key=jax.random.PRNGKey(1), output=OUT)
         assert _oh(free.position).max() > 1.6
     except BlowUpError:
         pass
     wd = make_watchdog(model, max_force_std=THRESHOLD)
-    res = run_md(energy, under, R, system, n_steps=400, key=jax.random.PRNGKey(1), watchdog=wd,
-                 out_dir=tmp_path / "md", **MD)
+    res = run_md(energy, under, R, system, SETTINGS, key=jax.random.PRNGKey(1), watchdog=wd,
+                 output=replace(OUT, out_dir=tmp_path / "md"))
     events = res.watchdog["events"]
     assert events and all(e["force_std_eV_per_A"] > THRESHOLD and "force σ" in e["reason"] for e in events)
     oh = _oh(res.position)
@@ -89,8 +90,8 @@ def test_under_trained_ensemble_is_stopped_before_it_comes_apart(ensembles, tmp_
 def test_trained_ensemble_runs_through(ensembles):
     model, params, _ = ensembles
     R, system = water()
-    res = run_md(model_energy_fn(model.apply), params, R, system, n_steps=400, key=jax.random.PRNGKey(1),
-                 watchdog=make_watchdog(model, max_force_std=THRESHOLD), **MD)
+    res = run_md(model_energy_fn(model.apply), params, R, system, SETTINGS, key=jax.random.PRNGKey(1),
+                 watchdog=make_watchdog(model, max_force_std=THRESHOLD), output=OUT)
     assert res.watchdog["events"] == [] and len(res.step) == 41  # frame 0 (t = 0) and 40 sampled frames
     assert np.all(np.isfinite(res.force_std)) and 0 < res.force_std.max() < THRESHOLD
     assert _oh(res.position).max() < 1.3
@@ -111,8 +112,9 @@ def test_laplace_sigma_in_md_is_the_predicted_one():
     n = split_readout(params)[0].size
     est = Estimator("laplace", 1.0, 2.0, LaplacePosterior(np.eye(n) * 1e-4, tuple(readout_paths(params))))
     R, system = water()
-    res = run_md(model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.1, n_steps=20, stride=5,
-                 watchdog=make_watchdog(model, est, max_force_std=1e3), progress=None)
+    res = run_md(model_energy_fn(model.apply), params, R, system,
+                 MDSettings(ensemble="nve", dt_fs=0.1, n_steps=20),
+                 output=MDOutput(stride=5, progress=None), watchdog=make_watchdog(model, est, max_force_std=1e3))
     pred = predict_with_uncertainty(model, params, Dataset(R=res.position[:, 0], Z=np.tile(system.species, (len(res.step), 1))),
                                     est)
     np.testing.assert_allclose(res.force_std[:, 0], pred.F_std.max(axis=1), rtol=1e-9)
@@ -124,9 +126,9 @@ def test_watchdog_does_not_change_the_dynamics(ensembles):
     model, params, _ = ensembles
     R, system = water()
     energy = model_energy_fn(model.apply)
-    plain = run_md(energy, params, R, system, n_steps=400, key=jax.random.PRNGKey(2), **MD)
-    watched = run_md(energy, params, R, system, n_steps=400, key=jax.random.PRNGKey(2),
-                     watchdog=make_watchdog(model, max_force_std=1e9), **MD)
+    plain = run_md(energy, params, R, system, SETTINGS, key=jax.random.PRNGKey(2), output=OUT)
+    watched = run_md(energy, params, R, system, SETTINGS, key=jax.random.PRNGKey(2),
+                     watchdog=make_watchdog(model, max_force_std=1e9), output=OUT)
     assert plain.force_std is None and plain.watchdog is None
     np.testing.assert_allclose(watched.position, plain.position, rtol=0, atol=1e-12)
     assert np.ptp(plain.position[:, 0], axis=0).max() > 1e-3  # the molecule moved
@@ -137,11 +139,11 @@ def test_restart_keeps_stopped_replicas_stopped(ensembles, tmp_path):
     R, system = water()
     energy = model_energy_fn(model.apply)
     wd = make_watchdog(model, max_force_std=THRESHOLD)
-    first = run_md(energy, under, R, system, n_steps=200, key=jax.random.PRNGKey(1), watchdog=wd, out_dir=tmp_path,
-                   checkpoint_every=1, **MD)
+    first = run_md(energy, under, R, system, SETTINGS.replace(n_steps=200), key=jax.random.PRNGKey(1), watchdog=wd,
+                   output=replace(OUT, out_dir=tmp_path, checkpoint_every=1))
     assert first.watchdog["stopped"]
-    again = run_md(energy, under, R, system, n_steps=400, key=jax.random.PRNGKey(1), watchdog=wd, out_dir=tmp_path,
-                   restart=True, **MD)
+    again = run_md(energy, under, R, system, SETTINGS, key=jax.random.PRNGKey(1), watchdog=wd,
+                   output=replace(OUT, out_dir=tmp_path, restart=True))
     assert set(first.watchdog["stopped"]) <= set(again.watchdog["stopped"])
     assert again.watchdog["events"][: len(first.watchdog["events"])] == first.watchdog["events"]
     # a replica stopped before the restart stays where it stopped (not watched afresh and run on)

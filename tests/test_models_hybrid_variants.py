@@ -93,8 +93,9 @@ def test_md_with_neighbor_list_conserves_energy_and_matches_dense():
     params = {**params, "scale": jnp.asarray(0.05)}  # a gentle potential for a short NVE check
     R, system = _water_box()
     nf = neighbor_list_fn(system.box, model.config["cutoff"], skin=0.5, format="dense")
-    res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve", dt_fs=0.25, n_steps=40,
-                    stride=10, frames_per_block=2, temperature_K=300.0, key=jax.random.PRNGKey(0), progress=None,
+    res = md.run_md(md.model_energy_fn(model.apply), params, R, system,
+                    md.MDSettings(ensemble="nve", dt_fs=0.25, n_steps=40, temperature_K=300.0),
+                    output=md.MDOutput(stride=10, frames_per_block=2, progress=None), key=jax.random.PRNGKey(0),
                     neighbor_fn=nf)
     drift = np.ptp(res.total)
     assert np.ptp(res.potential) > 10 * drift  # energy flows between kinetic and potential, the total stays

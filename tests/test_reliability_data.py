@@ -260,14 +260,18 @@ def test_model_input_far_from_the_origin_is_refused(h2o_run):
 
 
 def test_run_md_refuses_stride_0_and_absurd_temperatures():
-    from qdyn.md import run_md
+    from qdyn.md import MDOutput, MDSettings, run_md
     from qdyn.structures import water
 
     R, system = water()
     with pytest.raises(QdynInputError, match="stride must be ≥ 1"):
-        run_md(None, None, R, system, ensemble="nve", dt_fs=0.5, n_steps=10, stride=0)
+        run_md(None, None, R, system,
+               MDSettings(ensemble="nve", dt_fs=0.5, n_steps=10),
+               output=MDOutput(stride=0))
     with pytest.raises(QdynInputError, match="temperature_K: 1e\\+06 K is beyond any chemistry"):
-        run_md(None, None, R, system, ensemble="nvt", dt_fs=0.5, n_steps=10, stride=10, temperature_K=1e6)
+        run_md(None, None, R, system,
+               MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=10, temperature_K=1e6),
+               output=MDOutput(stride=10))
 
 
 def test_unwritable_output_names_the_file_and_leaves_no_temporary(tmp_path):

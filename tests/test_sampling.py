@@ -3,13 +3,15 @@ inside the compiled MD loop (force = -grad bias, metadynamics fills the visited 
 umbrella windows + MBAR recovering a double-well free energy with Hamiltonian replica
 exchange, and the exchange acceptance obeying detailed balance."""
 
+from dataclasses import replace
+
 import numpy as np
 import jax
 import jax.numpy as jnp
 import pytest
 
 from qdyn import units
-from qdyn.md import run_md
+from qdyn.md import MDOutput, MDSettings, run_md
 from qdyn.sampling import cv
 from qdyn.sampling.bias import biased_energy_fn, make_bias, stack_states, umbrella_states
 from qdyn.sampling.exchange import ReplicaExchange, by_rung
@@ -87,21 +89,23 @@ def double_well(R, *, params, system, neighbor=None):
 
 
 X_CV = cv.stack([lambda R, box: cv.position(R, 0, 0)])
+OUT = MDOutput(stride=50, frames_per_block=20, progress=None)
 
 
 @pytest.fixture(scope="module")
 def metad():
-    """(bias, run kwargs): one bias object, so its compiled block is shared by the tests."""
+    """(bias, MD settings, run kwargs): one bias object, so its compiled block is shared by the tests."""
     bias = make_bias(X_CV, sigma=(0.1,), height_eV=0.2 * KT, pace=50, bias_factor=10.0, temperature_K=T,
                      max_hills=40)
-    kw = dict(ensemble="nvt-langevin", dt_fs=1.0, temperature_K=T, friction_per_fs=0.05, replicas=2, stride=50,
-              frames_per_block=20, bias=bias, progress=None, key=jax.random.PRNGKey(7))
-    return bias, kw
+    settings = MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=2000, temperature_K=T, friction_per_fs=0.05,
+                          replicas=2)
+    kw = dict(bias=bias, key=jax.random.PRNGKey(7))
+    return bias, settings, kw
 
 
 def test_metadynamics_bias_grows_where_the_walker_sits(metad):
-    bias, kw = metad
-    res = run_md(double_well, {}, np.array([[-1.0, 0.0, 0.0]]), System.create([1]), n_steps=2000, **kw)
+    bias, settings, kw = metad
+    res = run_md(double_well, {}, np.array([[-1.0, 0.0, 0.0]]), System.create([1]), settings, output=OUT, **kw)
     st = res.bias_state
     np.testing.assert_array_equal(np.asarray(st.n_hills), [40, 40])
     visited = res.cv[..., 0]
@@ -121,11 +125,13 @@ def test_metadynamics_bias_grows_where_the_walker_sits(metad):
 def test_biased_run_restarts_with_its_bias(metad, tmp_path):
     """The hills are checkpointed with the MD state: a run stopped halfway and restarted
     ends exactly where the uninterrupted one does."""
-    bias, kw = metad
+    bias, settings, kw = metad
     R0, system = np.array([[-1.0, 0.0, 0.0]]), System.create([1])
-    full = run_md(double_well, {}, R0, system, n_steps=2000, out_dir=tmp_path / "a", **kw)
-    run_md(double_well, {}, R0, system, n_steps=1000, out_dir=tmp_path / "b", **kw)
-    resumed = run_md(double_well, {}, R0, system, n_steps=2000, out_dir=tmp_path / "b", restart=True, **kw)
+    full = run_md(double_well, {}, R0, system, settings, output=replace(OUT, out_dir=tmp_path / "a"), **kw)
+    run_md(double_well, {}, R0, system, settings.replace(n_steps=1000), output=replace(OUT, out_dir=tmp_path / "b"),
+           **kw)
+    resumed = run_md(double_well, {}, R0, system, settings,
+                     output=replace(OUT, out_dir=tmp_path / "b", restart=True), **kw)
     np.testing.assert_array_equal(np.asarray(resumed.bias_state.n_hills), [40, 40])
     np.testing.assert_allclose(np.asarray(resumed.bias_state.hill_center), np.asarray(full.bias_state.hill_center),
                                atol=1e-10)
@@ -140,9 +146,11 @@ def test_umbrella_windows_with_exchange_and_mbar_recover_the_double_well():
     states = umbrella_states(bias, centers, 1.0)
     ex = ReplicaExchange(bias, temperature_K=T, seed=0)
     R0 = np.stack([[[c, 0.0, 0.0]] for c in centers])
-    res = run_md(double_well, {}, R0, System.create([1]), ensemble="nvt-langevin", dt_fs=1.0, n_steps=40000,
-                 temperature_K=T, friction_per_fs=0.05, replicas=8, stride=40, frames_per_block=25,
-                 bias=bias, bias_states=states, exchange=ex, progress=None, key=jax.random.PRNGKey(2))
+    res = run_md(double_well, {}, R0, System.create([1]),
+                 MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=40000, temperature_K=T, replicas=8,
+                            friction_per_fs=0.05),
+                 output=MDOutput(stride=40, frames_per_block=25, progress=None), bias=bias, bias_states=states,
+                 exchange=ex, key=jax.random.PRNGKey(2))
     stats = res.exchange
     assert stats["attempts"] == 40 and len(stats["acceptance"]) == 7
     assert 0.05 < np.mean(stats["acceptance"]) <= 1.0, stats["acceptance"]

@@ -46,7 +46,8 @@ def _leaves_close(a, b, atol):
 def test_vmapped_ensemble_step_equals_separate_member_steps(h2o):
     from qdyn.train.batches import batches_of, make_batch
     from qdyn.train.optim import make_optimizer
-    from qdyn.train.trainer import _loss_weights, _make_step, _prepare
+    from qdyn.train.losses import loss_weights
+    from qdyn.train.trainer import _make_step, _prepare
 
     cfg = _cfg(BPNN)
     _, run = _prepare(cfg, h2o)
@@ -55,7 +56,7 @@ def test_vmapped_ensemble_step_equals_separate_member_steps(h2o):
     tx = make_optimizer(cfg.optim, run.model.param_labels(members[0]), total_steps=10, trainable={"classical"})
     ens_step = _make_step(cfg, run.loss_fn, tx, run.members)
     one_step = _make_step(cfg, run.loss_fn, tx, MemberAxis())
-    w = _loss_weights(cfg, 0)
+    w = loss_weights(cfg, 0)
     ens = (run.params0, run.members.opt_init(tx)(run.params0), run.params0)
     sep = [(p, tx.init(p), p) for p in members]
     for idx in batches_of(run.train_ds.n_frames, 8, seed=0, epoch=0):

@@ -7,12 +7,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..md.analysis import _plt, _save
+from ..plotting import pyplot, save_figure
 
 
 def plot_msd(lag_fs, msd, result: dict, path) -> Path:
     """MSD [Å²] against lag [ps] with the fitted Einstein line over the fit range."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     lag_fs = np.asarray(lag_fs)
     ax.plot(lag_fs / 1e3, msd, color="k", lw=1, label="MSD")
@@ -24,14 +24,12 @@ def plot_msd(lag_fs, msd, result: dict, path) -> Path:
     ax.set_xlabel("lag [ps]")
     ax.set_ylabel("MSD [Å²]")
     ax.legend()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_hbonds(result: dict, time_fs, path) -> Path:
     """H-bond count per molecule against time, and the lifetime correlations."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     per_mol = 2.0 * np.asarray(result["count_per_frame"]) / result["n_molecules"]
     a.plot(np.asarray(time_fs) / 1e3, per_mol, color="k", lw=1)
@@ -43,15 +41,13 @@ def plot_hbonds(result: dict, time_fs, path) -> Path:
     b.set_xlabel("lag [fs]")
     b.set_ylabel("C(τ)")
     b.legend()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_projection(projection, path, *, labels: Optional[np.ndarray] = None, time_fs=None,
                     axis_names=("component 1", "component 2")) -> Path:
     """Frames in the first two components, coloured by cluster (or by time)."""
-    plt = _plt()
+    plt = pyplot()
     Y = np.asarray(projection)
     y2 = Y[:, 1] if Y.shape[1] > 1 else np.zeros(len(Y))
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -64,6 +60,4 @@ def plot_projection(projection, path, *, labels: Optional[np.ndarray] = None, ti
         fig.colorbar(sc, ax=ax, label="time [ps]")
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

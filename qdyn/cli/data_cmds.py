@@ -201,13 +201,7 @@ def info(
     no_plausibility_check: bool = typer.Option(False, "--no-plausibility-check", help=_NO_CHECK_HELP),
 ):
     """Statistics (energy range, force RMS, element counts) and provenance of a dataset."""
-    from ..validation import QdynInputError
-
-    try:
-        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key, not no_plausibility_check)
-    except QdynInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key, not no_plausibility_check)
     st = ds.statistics()
     meta = ds.metadata
     lab = meta.get("labeler", {})
@@ -255,13 +249,8 @@ def split(
 ):
     """Split a dataset by seed (or index files) into qdyn npz parts plus index files."""
     from ..data import read_index_file, split_indices, write, write_index_file
-    from ..validation import QdynInputError
 
-    try:
-        ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key, not no_plausibility_check)
-    except QdynInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    ds = _read(file, energy_unit, length_unit, force_unit, energy_key, forces_key, not no_plausibility_check)
     file = Path(file.split(":", 1)[1] if file.startswith("shipped:") else file)  # names the output parts
     import numpy as np
 

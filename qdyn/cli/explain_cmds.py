@@ -124,13 +124,11 @@ def _distance_to(R_query, ds):
 
 
 def _plot(path: Path, scores, order, run, R_query, query_ds, frame: int, report: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..data.io import atomic_write
+    from ..plotting import pyplot, save_figure
+
+    plt = pyplot()
 
     ds = run.train_ds
     dist = _distance_to(R_query, ds)
@@ -158,8 +156,7 @@ def _plot(path: Path, scores, order, run, R_query, query_ds, frame: int, report:
     fig.suptitle(f"{report['model']}: {report['query']['target']} of frame {frame} of {report['query']['data']}",
                  fontsize=10)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def register(app: typer.Typer) -> None:

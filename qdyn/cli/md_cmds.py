@@ -150,13 +150,9 @@ def run_md_config(cfg, *, overwrite: bool = False, execution: Optional[dict] = N
             from ..sampling.report import run_kwargs
 
             biased = run_kwargs(cfg)
-        res = run_md(model_energy_fn(m.apply), params, R, system, ensemble=cfg.ensemble, dt_fs=cfg.dt_fs,
-                     n_steps=cfg.n_steps, temperature_K=cfg.temperature_K, replicas=cfg.replicas, stride=cfg.stride,
-                     friction_per_fs=cfg.friction_per_fs, tau_fs=cfg.tau_fs, pressure_bar=cfg.pressure_bar,
-                     barostat_tau_fs=cfg.barostat_tau_fs, store_replicas=cfg.store_replicas,
-                     key=jax.random.PRNGKey(cfg.seed), out_dir=out, restart=cfg.restart, neighbor_fn=neighbor_fn,
-                     progress=_echo_progress, provenance=provenance, check_plausibility=cfg.check_plausibility,
-                     mesh=mesh, watchdog=watchdog, **biased)
+        res = run_md(model_energy_fn(m.apply), params, R, system, cfg.md_settings(),
+                     output=cfg.output(out, progress=_echo_progress, provenance=provenance),
+                     key=jax.random.PRNGKey(cfg.seed), neighbor_fn=neighbor_fn, mesh=mesh, watchdog=watchdog, **biased)
     except QdynInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except BlowUpError as exc:

@@ -321,7 +321,9 @@ class Dataset:
         ax.set_title(f"{title} ({e.size} frames)")
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
+            from ..plotting import save_figure
+
+            save_figure(fig, path)
         return fig
 
     def to_system(self, i: int):

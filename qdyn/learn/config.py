@@ -21,7 +21,10 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..md.settings import MDOutput, MDSettings
 from ..train.config import TrainConfig, read_yaml_mapping, validate_config
+
+_OUTPUT = MDOutput()  # the output defaults, declared once in MDOutput
 
 _XTB = {"GFN2-XTB": "GFN2-xTB", "GFN1-XTB": "GFN1-xTB"}
 _PYSCF = ("HF", "DFT", "MP2", "CCSD", "CCSD(T)")
@@ -62,22 +65,18 @@ class LabelerConfig(_Strict):
         return labeler_from_spec(self.spec())
 
 
-class ExploreConfig(_Strict):
-    """Batched MD of the current model with the uncertainty watchdog."""
+class ExploreConfig(MDSettings):
+    """Batched MD of the current model with the uncertainty watchdog: the physics keys of
+    :class:`~qdyn.md.settings.MDSettings` (with its defaults; npt excluded) and these."""
+
+    model_config = ConfigDict(extra="forbid")
 
     structure: str = Field("water", description="start structure: a file, shipped:NAME (its first frame) or a preset "
                                                 "(water, lih, water_dimer)")
     frame: int = Field(0, ge=0, description="frame of structure to start from")
-    ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover"] = Field(
-        "nvt", description="nve or a thermostat (nvt = Langevin)")
-    temperature_K: float = Field(300.0, gt=0, description="thermostat target and initial temperature, K")
-    dt_fs: float = Field(0.5, gt=0, le=5.0, description="time step, fs")
-    n_steps: int = Field(2000, gt=0, description="steps per round: the MD time the model must survive (n_steps × "
-                                                 "dt_fs fs) for the loop to stop")
     replicas: int = Field(8, ge=1, description="independent replicas (vmapped); their frames are the candidates")
-    stride: int = Field(10, ge=1, description="steps between sampled (and σ-checked) frames")
-    frames_per_block: int = Field(10, ge=1, description="frames per compiled block")
-    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
+    stride: int = Field(_OUTPUT.stride, ge=1, description="steps between sampled (and σ-checked) frames")
+    frames_per_block: int = Field(_OUTPUT.frames_per_block, ge=1, description="frames per compiled block")
     max_force_std: Optional[float] = Field(0.5, gt=0, description="watchdog: stop a replica when an atom's force σ "
                                                                   "exceeds this, eV/Å")
     max_energy_std_per_atom: Optional[float] = Field(None, gt=0, description="watchdog: stop a replica when the "
@@ -85,7 +84,9 @@ class ExploreConfig(_Strict):
     seed: int = Field(0, description="seed of velocities and thermostat noise (round r uses seed + r)")
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _explorable(self):
+        if self.ensemble == "npt":
+            raise ValueError("explore runs nve or a thermostat (nvt = Langevin), not npt")
         if self.n_steps % self.stride:
             raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of stride ({self.stride})")
         if self.max_force_std is None and self.max_energy_std_per_atom is None:

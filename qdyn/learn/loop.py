@@ -96,7 +96,7 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
         return {"R": z["R"], "sigma": z["sigma"], "trusted": z["trusted"], "summary": json.loads(str(z["summary"]))}
     import jax
 
-    from ..md import make_watchdog, model_energy_fn, run_md
+    from ..md import MDOutput, make_watchdog, model_energy_fn, run_md
     from ..structures import load_structure
     from ..uncertainty import load_estimator
 
@@ -105,11 +105,10 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
     model.check(R0, system)
     wd = make_watchdog(model, load_estimator(run_dir, params), max_force_std=e.max_force_std,
                        max_energy_std_per_atom=e.max_energy_std_per_atom)
-    res = run_md(model_energy_fn(model.apply), params, R0, system, ensemble=e.ensemble, dt_fs=e.dt_fs,
-                 n_steps=e.n_steps, temperature_K=e.temperature_K, replicas=e.replicas, stride=e.stride,
-                 frames_per_block=e.frames_per_block, friction_per_fs=e.friction_per_fs,
-                 key=jax.random.PRNGKey(e.seed + r), out_dir=rdir / "explore", store_replicas=e.replicas,
-                 trajectory_formats=("extxyz",), watchdog=wd, progress=progress)
+    res = run_md(model_energy_fn(model.apply), params, R0, system, e.md_settings(),
+                 output=MDOutput(out_dir=rdir / "explore", trajectory_formats=("extxyz",), stride=e.stride,
+                                 frames_per_block=e.frames_per_block, store_replicas=e.replicas, progress=progress),
+                 key=jax.random.PRNGKey(e.seed + r), watchdog=wd)
     F, Rp, n = res.position.shape[:3]
     events = res.watchdog["events"]
     stop_fs = {ev["replica"]: ev["last_trusted_time_fs"] for ev in events}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import atomic_write_text
+from ..plotting import pyplot, save_figure
 
 
 def rows(state: dict) -> list[dict]:
@@ -44,10 +45,7 @@ def markdown(state: dict) -> str:
 
 
 def plot(path: Path, state: dict) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     table = rows(state)
     x = [r["round"] for r in table]
@@ -70,9 +68,7 @@ def plot(path: Path, state: dict) -> Path:
     for ax in axes:
         ax.set_xlabel("round")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(out: Path, state: dict) -> dict:

@@ -11,8 +11,11 @@ Example:
     >>> model = bpnn.build(species=(1, 8), hidden=(8,))
     >>> params = model.init(jax.random.PRNGKey(0))
     >>> R, system = water()
-    >>> res = md.run_md(md.model_energy_fn(model.apply), params, R, system, ensemble="nve",
-    ...                 dt_fs=0.5, n_steps=20, stride=5, progress=None)
+    >>> res = md.run_md(md.model_energy_fn(model.apply), params, R, system,
+    ...                 md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=20),
+    ...                 output=md.MDOutput(stride=5, progress=None))
+    >>> res.position.shape  # frame 0 and 4 sampled frames, 1 stored replica, 3 atoms
+    (5, 1, 3, 3)
 """
 
 from ..checkpoint import load_state, save_state
@@ -21,6 +24,7 @@ from .host_loop import BlowUpError, host_loop
 from .integrators import ENSEMBLES, Integrator, Space, make_integrator, make_space, masses
 from .momenta import degrees_of_freedom, maxwell_boltzmann
 from .run import Frames, MDResult, make_block, run_md
+from .settings import MDOutput, MDSettings
 from .watchdog import Watchdog, WatchLog, make_watchdog
 
 __all__ = [
@@ -28,6 +32,6 @@ __all__ = [
     "diabatic_fn", "model_energy_fn",
     "ENSEMBLES", "Integrator", "Space", "make_integrator", "make_space", "masses",
     "BlowUpError", "host_loop",
-    "Frames", "MDResult", "load_state", "make_block", "run_md", "save_state",
+    "Frames", "MDOutput", "MDResult", "MDSettings", "load_state", "make_block", "run_md", "save_state",
     "Watchdog", "WatchLog", "make_watchdog",
 ]

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from ..plotting import pyplot, save_figure
 from ..validation import QdynInputError
 
 _C_CM_PER_FS = units.SPEED_OF_LIGHT_CM_S * 1e-15  # speed of light [cm/fs]
@@ -170,27 +171,9 @@ def radial_distribution(positions, species, box_side, *, pair: tuple[int, int] =
 
 
 # -- plots (matplotlib Agg; files written atomically) -------------------------------------
-def _save(fig, path) -> Path:
-    from ..data.io import atomic_write
-
-    path = Path(path)
-    # the temporary name ends in the figure's suffix: matplotlib picks the format from it
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"), suffix=path.suffix)
-    return path
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_energies(result, path, *, replica: int = 0) -> Path:
     """Potential, kinetic and total energy [eV] and temperature [K] against time [ps]."""
-    plt = _plt()
+    plt = pyplot()
     t = result.time_fs / 1e3
     fig, (a, b) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
     for name, y in (("potential", result.potential), ("kinetic", result.kinetic), ("total", result.total)):
@@ -201,15 +184,13 @@ def plot_energies(result, path, *, replica: int = 0) -> Path:
     b.set_xlabel("time [ps]")
     b.set_ylabel("T [K]")
     b.legend()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_spectrum(wavenumber, intensity, path, *, harmonic: Optional[Sequence[float]] = None,
                   peaks: Optional[Sequence[float]] = None, title: str = "") -> Path:
     """Vibrational spectrum with the harmonic frequencies as vertical lines."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     sel = wavenumber <= 4500
     ax.plot(wavenumber[sel], intensity[sel], color="k", lw=1, label="FT of VACF (MD)")
@@ -221,6 +202,4 @@ def plot_spectrum(wavenumber, intensity, path, *, harmonic: Optional[Sequence[fl
     ax.set_ylabel("intensity [arb.]")
     ax.set_title(title)
     ax.legend()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

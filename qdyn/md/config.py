@@ -1,8 +1,10 @@
 """The ``qdyn md`` configuration (pydantic, ``extra="forbid"``): validated before anything
 compiles; a misspelled key is an error naming the file and the key.
 
-Keys use the library's names (``n_steps``, ``replicas``, ``dt_fs``, ``temperature_K``, as in
-:func:`qdyn.md.run_md`); command-line flags override the file.
+The physics keys are those of :class:`qdyn.md.settings.MDSettings` (``ensemble``, ``dt_fs``,
+``n_steps``, ``temperature_K``, ``replicas``, ...; their defaults are declared there once) and
+``stride``, ``store_replicas``, ``restart`` those of :class:`~qdyn.md.settings.MDOutput`;
+command-line flags override the file.
 
 Example ``md.yaml``::
 
@@ -20,13 +22,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ..train.config import read_yaml_mapping, validate_config
+from .settings import MDOutput, MDSettings
+
+_OUTPUT = MDOutput()  # the output defaults, declared once in MDOutput
 
 
-class MDConfig(BaseModel):
-    """Everything ``qdyn md`` needs, in qdyn units (K, fs, bar, Å)."""
+class MDConfig(MDSettings):
+    """Everything ``qdyn md`` needs, in qdyn units (K, fs, bar, Å): the physics keys of
+    :class:`~qdyn.md.settings.MDSettings` (with its defaults) and what to load and write."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,25 +41,15 @@ class MDConfig(BaseModel):
                                                         "water_dimer); default: the model's reference molecule")
     length_unit: Optional[str] = Field(None, description="length unit of the structure file if it does not record one")
     frame: int = Field(0, ge=0, description="frame of structure to start from")
-    ensemble: Literal["nve", "nvt", "nvt-langevin", "nvt-nose-hoover", "npt"] = Field(
-        "nvt", description="nve; nvt (= nvt-langevin); nvt-nose-hoover; npt (periodic structures)")
-    temperature_K: float = Field(300.0, gt=0, description="thermostat target and initial-velocity temperature, K")
-    dt_fs: float = Field(0.5, gt=0, le=5.0, description="time step, fs")
-    n_steps: int = Field(2000, gt=0, description="a multiple of stride")
-    replicas: int = Field(1, ge=1, description="independent replicas run at once (vmapped)")
     devices: Union[Annotated[int, Field(ge=1)], Literal["all"]] = Field(
         1, description="devices the replicas are split over (docs/parallel.md): a count or all; replicas must be "
                        "a multiple of it")
-    stride: int = Field(10, ge=1, description="steps between trajectory frames")
+    stride: int = Field(_OUTPUT.stride, ge=1, description="steps between trajectory frames")
     bias: Optional[Path] = Field(None, description="enhanced sampling: a bias config YAML (qdyn template --kind "
                                                    "bias): metadynamics, umbrella windows, replica exchange")
-    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
-    tau_fs: float = Field(100.0, gt=0, description="Nosé–Hoover thermostat time constant, fs (nvt-nose-hoover, npt)")
-    pressure_bar: Optional[float] = Field(None, description="NPT target pressure, bar (npt only)")
-    barostat_tau_fs: float = Field(1000.0, gt=0, description="NPT barostat time constant, fs")
-    store_replicas: int = Field(1, ge=1, description="replicas written to the trajectory")
+    store_replicas: int = Field(_OUTPUT.store_replicas, ge=1, description="replicas written to the trajectory")
     seed: int = Field(0, description="random seed of initial velocities and thermostat noise")
-    restart: bool = Field(False, description="continue from out/checkpoint.npz")
+    restart: bool = Field(_OUTPUT.restart, description="continue from out/checkpoint.npz")
     spectrum: bool = Field(False, description="also relax, compute harmonic frequencies and the NVE spectrum")
     neighbor_list: Literal["auto", "on", "off"] = Field(
         "auto", description="periodic systems: auto uses a neighbour list when the model reads one and it "
@@ -66,22 +62,19 @@ class MDConfig(BaseModel):
     max_energy_std_per_atom: Optional[float] = Field(None, gt=0, description="uncertainty watchdog: stop a replica "
                                                                              "when the energy σ per atom exceeds "
                                                                              "this, eV")
-    check_plausibility: bool = Field(True, description="refuse temperatures and structures outside any chemistry "
-                                                       "(qdyn.data.plausibility)")
 
     @model_validator(mode="after")
-    def _consistent(self):
-        if (self.ensemble == "npt") != (self.pressure_bar is not None):
-            raise ValueError("pressure_bar [bar] is needed with ensemble npt and only there")
+    def _consistent_with_output(self):
         if self.n_steps % self.stride:
             raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of stride ({self.stride})")
         if self.ensemble == "npt" and self.neighbor_list == "on":
             raise ValueError("npt runs dense models only: neighbor_list must be auto or off")
-        if self.check_plausibility:
-            from ..data.plausibility import check_temperature
-
-            check_temperature(self.temperature_K, where="temperature_K")  # a ValueError: reported with the key
         return self
+
+    def output(self, out_dir: Path, *, progress=None, provenance: Optional[dict] = None) -> MDOutput:
+        """The output part: trajectories and checkpoints in ``out_dir``."""
+        return MDOutput(out_dir=out_dir, stride=self.stride, store_replicas=self.store_replicas, restart=self.restart,
+                        progress=progress, provenance=provenance)
 
 
 def load_md_config(path: Optional[Path], overrides: dict) -> MDConfig:

@@ -13,9 +13,9 @@ in it, so one compilation serves any params of the same shape.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence, Union
@@ -31,7 +31,8 @@ from ..system import System, stack
 from ..validation import QdynInputError
 from . import momenta
 from .host_loop import host_loop
-from .integrators import ENSEMBLES, Integrator, make_integrator, make_space, masses
+from .integrators import Integrator, make_integrator, make_space, masses
+from .settings import MDOutput, MDSettings
 from .watchdog import Watchdog, WatchLog, over_threshold
 
 
@@ -202,41 +203,67 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
     return block
 
 
+class _Dynamics(NamedTuple):
+    """What a compiled program depends on besides the energy, the cell and the block shape:
+    hashable, so the programs are cached on it (not on ``n_steps`` or the output)."""
+
+    ensemble: str
+    dt_fs: float
+    temperature_K: Optional[float]  # None: no thermostat (NVE)
+    friction_per_fs: float
+    tau_fs: float
+    pressure_bar: Optional[float]
+    barostat_tau_fs: float
+    remove_com: bool
+    remove_rotation: bool
+    dof: int
+
+    @classmethod
+    def of(cls, settings: MDSettings, n_atoms: int, periodic: bool) -> "_Dynamics":
+        # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
+        # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
+        conserves = settings.ensemble in ("nve", "nvt-nose-hoover")
+        rot = bool(settings.remove_rotation and not periodic)
+        dof = momenta.degrees_of_freedom(n_atoms, remove_com=conserves, remove_rotation=rot and conserves)
+        return cls(settings.ensemble, float(settings.dt_fs),
+                   float(settings.temperature_K) if settings.ensemble != "nve" else None,
+                   float(settings.friction_per_fs), float(settings.tau_fs),
+                   None if settings.pressure_bar is None else float(settings.pressure_bar),
+                   float(settings.barostat_tau_fs), conserves, rot, dof)
+
+
 class _Programs:
-    """The jitted functions of one (energy, cell, ensemble, dt, sampling) combination.
+    """The jitted functions of one (energy, cell, dynamics, sampling, optional parts) combination.
 
     Cached, so repeated runs (tests, notebooks, new params of the same shape) compile once;
     the AOT-compiled block is kept per argument signature so compile time is measured on
-    its own.
+    its own. With a bias, params are ``(model params, per-replica bias states)``.
     """
 
-    def __init__(self, energy_fn, shift_fn, ensemble, dt_fs, temperature_K, friction_per_fs, tau_fs, stride, frames,
-                 remove_com, remove_rotation, dof, pressure_bar, barostat_tau_fs, bias=None, sigma_fn=None):
+    def __init__(self, energy_fn, shift_fn, dyn: _Dynamics, stride: int, frames: int, bias, sigma_fn):
         md_energy_fn = energy_fn
         if bias is not None:
             from ..sampling.bias import biased_energy_fn
 
             md_energy_fn = biased_energy_fn(energy_fn, bias)
-        # biased runs: params = (model params, per-replica bias states)
-        p_axes = None if bias is None else (None, 0)
-        self.integ = make_integrator(md_energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs,
-                                     temperature_K=temperature_K, friction_per_fs=friction_per_fs, tau_fs=tau_fs,
-                                     degrees_of_freedom=dof, pressure_bar=pressure_bar,
-                                     barostat_tau_fs=barostat_tau_fs)
-        integ = self.integ
+        self.integ = integ = make_integrator(
+            md_energy_fn, shift_fn, ensemble=dyn.ensemble, dt_fs=dyn.dt_fs, temperature_K=dyn.temperature_K,
+            friction_per_fs=dyn.friction_per_fs, tau_fs=dyn.tau_fs, degrees_of_freedom=dyn.dof,
+            pressure_bar=dyn.pressure_bar, barostat_tau_fs=dyn.barostat_tau_fs)
+        model_params = (lambda params: params) if bias is None else (lambda params: params[0])  # noqa: E731
 
         def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
-            p = momenta.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=remove_com,
-                                          remove_rotation=remove_rotation)
+            p = momenta.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=dyn.remove_com,
+                                          remove_rotation=dyn.remove_rotation)
             state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr)
-            pe = energy_fn(R, params=params if bias is None else params[0], system=system, neighbor=nbr)
-            return state, pe
+            return state, energy_fn(R, params=model_params(params), system=system, neighbor=nbr)
 
-        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None)))
         def potential(state, system, nbr, params):
             R, system_now = integ.observe(state, system)
-            return energy_fn(R, params=params if bias is None else params[0], system=system_now, neighbor=nbr)
+            return energy_fn(R, params=model_params(params), system=system_now, neighbor=nbr)
 
+        p_axes = None if bias is None else (None, 0)
+        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None)))
         self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, p_axes)))
         # Cartesian positions and cell of a batched state (the initial frame; NPT integrates
         # fractional positions)
@@ -261,30 +288,226 @@ def _programs(*key) -> _Programs:
     return _Programs(*key)
 
 
-# -- the run ---------------------------------------------------------------------------------
-def _as_replicas(R, system, replicas: int):
-    R = np.asarray(R, dtype=np.float64)
-    if R.ndim == 2:
-        R = np.broadcast_to(R, (replicas, *R.shape)).copy()
-    if R.ndim != 3 or R.shape[-1] != 3:
-        raise QdynInputError(f"R must be [n_atoms, 3] or [replicas, n_atoms, 3] Å, got shape {R.shape}")
-    if R.shape[0] != replicas:
-        raise QdynInputError(f"R holds {R.shape[0]} structures but replicas={replicas}")
-    systems = list(system) if isinstance(system, (list, tuple)) else [system] * replicas
-    if len(systems) != replicas:
-        raise QdynInputError(f"got {len(systems)} systems for {replicas} replicas")
-    n = R.shape[1]
-    for i, s in enumerate(systems):
-        if s.n_atoms != n:
-            raise QdynInputError(f"replica {i}: system has {s.n_atoms} atoms, R has {n}")
-    if not np.all(np.isfinite(R)):
-        raise QdynInputError("initial positions contain NaN or inf")
-    return R, systems
+class _Parts(NamedTuple):
+    """The optional parts of a run and everything each adds around the block; an absent part
+    adds nothing.
+
+    bias: an energy term whose per-replica states the block carries (checkpointed with the MD
+    state, in the initial frame's CVs); exchange: swaps of those states after every block;
+    watchdog: σ checked at every frame inside the block; mesh: replicas split over devices.
+    """
+
+    bias: object = None
+    exchange: object = None
+    watchdog: Optional[Watchdog] = None
+    mesh: object = None
+
+    @property
+    def sigma_fn(self) -> Optional[Callable]:
+        return None if self.watchdog is None else self.watchdog.sigma_fn
+
+    def params(self, params, bias_states):
+        """The block's params argument."""
+        return params if self.bias is None else (params, bias_states)
+
+    def saved(self, carry):
+        """What a checkpoint holds of the carry (the bias continues on restart)."""
+        states, _, bias_states = carry
+        return states if self.bias is None else (states, bias_states)
+
+    def restored(self, saved, bias_states):
+        """(states, bias states) from what :meth:`saved` wrote."""
+        return (saved, bias_states) if self.bias is None else saved
+
+    def shard(self, tree):
+        return parallel.put_sharded(tree, self.mesh)
+
+    def initial_bias(self, R, box, bias_states):
+        """(CVs [1, Rp, n_cv], bias energy [1, Rp]) of the initial frame, or (None, None)."""
+        if self.bias is None:
+            return None, None
+        box_axis = None if box is None else 0
+        cv = np.asarray(jax.vmap(self.bias.cv, in_axes=(0, box_axis))(R, box))[None]
+        energy = np.asarray(jax.vmap(self.bias.energy, in_axes=(0, box_axis, 0))(R, box, bias_states))[None]
+        return cv, energy
+
+    def exchanged(self, bias_states, host: "_HostFrames"):
+        """Bias states after the exchange attempts on the block's last frame (the state the
+        next block starts from)."""
+        if self.exchange is None:
+            return bias_states
+        return self.exchange.attempt(bias_states, host.PE[-1], host.R[-1], None if host.box is None else host.box[-1])
+
+    def finish(self, result: MDResult, bias_states, watch: Optional[WatchLog]) -> MDResult:
+        if self.bias is not None:
+            result = result._replace(bias_state=bias_states,
+                                     exchange=None if self.exchange is None else self.exchange.statistics())
+        if watch is not None:
+            result = result._replace(watchdog=watch.summary())
+        return result
 
 
-def _default_progress(info: dict) -> None:
-    print(f"step {info['step']:>9d}  t = {info['time_ps']:9.3f} ps  T = {info['temperature_K']:8.1f} K  "
-          f"ΔE_tot = {info['drift_eV']:+.2e} eV  {info['ns_per_day']:8.2f} ns/day", file=sys.stderr, flush=True)
+@dataclasses.dataclass
+class _Run:
+    """One run's prepared pieces (replicas on axis 0); a restart may shorten ``fpb`` so
+    every remaining block has the compiled length."""
+
+    settings: MDSettings
+    output: MDOutput
+    parts: _Parts
+    energy_fn: Callable
+    space: object
+    R: np.ndarray  # [Rp, n, 3] Å, wrapped into the cell
+    systems: list
+    batched_sys: System
+    mass: np.ndarray  # [Rp, n] amu
+    dyn: _Dynamics
+    n_frames: int
+    fpb: int
+    stored: list
+    neighbor_fn: object
+
+    @property
+    def programs(self) -> _Programs:
+        return _programs(self.energy_fn, self.space.shift_fn, self.dyn, int(self.output.stride), int(self.fpb),
+                         self.parts.bias, self.parts.sigma_fn)
+
+    def meta(self, params_sha256: str, step: int, frames: int) -> dict:
+        return {"ensemble": self.programs.integ.ensemble, "dt_fs": float(self.settings.dt_fs),
+                "replicas": self.settings.replicas, "stride": self.output.stride, "params_sha256": params_sha256,
+                "initial_frame": True, "step": int(step), "frames": int(frames),
+                "units": f"Å, amu, eV; momentum amu·Å/τ, τ = {units.TIME_UNIT_FS} fs"}
+
+
+def _prepare(energy_fn, R, system, settings: MDSettings, output: MDOutput, parts: _Parts, neighbor_fn) -> _Run:
+    """Check the arguments and lay out the replicas, before anything compiles."""
+    replicas, stride = settings.replicas, int(output.stride)
+    if settings.n_steps % stride:
+        raise QdynInputError(f"n_steps must be a positive multiple of stride={stride}, got {settings.n_steps}")
+    if settings.ensemble == "npt" and neighbor_fn is not None:
+        raise QdynInputError("npt runs dense models only: a neighbour list would have to follow the changing cell")
+    Rs, systems = _as_replicas(R, system, replicas)
+    parallel.check_divisible(replicas, parts.mesh, "replicas", "replicas")
+    if settings.check_plausibility:
+        from ..data.plausibility import check_positions_scale
+
+        check_positions_scale(Rs, source="initial positions")
+    sp = make_space(systems[0], variable_cell=settings.ensemble == "npt")
+    n_frames = settings.n_steps // stride
+    return _Run(settings, output, parts, energy_fn, sp, sp.wrap(Rs),  # JAX-MD's periodic spaces expect wrapped R
+                systems, parts.shard(stack(systems)), np.stack([masses(s) for s in systems]),
+                _Dynamics.of(settings, Rs.shape[1], sp.box is not None), n_frames,
+                _frames_per_block(n_frames, output.frames_per_block),
+                list(range(min(output.store_replicas, replicas))), neighbor_fn)
+
+
+def _initial_carry(run: _Run, params, bias_states, key, replica_keys, neighbor):
+    """((states, neighbour lists, bias states), initial potential energy [Rp] eV)."""
+    vel_keys, int_keys = _replica_keys(key, replica_keys, run.settings.replicas)
+    nbrs = None
+    if run.neighbor_fn is not None:
+        nbrs = _spread(run.neighbor_fn, neighbor, run.R) if neighbor is not None else _allocate(run.neighbor_fn, run.R)
+    vel_keys, int_keys, nbrs, Rs, mass, bias_states = run.parts.shard(
+        (vel_keys, int_keys, nbrs, jnp.asarray(run.R), jnp.asarray(run.mass), bias_states))
+    states, pe0 = run.programs.init(vel_keys, int_keys, Rs, mass, run.batched_sys, nbrs,
+                                    run.parts.params(params, bias_states), float(run.settings.start_temperature_K))
+    return (states, nbrs, bias_states), pe0
+
+
+class _Resumed(NamedTuple):
+    carry: tuple
+    pe0: jax.Array
+    frames_start: int
+    initial_frame: bool  # the trajectory files start with the initial frame
+    watch: Optional[dict]  # the watchdog's checkpointed state
+
+
+def _resume(run: _Run, carry, params, params_sha256: str) -> _Resumed:
+    """The carry of ``out_dir/checkpoint.npz``, checked against this run; the block length
+    adjusted so every remaining block has the compiled length."""
+    out = run.output.path
+    saved, frames_start, initial_frame, watch = _restore(out / "checkpoint.npz", run.parts.saved(carry),
+                                                         run.meta(params_sha256, 0, 0))
+    states, bias_states = run.parts.restored(saved, carry[2])
+    if frames_start > run.n_frames:
+        done = frames_start * run.output.stride
+        raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {done} steps; "
+                             f"n_steps = {run.settings.n_steps} is fewer (ask for at least {done})")
+    _check_restart_files(out, run.output.trajectory_formats, run.stored)
+    if (run.n_frames - frames_start) % run.fpb:
+        run.fpb = _frames_per_block(run.n_frames - frames_start, run.output.frames_per_block)
+    nbrs = None if carry[1] is None else _allocate(run.neighbor_fn, np.asarray(states.position))
+    carry = run.parts.shard((states, nbrs, bias_states))
+    pe0 = run.programs.potential(carry[0], run.batched_sys, carry[1], run.parts.params(params, carry[2]))
+    return _Resumed(carry, pe0, frames_start, initial_frame, watch)
+
+
+def _watch_log(run: _Run, restored: Optional[dict]) -> Optional[WatchLog]:
+    watchdog = run.parts.watchdog
+    if watchdog is None:
+        return None
+    system = run.systems[0]
+    return WatchLog(watchdog, replicas=run.settings.replicas, n_atoms=int(np.sum(system.mask)),
+                    stride=run.output.stride, dt_fs=float(run.settings.dt_fs), species=np.asarray(system.species),
+                    masses=run.mass, box=run.space.box, out=run.output.path, restored=restored)
+
+
+def _block_runner(run: _Run, params, watch: Optional[WatchLog], clock: "_Clock") -> Callable:
+    """``run_block(carry, frames) -> (new carry, host frames, overflowed)`` for the host loop."""
+    progs, parts, mass = run.programs, run.parts, jnp.asarray(run.mass)
+    dof = run.dyn.dof
+
+    def run_block(carry, frames):
+        # on a mesh: the carry back on the replica split the block was compiled for (a no-op
+        # when the last block left it there)
+        states, nbrs, bias_states = parts.shard(carry)
+        args = (states, nbrs, parts.params(params, bias_states), run.batched_sys)
+        args += (watch.watch_args(),) if watch is not None else ()
+        fn, compile_s = progs.compiled_block(*args)
+        clock.compiled(compile_s)
+        new_states, new_nbrs, fr, *new_bias_states = fn(*args)
+        fr = parallel.tree_to_host(fr)
+        if nbrs is not None and bool(np.any(fr.overflow)):
+            return carry, None, True
+        KE = np.asarray(progs.kinetic(fr.momentum, mass[None]))
+        host = _HostFrames(fr.position, fr.momentum, fr.potential, KE, 2.0 * KE / (dof * units.KB_EV_PER_K), fr.box,
+                           fr.cv, fr.bias, fr.energy_std, fr.force_std, fr.stopped)
+        new_bias_states = parts.exchanged(new_bias_states[0] if new_bias_states else None, host)
+        return (new_states, new_nbrs, new_bias_states), host, False
+
+    return run_block
+
+
+def _loop(run: _Run, carry, params, recorder: "_Recorder", frames_start: int, params_sha256: str):
+    """The shared host loop around this run's block."""
+    out, watch = run.output.path, recorder.watch
+
+    def reallocate(carry, attempt):
+        # the first retry sizes the list for the block's start positions, later ones add 25 %
+        states, nbrs, bias_states = carry
+        extra = int(nbrs.idx.shape[-1] * 0.25) if attempt > 1 else 0
+        return states, _allocate(run.neighbor_fn, parallel.to_host(states.position), extra), bias_states
+
+    def save(name):
+        def write(carry, frames):
+            meta = run.meta(params_sha256, frames * run.output.stride, frames)
+            if watch is not None:
+                meta["watchdog"] = watch.state()
+            return save_state(out / name, parallel.tree_to_host(run.parts.saved(carry)), meta)
+
+        return write
+
+    max_T = run.settings.blow_up_temperature_K
+    return host_loop(
+        carry, run_block=_block_runner(run, params, watch, recorder.clock), n_frames=run.n_frames,
+        frames_per_block=run.fpb, stride=run.output.stride, frames_done=frames_start, reallocate=reallocate,
+        state_of=lambda carry: carry[0], check=lambda carry, host: _check_new_state(host.R, host.P, host.PE, host.T,
+                                                                                    max_T),
+        record=recorder, what="MD", hint="Try a smaller dt_fs, check the model on this geometry, or lower the "
+        "temperature.", save_last_good=None if out is None else save("last_good.npz"),
+        checkpoint=None if out is None else save("checkpoint.npz"), checkpoint_every=run.output.checkpoint_every,
+        stop_when=None if watch is None else (lambda _state: watch.all_stopped),
+        progress=run.output.progress, progress_every_s=run.output.progress_every_s)
 
 
 def run_md(
@@ -292,41 +515,20 @@ def run_md(
     params,
     R,
     system: Union[System, Sequence[System]],
+    settings: MDSettings,
     *,
-    ensemble: str,
-    dt_fs: float,
-    n_steps: int,
-    temperature_K: float = 300.0,
+    output: MDOutput = MDOutput(),
     key: Optional[jax.Array] = None,
     replica_keys: Optional[jax.Array] = None,
-    replicas: int = 1,
-    stride: int = 10,
-    frames_per_block: int = 10,
-    friction_per_fs: float = 0.01,
-    tau_fs: float = 100.0,
-    pressure_bar: Optional[float] = None,
-    barostat_tau_fs: float = 1000.0,
-    remove_rotation: bool = False,
-    initial_temperature_K: Optional[float] = None,
     neighbor_fn=None,
     neighbor=None,
-    out_dir: Optional[Union[str, Path]] = None,
-    trajectory_formats: Sequence[str] = ("extxyz", "h5md"),
-    store_replicas: int = 1,
-    checkpoint_every: int = 10,
-    restart: bool = False,
-    max_temperature_K: Optional[float] = None,
-    watchdog: Optional[Watchdog] = None,
-    progress: Optional[Callable[[dict], None]] = _default_progress,
-    progress_every_s: float = 5.0,
-    provenance: Optional[dict] = None,
-    check_plausibility: bool = True,
     bias=None,
     bias_states=None,
     exchange=None,
+    watchdog: Optional[Watchdog] = None,
     mesh=None,
 ) -> MDResult:
-    """Run MD of ``replicas`` independent copies with any qdyn energy function.
+    """Run MD of ``settings.replicas`` independent copies with any qdyn energy function.
 
     Args:
         energy_fn: ``(R, *, params, system, neighbor) -> E`` [eV]; for an
@@ -336,43 +538,14 @@ def run_md(
         R: initial positions [n, 3] Å (all replicas) or [replicas, n, 3].
         system: one :class:`~qdyn.system.System` or one per replica (same atom count and
             box; no padding atoms).
-        ensemble: "nve", "nvt" (Langevin), "nvt-langevin", "nvt-nose-hoover" or "npt"
-            (isotropic, periodic systems, dense models: no neighbour list).
-        dt_fs: time step [fs].
-        n_steps: total steps; a multiple of ``stride``.
-        temperature_K: thermostat target [K] (and initial temperature by default).
+        settings: the physics (:class:`~qdyn.md.settings.MDSettings`: ensemble, dt_fs,
+            n_steps, temperatures, thermostat, barostat, replicas, blow-up threshold).
+        output: what is written and reported (:class:`~qdyn.md.settings.MDOutput`: out_dir,
+            formats, stride, frames_per_block, checkpoints, restart, progress, provenance).
         key: PRNG key; replica i uses ``jax.random.split(key, replicas)[i]``.
         replica_keys: [replicas] keys instead of ``key`` (to reproduce single replicas).
-        replicas: number of independent replicas (vmapped).
-        stride: steps between sampled frames.
-        frames_per_block: frames per compiled block (host checks happen between blocks).
-        friction_per_fs: Langevin friction [1/fs].
-        tau_fs: Nosé–Hoover time constant [fs] (thermostat of NVT and NPT).
-        pressure_bar: NPT target pressure [bar].
-        barostat_tau_fs: NPT barostat time constant [fs].
-        remove_rotation: remove rigid rotation from initial velocities (free molecules).
-        initial_temperature_K: temperature of the initial Maxwell–Boltzmann velocities
-            (default ``temperature_K``).
         neighbor_fn: JAX-MD ``NeighborListFns`` for energies that need a neighbour list.
         neighbor: an already allocated neighbour list (of one replica) to start from.
-        out_dir: where trajectories, checkpoints and ``md.json`` go (None: nothing written).
-        trajectory_formats: any of "extxyz", "h5md".
-        store_replicas: how many replicas (the first ones) are written and kept in memory.
-        checkpoint_every: blocks between checkpoints.
-        restart: continue from ``out_dir/checkpoint.npz``.
-        max_temperature_K: blow-up threshold on any replica's temperature (default
-            ``max(20 T, 2000 K)``).
-        watchdog: uncertainty thresholds (:func:`qdyn.md.watchdog.make_watchdog`): σ is
-            checked at every sampled frame inside the compiled block; a replica past a
-            threshold is frozen at its last trusted frame (written to
-            ``out_dir/stopped_rNNNN.xyz``), the others go on, and the run ends when all
-            have stopped. σ per block and the stop events go to ``md.json`` and the result.
-        progress: callback with a dict (step, n_steps, time_ps, temperature_K, drift_eV,
-            ns_per_day), or None for silence.
-        progress_every_s: seconds between progress calls.
-        provenance: JSON fields recorded in ``md.json`` (e.g. the model's run directory).
-        check_plausibility: refuse temperatures beyond any chemistry and coordinates beyond
-            :data:`qdyn.data.plausibility.MAX_COORDINATE` (a typo, a unit mistake).
         bias: a :class:`qdyn.sampling.bias.Bias` added to the model's energy inside the
             compiled loop (metadynamics, umbrella restraints, tempering scale).
         bias_states: its per-replica :class:`~qdyn.sampling.bias.BiasState` (leading axis
@@ -380,6 +553,11 @@ def run_md(
             state, so a restart continues the bias.
         exchange: a :class:`qdyn.sampling.exchange.ReplicaExchange` attempting swaps of the
             bias states between neighbouring replicas after every block (needs ``bias``).
+        watchdog: uncertainty thresholds (:func:`qdyn.md.watchdog.make_watchdog`): σ is
+            checked at every sampled frame inside the compiled block; a replica past a
+            threshold is frozen at its last trusted frame (written to
+            ``out_dir/stopped_rNNNN.xyz``), the others go on, and the run ends when all
+            have stopped. σ per block and the stop events go to ``md.json`` and the result.
         mesh: a device mesh (:func:`qdyn.parallel.make_mesh`) to split the replicas over
             (the same compiled block, partitioned by XLA; params replicated); ``replicas``
             must be a multiple of its size. None: one device.
@@ -396,161 +574,49 @@ def run_md(
         BlowUpError: a block produced a non-finite or blown-up state.
     """
     t_start = time.perf_counter()
-    _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn)
-    Rs, systems = _as_replicas(R, system, replicas)
-    parallel.check_divisible(replicas, mesh, "replicas", "replicas")
-    if check_plausibility:
-        from ..data.plausibility import check_positions_scale, check_temperature
-
-        check_temperature(temperature_K, where="temperature_K")
-        if initial_temperature_K is not None:
-            check_temperature(initial_temperature_K, where="initial_temperature_K")
-        check_positions_scale(Rs, source="initial positions")
-    sp = make_space(systems[0], variable_cell=ensemble == "npt")
-    Rs = sp.wrap(Rs)  # JAX-MD's periodic spaces expect wrapped positions
-    mass = np.stack([masses(s) for s in systems])  # [Rp, n] amu
-    n_frames = n_steps // stride
-    fpb = _frames_per_block(n_frames, frames_per_block)
-    thermostat = ensemble != "nve"
-    conserves = ensemble in ("nve", "nvt-nose-hoover")
-    rot = bool(remove_rotation and sp.box is None)
-    # removed momentum / rotation stay zero where they are conserved (NVE, and Nosé–Hoover,
-    # whose uniform momentum scaling keeps them zero); Langevin noise thermalises all 3N
-    dof = momenta.degrees_of_freedom(Rs.shape[1], remove_com=conserves, remove_rotation=rot and conserves)
-
-    bsts = _bias_states(bias, bias_states, exchange, replicas, Rs, systems[0])
-
-    def programs(fpb):
-        return _programs(energy_fn, sp.shift_fn, ensemble, float(dt_fs), float(temperature_K) if thermostat else None,
-                         float(friction_per_fs), float(tau_fs), int(stride), int(fpb), conserves, rot, dof,
-                         None if pressure_bar is None else float(pressure_bar), float(barostat_tau_fs), bias,
-                         None if watchdog is None else watchdog.sigma_fn)
-
-    def with_bias(params, bsts):
-        return params if bias is None else (params, bsts)
-
-    progs = programs(fpb)
-    batched_sys = stack(systems)
-    T0 = temperature_K if initial_temperature_K is None else initial_temperature_K
-    if max_temperature_K is None:
-        max_temperature_K = max(20.0 * max(T0, temperature_K), 2000.0)
-    vel_keys, int_keys = _replica_keys(key, replica_keys, replicas)
     if neighbor_fn is None and neighbor is not None:
         raise QdynInputError("neighbor given without neighbor_fn")
-    nbrs = None
-    if neighbor_fn is not None:
-        nbrs = _spread(neighbor_fn, neighbor, Rs) if neighbor is not None else _allocate(neighbor_fn, Rs)
+    parts = _Parts(bias, exchange, watchdog, mesh)
+    run = _prepare(energy_fn, R, system, settings, output, parts, neighbor_fn)
+    bias_states = _bias_states(bias, bias_states, exchange, settings.replicas, run.R, run.systems[0])
     params = parallel.put_replicated(params, mesh)
-    batched_sys = parallel.put_sharded(batched_sys, mesh)
-    vel_keys, int_keys, nbrs, Rs_j, mass_j, bsts = parallel.put_sharded(
-        (vel_keys, int_keys, nbrs, jnp.asarray(Rs), jnp.asarray(mass), bsts), mesh)
-    states, pe0 = progs.init(vel_keys, int_keys, Rs_j, mass_j, batched_sys, nbrs, with_bias(params, bsts), float(T0))
-
-    out = None if out_dir is None else Path(out_dir)
+    carry, pe0 = _initial_carry(run, params, bias_states, key, replica_keys, neighbor)
     params_sha256 = arrays_sha256(parallel.to_host(x) for x in jax.tree_util.tree_leaves(params))
-    meta = functools.partial(_meta, progs.integ, dt_fs, replicas, stride, params_sha256)
-    frames_start = 0
     # frame 0 is the initial state (t = 0); checkpoints written before it was stored record
     # no "initial_frame", and their trajectory files continue without one
-    initial_frame = True
-    stored = list(range(min(store_replicas, replicas)))
-    restored_watch = None
-    if restart:
-        saved = states if bias is None else (states, bsts)
-        saved, frames_start, initial_frame, restored_watch = _restore(out / "checkpoint.npz", saved, meta(0, 0))
-        states, bsts = (saved, bsts) if bias is None else saved
-        if frames_start > n_frames:
-            raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
-                                 f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
-        _check_restart_files(out, trajectory_formats, stored)
-        if (n_frames - frames_start) % fpb:  # every block of the rest must have the compiled length
-            fpb = _frames_per_block(n_frames - frames_start, frames_per_block)
-            progs = programs(fpb)
-        if nbrs is not None:
-            nbrs = _allocate(neighbor_fn, np.asarray(states.position))
-        states, nbrs, bsts = parallel.put_sharded((states, nbrs, bsts), mesh)
-        pe0 = progs.potential(states, batched_sys, nbrs, with_bias(params, bsts))
-    writers = _open_writers(out, trajectory_formats, stored, np.asarray(systems[0].species), sp.box,
-                            variable_cell=ensemble == "npt", keep_frames=frames_start + int(initial_frame and restart))
-    mass_j = jnp.asarray(mass)
-    e_ref = parallel.to_host(pe0) + np.asarray(progs.kinetic(parallel.to_host(states.momentum), mass_j))
-    clock = _Clock()
-    recorder = _Recorder(stored=stored, mass=mass, dt_fs=float(dt_fs), stride=stride, dof=dof, n_steps=n_steps,
-                         writers=writers, e_ref=e_ref, clock=clock, frames_start=frames_start)
-    watch = None
-    if watchdog is not None:
-        watch = WatchLog(watchdog, replicas=replicas, n_atoms=int(np.sum(systems[0].mask)), stride=stride,
-                         dt_fs=float(dt_fs), species=np.asarray(systems[0].species), masses=mass, box=sp.box,
-                         out=out, restored=restored_watch)
-        recorder.watch = watch
-    if not restart:  # a restart continues files that already hold frame 0
-        sigma0 = None if watch is None else _initial_sigma(progs, watchdog, params, states, batched_sys, nbrs)
-        recorder.initial(_initial_frame(progs, states, batched_sys, pe0, mass_j, dof, bias, bsts), sigma0)
-
-    def run_block(carry, frames):
-        # on a mesh: the carry back on the replica split the block was compiled for (a no-op
-        # when the last block left it there)
-        states, nbrs, bsts = parallel.put_sharded(carry, mesh)
-        args = (states, nbrs, with_bias(params, bsts), batched_sys) + ((watch.watch_args(),) if watch else ())
-        fn, compile_s = progs.compiled_block(*args)
-        clock.compiled(compile_s)
-        new_states, new_nbrs, fr, *new_bsts = fn(*args)
-        fr = parallel.tree_to_host(fr)
-        if nbrs is not None and bool(np.any(fr.overflow)):
-            return carry, None, True
-        KE = np.asarray(progs.kinetic(fr.momentum, mass_j[None]))
-        host = _HostFrames(fr.position, fr.momentum, fr.potential, KE, 2.0 * KE / (dof * units.KB_EV_PER_K), fr.box,
-                           fr.cv, fr.bias, fr.energy_std, fr.force_std, fr.stopped)
-        new_bsts = new_bsts[0] if new_bsts else None
-        if exchange is not None:
-            # swaps act on the block's last frame, the state the next block starts from
-            new_bsts = exchange.attempt(new_bsts, host.PE[-1], host.R[-1], None if host.box is None else host.box[-1])
-        return (new_states, new_nbrs, new_bsts), host, False
-
-    def reallocate(carry, attempt):
-        # the first retry sizes the list for the block's start positions, later ones add 25 %
-        states, nbrs, bsts = carry
-        extra = int(nbrs.idx.shape[-1] * 0.25) if attempt > 1 else 0
-        return states, _allocate(neighbor_fn, parallel.to_host(states.position), extra), bsts
-
-    def save(name):
-        def write(carry, frames):
-            saved = carry[0] if bias is None else (carry[0], carry[2])  # the bias continues on restart
-            m = meta(frames * stride, frames)
-            if watch is not None:
-                m["watchdog"] = watch.state()
-            return save_state(out / name, parallel.tree_to_host(saved), m)
-
-        return write
-
+    start = _Resumed(carry, pe0, 0, True, None)
+    if output.restart:
+        start = _resume(run, carry, params, params_sha256)
+    writers = _open_writers(output.path, output.trajectory_formats, run.stored, np.asarray(run.systems[0].species),
+                            run.space.box, variable_cell=settings.ensemble == "npt",
+                            keep_frames=start.frames_start + int(start.initial_frame and output.restart))
+    recorder = _recorder(run, start, writers)
+    if not output.restart:  # a restart continues files that already hold frame 0
+        recorder.initial(*_initial_frame(run, params, start.carry, pe0))
     try:
-        loop = host_loop(
-            (states, nbrs, bsts), run_block=run_block, n_frames=n_frames, frames_per_block=fpb, stride=stride,
-            frames_done=frames_start, reallocate=reallocate, state_of=lambda carry: carry[0],
-            check=lambda carry, host: _check_new_state(host.R, host.P, host.PE, host.T, max_temperature_K),
-            record=recorder, what="MD",
-            hint="Try a smaller dt_fs, check the model on this geometry, or lower the temperature.",
-            save_last_good=None if out is None else save("last_good.npz"),
-            checkpoint=None if out is None else save("checkpoint.npz"), checkpoint_every=checkpoint_every,
-            stop_when=None if watch is None else (lambda _state: watch.all_stopped),
-            progress=progress, progress_every_s=progress_every_s)
+        loop = _loop(run, start.carry, params, recorder, start.frames_start, params_sha256)
     finally:
         for _, w in writers:
             w.close()
-    steps_run = (loop.frames_done - frames_start) * stride
-    result = recorder.result(loop.carry[0], loop.n_reallocations, steps_run, replicas, t_start, out)
-    if bias is not None:
-        result = result._replace(bias_state=loop.carry[2],
-                                 exchange=None if exchange is None else exchange.statistics())
-    extra = {}
-    if watch is not None:
-        extra["watchdog"] = watch.summary()
-        result = result._replace(watchdog=extra["watchdog"])
-    if out is not None:
-        _write_summary(out / "md.json", result, progs.integ, mass, dt_fs=dt_fs, n_steps=n_steps, replicas=replicas,
-                       temperature_K=temperature_K, pressure_bar=pressure_bar,
-                       provenance={**(provenance or {}), "params_sha256": params_sha256, **extra})
+    steps_run = (loop.frames_done - start.frames_start) * output.stride
+    result = recorder.result(loop.carry[0], loop.n_reallocations, steps_run, settings.replicas, t_start,
+                             output.path)
+    result = parts.finish(result, loop.carry[2], recorder.watch)
+    if output.path is not None:
+        _write_summary(output.path / "md.json", result, run, provenance={
+            **(output.provenance or {}), "params_sha256": params_sha256,
+            **({} if result.watchdog is None else {"watchdog": result.watchdog})})
     return result
+
+
+def _recorder(run: _Run, start: _Resumed, writers) -> "_Recorder":
+    progs, mass = run.programs, jnp.asarray(run.mass)
+    e_ref = parallel.to_host(start.pe0) + np.asarray(progs.kinetic(parallel.to_host(start.carry[0].momentum), mass))
+    recorder = _Recorder(stored=run.stored, mass=run.mass, dt_fs=float(run.settings.dt_fs), stride=run.output.stride,
+                         dof=run.dyn.dof, n_steps=run.settings.n_steps, writers=writers, e_ref=e_ref, clock=_Clock(),
+                         frames_start=start.frames_start)
+    recorder.watch = _watch_log(run, start.watch)
+    return recorder
 
 
 def _bias_states(bias, bias_states, exchange, replicas: int, Rs, system):
@@ -570,23 +636,24 @@ def _bias_states(bias, bias_states, exchange, replicas: int, Rs, system):
     return bias_states
 
 
-def _check_arguments(n_steps, stride, replicas, trajectory_formats, restart, out_dir, ensemble, neighbor_fn):
-    """Refuse bad arguments before anything compiles."""
-    if int(stride) < 1:
-        raise QdynInputError(f"stride must be ≥ 1 step, got {stride}")
-    if n_steps <= 0 or n_steps % stride:
-        raise QdynInputError(f"n_steps must be a positive multiple of stride={stride}, got {n_steps}")
-    if replicas < 1:
-        raise QdynInputError(f"replicas must be ≥ 1, got {replicas}")
-    bad_formats = set(trajectory_formats) - {"extxyz", "h5md"}
-    if bad_formats:
-        raise QdynInputError(f"unknown trajectory formats {sorted(bad_formats)}; choose extxyz and/or h5md")
-    if restart and out_dir is None:
-        raise QdynInputError("restart=True needs out_dir (where checkpoint.npz is)")
-    if ensemble not in ENSEMBLES:
-        raise QdynInputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
-    if ensemble == "npt" and neighbor_fn is not None:
-        raise QdynInputError("npt runs dense models only: a neighbour list would have to follow the changing cell")
+def _as_replicas(R, system, replicas: int):
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim == 2:
+        R = np.broadcast_to(R, (replicas, *R.shape)).copy()
+    if R.ndim != 3 or R.shape[-1] != 3:
+        raise QdynInputError(f"R must be [n_atoms, 3] or [replicas, n_atoms, 3] Å, got shape {R.shape}")
+    if R.shape[0] != replicas:
+        raise QdynInputError(f"R holds {R.shape[0]} structures but replicas={replicas}")
+    systems = list(system) if isinstance(system, (list, tuple)) else [system] * replicas
+    if len(systems) != replicas:
+        raise QdynInputError(f"got {len(systems)} systems for {replicas} replicas")
+    n = R.shape[1]
+    for i, s in enumerate(systems):
+        if s.n_atoms != n:
+            raise QdynInputError(f"replica {i}: system has {s.n_atoms} atoms, R has {n}")
+    if not np.all(np.isfinite(R)):
+        raise QdynInputError("initial positions contain NaN or inf")
+    return R, systems
 
 
 def _frames_per_block(n_frames: int, requested: int) -> int:
@@ -694,27 +761,25 @@ class _HostFrames(NamedTuple):
     stopped: Optional[np.ndarray] = None
 
 
-def _initial_frame(progs: _Programs, states, systems, pe0, mass, dof: int, bias, bias_states) -> _HostFrames:
-    """The initial state as one frame (leading axis 1) in the layout of a block's frames."""
-    R, system_now = progs.observe(states, systems)
-    R, P, box, pe0 = parallel.tree_to_host((R, states.momentum, system_now.box, pe0))
+def _initial_frame(run: _Run, params, carry, pe0) -> tuple[_HostFrames, Optional[tuple]]:
+    """The initial state as one frame (leading axis 1) in the layout of a block's frames, and
+    the watchdog's σ of it (None without a watchdog)."""
+    states, nbrs, bias_states = carry
+    progs, mass = run.programs, jnp.asarray(run.mass)
+    R_j, systems_now = progs.observe(states, run.batched_sys)
+    R, P, box, pe0 = parallel.tree_to_host((R_j, states.momentum, systems_now.box, pe0))
     KE = np.asarray(progs.kinetic(P, mass))
-    cv = bias_energy = None
-    if bias is not None:  # the CVs and bias of frame 0 too, so they line up with the positions
-        box_axis = None if box is None else 0
-        cv = np.asarray(jax.vmap(bias.cv, in_axes=(0, box_axis))(R, box))[None]
-        bias_energy = np.asarray(jax.vmap(bias.energy, in_axes=(0, box_axis, 0))(R, box, bias_states))[None]
-    return _HostFrames(R[None], P[None], pe0[None], KE[None], (2.0 * KE / (dof * units.KB_EV_PER_K))[None],
+    # the CVs and bias of frame 0 too, so they line up with the positions
+    cv, bias_energy = run.parts.initial_bias(R, box, bias_states)
+    host = _HostFrames(R[None], P[None], pe0[None], KE[None], (2.0 * KE / (run.dyn.dof * units.KB_EV_PER_K))[None],
                        None if box is None else box[None], cv, bias_energy)
-
-
-def _initial_sigma(progs: _Programs, watchdog, params, states, systems, nbrs):
-    """The watchdog's σ of the initial state: energy σ [1, Rp] eV and largest force σ [1, Rp] eV/Å."""
-    R, systems_now = progs.observe(states, systems)
+    watchdog = run.parts.watchdog
+    if watchdog is None:
+        return host, None
     one = lambda r, system, nbr: watchdog.sigma_fn(watchdog.sigma_params, params, r, system, nbr)  # noqa: E731
-    s_E, s_F = jax.vmap(one)(R, systems_now, nbrs)
-    max_F = jnp.max(jnp.where(systems.mask, s_F, 0.0), axis=-1)
-    return parallel.to_host(s_E)[None], parallel.to_host(max_F)[None]
+    s_E, s_F = jax.vmap(one)(R_j, systems_now, nbrs)
+    max_F = jnp.max(jnp.where(run.batched_sys.mask, s_F, 0.0), axis=-1)
+    return host, (parallel.to_host(s_E)[None], parallel.to_host(max_F)[None])
 
 
 class _Clock:
@@ -819,27 +884,21 @@ class _Recorder:
             energy_std=cat("sE") if rec["sE"] else None, force_std=cat("sF") if rec["sF"] else None)
 
 
-def _write_summary(path: Path, result: MDResult, integ: Integrator, mass, *, dt_fs, n_steps, replicas,
-                   temperature_K, pressure_bar, provenance: dict):
+def _write_summary(path: Path, result: MDResult, run: _Run, *, provenance: dict):
     """``md.json``: the model (``provenance``), settings, degrees of freedom, timings and mean
     temperature (and density)."""
-    n = len(result.kinetic)
-    summary = {**provenance, "ensemble": integ.ensemble, "dt_fs": dt_fs, "steps": n_steps, "replicas": replicas,
-               "temperature_K": temperature_K, "dof": result.dof, "n_reallocations": result.n_reallocations,
-               "timings": result.timings, "mean_temperature_K": float(result.temperature.mean()) if n else None}
+    n, settings = len(result.kinetic), run.settings
+    summary = {**provenance, "ensemble": run.programs.integ.ensemble, "dt_fs": settings.dt_fs,
+               "steps": settings.n_steps, "replicas": settings.replicas, "temperature_K": settings.temperature_K,
+               "dof": result.dof, "n_reallocations": result.n_reallocations, "timings": result.timings,
+               "mean_temperature_K": float(result.temperature.mean()) if n else None}
     if result.volume is not None and n:
         summary["mean_volume_A3"] = float(result.volume.mean())
-        summary["mean_density_g_cm3"] = float(mass.sum(-1).mean() / result.volume.mean() * units.AMU_PER_A3_G_CM3)
-    if pressure_bar is not None:
-        summary["pressure_bar"] = float(pressure_bar)
+        summary["mean_density_g_cm3"] = float(run.mass.sum(-1).mean() / result.volume.mean()
+                                              * units.AMU_PER_A3_G_CM3)
+    if settings.pressure_bar is not None:
+        summary["pressure_bar"] = float(settings.pressure_bar)
     atomic_write_text(path, json.dumps(summary, indent=2))
-
-
-def _meta(integ, dt_fs, replicas, stride, params_sha256, step, frames):
-    return {"ensemble": integ.ensemble, "dt_fs": float(dt_fs), "replicas": replicas, "stride": stride,
-            "params_sha256": params_sha256, "initial_frame": True,
-            "step": int(step), "frames": int(frames), "units": "Å, amu, eV; momentum amu·Å/τ, τ = "
-            f"{units.TIME_UNIT_FS} fs"}
 
 
 def _check_new_state(R, P, PE, T, max_T) -> Optional[str]:

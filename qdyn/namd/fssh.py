@@ -5,7 +5,8 @@ electronic wavefunction ``Σ_i c_i |i⟩`` evolves along the path; at every step
 another surface with the fewest-switches probability, conserving total energy by
 rescaling the velocity along the nonadiabatic coupling vector.
 
-Per nuclear step (length ``dt``):
+Per nuclear step (length ``dt``) — steps 2 and 5 are :mod:`qdyn.namd.amplitudes`, steps 3
+and 4 :mod:`qdyn.namd.hopping`:
 
 1. velocity Verlet on the active surface: ``V½ = V + ½dt a(R)``, ``R' = R + dt V½``,
    electronic structure at ``R'`` (eigenvector signs aligned to the previous step's),
@@ -58,9 +59,9 @@ import numpy as np
 from .. import units
 from ..precision import complex_for
 from ..validation import QdynInputError
+from .amplitudes import decohere, propagate
 from .electronic import DEFAULT_GAP_REGULARIZATION_EV, Electronic, electronic_structure
-
-FRUSTRATED_POLICIES = ("keep", "reverse", "gradV")
+from .hopping import FRUSTRATED_POLICIES, hop
 DECOHERENCE = ("edc", "none")
 EDC_C_EV = 0.1 * units.HARTREE_EV  # Granucci–Persico's recommended C = 0.1 Hartree
 
@@ -138,6 +139,24 @@ def kinetic_energy(V, mass):
     return 0.5 * units.AMU_A2_FS2_EV * jnp.sum(m * V * V)
 
 
+def _checked(masses, dt_fs, n_substeps, decoherence, frustrated, edc_C_eV) -> np.ndarray:
+    """The masses [amu] as float64, after refusing bad settings (before anything compiles)."""
+    if not (np.isfinite(dt_fs) and dt_fs > 0):
+        raise QdynInputError(f"dt_fs must be a positive number of femtoseconds, got {dt_fs!r}")
+    if int(n_substeps) < 1:
+        raise QdynInputError(f"n_substeps must be ≥ 1, got {n_substeps!r}")
+    if decoherence not in DECOHERENCE:
+        raise QdynInputError(f"decoherence must be one of {DECOHERENCE}, got {decoherence!r}")
+    if frustrated not in FRUSTRATED_POLICIES:
+        raise QdynInputError(f"frustrated must be one of {FRUSTRATED_POLICIES}, got {frustrated!r}")
+    if not edc_C_eV > 0:
+        raise QdynInputError(f"edc_C_eV must be > 0, got {edc_C_eV!r}")
+    masses = np.asarray(masses, dtype=np.float64)
+    if masses.ndim != 1 or not np.all(masses > 0):
+        raise QdynInputError(f"masses must be a 1D array of positive amu values, got {masses!r}")
+    return masses
+
+
 def fssh(
     W_fn: Callable,
     masses,
@@ -175,22 +194,9 @@ def fssh(
         >>> s = sim.init(jax.random.PRNGKey(0), jnp.array([-4.0]), jnp.array([0.05]), params=p, active=0)
         >>> s = sim.step(s, params=p)
     """
-    if not (np.isfinite(dt_fs) and dt_fs > 0):
-        raise QdynInputError(f"dt_fs must be a positive number of femtoseconds, got {dt_fs!r}")
-    if int(n_substeps) < 1:
-        raise QdynInputError(f"n_substeps must be ≥ 1, got {n_substeps!r}")
-    if decoherence not in DECOHERENCE:
-        raise QdynInputError(f"decoherence must be one of {DECOHERENCE}, got {decoherence!r}")
-    if frustrated not in FRUSTRATED_POLICIES:
-        raise QdynInputError(f"frustrated must be one of {FRUSTRATED_POLICIES}, got {frustrated!r}")
-    if not edc_C_eV > 0:
-        raise QdynInputError(f"edc_C_eV must be > 0, got {edc_C_eV!r}")
-    masses = np.asarray(masses, dtype=np.float64)
-    if masses.ndim != 1 or not np.all(masses > 0):
-        raise QdynInputError(f"masses must be a 1D array of positive amu values, got {masses!r}")
+    masses = _checked(masses, dt_fs, n_substeps, decoherence, frustrated, edc_C_eV)
     dt = float(dt_fs)
     n_sub = int(n_substeps)
-    hbar = units.HBAR_EV_FS
     C = float(edc_C_eV)
     eps = float(gap_regularization)
 
@@ -218,89 +224,6 @@ def fssh(
         zero = jnp.zeros((), jnp.int32)
         return FSSHState(R, V, c, active, el, key, jnp.zeros((), R.dtype), zero, zero, zero)
 
-    def rotate_pairs(c, T, h, pairs):
-        """exp(−T h) c as a product of Givens rotations, one per state pair (exact for n = 2)."""
-        for i, j in pairs:
-            th = T[i, j] * h
-            ci, cj = c[i], c[j]
-            c = c.at[i].set(jnp.cos(th) * ci - jnp.sin(th) * cj).at[j].set(jnp.sin(th) * ci + jnp.cos(th) * cj)
-        return c
-
-    def propagate(c, active, E0, E1, T0, T1):
-        """Amplitudes over one nuclear step and the summed hop probabilities [n].
-
-        Each substep is the symmetric splitting e^{−iEh/2ħ} e^{−Th} e^{−iEh/2ħ} at the
-        substep midpoint, with e^{−Th} (T real antisymmetric) a symmetric sweep of Givens
-        rotations: every factor is exactly unitary (|c|² sums to one to rounding) and the
-        substep is second order, using only elementwise arithmetic (an eigh per substep
-        made the step ~15× slower).
-        """
-        h = dt / n_sub
-        n = c.shape[0]
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-        not_active = 1.0 - jax.nn.one_hot(active, n, dtype=E0.dtype)
-        e_ref = jnp.mean(E0)  # a common phase: keeps the phase arguments small
-
-        def substep(carry, s):
-            c, g = carry
-            f = (s + 0.5) / n_sub
-            E = E0 + f * (E1 - E0) - e_ref
-            T = T0 + f * (T1 - T0)
-            half = jnp.exp(-0.5j * E * h / hbar).astype(c.dtype)
-            c = half * c
-            c = rotate_pairs(c, T, 0.5 * h, pairs)
-            c = rotate_pairs(c, T, 0.5 * h, pairs[::-1])
-            c = half * c
-            pa = jnp.abs(c[active]) ** 2
-            flow = -2.0 * jnp.real(jnp.conj(c) * T[:, active] * c[active])  # into j from active
-            gj = jnp.where(pa > 1e-30, h * flow / jnp.where(pa > 1e-30, pa, 1.0), 0.0)
-            return (c, g + jnp.maximum(gj, 0.0) * not_active), None
-
-        g0 = jnp.zeros(c.shape, E0.dtype)
-        (c, g), _ = jax.lax.scan(substep, (c, g0), jnp.arange(n_sub, dtype=E0.dtype))
-        return c, g
-
-    def hop(key, g, active, V, el, R):
-        m = mass_of(R)
-        total = jnp.sum(g)
-        g = jnp.where(total > 1.0, g / jnp.where(total > 1.0, total, 1.0), g)
-        xi = jax.random.uniform(key, (), dtype=g.dtype)
-        cum = jnp.cumsum(g)
-        attempt = xi < cum[-1]
-        target = jnp.where(attempt, jnp.argmax(xi < cum), active).astype(jnp.int32)
-        d = el.nac[active, target]
-        dE = el.energy[target] - el.energy[active]
-        a = 0.5 * units.AMU_A2_FS2_EV * jnp.sum(d * d / m)
-        b = units.AMU_A2_FS2_EV * jnp.sum(V * d)
-        disc = b * b - 4.0 * a * dE
-        allowed = attempt & (disc >= 0) & (a > 0)
-        # smaller root of a γ² − b γ + ΔE = 0, written without dividing by a
-        sb = jnp.where(b >= 0, 1.0, -1.0)
-        den = b + sb * jnp.sqrt(jnp.maximum(disc, 0.0))
-        gamma = jnp.where(allowed & (den != 0), 2.0 * dE / jnp.where(den != 0, den, 1.0), 0.0)
-        V_new = V - gamma * d / m
-        is_frustrated = attempt & ~allowed
-        if frustrated != "keep":
-            # γ = b/a reverses the mass-weighted component along d at constant kinetic energy
-            g_rev = jnp.where(a > 0, b / jnp.where(a > 0, a, 1.0), 0.0)
-            reverse = is_frustrated
-            if frustrated == "gradV":
-                F_target = -el.grad[target]
-                reverse = reverse & (jnp.sum(F_target * d) * jnp.sum(V * d) < 0)
-            V_new = jnp.where(reverse, V - g_rev * d / m, V_new)
-        new_active = jnp.where(allowed, target, active)
-        return new_active, V_new, attempt, allowed, is_frustrated
-
-    def decohere(c, active, energy, V, R):
-        ekin = kinetic_energy(V, jnp.asarray(masses, R.dtype))
-        rate = jnp.abs(energy - energy[active]) / hbar * ekin / (ekin + C)
-        damped = c * jnp.exp(-rate * dt)
-        others = jnp.sum(jnp.abs(damped) ** 2) - jnp.abs(damped[active]) ** 2
-        pa = jnp.abs(c[active]) ** 2
-        scale = jnp.sqrt(jnp.maximum(1.0 - others, 0.0) / jnp.where(pa > 0, pa, 1.0))
-        ca = jnp.where(pa > 0, c[active] * scale, c[active])
-        return damped.at[active].set(ca)
-
     def step(state, *, params):
         key, k_hop = jax.random.split(state.key)
         el0 = state.electronic
@@ -309,14 +232,15 @@ def fssh(
         R1 = R + dt * V_half
         el1 = electronic(params, R1, el0.U)
         V1 = V_half + 0.5 * dt * acceleration(el1, active, R1)
-        c, g = propagate(state.c, active, el0.energy, el1.energy, tdc(V, el0.nac), tdc(V1, el1.nac))
-        new_active, V2, attempt, accepted, frust = hop(k_hop, g, active, V1, el1, R1)
+        c, g = propagate(state.c, active, el0.energy, el1.energy, tdc(V, el0.nac), tdc(V1, el1.nac), dt=dt,
+                         n_substeps=n_sub)
+        h = hop(k_hop, g, active, V1, el1, mass_of(R1), frustrated=frustrated)
         if decoherence == "edc":
-            c = decohere(c, new_active, el1.energy, V2, R1)
+            c = decohere(c, h.active, el1.energy, kinetic_energy(h.V, jnp.asarray(masses, R1.dtype)), dt=dt, C_eV=C)
         i32 = jnp.int32
-        return FSSHState(R1, V2, c, new_active, el1, key, state.time + dt,
-                         state.attempted + attempt.astype(i32), state.accepted + accepted.astype(i32),
-                         state.frustrated + frust.astype(i32))
+        return FSSHState(R1, h.V, c, h.active, el1, key, state.time + dt,
+                         state.attempted + h.attempted.astype(i32), state.accepted + h.accepted.astype(i32),
+                         state.frustrated + h.frustrated.astype(i32))
 
     def observe(state):
         pot = state.electronic.energy[state.active]

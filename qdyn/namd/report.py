@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..plotting import pyplot, save_figure
 from .run import FSSHResult
 
 
@@ -78,10 +79,7 @@ def plot_populations(res: FSSHResult, path, *, title: str = "", fit: Optional[di
                      fit_state: int = 1) -> Path:
     """Write the figure of state populations vs time: fraction of trajectories on each
     surface (solid), mean |c|² (dashed), an optional exponential fit of state ``fit_state``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = np.asarray(res.time_fs)
     n = res.active_fraction.shape[1]
@@ -100,11 +98,4 @@ def plot_populations(res: FSSHResult, path, *, title: str = "", fit: Optional[di
     ax.set_title(title or f"FSSH, {res.active.shape[1]} trajectories")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    from ..data.io import atomic_write
-
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=path.suffix)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pennylane as qml
 
+from ..plotting import save_figure
 from ..validation import QdynInputError
 from .execution import Execution
 
@@ -90,7 +91,7 @@ def draw_png(bound: BoundCircuit, path) -> None:
 
     fig, _ = qml.draw_mpl(bound.qnode, decimals=2)(bound.cparams, bound.inputs)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path)
 
 
 def openqasm(bound: BoundCircuit) -> str:

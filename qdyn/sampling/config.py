@@ -15,12 +15,10 @@ Example (YAML)::
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..validation import QdynInputError
 from . import cv as cvs
@@ -138,18 +136,11 @@ class BiasConfig(BaseModel):
 
 
 def load_bias_config(path) -> BiasConfig:
-    """Read and validate a bias YAML; QdynInputError with one line per problem."""
-    p = Path(path)
-    if not p.exists():
-        raise QdynInputError(f"bias config {p} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-        return BiasConfig.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise QdynInputError(f"{p}: not valid YAML ({exc})") from None
-    except ValidationError as exc:
-        lines = [f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
-        raise QdynInputError(f"{p}: " + "; ".join(lines)) from None
+    """Read and validate a bias YAML (the shared config reader and error style: one
+    :class:`~qdyn.train.config.ConfigError` naming the file and every offending key)."""
+    from ..train.config import read_yaml_mapping, validate_config
+
+    return validate_config(BiasConfig, read_yaml_mapping(path, "a bias "), str(path), "bias ")
 
 
 def build(cfg: BiasConfig, *, replicas: int, n_steps: int, temperature_K: float

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import atomic_savez, atomic_write_text
+from ..plotting import pyplot, save_figure
 from ..units import temperature_to_energy
 from .exchange import by_rung
 from .config import BiasConfig, build, load_bias_config
@@ -80,10 +81,7 @@ def _list(x):
 
 def plot_fes(fe: FreeEnergy, cfg: BiasConfig, path: Path) -> None:
     """A 1D profile with its error band, or 2D contours (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     units = {"distance": "Å", "difference": "Å", "position": "Å", "angle": "rad", "dihedral": "rad",
              "coordination": ""}
@@ -104,5 +102,4 @@ def plot_fes(fe: FreeEnergy, cfg: BiasConfig, path: Path) -> None:
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ..models.base import energy_and_forces_fn
+from ..models.base import EnergyModel, energy_and_forces_fn
+from .normalize import force_rms, species_reference_energies
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True):
@@ -111,3 +118,41 @@ def make_multistate_loss_fn(
         return total, aux
 
     return loss
+
+
+def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Callable:
+    """The training loss of a config: ``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``
+    (:func:`make_loss_fn`, or :func:`make_multistate_loss_fn` for a multistate model), with
+    energy and force residuals scaled by the spreads of ``train_ds`` (species reference
+    energies removed). The trainer and :mod:`qdyn.influence` build it here."""
+    mask = train_ds.Z > 0
+    n_at = mask.sum(1)
+    ref = species_reference_energies(train_ds.Z, train_ds.E, species)
+    counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
+    lc = cfg.loss
+    if not model.is_multistate:
+        E_res = train_ds.E - counts @ ref
+        sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
+        sigma_F = force_rms(train_ds.F, mask) or 1.0
+        return make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
+    # per-state spreads: the excitation energy itself is not a residual scale
+    E_res = train_ds.E_states - (counts @ ref)[:, None]
+    var = np.var(E_res / n_at[:, None] if lc.per_atom else E_res, axis=0)
+    sigma_E = float(np.sqrt(np.mean(var))) or 1.0
+    F_all = train_ds.F_states if train_ds.F_states is not None else train_ds.F[:, None]
+    sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
+    return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
+                                   smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
+                                   diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+
+
+def loss_weights(cfg: "TrainConfig", epoch: int):
+    """(w_E, w_F, w_net) of an epoch: linear schedules from the initial to the final weights."""
+    frac = epoch / max(cfg.epochs - 1, 1)
+    lc = cfg.loss
+
+    def ramp(w0, w1):
+        return w0 + frac * ((w1 if w1 is not None else w0) - w0)
+
+    return (jnp.asarray(ramp(lc.energy_weight, lc.energy_weight_final)),
+            jnp.asarray(ramp(lc.force_weight, lc.force_weight_final)), jnp.asarray(lc.net_force_weight))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plotting import pyplot, save_figure
+
 
 def error_metrics(E_pred, E_true, F_pred, F_true, mask) -> dict:
     """Energy MAE/RMSE [meV] and per atom [meV/atom]; force MAE/RMSE [meV/Å], also per
@@ -38,25 +40,8 @@ def multistate_metrics(E_pred, E_true, F_pred, F_true, mask) -> list[dict]:
                           None if F_true is None else np.asarray(F_true)[:, k], mask) for k in range(S)]
 
 
-def _save_figure(fig, path) -> Path:
-    """Write a figure atomically (a watcher or a kill never sees half a PNG) and close it."""
-    import matplotlib.pyplot as plt
-
-    from ..data.io import atomic_write
-
-    path = Path(path)
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120), suffix=path.suffix)
-    finally:
-        plt.close(fig)
-    return path
-
-
 def parity_plot(path, E_pred, E_true, F_pred, F_true, mask, *, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ref = float(np.mean(E_true))
     fig, axes = plt.subplots(1, 2 if F_true is not None else 1, figsize=(9, 4), squeeze=False)
@@ -77,14 +62,11 @@ def parity_plot(path, E_pred, E_true, F_pred, F_true, mask, *, title: str = "") 
         ax.set_ylabel("predicted F [eV/Å]")
         ax.set_title(f"{title} force components")
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curve(path, history: list[dict]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ep = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -100,4 +82,4 @@ def learning_curve(path, history: list[dict]) -> Path:
         axes[1].legend()
         axes[1].set_title("validation")
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

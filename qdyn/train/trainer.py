@@ -38,7 +38,7 @@ from .batches import Batch, batches_of, make_batch
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, config_differences
 from . import trackers
 from .logs import HistoryLog, refresh_history
-from .losses import make_loss_fn, make_multistate_loss_fn
+from .losses import build_loss, loss_weights
 from .metrics import error_metrics, multistate_metrics, parity_plot
 from .normalize import force_rms, species_reference_energies
 from .optim import make_optimizer, make_schedule
@@ -296,7 +296,7 @@ def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
     members = MemberAxis(cfg.uncertainty.ensemble.size if cfg.uncertainty.method == "ensemble" else 0)
     model = ensemble_model(member, members.size) if members.size else member
     params0, norm_info = _initial_params(cfg, member, train_ds, members.size)
-    loss_fn = _make_loss(cfg, member, train_ds, species)
+    loss_fn = build_loss(cfg, member, train_ds, species)
     return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn, members)
 
 
@@ -325,29 +325,6 @@ def _warm_start(fresh, given):
                                                 for f, g in zip(f_leaves, g_leaves)])
 
 
-def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Callable:
-    """The batch loss, with energy and force residuals scaled by the training data's spreads."""
-    mask = train_ds.Z > 0
-    n_at = mask.sum(1)
-    ref = species_reference_energies(train_ds.Z, train_ds.E, species)
-    counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
-    lc = cfg.loss
-    if not model.is_multistate:
-        E_res = train_ds.E - counts @ ref
-        sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
-        sigma_F = force_rms(train_ds.F, mask) or 1.0
-        return make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
-    # per-state spreads: the excitation energy itself is not a residual scale
-    E_res = train_ds.E_states - (counts @ ref)[:, None]
-    var = np.var(E_res / n_at[:, None] if lc.per_atom else E_res, axis=0)
-    sigma_E = float(np.sqrt(np.mean(var))) or 1.0
-    F_all = train_ds.F_states if train_ds.F_states is not None else train_ds.F[:, None]
-    sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
-    return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
-                                   smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
-                                   diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
-
-
 def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis, mesh=None) -> Callable:
     """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net)`` (of every
     ensemble member at once: one compiled step ``vmap``-ed over the member axis).
@@ -368,18 +345,6 @@ def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis, mes
     if mesh is None:
         return jax.jit(members.step(step))
     return jax.jit(members.step(step), out_shardings=parallel.replicated(mesh))
-
-
-def _loss_weights(cfg: TrainConfig, epoch: int):
-    """(w_E, w_F, w_net) of an epoch: linear schedules from the initial to the final weights."""
-    frac = epoch / max(cfg.epochs - 1, 1)
-    lc = cfg.loss
-
-    def ramp(w0, w1):
-        return w0 + frac * ((w1 if w1 is not None else w0) - w0)
-
-    return (jnp.asarray(ramp(lc.energy_weight, lc.energy_weight_final)),
-            jnp.asarray(ramp(lc.force_weight, lc.force_weight_final)), jnp.asarray(lc.net_force_weight))
 
 
 def _fresh_state(opt_init: Callable, params, stage_idx: int) -> dict:
@@ -593,7 +558,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         if si != int(c["stage"]):  # stage change: fresh optimiser state for the new groups
             state["opt_state"] = parallel.put_replicated(run.members.opt_init(txs[si])(state["params"]), mesh)
             c["stage"] = np.int64(si)
-        w = _loss_weights(cfg, epoch)
+        w = loss_weights(cfg, epoch)
         order = batches_of(run.train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
         for b in range(int(c["batch"]), len(order)):
             if max_steps is not None and steps_this_call >= max_steps:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.base import EnergyModel, energy_and_forces_fn
+from ..plotting import pyplot, save_figure
 from .laplace import LaplacePosterior, laplace_std, readout_jacobians
 
 CHUNK = 64
@@ -133,10 +134,7 @@ def member_spread(model: EnergyModel, params, R, system) -> dict:
 def sigma_error_plot(path, pred: Prediction, ds, *, title: str = "") -> Path:
     """Predicted σ against the actual |error|: energies per frame, forces per atom, with
     the line |error| = σ; log axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     mask = ds.Z > 0
     pairs = [("energy per frame [eV]", pred.E_std, np.abs(pred.E - ds.E)),
@@ -155,7 +153,4 @@ def sigma_error_plot(path, pred: Prediction, ds, *, title: str = "") -> Path:
     axes[0].set_title(f"{title} energies")
     axes[1].set_title(f"{title} forces")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
