@@ -142,6 +142,8 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
         ``(stopped [Rp] bool, thresholds [2], sigma_params)`` when ``sigma_fn`` is given.
     """
 
+    from ..sampling.bias import REPLICA_AXIS
+
     def one(state, nbr, system, params, bst, watch):
         def step(carry, _):
             state, nbr, bst = carry
@@ -189,7 +191,8 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
     def block(states, neighbors, params, systems, watch=None):
         model_params, bsts = (params, None) if bias is None else params
         w_axes = (0, None, None) if sigma_fn is not None else None
-        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, w_axes))(
+        # the replica axis is named: shared metadynamics walkers gather their CVs over it
+        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, w_axes), axis_name=REPLICA_AXIS)(
             states, neighbors, systems, model_params, bsts, watch)
         # frames first, then replicas
         R, P, PE, box, biased, sigma, stopped = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
@@ -457,8 +460,11 @@ def run_md(
     restored_watch = None
     if restart:
         saved = states if bias is None else (states, bsts)
-        saved, frames_start, initial_frame, restored_watch = _restore(out / "checkpoint.npz", saved, meta(0, 0))
+        saved, frames_start, initial_frame, restored_watch, restored_exchange = _restore(
+            out / "checkpoint.npz", saved, meta(0, 0))
         states, bsts = (saved, bsts) if bias is None else saved
+        if exchange is not None and restored_exchange is not None:  # swap statistics continue too
+            exchange.restore(restored_exchange, replicas=replicas)
         if frames_start > n_frames:
             raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {frames_start * stride} steps; "
                                  f"n_steps = {n_steps} is fewer (ask for at least {frames_start * stride})")
@@ -519,6 +525,8 @@ def run_md(
             m = meta(frames * stride, frames)
             if watch is not None:
                 m["watchdog"] = watch.state()
+            if exchange is not None:
+                m["exchange"] = exchange.state()
             return save_state(out / name, parallel.tree_to_host(saved), m)
 
         return write
@@ -624,7 +632,8 @@ def _spread(neighbor_fn, template, Rp):
 
 def _restore(path: Path, template, expected: dict):
     """(state, frames done by blocks, whether the trajectory files start with the initial frame,
-    watchdog state or None) from a checkpoint written by this kind of run with these params."""
+    watchdog state or None, replica-exchange state or None) from a checkpoint written by this
+    kind of run with these params."""
     if not path.exists():
         raise QdynInputError(f"restart=True but {path} does not exist")
     state, meta = load_state(path, template)
@@ -636,7 +645,8 @@ def _restore(path: Path, template, expected: dict):
         raise QdynInputError(f"{path}: the checkpoint was written with another model (params sha256 "
                              f"{recorded[:12]}…, this run's {expected['params_sha256'][:12]}…); restart with the "
                              "model that started the run, or start a new run elsewhere")
-    return state, int(meta["frames"]), bool(meta.get("initial_frame", False)), meta.get("watchdog")
+    return (state, int(meta["frames"]), bool(meta.get("initial_frame", False)), meta.get("watchdog"),
+            meta.get("exchange"))
 
 
 def _trajectory_files(out: Path, formats, stored) -> list[tuple[Optional[int], Path]]:
