@@ -137,6 +137,10 @@ class BiasConfig(BaseModel):
             raise ValueError("give at least one CV")
         if self.metadynamics is not None and len(self.metadynamics.sigma) != len(self.cvs):
             raise ValueError(f"metadynamics.sigma needs one width per CV ({len(self.cvs)})")
+        if (self.metadynamics is not None and self.metadynamics.walkers == "shared" and self.exchange is not None
+                and self.exchange.enabled):
+            raise ValueError("metadynamics walkers: shared gives every replica the same bias; exchanging it between "
+                             "replicas does nothing (use walkers: independent with exchange)")
         if self.metadynamics is None and self.umbrella is None and self.exchange is None:
             raise ValueError("a bias config needs metadynamics, umbrella or exchange")
         return self
