@@ -50,7 +50,6 @@ enable_x64()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import units  # noqa: E402
@@ -204,7 +203,11 @@ def fit(model, params, train_ds, nu_fn, *, steps: int, target_cm: float, max_shi
     parameter at once and broke the energies by ×200 in its first step). μ adapts
     (Levenberg–Marquardt): a step that misses its predicted ν or data loss by more than
     half is retried with 4μ; a good one lowers μ. Only the trainable groups move (the
-    descriptor statistics stay as trained)."""
+    descriptor statistics stay as trained).
+
+    ``keep``: "predictions" (residuals against the starting model's energies and forces) or
+    "labels" (against the data). ``layers``: "all" trainable parameters or the "last" layers
+    (:func:`_trainable`). ``val_ds``: frames whose RMSE is logged every step (not fitted)."""
     from jax.flatten_util import ravel_pytree
 
     params0 = params
