@@ -84,11 +84,35 @@ def test_soft_observables_approach_their_hard_counterparts():
     assert abs(R_GRID[int(jnp.argmax(h))] - 0.97) < 1e-9
 
 
+def test_langevin_gradient_with_fixed_noise_equals_finite_differences(setup):
+    R0, V0, mass, system, energy_fn, init, sp = setup
+    ro = make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=32, stride=2, frames_per_block=8,
+                      ensemble="nvt-langevin", temperature_K=300.0, friction_per_fs=0.02)
+
+    def obs(params, key):
+        fr = ro.run(params, R0, V0, mass, system, key)
+        return jnp.stack([mean_distance(fr.position, [0, 0], [1, 2]), jnp.mean(fr.velocity ** 2)])
+
+    obs = jax.jit(obs)
+    params, key = init(k=20.0), jax.random.PRNGKey(3)
+    jac = jax.jit(jax.jacrev(obs))(params, key)["k"]
+    eps = 1e-4 * float(params["k"])
+    fd = (obs({"k": params["k"] + eps}, key) - obs({"k": params["k"] - eps}, key)) / (2 * eps)
+    assert np.all(np.abs(np.asarray(jac)) > 1e-6)
+    np.testing.assert_allclose(jac, fd, rtol=1e-4)
+    # the noise is real (another key, another trajectory) and held fixed (the same key, the same one)
+    np.testing.assert_array_equal(obs(params, key), obs(params, key))
+    assert abs(float(obs(params, jax.random.PRNGKey(4))[1] - obs(params, key)[1])) > 1e-3 * float(obs(params, key)[1])
+
+
 def test_rollout_refuses_what_it_cannot_differentiate(setup):
     from qdyn.validation import QdynInputError
 
     R0, V0, mass, system, energy_fn, init, sp = setup
     with pytest.raises(QdynInputError, match="nve"):
-        make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=8, ensemble="nvt", temperature_K=300.0)
+        make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=8, ensemble="nvt-nose-hoover", temperature_K=300.0)
+    langevin = make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=8, ensemble="nvt", temperature_K=300.0)
+    with pytest.raises(QdynInputError, match="key"):
+        langevin.run(init(k=20.0), R0, V0, mass, system)
     with pytest.raises(QdynInputError, match="divide"):
         make_rollout(energy_fn, sp.shift_fn, dt_fs=0.5, n_frames=10, frames_per_block=3)

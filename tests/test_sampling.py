@@ -122,6 +122,45 @@ def test_metadynamics_bias_grows_where_the_walker_sits(metad):
     np.testing.assert_allclose(res.bias_energy[-1], last, rtol=1e-10)
 
 
+def test_shared_walkers_deposit_into_one_bias(tmp_path):
+    """Multiple walkers: every pace, each replica's CV becomes a hill of one common bias that
+    every replica holds (identical copies), with the height of the bias before the deposit."""
+    from qdyn.sampling.config import build, load_bias_config
+
+    cfg = tmp_path / "walkers.yaml"
+    cfg.write_text("cvs:\n  - {kind: position, atoms: [0], axis: 0}\nmetadynamics: {sigma: [0.1], height_eV: 0.005, "
+                   "pace_steps: 50, bias_factor: 10, walkers: shared}\n")
+    bias, states, _ = build(load_bias_config(cfg), replicas=3, n_steps=1000, temperature_K=T)
+    assert bias.walkers == "shared" and bias.max_hills == 60  # 20 deposits × 3 walkers
+    from qdyn.validation import QdynInputError
+
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(cfg.read_text() + "exchange: {enabled: true}\n")
+    with pytest.raises(QdynInputError, match="shared"):
+        load_bias_config(mixed)
+    R0 = np.array([[[-1.0, 0.0, 0.0]], [[1.0, 0.0, 0.0]], [[-0.9, 0.0, 0.0]]])
+    res = run_md(double_well, {}, R0, System.create([1]), ensemble="nvt-langevin", dt_fs=1.0, n_steps=1000,
+                 temperature_K=T, friction_per_fs=0.05, replicas=3, stride=50, frames_per_block=10, bias=bias,
+                 bias_states=states, progress=None, key=jax.random.PRNGKey(11))
+    st = res.bias_state
+    np.testing.assert_array_equal(np.asarray(st.n_hills), [60, 60, 60])
+    for leaf in (st.hill_center, st.hill_height):  # one bias: every replica's copy is the same
+        a = np.asarray(leaf)
+        assert all(np.array_equal(a[r], a[0]) for r in range(3))
+    # deposit k holds the three walkers' CVs at step 50 (k + 1): frame k + 1 (frame 0 is step 0)
+    centers = np.asarray(st.hill_center)[0, :, 0].reshape(20, 3)
+    np.testing.assert_allclose(centers, res.cv[1:, :, 0], atol=1e-12)
+    assert np.ptp(centers[-1]) > 0.05  # the walkers sit in different places: a real test
+    heights = np.asarray(st.hill_height)[0].reshape(20, 3)
+    np.testing.assert_allclose(heights[0], 0.005, rtol=1e-12)  # the first three see an empty bias
+    assert np.all(heights[-1] < 0.005)  # well-tempered, by the hills of all walkers
+    # the free energy of a shared bias is one estimate (no spread between copies to report)
+    from qdyn.sampling.free_energy import metad_fes
+
+    fe = metad_fes(bias, st, np.linspace(-1.5, 1.5, 7)[:, None])
+    assert fe.n_samples == 60 and np.all(np.isnan(fe.dF))
+
+
 def test_biased_run_restarts_with_its_bias(metad, tmp_path):
     """The hills are checkpointed with the MD state: a run stopped halfway and restarted
     ends exactly where the uninterrupted one does."""
@@ -136,6 +175,32 @@ def test_biased_run_restarts_with_its_bias(metad, tmp_path):
     np.testing.assert_allclose(np.asarray(resumed.bias_state.hill_center), np.asarray(full.bias_state.hill_center),
                                atol=1e-10)
     np.testing.assert_allclose(resumed.bias_energy[-1], full.bias_energy[-1], atol=1e-10)
+
+
+def test_exchange_statistics_survive_a_restart(tmp_path):
+    """Swap counts, round trips, rung history and the acceptance draws are checkpointed: a run
+    stopped halfway and resumed reports what the uninterrupted run reports."""
+    centers = np.linspace(-0.6, 0.6, 4)  # overlapping windows: swaps are accepted
+    bias = make_bias(X_CV)
+    R0, system = np.stack([[[c, 0.0, 0.0]] for c in centers]), System.create([1])
+    kw = dict(ensemble="nvt-langevin", dt_fs=1.0, temperature_K=T, friction_per_fs=0.05, replicas=4, stride=20,
+              frames_per_block=5, bias=bias, bias_states=umbrella_states(bias, centers, 0.2), progress=None,
+              key=jax.random.PRNGKey(5))
+
+    def run(n_steps, out, restart=False):
+        return run_md(double_well, {}, R0, system, n_steps=n_steps, out_dir=tmp_path / out, restart=restart,
+                      exchange=ReplicaExchange(bias, temperature_K=T, seed=3), **kw)
+
+    full = run(2000, "a").exchange
+    run(1000, "b")
+    resumed = run(2000, "b", restart=True).exchange
+    assert full["attempts"] == 20 and sum(full["pair_attempts"]) > 0
+    assert np.sum(np.asarray(full["pair_attempts"]) * np.asarray(full["acceptance"])) > 0  # swaps happened
+    assert full == resumed
+    # a fresh exchange object without the checkpoint's state would count only the second half
+    fresh = ReplicaExchange(bias, temperature_K=T, seed=3)
+    fresh.restore({"rng": fresh.rng.bit_generator.state}, replicas=4)
+    assert fresh.statistics() == {"attempts": 0}
 
 
 def test_umbrella_windows_with_exchange_and_mbar_recover_the_double_well():

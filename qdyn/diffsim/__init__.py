@@ -1,7 +1,7 @@
 """Differentiable simulation: gradients of MD observables with respect to model parameters,
 through the trajectory.
 
-* :mod:`.rollout`: an NVE (or any qdyn ensemble) trajectory as one differentiable JAX
+* :mod:`.rollout`: an NVE or Langevin (noise fixed by a key) trajectory as one differentiable JAX
   function of the parameters, ``lax.scan`` over blocks with ``jax.checkpoint`` per block so
   the backward pass stores one state per block, not every step.
 * :mod:`.observables`: smooth observables of the frames — mean distance, a smooth

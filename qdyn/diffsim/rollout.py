@@ -11,7 +11,14 @@ NeurIPS 2020, and Ingraham et al., ICLR 2019). :func:`memory_of` reads XLA's buf
 the compiled gradient, so the saving is measured, not assumed.
 
 The integrator is qdyn's own (:func:`qdyn.md.integrators.make_integrator`): the same
-velocity Verlet the MD command runs, with ``params`` as a call-time argument.
+velocity Verlet (NVE) or BAOAB Langevin (NVT) the MD command runs, with ``params`` as a
+call-time argument. A Langevin trajectory is made a deterministic function of the parameters
+by holding its noise fixed: ``run(..., key=key)`` draws every step's noise from ``key``
+(JAX-MD splits the state's key each step), and the noise does not depend on the parameters,
+so ``d(observable)/d(params)`` is the pathwise (reparameterised) derivative at that noise —
+the same key gives the same trajectory, and central finite differences with the same key
+check it. Averaging it over keys estimates the gradient of the ensemble average (the
+pathwise estimator; cf. the reparameterisation trick, Kingma & Welling, ICLR 2014).
 Gradients through chaotic dynamics grow exponentially with the trajectory length
 (Metz et al., arXiv:2111.05803): keep differentiated runs short (hundreds of fs for a
 molecule), or average observables over many short replicas.
@@ -37,8 +44,9 @@ class Frames(NamedTuple):
 
 
 class Rollout(NamedTuple):
-    """``run(params, R0 [n, 3] Å, V0 [n, 3] Å/fs, mass [n] amu, system) -> Frames``,
-    with the settings it was built with."""
+    """``run(params, R0 [n, 3] Å, V0 [n, 3] Å/fs, mass [n] amu, system, key=None) -> Frames``,
+    with the settings it was built with (``key``: the PRNG key of the Langevin noise; required
+    for "nvt-langevin", unused by "nve")."""
 
     run: Callable
     dt_fs: float
@@ -46,6 +54,7 @@ class Rollout(NamedTuple):
     n_frames: int
     frames_per_block: int
     checkpoint: bool
+    ensemble: str = "nve"
 
     @property
     def dt_frame_fs(self) -> float:
@@ -54,7 +63,7 @@ class Rollout(NamedTuple):
 
 def make_rollout(energy_fn: Callable, shift_fn: Callable, *, dt_fs: float, n_frames: int, stride: int = 1,
                  frames_per_block: Optional[int] = None, checkpoint: bool = True, ensemble: str = "nve",
-                 temperature_K: Optional[float] = None) -> Rollout:
+                 temperature_K: Optional[float] = None, friction_per_fs: float = 0.01) -> Rollout:
     """Build a differentiable rollout.
 
     Args:
@@ -67,9 +76,10 @@ def make_rollout(energy_fn: Callable, shift_fn: Callable, *, dt_fs: float, n_fra
         frames_per_block: frames per checkpointed block (default ≈ √n_frames, which
             minimises stored states + recomputed block); must divide ``n_frames``.
         checkpoint: wrap each block in ``jax.checkpoint`` (False: plain scan, for comparison).
-        ensemble: a qdyn ensemble; only "nve" is deterministic in the parameters without a
-            key argument, so it is the one supported here.
-        temperature_K: unused for NVE (kept for the integrator's signature).
+        ensemble: "nve" (velocity Verlet) or "nvt-langevin" (BAOAB; "nvt" is the same), whose
+            noise comes from the ``key`` passed to ``run``.
+        temperature_K: Langevin bath temperature [K] (unused for NVE).
+        friction_per_fs: Langevin friction γ [1/fs].
 
     Returns:
         :class:`Rollout`. ``run`` is not jitted: jit the function you differentiate.
@@ -88,21 +98,30 @@ def make_rollout(energy_fn: Callable, shift_fn: Callable, *, dt_fs: float, n_fra
         >>> bool(jnp.isfinite(jax.grad(mean_x)(init(k=20.0))["k"]))
         True
     """
-    if ensemble != "nve":
-        raise QdynInputError(f"differentiable rollouts support ensemble='nve' (deterministic); got {ensemble!r}")
+    if ensemble not in _DIFFERENTIABLE:
+        raise QdynInputError(f"differentiable rollouts support ensemble 'nve' or 'nvt-langevin' (noise fixed by a "
+                             f"key); got {ensemble!r}")
+    ensemble = _DIFFERENTIABLE[ensemble]
     if n_frames < 1 or stride < 1:
         raise QdynInputError(f"n_frames and stride must be ≥ 1, got {n_frames} and {stride}")
     if frames_per_block is None:
         frames_per_block = _divisor_near_sqrt(n_frames)
     if n_frames % frames_per_block:
         raise QdynInputError(f"frames_per_block={frames_per_block} must divide n_frames={n_frames}")
-    integ = make_integrator(energy_fn, shift_fn, ensemble="nve", dt_fs=dt_fs, temperature_K=temperature_K)
+    integ = make_integrator(energy_fn, shift_fn, ensemble=ensemble, dt_fs=dt_fs, temperature_K=temperature_K,
+                            friction_per_fs=friction_per_fs)
     n_blocks = n_frames // frames_per_block
+    stochastic = ensemble == "nvt-langevin"
 
-    def run(params, R0, V0, mass, system):
+    def run(params, R0, V0, mass, system, key=None):
+        if stochastic and key is None:
+            raise QdynInputError("a Langevin rollout needs key= (the noise it holds fixed)")
         # JAX-MD integrates in Å·sqrt(amu/eV) time units: momenta in amu·Å/τ
         momenta = jnp.asarray(V0) * jnp.asarray(mass)[:, None] * units.TIME_UNIT_FS
-        state = integ.init(jax.random.PRNGKey(0), R0, mass=mass, momenta=momenta, params=params, system=system)
+        # the Langevin state carries the key and splits it every step: the noise of the whole
+        # run is a function of this key alone, never of params
+        state = integ.init(jax.random.PRNGKey(0) if key is None else key, R0, mass=mass, momenta=momenta,
+                           params=params, system=system)
 
         def one_step(s, _):
             return integ.step(s, params=params, system=system), None
@@ -118,7 +137,11 @@ def make_rollout(energy_fn: Callable, shift_fn: Callable, *, dt_fs: float, n_fra
         _, frames = jax.lax.scan(block, state, None, length=n_blocks)
         return jax.tree_util.tree_map(lambda x: x.reshape((n_frames,) + x.shape[2:]), frames)
 
-    return Rollout(run, float(dt_fs), int(stride), int(n_frames), int(frames_per_block), bool(checkpoint))
+    return Rollout(run, float(dt_fs), int(stride), int(n_frames), int(frames_per_block), bool(checkpoint), ensemble)
+
+
+# ensembles whose trajectory is a deterministic function of (params, initial state, key)
+_DIFFERENTIABLE = {"nve": "nve", "nvt-langevin": "nvt-langevin", "nvt": "nvt-langevin"}
 
 
 def _divisor_near_sqrt(n: int) -> int:

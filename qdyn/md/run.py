@@ -143,6 +143,8 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
         ``(stopped [Rp] bool, thresholds [2], sigma_params)`` when ``sigma_fn`` is given.
     """
 
+    from ..sampling.bias import REPLICA_AXIS
+
     def one(state, nbr, system, params, bst, watch):
         def step(carry, _):
             state, nbr, bst = carry
@@ -190,7 +192,8 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
     def block(states, neighbors, params, systems, watch=None):
         model_params, bsts = (params, None) if bias is None else params
         w_axes = (0, None, None) if sigma_fn is not None else None
-        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, w_axes))(
+        # the replica axis is named: shared metadynamics walkers gather their CVs over it
+        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, w_axes), axis_name=REPLICA_AXIS)(
             states, neighbors, systems, model_params, bsts, watch)
         # frames first, then replicas
         R, P, PE, box, biased, sigma, stopped = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
@@ -426,9 +429,11 @@ def _resume(run: _Run, carry, params, params_sha256: str) -> _Resumed:
     """The carry of ``out_dir/checkpoint.npz``, checked against this run; the block length
     adjusted so every remaining block has the compiled length."""
     out = run.output.path
-    saved, frames_start, initial_frame, watch = _restore(out / "checkpoint.npz", run.parts.saved(carry),
-                                                         run.meta(params_sha256, 0, 0))
+    saved, frames_start, initial_frame, watch, exchange_state = _restore(
+        out / "checkpoint.npz", run.parts.saved(carry), run.meta(params_sha256, 0, 0))
     states, bias_states = run.parts.restored(saved, carry[2])
+    if run.parts.exchange is not None and exchange_state is not None:  # swap statistics continue too
+        run.parts.exchange.restore(exchange_state, replicas=run.settings.replicas)
     if frames_start > run.n_frames:
         done = frames_start * run.output.stride
         raise QdynInputError(f"{out / 'checkpoint.npz'}: the run has done {done} steps; "
@@ -493,6 +498,8 @@ def _loop(run: _Run, carry, params, recorder: "_Recorder", frames_start: int, pa
             meta = run.meta(params_sha256, frames * run.output.stride, frames)
             if watch is not None:
                 meta["watchdog"] = watch.state()
+            if run.parts.exchange is not None:
+                meta["exchange"] = run.parts.exchange.state()
             return save_state(out / name, parallel.tree_to_host(run.parts.saved(carry)), meta)
 
         return write
@@ -691,7 +698,8 @@ def _spread(neighbor_fn, template, Rp):
 
 def _restore(path: Path, template, expected: dict):
     """(state, frames done by blocks, whether the trajectory files start with the initial frame,
-    watchdog state or None) from a checkpoint written by this kind of run with these params."""
+    watchdog state or None, replica-exchange state or None) from a checkpoint written by this
+    kind of run with these params."""
     if not path.exists():
         raise QdynInputError(f"restart=True but {path} does not exist")
     state, meta = load_state(path, template)
@@ -703,7 +711,8 @@ def _restore(path: Path, template, expected: dict):
         raise QdynInputError(f"{path}: the checkpoint was written with another model (params sha256 "
                              f"{recorded[:12]}…, this run's {expected['params_sha256'][:12]}…); restart with the "
                              "model that started the run, or start a new run elsewhere")
-    return state, int(meta["frames"]), bool(meta.get("initial_frame", False)), meta.get("watchdog")
+    return (state, int(meta["frames"]), bool(meta.get("initial_frame", False)), meta.get("watchdog"),
+            meta.get("exchange"))
 
 
 def _trajectory_files(out: Path, formats, stored) -> list[tuple[Optional[int], Path]]:

@@ -16,6 +16,15 @@ with ``s = cv(R, box)``:
   ``w0 · exp(−V_hills(s) / (kT (γ − 1)))`` (well-tempered, bias factor γ; γ = inf gives
   plain metadynamics), so the bias converges to ``−(1 − 1/γ) F(s)``.
 
+Multiple walkers (``walkers="shared"``; Raiteri, Laio, Gervasio, Micheletti & Parrinello,
+J. Phys. Chem. B 110, 3533 (2006)): every replica is a walker of one common bias. Each
+replica still carries its own copy of the hill buffer (so the state keeps its per-replica
+shape and checkpoints, exchange and the watchdog are unchanged), but ``update`` gathers the
+CVs of all walkers across the replica axis of :func:`qdyn.md.run.run_md`'s block
+(``jax.lax.all_gather`` over the vmap axis named :data:`REPLICA_AXIS`) and deposits all W
+hills, each with the well-tempered height of the common bias at its walker's CV, into every
+copy: the copies stay identical, and the bias fills W times faster per step.
+
 Example:
     >>> from qdyn.precision import enable_x64; enable_x64()
     >>> import jax.numpy as jnp
@@ -41,6 +50,10 @@ import numpy as np
 from .. import units
 from ..validation import QdynInputError
 from .cv import wrap
+
+#: The name of the replica axis of run_md's vmapped block: shared walkers gather over it.
+REPLICA_AXIS = "replicas"
+WALKERS = ("independent", "shared")
 
 
 class BiasState(NamedTuple):
@@ -76,6 +89,7 @@ class Bias(NamedTuple):
         periods: per-CV period (None: not periodic).
         sigma: Gaussian widths (CV units), temperature_K, bias_factor (γ), pace (steps),
         max_hills (H): the metadynamics settings (height 0: no metadynamics).
+        walkers: "independent" (a bias per replica) or "shared" (multiple walkers of one bias).
     """
 
     cv: Callable
@@ -91,11 +105,12 @@ class Bias(NamedTuple):
     bias_factor: float
     pace: int
     max_hills: int
+    walkers: str = "independent"
 
 
 def make_bias(cv_fn: Callable, *, periods: Optional[Sequence[Optional[float]]] = None,
               sigma: Sequence[float] = (), height_eV: float = 0.0, pace: int = 100, bias_factor: float = 10.0,
-              temperature_K: float = 300.0, max_hills: int = 0) -> Bias:
+              temperature_K: float = 300.0, max_hills: int = 0, walkers: str = "independent") -> Bias:
     """Build a :class:`Bias` on the CVs ``cv_fn(R, box) -> [n_cv]``.
 
     Args:
@@ -107,8 +122,13 @@ def make_bias(cv_fn: Callable, *, periods: Optional[Sequence[Optional[float]]] =
         bias_factor: well-tempered γ = (T + ΔT)/T > 1 (inf: plain metadynamics).
         temperature_K: the simulation temperature T [K] (sets kT in the tempering factor).
         max_hills: size H of the static hill buffer (deposition stops when it is full: the
-            run reports it; size it as n_steps / pace).
+            run reports it; size it as n_steps / pace, times the walkers when shared).
+        walkers: "independent": each replica deposits into its own bias; "shared": all
+            replicas deposit into one bias (multiple-walker metadynamics; ``update`` must then
+            run inside a vmap over replicas named :data:`REPLICA_AXIS`, as run_md's block does).
     """
+    if walkers not in WALKERS:
+        raise QdynInputError(f"walkers must be one of {WALKERS}, got {walkers!r}")
     metad = height_eV > 0.0
     if metad and not (max_hills > 0 and pace > 0 and bias_factor > 1.0 and temperature_K > 0):
         raise QdynInputError("metadynamics needs max_hills > 0, pace > 0 steps, bias_factor > 1 and "
@@ -153,13 +173,16 @@ def make_bias(cv_fn: Callable, *, periods: Optional[Sequence[Optional[float]]] =
         if not metad:
             return st._replace(step=step)
         s = jax.lax.stop_gradient(cv_fn(R, box))
-        w = height_eV * jnp.exp(-hills(s, st) * tempering)
-        slot = jnp.minimum(st.n_hills, H - 1)
-        deposit = (step % pace == 0) & (st.n_hills < H)
-        centers = jnp.where(deposit, st.hill_center.at[slot].set(s), st.hill_center)
-        heights = jnp.where(deposit, st.hill_height.at[slot].set(w), st.hill_height)
-        return st._replace(hill_center=centers, hill_height=heights, n_hills=st.n_hills + deposit.astype(jnp.int32),
-                           step=step)
+        # the new hills' centres [W, n_cv]: this walker's CV, or every walker's when shared
+        s_new = jax.lax.all_gather(s, REPLICA_AXIS) if walkers == "shared" else s[None]
+        w = height_eV * jnp.exp(-hills(s_new, st) * tempering)  # [W], tempered by the bias before them
+        deposit = (step % pace == 0) & (st.n_hills + s_new.shape[0] <= H)
+        start = jnp.minimum(st.n_hills, H - s_new.shape[0])  # in range even when the buffer is full
+        centers = jnp.where(deposit, jax.lax.dynamic_update_slice(st.hill_center, s_new, (start, jnp.int32(0))),
+                            st.hill_center)
+        heights = jnp.where(deposit, jax.lax.dynamic_update_slice(st.hill_height, w, (start,)), st.hill_height)
+        n_new = deposit.astype(jnp.int32) * s_new.shape[0]
+        return st._replace(hill_center=centers, hill_height=heights, n_hills=st.n_hills + n_new, step=step)
 
     def init(*, n_cv: int, center=None, kappa=None, scale: float = 1.0) -> BiasState:
         dtype = jnp.result_type(float)
@@ -172,7 +195,7 @@ def make_bias(cv_fn: Callable, *, periods: Optional[Sequence[Optional[float]]] =
 
     return Bias(cv_fn, energy, update, init, hills, restraint, tuple(periods) if periods is not None else (),
                 tuple(float(x) for x in sigma), float(height_eV), float(temperature_K), float(bias_factor), int(pace),
-                H if metad else 0)
+                H if metad else 0, walkers)
 
 
 def _lead(x, ndim: int):

@@ -78,7 +78,8 @@ def _position(R, box, *, atom, axis):
 
 
 class MetadynamicsConfig(BaseModel):
-    """Well-tempered metadynamics (one independent walker per replica)."""
+    """Well-tempered metadynamics: one independent bias per replica, or one bias shared by
+    all replicas (multiple walkers)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,7 +87,11 @@ class MetadynamicsConfig(BaseModel):
     height_eV: float = Field(0.01, gt=0, description="initial hill height, eV")
     pace_steps: int = Field(100, gt=0, description="MD steps between hills")
     bias_factor: float = Field(10.0, gt=1, description="well-tempered bias factor γ = (T + ΔT)/T")
-    max_hills: Optional[int] = Field(None, gt=0, description="hill buffer size (default n_steps / pace_steps)")
+    max_hills: Optional[int] = Field(None, gt=0, description="hill buffer size (default n_steps / pace_steps, "
+                                                              "times the replicas when walkers is shared)")
+    walkers: Literal["independent", "shared"] = Field(
+        "independent", description="independent: each replica builds its own bias; shared: multiple walkers, every "
+                                   "replica deposits into one bias that all replicas feel")
 
 
 class UmbrellaConfig(BaseModel):
@@ -130,6 +135,10 @@ class BiasConfig(BaseModel):
             raise ValueError("give at least one CV")
         if self.metadynamics is not None and len(self.metadynamics.sigma) != len(self.cvs):
             raise ValueError(f"metadynamics.sigma needs one width per CV ({len(self.cvs)})")
+        if (self.metadynamics is not None and self.metadynamics.walkers == "shared" and self.exchange is not None
+                and self.exchange.enabled):
+            raise ValueError("metadynamics walkers: shared gives every replica the same bias; exchanging it between "
+                             "replicas does nothing (use walkers: independent with exchange)")
         if self.metadynamics is None and self.umbrella is None and self.exchange is None:
             raise ValueError("a bias config needs metadynamics, umbrella or exchange")
         return self
@@ -152,7 +161,8 @@ def build(cfg: BiasConfig, *, replicas: int, n_steps: int, temperature_K: float
                      sigma=md.sigma if md else (), height_eV=md.height_eV if md else 0.0,
                      pace=md.pace_steps if md else 1, bias_factor=md.bias_factor if md else 10.0,
                      temperature_K=temperature_K,
-                     max_hills=(md.max_hills or max(n_steps // md.pace_steps, 1)) if md else 0)
+                     max_hills=(md.max_hills or _default_hills(md, n_steps, replicas)) if md else 0,
+                     walkers=md.walkers if md else "independent")
     centers = np.zeros((replicas, n_cv))
     kappa = np.zeros(n_cv)
     if cfg.umbrella is not None:
@@ -174,6 +184,11 @@ def build(cfg: BiasConfig, *, replicas: int, n_steps: int, temperature_K: float
                            for r in range(replicas)])
     exchange = None if ex is None else ReplicaExchange(bias, temperature_K=temperature_K, seed=ex.seed)
     return bias, states, exchange
+
+
+def _default_hills(md: MetadynamicsConfig, n_steps: int, replicas: int) -> int:
+    """One slot per deposit: every pace_steps, one hill per walker of the bias."""
+    return max(n_steps // md.pace_steps, 1) * (replicas if md.walkers == "shared" else 1)
 
 
 def example() -> BiasConfig:

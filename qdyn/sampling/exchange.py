@@ -14,7 +14,9 @@ A swap between the replicas i, j holding rungs k, k+1 is accepted with probabili
 balance for the joint distribution); even and odd rung pairs alternate between attempts.
 The states are swapped, not the configurations, so trajectories stay continuous and each
 replica index is a *walker* whose rung history gives the round trips (bottom → top →
-bottom).
+bottom). The counts, rung history and the generator of the acceptance draws are saved with
+every MD checkpoint (:meth:`ReplicaExchange.state`), so a resumed run reports the same
+statistics as an uninterrupted one.
 
 Example:
     >>> tempering_scales(300.0, 600.0, 3).round(4).tolist()  # T0 / T_r, geometric ladder
@@ -119,6 +121,38 @@ class ReplicaExchange:
         # a round trip: bottom -> top -> bottom
         self.round_trips += bottom & (self._last_end == 1)
         self._last_end = np.where(bottom, 0, np.where(top & (self._last_end == 0), 1, self._last_end))
+
+    def state(self) -> dict:
+        """Everything a restart needs to continue the statistics and the acceptance draws
+        exactly: rungs, counts, round-trip bookkeeping, history and the generator's state
+        (JSON-friendly; :func:`qdyn.md.run.run_md` stores it in the checkpoint's meta)."""
+        if self.rung_of is None:
+            return {"rng": self.rng.bit_generator.state}
+        return {"rung_of": self.rung_of.tolist(), "n_attempts": self.n_attempts.tolist(),
+                "n_accepted": self.n_accepted.tolist(), "n_calls": int(self.n_calls),
+                "last_end": self._last_end.tolist(), "round_trips": self.round_trips.tolist(),
+                "history": np.asarray(self.history, dtype=int).tolist(), "rng": self.rng.bit_generator.state}
+
+    def restore(self, saved: dict, *, replicas: int) -> None:
+        """Continue from :meth:`state` (a run resumed from its checkpoint).
+
+        Raises:
+            QdynInputError: the saved statistics are for another number of replicas.
+        """
+        self.rng.bit_generator.state = saved["rng"]
+        if "rung_of" not in saved:  # saved before the first attempt
+            self.rung_of = None
+            return
+        if len(saved["rung_of"]) != replicas:
+            raise QdynInputError(f"the checkpoint's replica-exchange statistics are for {len(saved['rung_of'])} "
+                                 f"replicas, this run has {replicas}")
+        self.rung_of = np.asarray(saved["rung_of"], int)
+        self.n_attempts = np.asarray(saved["n_attempts"], int)
+        self.n_accepted = np.asarray(saved["n_accepted"], int)
+        self.n_calls = int(saved["n_calls"])
+        self._last_end = np.asarray(saved["last_end"], int)
+        self.round_trips = np.asarray(saved["round_trips"], int)
+        self.history = [np.asarray(h, int) for h in saved["history"]]
 
     def statistics(self) -> dict:
         """Attempts, acceptance rate per rung pair, round trips per walker and in total, and

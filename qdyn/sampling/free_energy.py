@@ -2,7 +2,8 @@
 
 - Well-tempered metadynamics: ``F(s) = -γ/(γ-1) V_hills(s)`` (+ const) for each walker;
   the estimate is the mean over independent walkers and its error their standard error
-  (each walker's surface shifted to its own minimum inside the region compared).
+  (each walker's surface shifted to its own minimum inside the region compared). Walkers
+  of one shared bias give one estimate (no spread to take an error from: NaN).
 - Umbrella sampling: MBAR (pymbar 4, the ``sampling`` extra, imported lazily) on the
   restraint energies of all windows, samples decorrelated by each window's statistical
   inefficiency; MBAR's analytical uncertainties.
@@ -48,12 +49,15 @@ class FreeEnergy(NamedTuple):
 
 def metad_fes(bias: Bias, states: BiasState, s_points, *, region=None) -> FreeEnergy:
     """Well-tempered metadynamics free energy on ``s_points`` [G, n_cv] from the final bias
-    ``states`` (leading walker axis) of independent walkers.
+    ``states`` (leading walker axis) of independent walkers, or of the shared bias (every
+    replica holds a copy of it: the first is used and the error is NaN).
 
     Args:
         region: optional bool [G]: the points whose minimum sets each walker's zero (the
             sampled basins; default all).
     """
+    if bias.walkers == "shared":
+        states = jax.tree_util.tree_map(lambda x: x[:1], states)
     gamma = bias.bias_factor
     factor = 1.0 if np.isinf(gamma) else gamma / (gamma - 1.0)
     s = jnp.asarray(np.asarray(s_points, dtype=float).reshape(len(s_points), -1))
