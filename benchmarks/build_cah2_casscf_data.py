@@ -31,8 +31,8 @@ from qdyn.data import recipes, write  # noqa: E402
 from qdyn.data.couplings import align_coupling_signs  # noqa: E402
 from qdyn.data.labelers import labeler_from_spec  # noqa: E402
 
-COMMAND = ("python benchmarks/build_cah2_casscf_data.py (= qdyn label --recipe shipped:CaH2_casscf, then the "
-           "coupling signs aligned and the checks recorded)")
+COMMAND = ("qdyn label --recipe shipped:CaH2_casscf --out qdyn/data/shipped/CaH2_casscf.npz (then python "
+           "benchmarks/build_cah2_casscf_data.py aligns the coupling signs and records the checks)")
 LEVEL = "SA3-CASSCF(4e,6o)/def2-SVP (PySCF), singlets"
 
 

@@ -77,3 +77,34 @@ def test_sa_casscf_couplings_through_the_labelling_run(tmp_path):
     np.testing.assert_array_equal(again.extras["nacs_states"], d)
     with pytest.raises(QdynInputError, match="nac=True needs method SA-CASSCF"):
         PySCFLabeler(method="HF", basis="sto-3g", nac=True)
+
+
+def test_shipped_casscf_data_has_a_conical_intersection_with_odd_couplings():
+    """On the C2v line the S0/S1 gap closes and reopens linearly (a crossing, not an avoided
+    one), the S0/S1 coupling there is a pure B2 vector (odd under H1 <-> H2), it grows towards
+    the intersection, and the recorded finite-difference check of the forces holds."""
+    from qdyn.data import load_shipped
+
+    ds = load_shipped("CaH2_casscf")
+    u = ds.R[:, 1:] - ds.R[:, :1]
+    r = np.linalg.norm(u, axis=-1)
+    angle = np.degrees(np.arccos(np.sum(u[:, 0] * u[:, 1], -1) / (r[:, 0] * r[:, 1])))
+    c2v = np.flatnonzero(np.isclose(r[:, 0], r[:, 1]))
+    order = c2v[np.argsort(angle[c2v])]
+    gap = ds.E_states[order, 1] - ds.E_states[order, 0]
+    x = angle[order]
+    k = int(np.argmin(gap))
+    assert 4 <= k <= len(order) - 4 and gap[k] < 0.1
+    # straight lines through three points on each side, away from the two nearest the minimum
+    left = np.polyfit(x[k - 4:k - 1], gap[k - 4:k - 1], 1)
+    right = np.polyfit(x[k + 1:k + 4], gap[k + 1:k + 4], 1)
+    assert left[0] < -0.03 and right[0] > 0.03  # eV/degree: a V, closing and reopening
+    zero_left, zero_right = -left[1] / left[0], -right[1] / right[0]
+    assert abs(zero_left - zero_right) < 0.5, (zero_left, zero_right)  # both sides point at one crossing
+    # the two points nearest it lie on the V too: no rounding off of an avoided crossing
+    v = np.maximum(np.polyval(left, x[k - 1:k + 1]), np.polyval(right, x[k - 1:k + 1]))
+    np.testing.assert_allclose(gap[k - 1:k + 1], v, atol=0.015)
+    assert ds.metadata["c2v_check"]["max_even_fraction_of_d01"] < 1e-2
+    d01 = np.linalg.norm(ds.extras["nacs_states"][order, 0, 1].reshape(len(order), -1), axis=1)
+    assert d01[k] > 3 * d01[0] and d01[k] > 3 * d01[-1]
+    assert ds.metadata["fd_check"]["max_abs_error_eV_per_A"] < 1e-3
