@@ -182,9 +182,9 @@ SHIPPED_RECIPES = {
 # CaH2 near its S0/S1 conical intersection at SA-CASSCF (docs/multistate.md, "CaH2_casscf"): a
 # bend x antisymmetric-stretch grid, r1,2 = 2.05 ± delta Angstrom; delta = 0 is the C2v line (1A1
 # and 1B2 cross on it); negative delta is the mirror image (H1 <-> H2) of positive delta. Rows
-# nearest the intersection first, so an interrupted run has them. 40 frames: ~70 s each on the
-# shared machine (~12 s of CPU), sized to ~45 min of one process.
-_CAH2_DELTAS = (0.0, 0.05, 0.1, 0.2)
+# nearest the intersection first, so an interrupted run has them. 30 frames: 45-80 s each on the
+# loaded shared machine (~12 s of CPU), sized to ~35 min of one process.
+_CAH2_DELTAS = (0.0, 0.05, 0.1)
 SHIPPED_RECIPES["CaH2_casscf"] = {
     "name": "CaH2_casscf",
     "description": ("CaH2 S0/S1/S2 at SA3-CASSCF(4e,6o)/def2-SVP with analytic gradients and nonadiabatic "
