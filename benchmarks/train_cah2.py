@@ -8,6 +8,7 @@ reference points from the dataset's scans), the model's adiabats against the ref
 together with its diabatic energies W_00, W_11 and the coupling W_01.
 
     nice -n 10 python benchmarks/train_cah2.py [--out runs/cah2] [--epochs 300] [--backbone bpnn]
+    nice -n 10 python benchmarks/train_cah2.py --odd-coupling --out runs/cah2_odd --results-name cah2_multistate_odd
 
 Writes the run to ``--out`` (load with ``qdyn.train.trainer.load_run``), the figure to
 ``benchmarks/results/cah2_multistate.png`` and the numbers to
@@ -47,6 +48,8 @@ def main():
     ap.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="per-element MLP widths")
     ap.add_argument("--data", default=None, help="a dataset file with the shipped CaH2 layout (default: shipped)")
     ap.add_argument("--results-name", default="cah2_multistate", help="file stem under benchmarks/results")
+    ap.add_argument("--odd-coupling", action="store_true",
+                    help="W01 odd under H1 <-> H2 (odd_couplings {'0-1': [H]}): a true 1A1/1B2 conical intersection")
     args = ap.parse_args()
 
     from qdyn import enable_x64
@@ -72,7 +75,7 @@ def main():
                   "zetas": [1.0, 4.0], "cutoff": 5.0, "n_qubits": 3, "layers": 2,
                   # a pair wall 10 % inside the data's shortest Ca–H / H–H: hot trajectories after
                   # a hop otherwise fuse H atoms where the network never saw any
-                  "core_radii": "auto"},
+                  "core_radii": "auto", **({"odd_couplings": {"0-1": ["H"]}} if args.odd_coupling else {})},
         "data": {"n_train": n - n_val - n_test, "n_val": n_val, "n_test": n_test, "split_seed": 0},
         "loss": {"energy_weight": 1.0, "force_weight": 1.0, "smoothness_weight": 1e-3,
                  "coupling_far_weight": 1e-2, "diabat_order_weight": 1e-2, "coupling_gap_scale": 2.0},

@@ -112,3 +112,22 @@ def test_exponential_fit_recovers_lifetime():
     assert fit["tau_std_fs"] < 10.0
     # a population that stays put is not fitted
     assert fit_exponential_decay(t, np.full(t.size, 0.99)) is None
+
+
+def test_bootstrap_decay_time_spread_matches_independent_ensembles():
+    """Bootstrap over trajectories gives the spread that independent ensembles of the same
+    size show (synthetic hops: exponential with τ = 100 fs, 30 % never hop)."""
+    from qdyn.namd.report import bootstrap_decay, fit_exponential_decay
+
+    t = np.linspace(0.0, 400.0, 81)
+    rng = np.random.default_rng(1)
+
+    def ensemble(n=300):
+        hop = np.where(rng.random(n) < 0.7, rng.exponential(100.0, n), np.inf)
+        return (t[:, None] < hop[None, :]).astype(int)  # [F, N], 1 = still on S1
+
+    spread = np.std([fit_exponential_decay(t, ensemble().mean(axis=1))["tau_fs"] for _ in range(30)])
+    boot = bootstrap_decay(t, ensemble(), state=1, n_boot=100, seed=0)
+    assert boot["n_failed"] == 0 and boot["tau_p2_5_fs"] < boot["tau_fs"] < boot["tau_p97_5_fs"]
+    assert abs(boot["tau_fs"] - 100.0) < 4 * spread
+    assert 0.5 * spread < boot["tau_std_fs"] < 2.0 * spread, (boot["tau_std_fs"], spread)

@@ -111,6 +111,8 @@ def _save_frame(path: Path, Z, R, res: FrameResult, seconds: float) -> None:
     if res.energies_states is not None:
         arrays["energies_states"] = np.asarray(res.energies_states, np.float64)
         arrays["forces_states"] = np.asarray(res.forces_states, np.float64)
+    if res.nacs_states is not None:
+        arrays["nacs_states"] = np.asarray(res.nacs_states, np.float64)
     atomic_savez(path, arrays, compressed=False)
 
 
@@ -138,6 +140,7 @@ def _load_frame(path: Path, Z, R):
         status=str(z["status"]),
         energies_states=z.get("energies_states"),
         forces_states=z.get("forces_states"),
+        nacs_states=z.get("nacs_states"),
     )
     return res, float(z["seconds"])
 
@@ -291,5 +294,11 @@ def _assemble(configs: Dataset, labeler, results, seconds, n_cached, extra_meta)
     extras = dict(configs.extras)
     extras["converged"] = converged
     extras["status"] = status
+    if S and getattr(labeler, "nac", False):
+        # nonadiabatic couplings d_ij [n, S, S, A, 3] 1/Å (NaN where a frame failed)
+        nacs = np.zeros((n, S, S, A, 3))
+        for i, r in enumerate(results):
+            nacs[i][:, :, m[i]] = np.nan if r.nacs_states is None else r.nacs_states
+        extras["nacs_states"] = nacs
     return Dataset(R=configs.R, Z=configs.Z, E=E, F=F, cell=configs.cell, pbc=configs.pbc,
                    E_states=E_states, F_states=F_states, extras=extras, metadata=meta, source=configs.source)

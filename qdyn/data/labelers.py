@@ -63,6 +63,9 @@ class FrameResult:
         status: ``"ok"``, ``"not converged: <which>"`` or ``"error: <message>"``.
         energies_states: float64 [n_states] eV for multistate methods, else None.
         forces_states: float64 [n_states, n_atoms, 3] eV/Å for multistate methods, else None.
+        nacs_states: float64 [n_states, n_states, n_atoms, 3] 1/Å, the nonadiabatic couplings
+            ``d_ij = ⟨i|∇j⟩`` (antisymmetric in i, j; each pair's overall sign is arbitrary,
+            see :mod:`qdyn.data.couplings`) when the labeller computes them, else None.
     """
 
     energy: float
@@ -71,6 +74,7 @@ class FrameResult:
     status: str = "ok"
     energies_states: Optional[np.ndarray] = None
     forces_states: Optional[np.ndarray] = None
+    nacs_states: Optional[np.ndarray] = None
 
     @classmethod
     def failed(cls, n_atoms: int, message: str, *, n_states: int = 0) -> "FrameResult":
@@ -134,6 +138,10 @@ class PySCFLabeler:
         nelecas: CASSCF active electrons.
         n_states: number of states (SA-CASSCF: averaged states; TDA: ground + n_states-1
             excited states). 0 for single-state methods.
+        nac: SA-CASSCF only: also compute the nonadiabatic coupling vectors between every
+            pair of states (PySCF's analytic SA-CASSCF NACs, ``pyscf.nac.sacasscf``, full
+            derivative coupling including the CSF term, no electron-translation factors),
+            stored as ``FrameResult.nacs_states`` in 1/Å. One more CP-MCSCF response per pair.
         stability: after the SCF, test the solution for an internal instability (a lower
             solution of the same kind, e.g. a symmetry-broken closed shell) and follow it
             until stable. Where a closed-shell solution turns into a saddle (CaH2 bent
@@ -162,6 +170,7 @@ class PySCFLabeler:
     nelecas: Optional[int] = None
     n_states: int = 0
     stability: bool = False
+    nac: bool = False
 
     def __post_init__(self):
         _require_label_extra("pyscf", "PySCFLabeler")
@@ -178,6 +187,8 @@ class PySCFLabeler:
             raise QdynInputError(f"xc={self.xc!r} given but method {m} is not DFT/TDA")
         if m == "SA-CASSCF" and (self.ncas is None or self.nelecas is None or self.n_states < 2):
             raise QdynInputError("SA-CASSCF needs ncas=, nelecas= and n_states >= 2")
+        if self.nac and m != "SA-CASSCF":
+            raise QdynInputError(f"nac=True needs method SA-CASSCF (analytic NACs), not {m}")
         if m == "TDA" and self.n_states < 2:
             raise QdynInputError("TDA needs n_states >= 2 (ground state + excited states)")
         if m in _SINGLE_STATE and self.n_states:
@@ -211,8 +222,15 @@ class PySCFLabeler:
         if self.method != "SA-CASSCF":
             d.pop("ncas")
             d.pop("nelecas")
+        else:
+            d["spin_states"] = "singlets (PySCF fix_spin_(ss=0))"
         if not self.stability:
             d.pop("stability")  # absent = off: descriptions (cache keys) made before it existed hold
+        if self.nac:
+            d["nac_convention"] = ("d_ij = <i|grad j> [1/Angstrom], PySCF SA-CASSCF analytic NACs with the CSF term "
+                                   "(use_etfs=False); the sign of each pair is arbitrary per frame")
+        else:
+            d.pop("nac")
         return d
 
     # -- the calculation ------------------------------------------------------------------
@@ -329,7 +347,11 @@ class PySCFLabeler:
         elif m == "SA-CASSCF":
             from pyscf import mcscf
 
-            mc = mcscf.CASSCF(mf, self.ncas, self.nelecas).state_average_([1.0 / self.n_states] * self.n_states)
+            mc = mcscf.CASSCF(mf, self.ncas, self.nelecas)
+            # singlets only: without the spin penalty the CI solver returns the lowest roots of any
+            # spin, and a triplet (no coupling to S0) is stored as "S1" (seen on CaH2 near 50°)
+            mc.fix_spin_(ss=0)
+            mc = mc.state_average_([1.0 / self.n_states] * self.n_states)
             mc.verbose = 0
             # PySCF's default (1e-7 Ha) leaves enough noise to spoil finite-difference checks.
             mc.conv_tol = self.conv_tol
@@ -340,7 +362,8 @@ class PySCFLabeler:
             gobj = mc.nuc_grad_method()
             states_g = np.stack([gobj.kernel(state=i) for i in range(self.n_states)])
             states_e, states_f = states_e * _HA_TO_EV, -states_g * _GRAD_TO_EV_A
-            return self._result(states_e[0], states_f[0], problems, states_e, states_f)
+            nacs = self._sacasscf_nacs(mc, len(Z)) if self.nac else None
+            return self._result(states_e[0], states_f[0], problems, states_e, states_f, nacs)
         elif m == "TDA":
             from pyscf import tddft
 
@@ -372,6 +395,18 @@ class PySCFLabeler:
             raise AssertionError(m)
         return self._result(e * _HA_TO_EV, -np.asarray(grad) * _GRAD_TO_EV_A, problems, None, None)
 
+    def _sacasscf_nacs(self, mc, n_atoms: int) -> np.ndarray:
+        """d_ij = ⟨i|∇j⟩ [n_states, n_states, n_atoms, 3] 1/Å from PySCF's SA-CASSCF NACs."""
+        nac_method = mc.nac_method()
+        nac_method.verbose = 0
+        d = np.zeros((self.n_states, self.n_states, n_atoms, 3))
+        for i in range(self.n_states):
+            for j in range(i + 1, self.n_states):
+                # PySCF's state=(ket, bra) returns <bra|d ket/dR> in 1/Bohr
+                d[i, j] = nac_method.kernel(state=(j, i), use_etfs=False, mult_ediff=False) * _A_TO_BOHR
+                d[j, i] = -d[i, j]
+        return d
+
     def hessian(self, Z, R) -> np.ndarray:
         """Analytic Hessian [3N, 3N] eV/Å² (HF and DFT), order (atom, xyz); for sampling.
 
@@ -389,7 +424,7 @@ class PySCFLabeler:
         return units.convert(h.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n), "Hartree/Bohr^2", "eV/Angstrom^2")
 
     @staticmethod
-    def _result(e, f, problems, states_e, states_f) -> FrameResult:
+    def _result(e, f, problems, states_e, states_f, nacs=None) -> FrameResult:
         return FrameResult(
             energy=float(e),
             forces=np.asarray(f, dtype=float),
@@ -397,6 +432,7 @@ class PySCFLabeler:
             status="ok" if not problems else "not converged: " + ", ".join(problems),
             energies_states=states_e,
             forces_states=states_f,
+            nacs_states=nacs,
         )
 
 

@@ -179,6 +179,25 @@ SHIPPED_RECIPES = {
 }
 
 
+# CaH2 near its S0/S1 conical intersection at SA-CASSCF (docs/multistate.md, "CaH2_casscf"): a
+# bend x antisymmetric-stretch grid, r1,2 = 2.05 ± delta Angstrom; delta = 0 is the C2v line (1A1
+# and 1B2 cross on it); negative delta is the mirror image (H1 <-> H2) of positive delta. Rows
+# nearest the intersection first, so an interrupted run has them. 30 frames: 45-80 s each on the
+# loaded shared machine (~12 s of CPU), sized to ~35 min of one process.
+_CAH2_DELTAS = (0.0, 0.05, 0.1)
+SHIPPED_RECIPES["CaH2_casscf"] = {
+    "name": "CaH2_casscf",
+    "description": ("CaH2 S0/S1/S2 at SA3-CASSCF(4e,6o)/def2-SVP with analytic gradients and nonadiabatic "
+                    "couplings: H-Ca-H 43-61 degrees x antisymmetric stretch r1,2 = 2.05 +- delta, "
+                    f"delta in {list(_CAH2_DELTAS)} Angstrom, around the 1A1/1B2 conical intersection"),
+    "structure": {"name": "CaH2", "Z": [20, 1, 1], "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
+    "labeler": {"method": "SA-CASSCF", "basis": "def2-SVP", "ncas": 6, "nelecas": 4, "n_states": 3, "nac": True,
+                "conv_tol": 1e-10, "max_cycle": 100},
+    "sampler": {"kind": "mixture", "parts": [
+        {"kind": "triatomic", "mode": "scan", "n": 10, "r1": round(2.05 + d, 4), "r2": round(2.05 - d, 4),
+         "angle_deg": [43.0, 61.0], "seed": 0} for d in _CAH2_DELTAS]},
+}
+
 # GFN2-xTB (tblite) for every cluster size and the box: one level of theory, so training and
 # test sizes are never labelled at different levels (docs/data.md).
 _GFN2 = {"labeler": "TBLiteLabeler", "method": "GFN2-xTB", "accuracy": 1.0, "electronic_temperature": 300.0,

@@ -14,7 +14,7 @@ from .dataset import Dataset
 
 __all__ = ["SHIPPED", "load_shipped", "shipped_path"]
 
-SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2")
+SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2", "CaH2_casscf")
 
 
 def shipped_path(name: str) -> Path:
@@ -37,7 +37,9 @@ def load_shipped(name: str, *, include_failed: bool = False) -> Dataset:
     ``"water_dimer"`` (PySCF levels, see their metadata);
     ``"water_clusters"`` ((H2O)n, n = 2–10 and 12–20 even, GFN2-xTB; ``extras['n_molecules']``)
     and ``"water_box32"`` (32 waters in a periodic cube, periodic GFN2-xTB; ``cell``, ``pbc``);
-    ``"CaH2"`` (S0/S1 at TDA-B3LYP/def2-SVP in ``E_states``, ``F_states``; docs/multistate.md).
+    ``"CaH2"`` (S0/S1 at TDA-B3LYP/def2-SVP in ``E_states``, ``F_states``; docs/multistate.md);
+    ``"CaH2_casscf"`` (S0/S1/S2 at SA-CASSCF near the S0/S1 conical intersection, with
+    nonadiabatic couplings in ``extras['nacs_states']``; docs/multistate.md).
 
     Args:
         name: one of :data:`SHIPPED`.

@@ -32,6 +32,23 @@ diabat flips every coupling involving it and leaves the adiabats unchanged. Trai
 adiabatic data cannot fix it; the model's choice is smooth (it is a smooth function of
 R), which is all dynamics needs. Compare couplings between models only up to that sign.
 
+Odd couplings (``odd_couplings={"0-1": ["H"]}``): where two states belong to different
+irreducible representations of the molecule's symmetry, their coupling must change sign under
+the symmetry operation, and on the symmetric geometries it vanishes, so the two diabats cross
+there in a true conical intersection (a seam of dimension n_internal − 2). An invariant
+coupling cannot do that: it makes the crossing an avoided one. For an odd pair the coupling is
+
+``W_kl = scale · Σ_i o_i,(kl) · Π_{i<j like} (h_i,kl − h_j,kl)``
+
+an invariant amplitude times an alternating (Vandermonde) product over pairs of like atoms of
+the listed elements, with ``h_i,kl`` one more per-atom output of the same backbone (an
+invariant scalar of atom i's environment). The product changes sign under the exchange of any
+two such atoms, and is invariant otherwise: W_kl transforms as the sign representation of
+their permutation group, the diagonal stays invariant, and the adiabats stay invariant (a
+sign flip of W_kl is the gauge above). For AB2 (CaH2) it is ``h_H1 − h_H2``, odd along the
+antisymmetric stretch and zero on the C2v plane (¹A1/¹B2). The sign of W_kl then also depends
+on the order in which like atoms are listed (again a gauge; a trajectory keeps its order).
+
 Degeneracies: for n = 2 the eigenvalues are written in closed form
 ``E± = (a + d)/2 ± sqrt(((a - d)/2)² + b²)`` with a guarded square root (double-where), so
 values are exact and gradients stay finite at an exact crossing (where the true gradient
@@ -56,14 +73,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ..elements import make_species_table
+from ..elements import atomic_number, make_species_table
 from ..geometry import safe_norm
 from ..nn import MLP, species_mlp
 from ..quantum.reupload import encoded_expvals, init_encoded, reupload_circuit
@@ -125,9 +142,75 @@ class MultistateConfig(ModelConfig, DescriptorSettings, QuantumSettings):
     core_radii: CoreRadii = Field(None, description=(
         "pair wall r_in [Å] per species pair ('H-H': 0.5, ...), added to every diabat alike (gaps, couplings "
         "and NACs untouched); 'auto': 0.9 x the shortest distance of each pair in the training set"))
+    odd_couplings: dict[str, list[Union[int, str]]] = Field(default_factory=dict, description=(
+        "state pairs 'k-l' (k < l, 0-based) whose coupling W_kl (eV) changes sign under every exchange of two "
+        "like atoms of the listed elements, e.g. {'0-1': ['H']} for states of different symmetry under H<->H "
+        "(CaH2's 1A1/1B2: a true conical intersection); pairs not listed are even (invariant)"))
+
+    @field_validator("odd_couplings")
+    @classmethod
+    def _canonical_odd_couplings(cls, value):
+        return canonical_odd_couplings(value)
 
     def build(self, species: Sequence[int] = ()) -> EnergyModel:
         return _build(self.model_copy(update={"species": resolve_species(self.species, species, "multistate")}))
+
+
+def canonical_odd_couplings(spec: dict) -> dict[str, list[int]]:
+    """``{"k-l": [Z, ...]}`` with k < l and atomic numbers (symbols accepted), sorted; a key that
+    is not two state indices, or an element qdyn does not know, is a :class:`QdynInputError`."""
+    out = {}
+    for key, elems in spec.items():
+        parts = str(key).split("-")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) == int(parts[1]):
+            raise QdynInputError(f"odd_couplings: key {key!r} is not a pair of two different state indices 'k-l' "
+                                 "(e.g. '0-1')")
+        k, l = sorted(int(p) for p in parts)
+        if not elems:
+            raise QdynInputError(f"odd_couplings[{key!r}]: name the elements whose exchange flips the sign, e.g. ['H']")
+        try:
+            zs = sorted({atomic_number(e) for e in elems})
+        except (ValueError, TypeError) as exc:
+            raise QdynInputError(f"odd_couplings[{key!r}]: {exc}") from None
+        out[f"{k}-{l}"] = zs
+    return out
+
+
+def _odd_pair_table(odd_couplings: dict, n: int, species: Sequence[int]):
+    """[(position of the pair among the couplings, (Z, ...)), ...] for the odd pairs."""
+    iu = list(zip(*np.triu_indices(n, 1)))
+    table = []
+    for key, zs in odd_couplings.items():
+        k, l = (int(p) for p in key.split("-"))
+        if l >= n:
+            raise QdynInputError(f"odd_couplings: pair {key!r} needs states 0..{l}, the model has n_states = {n}")
+        missing = sorted(set(zs) - set(int(z) for z in species))
+        if missing:
+            raise QdynInputError(f"odd_couplings[{key!r}]: elements {missing} are not among the modelled "
+                                 f"species {list(species)}")
+        table.append((iu.index((k, l)), tuple(zs)))
+    return table
+
+
+def alternating_feature(h, species, mask, elements: Sequence[int]):
+    """``Π_{i<j} (h_i − h_j)`` over pairs of like real atoms whose element is in ``elements``.
+
+    With ``h`` [A] per-atom invariant scalars this is the Vandermonde product: it changes sign
+    under the exchange of any two like atoms of those elements (the *sign* representation of
+    their permutation group) and is otherwise invariant; with two like atoms it is
+    ``h_1 − h_2``. It vanishes wherever two such atoms are equivalent (h_i = h_j), e.g. on the
+    C2v plane of an AB2 molecule. Padding atoms and other elements contribute a factor 1.
+
+    Args:
+        h: [A] per-atom scalars.
+        species: int [A] atomic numbers.  mask: bool [A], real atoms.
+        elements: the atomic numbers whose exchanges flip the sign (static).
+    """
+    n_atoms = h.shape[0]
+    i, j = np.triu_indices(n_atoms, 1)
+    chosen = jnp.isin(species, jnp.asarray(elements, species.dtype))
+    like = (species[i] == species[j]) & chosen[i] & mask[i] & mask[j]
+    return jnp.prod(jnp.where(like, h[i] - h[j], 1.0))
 
 
 def _build(cfg: MultistateConfig) -> EnergyModel:
@@ -142,7 +225,10 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     hidden = tuple(int(h) for h in cfg.hidden)
     iu = np.triu_indices(n, 1)
     n_pairs = len(iu[0])
-    n_out = n + n_pairs
+    odd = _odd_pair_table(cfg.odd_couplings, n, species)
+    # per-atom outputs: n diagonals, n_pairs coupling amplitudes, one sign-carrying scalar per odd pair
+    n_even_out = n + n_pairs
+    n_out = n_even_out + len(odd)
     n_feat = sf.size
     S = len(species)
     use_mlp = backbone in ("bpnn", "hybrid")
@@ -183,7 +269,8 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
         return sf(R, system.species, system.mask, system.box, neighbor)
 
     def atom_outputs(params, R, system: System, neighbor=None):
-        """Per-atom contributions [A, n_out] (diagonals first, then couplings), 0 for padding."""
+        """Per-atom contributions [A, n_out] (diagonals, couplings, then the scalars of the odd
+        couplings' alternating features), 0 for padding."""
         R = jnp.asarray(R)
         G = (features(R, system, neighbor) - params["g_mean"][None, :]) / params["g_std"][None, :]
         idx = jnp.maximum(table[system.species], 0)
@@ -199,15 +286,21 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
 
     def diabatic(params, R, system: System, neighbor=None):
         """Diabatic matrix W [n, n] eV (symmetric) of one configuration."""
-        o = params["scale"] * jnp.sum(atom_outputs(params, R, system, neighbor), axis=0)  # [n_out]
+        per_atom = atom_outputs(params, R, system, neighbor)
+        o = params["scale"] * jnp.sum(per_atom[:, :n_even_out], axis=0)  # [n + n_pairs], invariant
         idx = jnp.maximum(table[system.species], 0)
         e_atoms = jnp.sum(jnp.where(system.mask, params["shift"][idx], 0.0))
         diag = o[:n] + e_atoms + params["state_offset"]
         if wall is not None:
             diag = diag + wall(R, system.species, system.mask, system.box, neighbor)
+        couplings = o[n:]
+        for c, (pair, elements) in enumerate(odd):
+            # invariant amplitude x alternating feature: odd under exchange of like atoms of `elements`
+            sign_carrier = alternating_feature(per_atom[:, n_even_out + c], system.species, system.mask, elements)
+            couplings = couplings.at[pair].multiply(sign_carrier)
         W = jnp.diag(diag)
-        W = W.at[iu].set(o[n:])
-        return W.at[(iu[1], iu[0])].set(o[n:])
+        W = W.at[iu].set(couplings)
+        return W.at[(iu[1], iu[0])].set(couplings)
 
     def adiabatic(params, R, system: System, neighbor=None):
         """Adiabatic energies E [n] eV, ascending."""
@@ -222,7 +315,8 @@ def _build(cfg: MultistateConfig) -> EnergyModel:
     groups = {**{k: QUANTUM for k in ("enc_A", "enc_b", "qW", "int_q")},
               **{k: CLASSICAL for k in ("nets", "mlp", "int_c", "int_b", "scale", "shift", "state_offset")},
               "g_mean": FIXED, "g_std": FIXED}
-    return EnergyModel(init=init, apply=apply, check=check, name=f"Multistate[{backbone},{n}]", species=species,
+    name = f"Multistate[{backbone},{n}" + "".join(f",odd {k}" for k in cfg.odd_couplings) + "]"
+    return EnergyModel(init=init, apply=apply, check=check, name=name, species=species,
                        config=config, groups=groups, features=features, diabatic=diabatic, adiabatic=adiabatic,
                        n_states=n)
 

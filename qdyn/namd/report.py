@@ -48,6 +48,47 @@ def fit_exponential_decay(time_fs, population, *, min_drop: float = 0.05) -> Opt
             "rmse": float(np.sqrt(np.mean((model(t, *popt) - p) ** 2)))}
 
 
+def bootstrap_decay(time_fs, active, *, state: int = 1, n_boot: int = 200, seed: int = 0,
+                    min_drop: float = 0.05) -> Optional[dict]:
+    """Decay time of the fraction of trajectories on ``state`` with its uncertainty from a
+    bootstrap over trajectories (resampled with replacement, refitted each time).
+
+    The fit's own standard error (:func:`fit_exponential_decay`) treats the frames of one
+    population curve as independent; they are not (the same trajectories at successive
+    times), and it misses the finite number of trajectories. Resampling trajectories is the
+    uncertainty a second ensemble of the same size would show.
+
+    Args:
+        time_fs: [F] fs.  active: [F, N] int, active state of every trajectory.
+        state: whose active fraction decays.  n_boot: resamples.  seed: NumPy seed.
+        min_drop: as in :func:`fit_exponential_decay`.
+
+    Returns:
+        ``{"tau_fs", "tau_median_fs", "tau_std_fs", "tau_p2_5_fs", "tau_p97_5_fs", "p_inf",
+        "p_inf_std", "n_boot", "n_failed"}`` (``tau_fs`` from all trajectories), or None when
+        the full ensemble does not decay.
+    """
+    on = np.asarray(active) == state  # [F, N]
+    full = fit_exponential_decay(time_fs, on.mean(axis=1), min_drop=min_drop)
+    if full is None:
+        return None
+    rng = np.random.default_rng(seed)
+    n = on.shape[1]
+    taus, pinf = [], []
+    for _ in range(n_boot):
+        fit = fit_exponential_decay(time_fs, on[:, rng.integers(0, n, n)].mean(axis=1), min_drop=min_drop)
+        if fit is not None:
+            taus.append(fit["tau_fs"])
+            pinf.append(fit["p_inf"])
+    taus = np.asarray(taus)
+    out = {"tau_fs": full["tau_fs"], "p_inf": full["p_inf"], "n_boot": n_boot, "n_failed": n_boot - len(taus)}
+    if len(taus):
+        out.update({"tau_median_fs": float(np.median(taus)), "tau_std_fs": float(np.std(taus)),
+                    "tau_p2_5_fs": float(np.percentile(taus, 2.5)), "tau_p97_5_fs": float(np.percentile(taus, 97.5)),
+                    "p_inf_std": float(np.std(pinf))})
+    return out
+
+
 def energy_conservation(res: FSSHResult) -> dict:
     """Distribution over trajectories of ``max_t |E_tot(t) − E_tot(0)|`` [eV] (hops included)."""
     dE = np.abs(res.total - res.total[:1]).max(axis=0)  # [N]
