@@ -36,7 +36,7 @@ from .. import rundir
 from ..data.io import atomic_write_text
 from .batches import Batch, batches_of, make_batch
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, config_differences
-from . import trackers
+from . import constraints, trackers
 from .logs import HistoryLog, refresh_history
 from .losses import make_loss_fn, make_multistate_loss_fn
 from .metrics import error_metrics, multistate_metrics, parity_plot
@@ -336,7 +336,10 @@ def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Calla
         E_res = train_ds.E - counts @ ref
         sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
         sigma_F = force_rms(train_ds.F, mask) or 1.0
-        return make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
+        loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
+        return _constrained(loss, lc.constraints, model, train_ds, sigma_E, sigma_F) if lc.constraints.active else loss
+    if lc.constraints.active:
+        raise ConfigError("loss.constraints are built for single-state models")
     # per-state spreads: the excitation energy itself is not a residual scale
     E_res = train_ds.E_states - (counts @ ref)[:, None]
     var = np.var(E_res / n_at[:, None] if lc.per_atom else E_res, axis=0)
@@ -346,6 +349,31 @@ def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Calla
     return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                                    smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+
+
+def _constrained(loss: Callable, cc, model: EnergyModel, train_ds, sigma_E: float, sigma_F: float) -> Callable:
+    """``loss`` plus the constraint terms of ``cc`` (:mod:`qdyn.train.constraints`), probes
+    built once from the training frames."""
+    from .config import DataConfig
+
+    dis = wall = None
+    if cc.dissociation is not None:
+        sets = [load_data(DataConfig(path=p)) for p in cc.dissociation.fragment_data]
+        dis = constraints.dissociation_probes(cc.dissociation, train_ds.Z, sets, seed=cc.seed)
+    if cc.repulsive_wall is not None:
+        wall = constraints.wall_probes(cc.repulsive_wall, train_ds, seed=cc.seed)
+    for probes in (dis, wall):
+        if probes is not None:
+            check_frames(model, _probe_dataset(probes))
+    terms = constraints.make_constraint_loss(model.apply, cc, dissociation=dis, wall=wall, sigma_E=sigma_E,
+                                             sigma_F=sigma_F)
+    return constraints.with_constraints(loss, terms)
+
+
+def _probe_dataset(probes):
+    from ..data import Dataset
+
+    return Dataset(R=probes.R, Z=np.asarray(probes.system.species), source="constraint probes")
 
 
 def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis, mesh=None) -> Callable:
