@@ -155,3 +155,22 @@ def test_a_periodic_model_with_neutral_charges_is_image_and_strain_consistent():
 def test_families_without_per_atom_descriptors_refuse_electrostatics():
     with pytest.raises(QdynInputError, match="electrostatics"):
         build_model({"family": "sivqlm", "template": "H2O", "electrostatics": {}})
+
+
+def test_the_dipole_loss_measures_the_dipole_error(qeq_model):
+    """loss_dipole = mean |μ_model - μ_ref|²/3 / σ_D², from the model's own charges."""
+    from qdyn.data import load_shipped
+    from qdyn.train.batches import make_batch
+    from qdyn.train.losses import make_loss_fn
+
+    model, params = qeq_model
+    ds = load_shipped("water_dimer").subset(np.arange(4))
+    q = jax.vmap(model.charges, in_axes=(None, 0, None))(params, jnp.asarray(ds.R), water_dimer()[1])
+    mu = np.asarray(jax.vmap(dipole_moment)(q, jnp.asarray(ds.R), jnp.ones((4, 6), bool)))
+    assert np.abs(mu).max() > 1e-3
+    ds.extras["dipole"] = mu + np.array([0.1, 0.0, 0.0])
+    loss = make_loss_fn(model.apply, sigma_E=1.0, sigma_F=1.0, charges=model.charges, dipole_weight=2.0, sigma_D=0.5)
+    zero = jnp.asarray(0.0)
+    total, aux = jax.jit(loss)(params, make_batch(ds, np.arange(4), 4), zero, zero, zero)
+    np.testing.assert_allclose(float(aux["loss_dipole"]), (0.1 / 0.5) ** 2 / 3, rtol=1e-10)
+    np.testing.assert_allclose(float(total), 2.0 * float(aux["loss_dipole"]), rtol=1e-12)

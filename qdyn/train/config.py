@@ -53,6 +53,9 @@ class LossConfig(_Strict):
     net_force_weight: float = Field(0.0, ge=0, description=(
         "no-op, kept so old configs load: every qdyn model's forces sum to zero by construction, so the net-force "
         "penalty is identically 0 (a non-zero weight warns); use constraints for terms that act"))
+    dipole_weight: float = Field(0.0, ge=0, description=(
+        "weight of the dipole error |Σ q_i R_i - μ_ref|² (e·Å, over the data's dipole RMS); needs a model with "
+        "electrostatics and data with extras['dipole'] [n, 3] e·Å"))
     normalization: Literal["species_lstsq", "minmax", "none"] = Field(
         "species_lstsq", description="species_lstsq (reference energies + force-RMS scale), minmax or none")
     # Multistate models only (docs/multistate.md); all off by default.

@@ -8,15 +8,20 @@ import jax.numpy as jnp
 from ..models.base import energy_and_forces_fn
 
 
-def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True):
+def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True, charges=None,
+                 dipole_weight: float = 0.0, sigma_D: float = 1.0):
     """``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``.
 
     Energy residuals (per atom when ``per_atom``) are divided by ``sigma_E`` and force
     residuals by ``sigma_F`` (data scales fixed before training), so the weights are
-    dimensionless. ``w_net`` penalises the net force (a physical constraint for isolated
-    systems). Padding frames (weight 0) and padding atoms (mask False) do not count.
+    dimensionless. ``w_net`` weighs the net force, identically zero for qdyn's translation-
+    invariant models (kept for old configs). With ``dipole_weight`` and a model's
+    ``charges(params, R, system)``, ``dipole_weight · mean(|Σ q_i R_i - μ_ref|²/3)/sigma_D²``
+    is added (``batch.dipole`` [B, 3] e·Å). Padding frames (weight 0) and padding atoms
+    (mask False) do not count.
     """
     ef = jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0))
+    q_fn = jax.vmap(charges, in_axes=(None, 0, 0)) if dipole_weight else None
 
     def loss(params, batch, w_E, w_F, w_net):
         E, F = ef(params, batch.R, batch.system)
@@ -32,7 +37,13 @@ def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True
         net = jnp.sum(jnp.where(mask[..., None], F, 0.0), axis=1)
         l_net = jnp.sum(w * jnp.sum((net / sigma_F) ** 2, axis=-1)) / jnp.sum(w)
         total = w_E * l_E + w_F * l_F + w_net * l_net
-        return total, {"loss_E": l_E, "loss_F": l_F, "loss_net": l_net}
+        aux = {"loss_E": l_E, "loss_F": l_F, "loss_net": l_net}
+        if q_fn is not None:
+            q = q_fn(params, batch.R, batch.system)
+            mu = jnp.sum(jnp.where(mask[..., None], q[..., None] * batch.R, 0.0), axis=1)  # [B, 3] e·Å
+            aux["loss_dipole"] = jnp.sum(w * jnp.sum(((mu - batch.dipole) / sigma_D) ** 2, -1)) / (3 * jnp.sum(w))
+            total = total + dipole_weight * aux["loss_dipole"]
+        return total, aux
 
     return loss
 

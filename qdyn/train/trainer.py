@@ -336,7 +336,8 @@ def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Calla
         E_res = train_ds.E - counts @ ref
         sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
         sigma_F = force_rms(train_ds.F, mask) or 1.0
-        loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
+        loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
+                            **_dipole_terms(lc.dipole_weight, model, train_ds))
         return _constrained(loss, lc.constraints, model, train_ds, sigma_E, sigma_F) if lc.constraints.active else loss
     if lc.constraints.active:
         raise ConfigError("loss.constraints are built for single-state models")
@@ -349,6 +350,19 @@ def _make_loss(cfg: TrainConfig, model: EnergyModel, train_ds, species) -> Calla
     return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                                    smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+
+
+def _dipole_terms(weight: float, model: EnergyModel, train_ds) -> dict:
+    """The dipole-loss settings of :func:`make_loss_fn` (none when the weight is 0)."""
+    if not weight:
+        return {}
+    if model.charges is None:
+        raise ConfigError(f"loss.dipole_weight needs a model with charges: set model.electrostatics ({model.name} "
+                          "has none)")
+    if "dipole" not in train_ds.extras:
+        raise ConfigError(f"loss.dipole_weight: {train_ds.source} has no dipoles (extras['dipole'] [n, 3] e·Å)")
+    sigma_D = float(np.sqrt(np.mean(np.asarray(train_ds.extras["dipole"], float) ** 2))) or 1.0
+    return {"charges": model.charges, "dipole_weight": weight, "sigma_D": sigma_D}
 
 
 def _constrained(loss: Callable, cc, model: EnergyModel, train_ds, sigma_E: float, sigma_F: float) -> Callable:
