@@ -12,8 +12,8 @@ Same model, same data, same training, with and without the electrostatic term
 The short-range model is a BPNN on symmetry functions (cutoff 5 Å): the electrostatic term is
 family-agnostic, and the BPNN keeps each run to minutes on two cores.
 
-Usage: nice -n 15 python benchmarks/bench_electrostatics.py [--part clusters|box|all] [--epochs 60]
-       [--quick]
+Usage: nice -n 15 python benchmarks/bench_electrostatics.py [--part clusters|box|all] [--epochs 30]
+       [--seeds 0 1 2] [--quick]
 Writes benchmarks/results/bench_electrostatics.{json,png} and its section of benchmarks/README.md.
 """
 
@@ -48,15 +48,16 @@ BOX_CUTOFF = 4.5  # Å: below half the 9.87 Å box (minimum image)
 VARIANTS = {"short-range only": {}, "+ electrostatics (QEq)": {"electrostatics": ELEC}}
 
 
-def _config(model: dict, data: dict, args) -> object:
+def _config(model: dict, data: dict, args, seed: int = 0) -> object:
     return parse_config({
         "model": model, "data": data,
         "optim": {"learning_rate": args.lr, "schedule": "cosine", "final_lr_fraction": 0.05},
-        "epochs": args.epochs, "batch_size": args.batch, "seed": 0, "checkpoint_every": max(args.epochs, 1),
+        "epochs": args.epochs, "batch_size": args.batch, "seed": seed, "checkpoint_every": max(args.epochs, 1),
     })
 
 
-def clusters(args, runs: Path) -> dict:
+def clusters(args, runs: Path, previous: dict) -> dict:
+    """Per variant: {"seeds": {seed: errors}} (merged with ``previous``) and the mean and spread."""
     ds = load_shipped("water_clusters")
     nm = ds.extras["n_molecules"]
     pool = trimmed(ds, np.flatnonzero(nm <= TRAIN_MAX_N))
@@ -66,17 +67,34 @@ def clusters(args, runs: Path) -> dict:
             "n_test": n_hold, "split_seed": 0}
     out = {}
     for label, extra in VARIANTS.items():
-        cfg = _config({**SHORT, **extra}, data, args)
-        t0 = time.perf_counter()
-        res = train(cfg, runs / f"clusters-{len(out)}", data=pool, progress=False)
-        _, _, held = split_data(pool, cfg.data)
-        out[label] = {"n_params": int(count_params(res.params)), "train_seconds": time.perf_counter() - t0,
-                      "train_sizes": per_size_errors(res.model, res.params, held),
-                      "test_sizes": per_size_errors(res.model, res.params, test)}
-        r = out[label]
-        print(f"clusters, {label}: n<=10 held out {r['train_sizes']['all']['energy_mae_meV_per_molecule']:.2f} "
-              f"meV/mol, n=12-20 {r['test_sizes']['all']['energy_mae_meV_per_molecule']:.2f} meV/mol, "
-              f"{r['test_sizes']['all']['force_mae_meV_per_A']:.0f} meV/Å ({r['train_seconds']:.0f} s)", flush=True)
+        old = previous.get(label, {})
+        seeds = dict(old.get("seeds", {"0": old} if "train_sizes" in old else {}))
+        for seed in args.seeds:
+            cfg = _config({**SHORT, **extra}, data, args, seed)
+            t0 = time.perf_counter()
+            res = train(cfg, runs / f"clusters-{label[:5]}-{seed}", data=pool, progress=False)
+            _, _, held = split_data(pool, cfg.data)
+            seeds[str(seed)] = {"n_params": int(count_params(res.params)), "train_seconds": time.perf_counter() - t0,
+                                "train_sizes": per_size_errors(res.model, res.params, held),
+                                "test_sizes": per_size_errors(res.model, res.params, test)}
+            r = seeds[str(seed)]
+            print(f"clusters, {label}, seed {seed}: n<=10 held out "
+                  f"{r['train_sizes']['all']['energy_mae_meV_per_molecule']:.2f} meV/mol, n=12-20 "
+                  f"{r['test_sizes']['all']['energy_mae_meV_per_molecule']:.2f} meV/mol, "
+                  f"{r['test_sizes']['all']['force_mae_meV_per_A']:.0f} meV/Å ({r['train_seconds']:.0f} s)", flush=True)
+        out[label] = {"seeds": seeds, "summary": _summary(seeds)}
+    return out
+
+
+def _summary(seeds: dict) -> dict:
+    """{part: {size: {key: [mean, std]}}} over seeds (std with ddof 0; one seed gives 0)."""
+    first = next(iter(seeds.values()))
+    out = {"n_params": first["n_params"], "n_seeds": len(seeds)}
+    for part in ("train_sizes", "test_sizes"):
+        out[part] = {n: {k: [float(np.mean([s[part][n][k] for s in seeds.values()])),
+                             float(np.std([s[part][n][k] for s in seeds.values()]))]
+                         for k in ("energy_mae_meV_per_molecule", "force_mae_meV_per_A")}
+                     for n in first[part]}
     return out
 
 
@@ -107,9 +125,11 @@ def plot(path: Path, results: dict) -> None:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     for label, r in results.items():
-        rows = {**r["train_sizes"], **r["test_sizes"]}
+        rows = {**r["summary"]["train_sizes"], **r["summary"]["test_sizes"]}
         ns = sorted(int(k) for k in rows if k != "all")
-        ax.plot(ns, [rows[str(n)]["energy_mae_meV_per_molecule"] for n in ns], "o-", label=label)
+        mean = [rows[str(n)]["energy_mae_meV_per_molecule"][0] for n in ns]
+        spread = [rows[str(n)]["energy_mae_meV_per_molecule"][1] for n in ns]
+        ax.errorbar(ns, mean, yerr=spread, fmt="o-", capsize=3, label=f"{label} ({r['summary']['n_seeds']} seeds)")
     ax.axvspan(TRAIN_MAX_N + 0.5, 20.5, color="0.9", zorder=0)
     ax.set_xlabel("cluster size n (H2O)")
     ax.set_ylabel("energy MAE [meV/molecule]")
@@ -124,18 +144,20 @@ def table(payload: dict) -> str:
     lines = []
     if "clusters" in payload["results"]:
         res = payload["results"]["clusters"]
-        first = next(iter(res.values()))
+        first = next(iter(res.values()))["summary"]
         sizes = [k for k in first["test_sizes"] if k != "all"]
-        lines += ["Water clusters, trained on n ≤ 10; energy MAE [meV/molecule] (force MAE [meV/Å]) on held-out "
-                  "n ≤ 10 frames and on the never-seen sizes:", "",
-                  "| model | params | n ≤ 10 | " + " | ".join(f"n={n}" for n in sizes) + " | n = 12–20 |",
+        pm = lambda v, f: f"{v[0]:{f}} ± {v[1]:{f}}"  # noqa: E731
+        lines += [f"Water clusters, trained on n ≤ 10; energy MAE [meV/molecule] (force MAE [meV/Å]) on held-out "
+                  f"n ≤ 10 frames and on the never-seen sizes; mean ± spread (std) over {first['n_seeds']} seed(s):",
+                  "", "| model | params | n ≤ 10 | " + " | ".join(f"n={n}" for n in sizes) + " | n = 12–20 |",
                   "|---" * (len(sizes) + 4) + "|"]
         for label, r in res.items():
-            t, s = r["train_sizes"]["all"], r["test_sizes"]
-            cells = [f"{s[n]['energy_mae_meV_per_molecule']:.1f}" for n in sizes]
-            lines.append(f"| {label} | {r['n_params']} | {t['energy_mae_meV_per_molecule']:.1f} "
-                         f"({t['force_mae_meV_per_A']:.0f}) | " + " | ".join(cells) +
-                         f" | {s['all']['energy_mae_meV_per_molecule']:.1f} ({s['all']['force_mae_meV_per_A']:.0f}) |")
+            t, s = r["summary"]["train_sizes"]["all"], r["summary"]["test_sizes"]
+            cells = [pm(s[n]["energy_mae_meV_per_molecule"], ".1f") for n in sizes]
+            lines.append(f"| {label} | {r['summary']['n_params']} | {pm(t['energy_mae_meV_per_molecule'], '.1f')} "
+                         f"({t['force_mae_meV_per_A'][0]:.0f}) | " + " | ".join(cells) +
+                         f" | {pm(s['all']['energy_mae_meV_per_molecule'], '.1f')} "
+                         f"({s['all']['force_mae_meV_per_A'][0]:.0f}) |")
     if "box" in payload["results"]:
         lines += ["", f"Periodic box of 32 waters (Ewald; short-range cutoff {BOX_CUTOFF} Å), 36 training frames, 10 test frames:", "",
                   "| model | params | energy MAE [meV/molecule] | force MAE [meV/Å] | training [s] |",
@@ -144,7 +166,7 @@ def table(payload: dict) -> str:
             lines.append(f"| {label} | {r['n_params']} | {r['energy_mae_meV_per_molecule']:.2f} | "
                          f"{r['force_mae_meV_per_A']:.0f} | {r['train_seconds']:.0f} |")
     s = payload["settings"]
-    lines += ["", f"{s['epochs']} epochs, batch {s['batch']}, lr {s['lr']}, one seed; load average at start "
+    lines += ["", f"{s['epochs']} epochs, batch {s['batch']}, lr {s['lr']}; load average at start "
                   f"{payload['load_average'][0]:.1f} (shared machine: times are inflated). "
                   "`nice -n 15 python benchmarks/bench_electrostatics.py` regenerates this section."]
     return "\n".join(lines)
@@ -153,10 +175,12 @@ def table(payload: dict) -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["clusters", "box", "all"], default="all")
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--runs", type=Path, default=None, help="run directories (default: a temporary folder)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="clusters: training seeds (added to the "
+                                                                      "seeds already in the results file)")
     ap.add_argument("--quick", action="store_true", help="two epochs, for checking the script")
     args = ap.parse_args()
     if args.quick:
@@ -169,7 +193,7 @@ def main():
                "load_average": list(os.getloadavg()), "model": {"short": SHORT, "electrostatics": ELEC},
                "results": results, **machine_info()}
     if args.part in ("clusters", "all"):
-        results["clusters"] = clusters(args, runs)
+        results["clusters"] = clusters(args, runs, results.get("clusters", {}))
     if args.part in ("box", "all"):
         results["box"] = box(args, runs)
     save(name, payload)
