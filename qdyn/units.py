@@ -35,6 +35,8 @@ HBAR_EV_FS = HBAR_EV_S * 1e15  # ħ [eV fs] (electronic equations of motion in s
 ELECTRON_MASS_AMU = 5.48579909065e-4  # m_e [amu] (CODATA 2018; atomic-unit masses of model problems)
 AU_TIME_FS = 2.4188843265857e-2  # atomic unit of time ħ/E_h [fs]
 BAR_EV_PER_A3 = 1e5 / EV_J * ANGSTROM_M**3  # 1 bar in eV/Å³ (pressure at the boundary is in bar)
+# Coulomb constant e²/(4πε₀) in eV·Å: E = COULOMB_EV_A · q_i q_j / r for charges in e, r in Å
+COULOMB_EV_A = EV_J / (4 * math.pi * 8.8541878128e-12 * ANGSTROM_M)
 AMU_PER_A3_G_CM3 = AMU_KG * 1e3 / (ANGSTROM_M * 1e2) ** 3  # mass density amu/Å³ -> g/cm³
 
 # In the (eV, Å, amu) system the natural time unit is Å·sqrt(amu/eV) ≈ 10.18 fs. The MD

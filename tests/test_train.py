@@ -133,15 +133,14 @@ def test_cli_train_eval_template(tmp_path):
 
 
 def test_optimizer_options_run_and_change_the_result(h2o_small, tmp_path):
-    """EMA, reduce-on-plateau, AdamW, exponential decay, loss-weight schedules and the
-    net-force term are wired through (each changes the trained parameters)."""
+    """EMA, reduce-on-plateau, AdamW, exponential decay and loss-weight schedules are wired
+    through (each changes the trained parameters)."""
     base = train(_cfg(BPNN, epochs=2), tmp_path / "base", progress=False, data=h2o_small).params
     variants = {
         "ema": {"optim": {"ema_decay": 0.9, "learning_rate": 5e-3}},
         "plateau_adamw_exp": {"optim": {"reduce_on_plateau": True, "plateau_patience": 1, "optimizer": "adamw",
                                         "weight_decay": 1e-3, "schedule": "exponential", "learning_rate": 5e-3}},
-        "schedules": {"loss": {"energy_weight": 1.0, "energy_weight_final": 10.0, "force_weight_final": 0.1,
-                               "net_force_weight": 1.0}},
+        "schedules": {"loss": {"energy_weight": 1.0, "energy_weight_final": 10.0, "force_weight_final": 0.1}},
     }
     for name, over in variants.items():
         p = train(_cfg(BPNN, epochs=2, **over), tmp_path / name, progress=False, data=h2o_small).params

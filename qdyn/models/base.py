@@ -58,6 +58,9 @@ class EnergyModel(NamedTuple):
         member: for a deep ensemble (:func:`qdyn.uncertainty.ensemble_model`), the model each
             member is; its parameters carry a leading member axis and ``apply`` is the
             member mean. None for a single model.
+        charges: models with long-range electrostatics (:mod:`qdyn.models.electrostatics`):
+            ``(params, R, system) -> q [n_atoms]`` e, summing exactly to the total charge; None
+            otherwise.
     """
 
     init: Callable
@@ -73,6 +76,7 @@ class EnergyModel(NamedTuple):
     adiabatic: Optional[Callable] = None
     n_states: int = 1
     member: Optional["EnergyModel"] = None
+    charges: Optional[Callable] = None
 
     @property
     def is_multistate(self) -> bool:

@@ -29,9 +29,10 @@ from ..system import System
 from ..validation import make_local_check
 from .base import CLASSICAL, FIXED, EnergyModel
 from .config import DescriptorSettings, ModelConfig, keyword_builder, resolve_species
+from .electrostatics import ElectrostaticsField, with_electrostatics
 
 
-class BPNNConfig(ModelConfig, DescriptorSettings):
+class BPNNConfig(ModelConfig, DescriptorSettings, ElectrostaticsField):
     """Settings of the Behler–Parrinello network baseline."""
 
     family: Literal["bpnn"] = "bpnn"
@@ -39,7 +40,8 @@ class BPNNConfig(ModelConfig, DescriptorSettings):
     hidden: list[int] = Field(default_factory=lambda: [32, 32], description="hidden widths of each element's MLP")
 
     def build(self, species: Sequence[int] = ()) -> EnergyModel:
-        return _build(self.model_copy(update={"species": resolve_species(self.species, species, "bpnn")}))
+        short = _build(self.model_copy(update={"species": resolve_species(self.species, species, "bpnn")}))
+        return with_electrostatics(short, self.electrostatics)
 
 
 def _build(cfg: BPNNConfig) -> EnergyModel:

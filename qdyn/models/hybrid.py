@@ -73,8 +73,9 @@ from .base import CLASSICAL, FIXED, QUANTUM, EnergyModel
 from .config import (CoreRadii, DescriptorSettings, ModelConfig, QuantumSettings, keyword_builder, resolve_species,
                      resolved_core_radii)
 from .core_repulsion import core_repulsion
+from .electrostatics import ElectrostaticsField, with_electrostatics
 
-class HybridConfig(ModelConfig, DescriptorSettings, QuantumSettings):
+class HybridConfig(ModelConfig, DescriptorSettings, QuantumSettings, ElectrostaticsField):
     """Settings of the hybrid model (module docstring)."""
 
     family: Literal["hybrid"] = "hybrid"
@@ -115,7 +116,8 @@ class HybridConfig(ModelConfig, DescriptorSettings, QuantumSettings):
         return self
 
     def build(self, species: Sequence[int] = ()) -> EnergyModel:
-        return _build(self.model_copy(update={"species": resolve_species(self.species, species, "hybrid")}))
+        short = _build(self.model_copy(update={"species": resolve_species(self.species, species, "hybrid")}))
+        return with_electrostatics(short, self.electrostatics)
 
 
 def _build(cfg: HybridConfig) -> EnergyModel:

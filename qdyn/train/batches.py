@@ -18,6 +18,7 @@ class Batch(NamedTuple):
     weight: jnp.ndarray  # [B] 1 for real frames, 0 for padding frames
     E_states: Optional[jnp.ndarray] = None  # [B, S] eV (multistate data only)
     F_states: Optional[jnp.ndarray] = None  # [B, S, A, 3] eV/Å (multistate data only)
+    dipole: Optional[jnp.ndarray] = None  # [B, 3] e·Å (data with extras["dipole"] only)
 
 
 def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch:
@@ -45,6 +46,7 @@ def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch
         weight=jnp.asarray(w),
         E_states=jnp.asarray(ds.E_states[full]) if states else None,
         F_states=jnp.asarray(F_states) if states else None,
+        dipole=jnp.asarray(ds.extras["dipole"][full], dtype=jnp.result_type(float)) if "dipole" in ds.extras else None,
     )
 
 

@@ -6,6 +6,7 @@ defaults below as a commented YAML file.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..models.config import families
+from .constraints import ConstraintsConfig
 from ..models.sivqlm import SiVQLMConfig
 
 
@@ -48,7 +50,12 @@ class LossConfig(_Strict):
     energy_weight_final: Optional[float] = Field(None, ge=0, description="linear schedule to this value")
     force_weight_final: Optional[float] = Field(None, ge=0, description="linear schedule to this value")
     per_atom: bool = Field(True, description="energy residuals divided by the atom count")
-    net_force_weight: float = Field(0.0, ge=0, description="penalty on the net force (isolated systems)")
+    net_force_weight: float = Field(0.0, ge=0, description=(
+        "no-op, kept so old configs load: every qdyn model's forces sum to zero by construction, so the net-force "
+        "penalty is identically 0 (a non-zero weight warns); use constraints for terms that act"))
+    dipole_weight: float = Field(0.0, ge=0, description=(
+        "weight of the dipole error |Σ q_i R_i - μ_ref|² (e·Å, over the data's dipole RMS); needs a model with "
+        "electrostatics and data with extras['dipole'] [n, 3] e·Å"))
     normalization: Literal["species_lstsq", "minmax", "none"] = Field(
         "species_lstsq", description="species_lstsq (reference energies + force-RMS scale), minmax or none")
     # Multistate models only (docs/multistate.md); all off by default.
@@ -56,6 +63,16 @@ class LossConfig(_Strict):
     coupling_far_weight: float = Field(0.0, ge=0, description="penalty on couplings where the reference gap is large")
     diabat_order_weight: float = Field(0.0, ge=0, description="penalty on W_kk > W_k+1,k+1 where the gap is large")
     coupling_gap_scale: float = Field(0.5, gt=0, description="eV: gap beyond which a state pair counts as far apart")
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description=(
+        "physics constraints at fixed probe configurations: dissociation limit, repulsive wall (docs/training.md)"))
+
+    @model_validator(mode="after")
+    def _net_force_is_a_no_op(self):
+        if self.net_force_weight:
+            logging.getLogger("qdyn").warning(
+                "loss.net_force_weight does nothing: every qdyn model conserves momentum (its forces sum to zero), "
+                "so the net-force penalty is identically 0; see loss.constraints for terms that change a fit")
+        return self
 
 
 class OptimConfig(_Strict):

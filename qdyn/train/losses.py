@@ -9,21 +9,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.base import EnergyModel, energy_and_forces_fn
+from .config import ConfigError
 from .normalize import force_rms, species_reference_energies
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 
-def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True):
+def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True, charges=None,
+                 dipole_weight: float = 0.0, sigma_D: float = 1.0):
     """``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``.
 
     Energy residuals (per atom when ``per_atom``) are divided by ``sigma_E`` and force
     residuals by ``sigma_F`` (data scales fixed before training), so the weights are
-    dimensionless. ``w_net`` penalises the net force (a physical constraint for isolated
-    systems). Padding frames (weight 0) and padding atoms (mask False) do not count.
+    dimensionless. ``w_net`` weighs the net force, identically zero for qdyn's translation-
+    invariant models (kept for old configs). With ``dipole_weight`` and a model's
+    ``charges(params, R, system)``, ``dipole_weight · mean(|Σ q_i R_i - μ_ref|²/3)/sigma_D²``
+    is added (``batch.dipole`` [B, 3] e·Å). Padding frames (weight 0) and padding atoms
+    (mask False) do not count.
     """
     ef = jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0))
+    q_fn = jax.vmap(charges, in_axes=(None, 0, 0)) if dipole_weight else None
 
     def loss(params, batch, w_E, w_F, w_net):
         E, F = ef(params, batch.R, batch.system)
@@ -39,7 +45,13 @@ def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True
         net = jnp.sum(jnp.where(mask[..., None], F, 0.0), axis=1)
         l_net = jnp.sum(w * jnp.sum((net / sigma_F) ** 2, axis=-1)) / jnp.sum(w)
         total = w_E * l_E + w_F * l_F + w_net * l_net
-        return total, {"loss_E": l_E, "loss_F": l_F, "loss_net": l_net}
+        aux = {"loss_E": l_E, "loss_F": l_F, "loss_net": l_net}
+        if q_fn is not None:
+            q = q_fn(params, batch.R, batch.system)
+            mu = jnp.sum(jnp.where(mask[..., None], q[..., None] * batch.R, 0.0), axis=1)  # [B, 3] e·Å
+            aux["loss_dipole"] = jnp.sum(w * jnp.sum(((mu - batch.dipole) / sigma_D) ** 2, -1)) / (3 * jnp.sum(w))
+            total = total + dipole_weight * aux["loss_dipole"]
+        return total, aux
 
     return loss
 
@@ -134,7 +146,11 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Cal
         E_res = train_ds.E - counts @ ref
         sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
         sigma_F = force_rms(train_ds.F, mask) or 1.0
-        return make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom)
+        loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
+                            **_dipole_terms(lc.dipole_weight, model, train_ds))
+        return _constrained(loss, lc.constraints, model, train_ds, sigma_E, sigma_F) if lc.constraints.active else loss
+    if lc.constraints.active:
+        raise ConfigError("loss.constraints are built for single-state models")
     # per-state spreads: the excitation energy itself is not a residual scale
     E_res = train_ds.E_states - (counts @ ref)[:, None]
     var = np.var(E_res / n_at[:, None] if lc.per_atom else E_res, axis=0)
@@ -144,6 +160,46 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Cal
     return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                                    smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+
+
+def _dipole_terms(weight: float, model: EnergyModel, train_ds) -> dict:
+    """The dipole-loss settings of :func:`make_loss_fn` (none when the weight is 0)."""
+    if not weight:
+        return {}
+    if model.charges is None:
+        raise ConfigError(f"loss.dipole_weight needs a model with charges: set model.electrostatics ({model.name} "
+                          "has none)")
+    if "dipole" not in train_ds.extras:
+        raise ConfigError(f"loss.dipole_weight: {train_ds.source} has no dipoles (extras['dipole'] [n, 3] e·Å)")
+    sigma_D = float(np.sqrt(np.mean(np.asarray(train_ds.extras["dipole"], float) ** 2))) or 1.0
+    return {"charges": model.charges, "dipole_weight": weight, "sigma_D": sigma_D}
+
+
+def _constrained(loss: Callable, cc, model: EnergyModel, train_ds, sigma_E: float, sigma_F: float) -> Callable:
+    """``loss`` plus the constraint terms of ``cc`` (:mod:`qdyn.train.constraints`), probes
+    built once from the training frames."""
+    from . import constraints
+    from .config import DataConfig
+    from .trainer import check_frames, load_data  # the trainer's data checks, at call time (it imports this module)
+
+    dis = wall = None
+    if cc.dissociation is not None:
+        sets = [load_data(DataConfig(path=p)) for p in cc.dissociation.fragment_data]
+        dis = constraints.dissociation_probes(cc.dissociation, train_ds.Z, sets, seed=cc.seed)
+    if cc.repulsive_wall is not None:
+        wall = constraints.wall_probes(cc.repulsive_wall, train_ds, seed=cc.seed)
+    for probes in (dis, wall):
+        if probes is not None:
+            check_frames(model, _probe_dataset(probes))
+    terms = constraints.make_constraint_loss(model.apply, cc, dissociation=dis, wall=wall, sigma_E=sigma_E,
+                                             sigma_F=sigma_F)
+    return constraints.with_constraints(loss, terms)
+
+
+def _probe_dataset(probes):
+    from ..data import Dataset
+
+    return Dataset(R=probes.R, Z=np.asarray(probes.system.species), source="constraint probes")
 
 
 def loss_weights(cfg: "TrainConfig", epoch: int):

@@ -1,0 +1,99 @@
+"""Training constraints (qdyn.train.constraints): the probe configurations are what they claim,
+the terms enter the training loss, and they act (a few gradient steps on them change the fit);
+the old net-force penalty is a warned no-op."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from qdyn.data import load_shipped
+from qdyn.models import build_model
+from qdyn.train import parse_config
+from qdyn.train.batches import make_batch
+from qdyn.train.constraints import (ConstraintsConfig, DissociationConstraint, RepulsiveWallConstraint,
+                                    dissociation_probes, wall_probes)
+from qdyn.train.trainer import _make_loss, normalize_params
+from qdyn.validation import QdynInputError
+
+FRAGMENTS = [[0, 1, 2], [3, 4, 5]]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_shipped("water_dimer").subset(np.arange(40)), load_shipped("H2O").subset(np.arange(40))
+
+
+def _intra(R, idx):
+    sub = R[idx]
+    return np.linalg.norm(sub[:, None] - sub[None], axis=-1)
+
+
+def test_dissociation_probes_are_separated_monomers_with_summed_energies(data):
+    dimer, mono = data
+    c = DissociationConstraint(fragments=FRAGMENTS, fragment_data=["shipped:H2O"] * 2, separation=15.0, n_probes=8)
+    p = dissociation_probes(c, dimer.Z, [mono, mono], seed=0)
+    centroids = [p.R[:, idx].mean(1) for idx in FRAGMENTS]
+    np.testing.assert_allclose(np.linalg.norm(centroids[1] - centroids[0], axis=-1), 15.0, rtol=1e-12)
+    # each fragment is a rigidly moved monomer frame, and the target is the sum of the two frames' energies
+    internal = np.array([[_intra(p.R[k], idx) for idx in FRAGMENTS] for k in range(8)])
+    library = np.array([_intra(mono.R[f], [0, 1, 2]) for f in range(mono.n_frames)])
+    matches = [[int(np.argmin(np.abs(library - internal[k, j]).sum((1, 2)))) for j in range(2)] for k in range(8)]
+    for k, (a, b) in enumerate(matches):
+        np.testing.assert_allclose(internal[k, 0], library[a], atol=1e-12)
+        np.testing.assert_allclose(p.target[k], mono.E[a] + mono.E[b], rtol=1e-14)
+    with pytest.raises(QdynInputError, match="fragment 1"):
+        dissociation_probes(c.model_copy(update={"fragments": [[0, 1, 2], [4, 3, 5]]}), dimer.Z, [mono, mono], seed=0)
+
+
+def test_wall_probes_compress_a_pair_rigidly_and_direction_is_dR_dr(data):
+    dimer, _ = data
+    c = RepulsiveWallConstraint(pair="O-O", below=2.3, r_min=1.6, n_probes=6)
+    p = wall_probes(c, dimer, seed=0)
+    r_oo = np.linalg.norm(p.R[:, 3] - p.R[:, 0], axis=-1)
+    assert np.all((r_oo >= 1.6) & (r_oo <= 2.3)) and np.ptp(r_oo) > 0.1
+    for k in range(len(p.R)):
+        h = 1e-3
+        moved = p.R[k] + h * p.direction[k]
+        np.testing.assert_allclose(np.linalg.norm(moved[3] - moved[0]) - r_oo[k], h, rtol=1e-9)
+        for idx in FRAGMENTS:  # each water moves as a whole
+            np.testing.assert_allclose(_intra(moved, idx), _intra(p.R[k], idx), atol=1e-12)
+    with pytest.raises(QdynInputError, match="pair"):
+        wall_probes(c.model_copy(update={"pair": "O-Xx"}), dimer, seed=0)
+
+
+def test_constraint_terms_enter_the_loss_and_act(data):
+    dimer, _ = data
+    cfg = parse_config({"model": {"family": "bpnn", "hidden": [8], "n_radial": 4, "cutoff": 4.0},
+                        "loss": {"constraints": {
+                            "dissociation": {"fragments": FRAGMENTS, "fragment_data": ["shipped:H2O"] * 2,
+                                             "n_probes": 8},
+                            "repulsive_wall": {"pair": "O-O", "below": 2.3, "r_min": 1.6, "n_probes": 8}}}})
+    model = build_model(cfg.model.model_dump(mode="json"), species=(1, 8))
+    params, _ = normalize_params(model, jax.jit(model.init)(jax.random.PRNGKey(0)), dimer, "species_lstsq")
+    loss = _make_loss(cfg, model, dimer, [1, 8])
+    batch = make_batch(dimer, np.arange(8), 8)
+    w = (jnp.asarray(1.0), jnp.asarray(1.0), jnp.asarray(0.0))
+    value_and_grad = jax.jit(jax.value_and_grad(lambda p: loss(p, batch, *w), has_aux=True))
+    (value, aux), _ = value_and_grad(params)
+    assert {"loss_dissociation", "loss_wall"} <= set(aux)
+    np.testing.assert_allclose(float(value), float(aux["loss_E"] + aux["loss_F"] + aux["loss_dissociation"]
+                                                   + aux["loss_wall"]), rtol=1e-12)
+    assert float(aux["loss_dissociation"]) > 1e-3  # an untrained model misses the limit
+    opt = optax.adam(1e-2)
+    state = opt.init(params)
+    for _ in range(15):  # a few optimiser steps on the whole loss move the limit towards the target
+        (_, a), g = value_and_grad(params)
+        updates, state = opt.update(g, state)
+        params = optax.apply_updates(params, updates)
+    assert float(a["loss_dissociation"]) < 0.5 * float(aux["loss_dissociation"])
+
+
+def test_net_force_weight_is_a_warned_no_op(caplog):
+    with caplog.at_level(logging.WARNING, logger="qdyn"):
+        parse_config({"loss": {"net_force_weight": 1.0}})
+    assert "does nothing" in caplog.text
+    assert not ConstraintsConfig().active
