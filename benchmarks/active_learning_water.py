@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ def learn_config(args, seed_path: Path):
     from qdyn.learn import LearnConfig
 
     if args.smoke:
-        model = {"family": "bpnn", "hidden": [4], "n_radial": 3, "zetas": [1.0], "cutoff": 4.0}
+        model = {"family": "bpnn", "hidden": [4], "n_radial": 3, "cutoff": 4.0, "descriptor": "power_spectrum"}
         train = {"epochs": 2, "batch_size": 16}
     else:
         model = MODEL
@@ -158,6 +159,7 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
     name = "active_learning_water" + ("_smoke" if args.smoke else "")
     payload = {"rows": rows, "converged": converged, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
                "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
+               "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
     save(name, payload)
     if args.smoke:
@@ -169,8 +171,8 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
 
 def readme_text(p: dict, args) -> str:
     e = p["config"]["explore"]
-    head = (f"Measured {p.get('timestamp', '')} on {p.get('cpu', '')} (load average {p.get('load_average', '')}, "
-            f"shared), `nice -n 15 python benchmarks/active_learning_water.py --steps {e['n_steps']} "
+    head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
+            f"{p['load_average']}), jax {p['versions']['jax']}, `nice -n 15 python benchmarks/active_learning_water.py --steps {e['n_steps']} "
             f"--replicas {e['replicas']} --per-round {p['config']['select']['n_per_round']} "
             f"--max-force-std {e['max_force_std']}`. Run directory `{p['run_dir']}` (resumable).\n\n"
             "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | "
