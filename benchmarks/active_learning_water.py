@@ -165,7 +165,8 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
     if args.smoke:
         return payload
     plot(RESULTS / f"{name}.png", rows)
-    update_readme_section(name, "## active_learning_water.py", readme_text(payload, args))
+    update_readme_section(name, "### Liquid water by `qdyn learn` (32 H2O, GFN2-xTB, NVT 300 K, hybrid + Laplace)",
+                          readme_text(payload, args))
     return payload
 
 
