@@ -120,6 +120,7 @@ def round_rows(out: Path) -> list:
                      "test_energy_mae_meV": rec["test"]["energy_mae_meV"],
                      "test_mean_force_std_eV_per_A": rec["test"]["mean_force_std_eV_per_A"],
                      "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
+                     "stop_force_std_eV_per_A": max((ev["force_std_eV_per_A"] for ev in ex["events"]), default=None),
                      "md_reached_fs_min": ex["md_time_reached_fs"]["min"], "target_fs": ex["target_fs"],
                      "stopped": ex["stopped"], "replicas": ex["replicas"], "frames_checked": int(len(nh)),
                      "free_h_max": int(nh.max()) if len(nh) else 0,
@@ -170,6 +171,10 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
     return payload
 
 
+def _fmt(x, spec=".2f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
 def readme_text(p: dict, args) -> str:
     e = p["config"]["explore"]
     head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
@@ -177,13 +182,14 @@ def readme_text(p: dict, args) -> str:
             f"--replicas {e['replicas']} --per-round {p['config']['select']['n_per_round']} "
             f"--max-force-std {e['max_force_std']}`. Run directory `{p['run_dir']}` (resumable).\n\n"
             "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | "
-            "largest σ_F in MD [eV/Å] | MD reached [ps] | replicas stopped | free H (max, frames) |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+            "largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
+            "free H (max; frames with any / stored) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
              f"{x['test_mean_force_std_eV_per_A']:.3f} | "
-             f"{'–' if x['md_max_force_std_eV_per_A'] is None else format(x['md_max_force_std_eV_per_A'], '.2f')} | "
+             f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
              f"{x['md_reached_fs_min'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | {x['stopped']}/{x['replicas']} | "
-             f"{x['free_h_max']}, {x['frames_with_free_h']}/{x['frames_checked']} |" for x in p["rows"]]
+             f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} |" for x in p["rows"]]
     total = p["rows"][-1]["labels_total"] if p["rows"] else 0
     status = ("**converged**: the last round's MD ran the target time with no replica stopped"
               if p["converged"] else "**not converged yet** (see docs/active_learning.md for how far it got)")
