@@ -139,14 +139,19 @@ def plot(path: Path, rows: list) -> None:
     r = [x["round"] for x in rows]
     a.plot(r, [x["md_reached_fs_min"] / 1e3 for x in rows], "o-")
     a.axhline(rows[0]["target_fs"] / 1e3, color="0.5", ls="--", lw=1, label="target")
+    a.set_yscale("log")  # tens of fs in the first rounds, 10 ps at the end
     a.set_xlabel("round")
     a.set_ylabel("MD time reached [ps]")
     a.legend(fontsize=8)
     b.plot([x["labels_total"] - x["labels_added"] for x in rows], [x["test_force_mae_meV_per_A"] for x in rows], "o-")
     b.set_xlabel("GFN2-xTB labels added before the round")
     b.set_ylabel("test force MAE [meV/Å]")
-    c.plot(r, [x["md_max_force_std_eV_per_A"] or np.nan for x in rows], "o-", label="largest σ_F in MD")
+    c.plot(r, [x["md_max_force_std_eV_per_A"] or np.nan for x in rows], "o-", label="largest trusted σ_F in MD")
+    c.plot(r, [x["stop_force_std_eV_per_A"] or np.nan for x in rows], "v", label="σ_F that stopped the MD")
     c.plot(r, [x["test_mean_force_std_eV_per_A"] for x in rows], "s-", label="mean σ_F on test")
+    c.set_yscale("log")
+    for ax in (a, c):
+        ax.set_xticks(r)
     c.set_xlabel("round")
     c.set_ylabel("force σ [eV/Å]")
     c.legend(fontsize=8)
