@@ -167,9 +167,9 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
                "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
                "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
-    save(name, payload)
-    if args.smoke:
+    if args.smoke:  # checks the wiring only: nothing saved
         return payload
+    save(name, payload)
     plot(RESULTS / f"{name}.png", rows)
     update_readme_section(name, "### Liquid water by `qdyn learn` (32 H2O, GFN2-xTB, NVT 300 K, hybrid + Laplace)",
                           readme_text(payload, args))
