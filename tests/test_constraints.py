@@ -16,7 +16,8 @@ from qdyn.train import parse_config
 from qdyn.train.batches import make_batch
 from qdyn.train.constraints import (ConstraintsConfig, DissociationConstraint, RepulsiveWallConstraint,
                                     dissociation_probes, wall_probes)
-from qdyn.train.trainer import _make_loss, normalize_params
+from qdyn.train.losses import build_loss
+from qdyn.train.trainer import normalize_params
 from qdyn.validation import QdynInputError
 
 FRAGMENTS = [[0, 1, 2], [3, 4, 5]]
@@ -74,7 +75,7 @@ def test_constraint_terms_enter_the_loss_and_act(data):
                             "repulsive_wall": {"pair": "O-O", "below": 2.3, "r_min": 1.6, "n_probes": 8}}}})
     model = build_model(cfg.model.model_dump(mode="json"), species=(1, 8))
     params, _ = normalize_params(model, jax.jit(model.init)(jax.random.PRNGKey(0)), dimer, "species_lstsq")
-    loss = _make_loss(cfg, model, dimer, [1, 8])
+    loss = build_loss(cfg, model, dimer, [1, 8])
     batch = make_batch(dimer, np.arange(8), 8)
     w = (jnp.asarray(1.0), jnp.asarray(1.0), jnp.asarray(0.0))
     value_and_grad = jax.jit(jax.value_and_grad(lambda p: loss(p, batch, *w), has_aux=True))

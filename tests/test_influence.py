@@ -131,7 +131,7 @@ def test_cg_and_arnoldi_agree_with_exact_on_a_nonlinear_model(trained_pair):
     g_q = inf.query_gradient(obj, inf.parse_target("force:1:z"), *frames.to_system(2))
     exact = inf.influence(obj, g_q, method="exact")
     assert exact.eigenvalue_min > 0  # a minimum
-    np.testing.assert_allclose(exact.damping, 1e-3 * exact.eigenvalue_max, rtol=1e-12)
+    np.testing.assert_allclose(exact.damping, inf.DEFAULT_RELATIVE_DAMPING * exact.eigenvalue_max, rtol=1e-12)
     for method in ("cg", "arnoldi"):
         res = inf.influence(obj, g_q, method=method, damping=exact.damping)
         np.testing.assert_allclose(res.scores, exact.scores, rtol=1e-7, atol=1e-9 * np.abs(exact.scores).max())
@@ -145,7 +145,7 @@ def test_cg_and_arnoldi_agree_with_exact_on_a_nonlinear_model(trained_pair):
     g_u = inf.query_gradient(untrained, inf.parse_target("force:1:z"), *frames.to_system(2))
     res = inf.influence(untrained, g_u, method="exact")
     assert res.eigenvalue_min < 0 < res.eigenvalue_max
-    np.testing.assert_allclose(res.damping, 1e-3 * res.eigenvalue_max - res.eigenvalue_min, rtol=1e-12)
+    np.testing.assert_allclose(res.damping, inf.DEFAULT_RELATIVE_DAMPING * res.eigenvalue_max - res.eigenvalue_min, rtol=1e-12)
     np.testing.assert_allclose(inf.influence(untrained, g_u, method="cg").scores, res.scores, rtol=1e-6)
     with pytest.raises(inf.InfluenceError, match="indefinite"):
         inf.influence(untrained, g_u, method="exact", damping=0.5 * abs(res.eigenvalue_min))

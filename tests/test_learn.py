@@ -128,3 +128,49 @@ def test_learn_config_in_template_schema_validate_and_cli_errors(tmp_path):
     bad = runner.invoke(app, ["learn", "--config", str(cfg_path), "--out", str(tmp_path / "o")])
     assert bad.exit_code != 0 and "max_forse_std" in bad.output and "Traceback" not in bad.output
     assert "explore" in json.dumps(runner.invoke(app, ["schema", "--kind", "learn"]).output)
+
+
+class _HarmonicLabeler:
+    """E = Σ|R|² eV, F = -2R eV/Å: a cheap deterministic labeller that records the frames it saw."""
+
+    def label(self, Z, R):
+        from qdyn.data.labelers import FrameResult
+
+        R = np.asarray(R, float)
+        return FrameResult(energy=float(np.sum(R**2)), forces=-2.0 * R, converged=True)
+
+    def describe(self):
+        return {"labeler": "harmonic-test"}
+
+
+def test_periodic_frames_are_labelled_in_their_box_and_join_the_box_seed(tmp_path):
+    """A periodic explore structure: new frames keep the box (cell, pbc) so they concatenate
+    with periodic seed frames; xTB gets the box, PySCF is refused; the diversity reference
+    keeps only training frames of the explored composition."""
+    from qdyn.data import Dataset
+    from qdyn.learn.config import LabelerConfig
+    from qdyn.learn.loop import _label, _same_composition
+    from qdyn.system import System
+    from qdyn.validation import QdynInputError
+
+    box = load_shipped("water_box32").subset(np.arange(2))
+    system = System.create(box.Z[0], box=box.cell[0])
+    cfg = _config(tmp_path / "unused.npz", tmp_path / "cache")
+    new, record = _label(cfg, tmp_path, box.R[:2] + 0.01, system, _HarmonicLabeler(), None)
+    assert record["labels_added"] == 2 and new.pbc.all()
+    np.testing.assert_array_equal(new.cell, box.cell)
+    np.testing.assert_allclose(new.E, np.sum((box.R[:2] + 0.01) ** 2, axis=(1, 2)))
+    joined = Dataset.concatenate([box, new], metadata=box.metadata)
+    assert joined.n_frames == 4 and joined.cell.shape == (4, 3, 3)
+
+    water = load_shipped("H2O").subset(np.arange(3))  # 3-atom frames padded beside the box
+    mixed = Dataset.concatenate([Dataset(R=water.R, Z=water.Z, E=water.E, F=water.F,
+                                         cell=np.broadcast_to(25.0 * np.eye(3), (3, 3, 3)).copy(),
+                                         pbc=np.ones((3, 3), bool)), box], metadata={})
+    np.testing.assert_array_equal(_same_composition(mixed, system), mixed.R[3:])
+
+    xtb = LabelerConfig(method="GFN2-xTB").spec(cell=box.cell[0])
+    np.testing.assert_array_equal(xtb["cell"], box.cell[0])
+    assert LabelerConfig(method="GFN2-xTB").spec()["cell"] is None
+    with pytest.raises(QdynInputError, match="periodic"):
+        LabelerConfig(method="B3LYP").spec(cell=box.cell[0])

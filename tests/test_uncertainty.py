@@ -220,3 +220,26 @@ def test_every_family_trains_as_an_ensemble(family, tmp_path):
     assert model.member is not None and params["scale"].shape == (2,)
     pred = predict_with_uncertainty(model, params, ds.subset(np.arange(2)), load_estimator(tmp_path, params))
     assert pred.E_std.min() > 0 and pred.F_std.min() > 0
+
+
+def test_laplace_batches_capped_by_system_size_give_the_same_posterior_and_sigma(h2o, monkeypatch):
+    """fit_laplace and predict_with_uncertainty cap frames × atoms² per Jacobian batch (a
+    96-atom box at 64 frames asked for 50 GB); smaller batches, a partial last one included,
+    must not change the posterior or the σ."""
+    from qdyn.models import build_model
+    from qdyn.uncertainty import laplace
+
+    model = build_model(BPNN, species=(1, 8))
+    params = model.init(jax.random.PRNGKey(0))
+    ds = h2o.subset(np.arange(10))
+    whole = fit_laplace(model, params, ds)  # one batch of 10
+    est = Estimator("laplace", posterior=whole)
+    sigma_whole = predict_with_uncertainty(model, params, ds, est)
+    monkeypatch.setattr(laplace, "_FRAME_PAIRS_PER_CHUNK", 3 * 3**2)  # 3 frames a batch: 3 + 3 + 3 + 1
+    capped = fit_laplace(model, params, ds)
+    P = whole.covariance.shape[0]
+    assert not np.allclose(whole.covariance, np.eye(P), atol=1e-3)  # the data moved it off the prior
+    np.testing.assert_allclose(capped.covariance, whole.covariance, rtol=1e-8, atol=1e-14)
+    sigma_capped = predict_with_uncertainty(model, params, ds, est)
+    np.testing.assert_allclose(sigma_capped.F_std, sigma_whole.F_std, rtol=1e-10)
+    np.testing.assert_allclose(sigma_capped.E_std, sigma_whole.E_std, rtol=1e-10)

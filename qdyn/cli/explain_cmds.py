@@ -23,7 +23,7 @@ def explain(
     method: str = typer.Option("exact", "--method", help="exact (Hessian; few parameters) | cg (conjugate gradients "
                                                          "on Hessian-vector products) | arnoldi (top eigenpairs)."),
     damping: Optional[float] = typer.Option(None, "--damping", min=0.0,
-                                            help="λ added to the Hessian [loss/param²] (default: 1e-3 × its largest "
+                                            help="λ added to the Hessian [loss/param²] (default: 1e-4 × its largest "
                                                  "eigenvalue, more where it is indefinite)."),
     train_data: Optional[str] = typer.Option(None, "--train-data",
                                              help="The run's full dataset, when its config.yaml cannot reload it."),

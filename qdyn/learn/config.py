@@ -19,10 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..md.settings import MDOutput, MDSettings
 from ..train.config import TrainConfig, read_yaml_mapping, validate_config
+from ..validation import QdynInputError
 
 _OUTPUT = MDOutput()  # the output defaults, declared once in MDOutput
 
@@ -47,22 +49,28 @@ class LabelerConfig(_Strict):
     cache_dir: Optional[Path] = Field(None, description="per-frame label cache (default: ~/.cache/qdyn/labels); "
                                                         "what makes labelling resumable")
 
-    def spec(self) -> dict:
-        """The labeller description :func:`qdyn.data.labelers.labeler_from_spec` rebuilds."""
+    def spec(self, cell=None) -> dict:
+        """The labeller description :func:`qdyn.data.labelers.labeler_from_spec` rebuilds;
+        ``cell`` [3, 3] Å (lattice vectors as columns) labels periodic frames in that box."""
         m = self.method.upper()
         if m in _XTB:
             return {"labeler": "TBLiteLabeler", "method": _XTB[m], "charge": self.charge,
-                    "multiplicity": self.multiplicity, "max_iterations": self.max_cycle}
+                    "multiplicity": self.multiplicity, "max_iterations": self.max_cycle,
+                    "cell": None if cell is None else np.asarray(cell, float).tolist()}
+        if cell is not None:
+            raise QdynInputError(f"labeler.method {self.method}: qdyn's PySCF labeller computes isolated molecules; "
+                                 "a periodic explore structure needs GFN2-xTB or GFN1-xTB")
         spec = {"labeler": "PySCFLabeler", "method": m, "basis": self.basis, "charge": self.charge,
                 "spin": self.multiplicity - 1, "max_cycle": self.max_cycle}
         if m not in _PYSCF:  # a functional name given as the method
             spec.update(method="DFT", xc=self.method, grid_response=True)
         return spec
 
-    def build(self):
+    def build(self, cell=None):
+        """The labeller; ``cell`` [3, 3] Å for the frames of a periodic explore structure."""
         from ..data.labelers import labeler_from_spec
 
-        return labeler_from_spec(self.spec())
+        return labeler_from_spec(self.spec(cell))
 
 
 class ExploreConfig(MDSettings):
@@ -82,6 +90,8 @@ class ExploreConfig(MDSettings):
     max_energy_std_per_atom: Optional[float] = Field(None, gt=0, description="watchdog: stop a replica when the "
                                                                              "energy σ per atom exceeds this, eV")
     seed: int = Field(0, description="seed of velocities and thermostat noise (round r uses seed + r)")
+    neighbor_skin_A: float = Field(0.5, ge=0, description="periodic structures: Verlet skin of the JAX-MD neighbour "
+                                                          "list (used when the model reads one), Å")
 
     @model_validator(mode="after")
     def _explorable(self):

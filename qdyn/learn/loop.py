@@ -97,6 +97,7 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
     import jax
 
     from ..md import MDOutput, make_watchdog, model_energy_fn, run_md
+    from ..md.adapters import model_neighbor_fn
     from ..structures import load_structure
     from ..uncertainty import load_estimator
 
@@ -105,10 +106,12 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
     model.check(R0, system)
     wd = make_watchdog(model, load_estimator(run_dir, params), max_force_std=e.max_force_std,
                        max_energy_std_per_atom=e.max_energy_std_per_atom)
+    # a periodic box: pairs within the cutoff from a JAX-MD neighbour list (None: all pairs)
+    neighbor_fn = model_neighbor_fn(model, params, R0, system, skin=e.neighbor_skin_A)
     res = run_md(model_energy_fn(model.apply), params, R0, system, e.md_settings(),
                  output=MDOutput(out_dir=rdir / "explore", trajectory_formats=("extxyz",), stride=e.stride,
                                  frames_per_block=e.frames_per_block, store_replicas=e.replicas, progress=progress),
-                 key=jax.random.PRNGKey(e.seed + r), watchdog=wd)
+                 key=jax.random.PRNGKey(e.seed + r), watchdog=wd, neighbor_fn=neighbor_fn)
     F, Rp, n = res.position.shape[:3]
     events = res.watchdog["events"]
     stop_fs = {ev["replica"]: ev["last_trusted_time_fs"] for ev in events}
@@ -118,12 +121,24 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
     summary = {"stopped": len(events), "replicas": Rp, "target_fs": e.n_steps * e.dt_fs,
                "md_time_reached_fs": {"min": float(min(reached)), "mean": float(np.mean(reached))},
                "max_force_std_eV_per_A": _finite_max(res.force_std), "events": events,
-               "md_seconds": res.timings["total_s"]}
+               "md_seconds": res.timings["total_s"], "neighbor_list": neighbor_fn is not None}
     out = {"R": res.position.reshape(F * Rp, n, 3), "sigma": res.force_std.reshape(F * Rp), "trusted": trusted,
            "summary": summary}
     atomic_savez(done, {"R": out["R"], "sigma": out["sigma"], "trusted": trusted,
                         "summary": np.array(json.dumps(summary))})
     return out
+
+
+def _same_composition(data, system) -> np.ndarray:
+    """Positions [k, n, 3] Å of the training frames made of ``system``'s atoms (the seed data
+    may mix sizes, e.g. clusters beside a box): the reference of the diversity selection."""
+    Z = np.asarray(system.species)
+    if data.Z.shape[1] < len(Z):
+        return np.zeros((0, len(Z), 3))
+    Zd = data.Z[:, : len(Z)]
+    tail_empty = (data.Z[:, len(Z):] == 0).all(axis=1)
+    same = (Zd == Z).all(axis=1) & tail_empty
+    return data.R[same, : len(Z)]
 
 
 def _trusted_frame(res, replica: int, step: int, R0):
@@ -159,8 +174,9 @@ def _select(cfg: LearnConfig, r: int, rdir: Path, model, cand: dict, train_R, sy
     return R
 
 
-def _label(cfg: LearnConfig, rdir: Path, R, Z_row, labeler, progress) -> tuple[object, dict]:
-    """(labelled Dataset, record) of this round; ``labels.npz`` marks it done."""
+def _label(cfg: LearnConfig, rdir: Path, R, system, labeler, progress) -> tuple[object, dict]:
+    """(labelled Dataset, record) of this round (frames of ``system``: its species, and its
+    box when periodic); ``labels.npz`` marks it done."""
     from ..data import Dataset, read, write
     from ..data.label_run import label_dataset
 
@@ -168,7 +184,10 @@ def _label(cfg: LearnConfig, rdir: Path, R, Z_row, labeler, progress) -> tuple[o
     if done.exists():
         ds = read(done)
         return ds, ds.metadata.get("learn_label_record", {})
-    configs = Dataset(R=np.asarray(R, float), Z=np.broadcast_to(Z_row, (len(R), len(Z_row))).copy(),
+    Z_row, n = np.asarray(system.species), len(R)
+    cell = None if system.box is None else np.broadcast_to(np.asarray(system.box, float), (n, 3, 3)).copy()
+    configs = Dataset(R=np.asarray(R, float), Z=np.broadcast_to(Z_row, (n, len(Z_row))).copy(),
+                      cell=cell, pbc=None if cell is None else np.ones((n, 3), bool),
                       source=str(rdir / "selected.npz"))
     t = time.perf_counter()
     cached = {}
@@ -213,7 +232,10 @@ def run_learning(cfg: LearnConfig, out, *, resume: bool = False, labeler=None, p
     resolved = cfg.model_dump(mode="json")
     state = _load_state(out, resolved, resume)
     pool, test = _seed_split(cfg)
-    labeler = labeler if labeler is not None else cfg.labeler.build()
+    from ..structures import load_structure
+
+    R0, system = load_structure(cfg.explore.structure, frame=cfg.explore.frame)
+    labeler = labeler if labeler is not None else cfg.labeler.build(system.box)
     added = [_label(cfg, _round_dir(out, i), None, None, labeler, None)[0] for i in range(len(state["rounds"]))
              if (_round_dir(out, i) / "labels.npz").exists()]
     params = None
@@ -236,11 +258,8 @@ def run_learning(cfg: LearnConfig, out, *, resume: bool = False, labeler=None, p
         converged = cand["summary"]["stopped"] == 0
         record["labels_added"] = 0
         if not converged:
-            from ..structures import load_structure
-
-            R0, system = load_structure(cfg.explore.structure, frame=cfg.explore.frame)
-            sel = _select(cfg, r, rdir, model, cand, data.R[:, : len(R0)], system)
-            new, lab = _label(cfg, rdir, sel, np.asarray(system.species), labeler, None)
+            sel = _select(cfg, r, rdir, model, cand, _same_composition(data, system), system)
+            new, lab = _label(cfg, rdir, sel, system, labeler, None)
             record.update(lab)
             added.append(new)
         record["seconds"] = time.perf_counter() - t0

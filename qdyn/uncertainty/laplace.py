@@ -79,6 +79,9 @@ class LaplacePosterior(NamedTuple):
     paths: tuple
 
 
+_FRAME_PAIRS_PER_CHUNK = 20_000  # frames × atoms² of one Jacobian batch in fit_laplace
+
+
 @functools.lru_cache(maxsize=16)
 def _readout_jacobian_fn(apply):
     """jit of ``(params, R [B,A,3], system) -> (E [B], F [B,A,3], J_E [B,P], J_F [B,A,3,P])``."""
@@ -109,6 +112,9 @@ def fit_laplace(model: EnergyModel, params, train_ds, *, prior_precision: float 
     train_ds.require("E", "F")
     theta, _ = split_readout(params)
     P = theta.size
+    # jacfwd carries P tangents through every pair term of the batch: 64 frames of a 96-atom
+    # periodic box asked for 50 GB. Cap frames × atoms² (H2O keeps 64 frames, a box gets 2).
+    chunk = max(1, min(chunk, _FRAME_PAIRS_PER_CHUNK // train_ds.Z.shape[1] ** 2))
     GE, GF = np.zeros((P, P)), np.zeros((P, P))
     sq_E, sq_F, n_F = 0.0, 0.0, 0
     for start in range(0, train_ds.n_frames, chunk):

@@ -108,6 +108,9 @@ def predict_with_uncertainty(model: EnergyModel, params, ds, estimator: Optional
         if est.posterior is None:
             raise ValueError("method 'laplace' needs a posterior (qdyn.uncertainty.fit_laplace)")
         evaluate = functools.partial(_laplace_batch, model, params, est.posterior)
+        from .laplace import _FRAME_PAIRS_PER_CHUNK  # its Jacobians: the memory cap of fit_laplace
+
+        chunk = max(1, min(chunk, _FRAME_PAIRS_PER_CHUNK // ds.Z.shape[1] ** 2))
     else:
         raise ValueError(f"unknown uncertainty method {est.method!r}: ensemble or laplace")
     parts = []

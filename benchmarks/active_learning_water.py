@@ -1,0 +1,244 @@
+"""Liquid water at GFN2-xTB by ``qdyn learn``: 32 H2O in the shipped periodic box, NVT 300 K,
+until the model's MD runs the target time (10 ps) without the watchdog stopping it.
+
+The loop (``qdyn.learn.run_learning``) starts from the shipped data only — the 50 GFN2-xTB box
+frames (``water_box32``) and every ``--cluster-stride``-th cluster frame n ≤ 10
+(``water_clusters`` in a 25 Å cell), the seed set of ``benchmarks/liquid_water.py`` without its
+hand-made rounds — and adds, per round, frames its own MD found uncertain, labelled at GFN2-xTB
+(tblite) in the box. The model is the hybrid of ``liquid_water.py`` (power spectrum, 4-qubit
+re-uploading circuit ∥ MLP, core-repulsion wall) with a last-layer Laplace uncertainty (one
+training per round; an ensemble would be K).
+
+Per round the script reports: labels added, test error on the fixed held-out seed frames, mean
+test σ, the MD time the replicas reached, and the free-H count of the explored frames (an H
+farther than 1.25 Å from every O has left its molecule; minimum image). The run directory is
+resumable: run the script again with the same arguments (it resumes), or with
+``--max-rounds`` raised to go on.
+
+    nice -n 15 python benchmarks/active_learning_water.py --out /tmp/qdyn-al-water
+    python benchmarks/active_learning_water.py --out /tmp/qdyn-al-water --report-only
+    python benchmarks/active_learning_water.py --smoke --out /tmp/al-smoke   (tiny: checks the wiring)
+
+Writes ``benchmarks/results/active_learning_water.{json,png}`` and its section of
+``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from qdyn import enable_x64  # noqa: E402
+
+enable_x64()
+
+import numpy as np  # noqa: E402
+
+from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
+
+FREE_H_A = 1.25  # Å: an H with no O this close has left its molecule (liquid_water.py's criterion)
+# hand-run rounds of benchmarks/liquid_water.py (docs: benchmarks/transfer.md): frames labelled
+# at GFN2-xTB beyond the shipped seed data, 40 + 30 stretched, 40, 40 minus 33 above the energy cap
+HAND_RUN_LABELS = {"labelled": 150, "trained_on": 117, "rounds": 3}
+
+
+def learn_config(args, seed_path: Path):
+    """The :class:`~qdyn.learn.LearnConfig` of the run (``--smoke``: a tiny BPNN, a few steps)."""
+    from liquid_water import MODEL
+
+    from qdyn.learn import LearnConfig
+
+    if args.smoke:
+        model = {"family": "bpnn", "hidden": [4], "n_radial": 3, "cutoff": 4.0, "descriptor": "power_spectrum"}
+        train = {"epochs": 2, "batch_size": 16}
+    else:
+        model = MODEL
+        train = {"epochs": args.epochs, "staged": True, "pretrain_epochs": args.pretrain_epochs, "batch_size": 8,
+                 "optim": {"learning_rate": 5e-3, "schedule": "cosine", "final_lr_fraction": 0.05}}
+    raw = {
+        "train": {"model": model, "data": {"path": str(seed_path)}, "seed": 0,
+                  "uncertainty": {"method": "laplace"}, "checkpoint_every": 5, **train},
+        # the shipped box's own labeller settings (water_box32 metadata): the same reference
+        "labeler": {"method": "GFN2-xTB", "max_cycle": 250, "workers": args.workers},
+        "explore": {"structure": "shipped:water_box32", "frame": 0, "ensemble": "nvt", "temperature_K": 300.0,
+                    "dt_fs": 0.5, "n_steps": args.steps, "replicas": args.replicas, "stride": args.stride,
+                    "frames_per_block": args.frames_per_block, "friction_per_fs": 0.01,
+                    "max_force_std": args.max_force_std},
+        "select": {"method": "uncertainty", "n_per_round": args.per_round},
+        "max_rounds": args.max_rounds, "n_test": args.n_test,
+    }
+    return LearnConfig.model_validate(raw)
+
+
+def write_seed_data(path: Path, cluster_stride: int, smoke: bool) -> None:
+    """The shipped box + cluster frames as one file (the loop reads its seed set from a path)."""
+    from liquid_water import training_data
+
+    from qdyn.data import write
+
+    if path.exists():
+        return
+    ds = training_data(cluster_stride=cluster_stride)
+    if smoke:
+        ds = ds.subset(np.arange(0, ds.n_frames, 4))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(ds, path)
+
+
+def free_h(R, Z, box) -> np.ndarray:
+    """[frames] number of H atoms with no O within FREE_H_A (minimum image in a cubic ``box``)."""
+    L = np.diag(np.asarray(box, float))
+    d = R[:, Z == 1][:, :, None] - R[:, Z == 8][:, None]
+    d -= L * np.round(d / L)
+    return (np.linalg.norm(d, axis=-1).min(-1) > FREE_H_A).sum(-1)
+
+
+def round_rows(out: Path) -> list:
+    """One row per finished round of the run in ``out`` (learn.json + candidates.npz)."""
+    from qdyn.data import load_shipped
+    from qdyn.data.io import load_npz
+
+    state = json.loads((out / "learn.json").read_text())
+    box = load_shipped("water_box32")
+    Z = box.Z[0]
+    rows, total = [], 0
+    for rec in state["rounds"]:
+        cand = load_npz(out / f"round_{rec['round']:02d}" / "candidates.npz")
+        nh = free_h(np.asarray(cand["R"], float), Z, box.cell[0])
+        ex = rec["explore"]
+        total += rec.get("labels_added", 0)
+        rows.append({"round": rec["round"], "train_frames": rec["n_train_pool"],
+                     "labels_added": rec.get("labels_added", 0), "labels_total": total,
+                     "labels_failed": rec.get("labels_failed", 0),
+                     "test_force_mae_meV_per_A": rec["test"]["force_mae_meV_per_A"],
+                     "test_energy_mae_meV": rec["test"]["energy_mae_meV"],
+                     "test_mean_force_std_eV_per_A": rec["test"]["mean_force_std_eV_per_A"],
+                     "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
+                     "stop_force_std_eV_per_A": max((ev["force_std_eV_per_A"] for ev in ex["events"]), default=None),
+                     "md_reached_fs_min": ex["md_time_reached_fs"]["min"], "target_fs": ex["target_fs"],
+                     "stopped": ex["stopped"], "replicas": ex["replicas"], "frames_checked": int(len(nh)),
+                     "free_h_max": int(nh.max()) if len(nh) else 0,
+                     "frames_with_free_h": int((nh > 0).sum()), "md_seconds": ex["md_seconds"],
+                     "label_seconds": rec.get("label_seconds", 0.0), "round_seconds": rec["seconds"]})
+    return rows, bool(state.get("converged"))
+
+
+def plot(path: Path, rows: list) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.6))
+    FigureCanvasAgg(fig)
+    a, b, c = fig.subplots(1, 3)
+    r = [x["round"] for x in rows]
+    a.plot(r, [x["md_reached_fs_min"] / 1e3 for x in rows], "o-")
+    a.axhline(rows[0]["target_fs"] / 1e3, color="0.5", ls="--", lw=1, label="target")
+    a.set_yscale("log")  # tens of fs in the first rounds, 10 ps at the end
+    a.set_xlabel("round")
+    a.set_ylabel("MD time reached [ps]")
+    a.legend(fontsize=8)
+    b.plot([x["labels_total"] - x["labels_added"] for x in rows], [x["test_force_mae_meV_per_A"] for x in rows], "o-")
+    b.set_xlabel("GFN2-xTB labels added before the round")
+    b.set_ylabel("test force MAE [meV/Å]")
+    c.plot(r, [x["md_max_force_std_eV_per_A"] or np.nan for x in rows], "o-", label="largest trusted σ_F in MD")
+    c.plot(r, [x["stop_force_std_eV_per_A"] or np.nan for x in rows], "v", label="σ_F that stopped the MD")
+    c.plot(r, [x["test_mean_force_std_eV_per_A"] for x in rows], "s-", label="mean σ_F on test")
+    c.set_yscale("log")
+    for ax in (a, c):
+        ax.set_xticks(r)
+    c.set_xlabel("round")
+    c.set_ylabel("force σ [eV/Å]")
+    c.legend(fontsize=8)
+    fig.suptitle("qdyn learn: 32 H2O, NVT 300 K, GFN2-xTB labels (hybrid model, Laplace σ)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(args, out: Path, cfg, seconds: float) -> dict:
+    rows, converged = round_rows(out)
+    name = "active_learning_water" + ("_smoke" if args.smoke else "")
+    payload = {"rows": rows, "converged": converged, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
+               "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
+               "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+               **machine_info()}
+    if args.smoke:  # checks the wiring only: nothing saved
+        return payload
+    save(name, payload)
+    plot(RESULTS / f"{name}.png", rows)
+    update_readme_section(name, "### Liquid water by `qdyn learn` (32 H2O, GFN2-xTB, NVT 300 K, hybrid + Laplace)",
+                          readme_text(payload, args))
+    return payload
+
+
+def _fmt(x, spec=".2f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def readme_text(p: dict, args) -> str:
+    e = p["config"]["explore"]
+    head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
+            f"{p['load_average']}), jax {p['versions']['jax']}, `nice -n 15 python benchmarks/active_learning_water.py --steps {e['n_steps']} "
+            f"--replicas {e['replicas']} --per-round {p['config']['select']['n_per_round']} "
+            f"--max-force-std {e['max_force_std']}`. Run directory `{p['run_dir']}` (resumable).\n\n"
+            "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | "
+            "largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
+            "free H (max; frames with any / stored) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
+             f"{x['test_mean_force_std_eV_per_A']:.3f} | "
+             f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
+             f"{x['md_reached_fs_min'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | {x['stopped']}/{x['replicas']} | "
+             f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} |" for x in p["rows"]]
+    total = p["rows"][-1]["labels_total"] if p["rows"] else 0
+    status = ("**converged**: the last round's MD ran the target time with no replica stopped"
+              if p["converged"] else "**not converged yet** (see docs/active_learning.md for how far it got)")
+    tail = (f"\n\n{status}; GFN2-xTB labels added by the loop: {total} (the hand-run rounds of "
+            f"`liquid_water.py` labelled {HAND_RUN_LABELS['labelled']} frames in {HAND_RUN_LABELS['rounds']} rounds "
+            "and trained on 117 of them).\n\n![active learning water](results/active_learning_water.png)")
+    return head + "\n".join(lines) + tail
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("/tmp/qdyn-al-water"), help="run directory (resumed if present)")
+    ap.add_argument("--smoke", action="store_true", help="tiny BPNN, few steps: checks the periodic wiring")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the table, plot and README section")
+    ap.add_argument("--steps", type=int, default=20000, help="MD steps a round must survive (× 0.5 fs)")
+    ap.add_argument("--replicas", type=int, default=1, help="MD replicas per round")
+    ap.add_argument("--stride", type=int, default=20, help="steps between σ-checked frames")
+    ap.add_argument("--frames-per-block", type=int, default=25, help="frames per compiled MD block")
+    ap.add_argument("--max-force-std", type=float, default=1.0, help="watchdog threshold, eV/Å per atom")
+    ap.add_argument("--per-round", type=int, default=16, help="frames labelled per round")
+    ap.add_argument("--max-rounds", type=int, default=8, help="rounds at most")
+    ap.add_argument("--n-test", type=int, default=20, help="seed frames held out as the test set")
+    ap.add_argument("--epochs", type=int, default=20, help="training epochs per round")
+    ap.add_argument("--pretrain-epochs", type=int, default=8, help="classical pretraining epochs (staged)")
+    ap.add_argument("--cluster-stride", type=int, default=3, help="every n-th cluster frame (n <= 10) in the seed")
+    ap.add_argument("--workers", type=int, default=1, help="labelling processes")
+    args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.stride, args.frames_per_block, args.replicas = 40, 10, 2, 2
+        args.per_round, args.max_rounds, args.n_test = 2, 2, 4
+        args.max_force_std = min(args.max_force_std, 0.05)  # an untrained model: every replica stops
+    from qdyn.learn import run_learning
+
+    seed_path = args.out.parent / (args.out.name + "_seed.npz")
+    write_seed_data(seed_path, args.cluster_stride, args.smoke)
+    cfg = learn_config(args, seed_path)
+    t0 = time.perf_counter()
+    if not args.report_only:
+        run_learning(cfg, args.out, resume=(args.out / "learn.json").exists(), progress=True,
+                     on_round=lambda rec: print(json.dumps({k: rec[k] for k in ("round", "n_train_pool", "test")}),
+                                                flush=True))
+    p = report(args, args.out, cfg, time.perf_counter() - t0)
+    print(json.dumps(p["rows"], indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
