@@ -12,7 +12,8 @@ Sampler kinds (``recipe["sampler"]["kind"]``):
 
 * ``"single"`` — the structure itself.
 * ``"thermal"`` — :func:`qdyn.data.samplers.thermal_normal_modes` around the optimised
-  structure: ``n``, ``temperatures`` [K, K], ``seed``, ``distribution``,
+  structure (optimised, and its Hessian computed, with the part's own ``labeler`` when it
+  names one, else with the recipe's): ``n``, ``temperatures`` [K, K], ``seed``, ``distribution``,
   ``random_orientation``, ``min_wavenumber`` [cm^-1], ``clash_scale``, ``optimize``,
   ``fmax`` [eV/Å].
 * ``"scan"`` — :func:`qdyn.data.samplers.scan`: ``atoms`` [i, j], ``start``, ``stop`` [Å], ``n``.
@@ -217,9 +218,12 @@ SHIPPED_RECIPES["water_box32"] = {
 # rMD17's level of theory (Christensen & von Lilienfeld 2020: PBE/def2-SVP, ORCA). No density
 # fitting: on ethanol it saved under 10 % of the time and moved forces by 1.3-2.0 meV/Å
 # (def2-universal-jkfit; benchmarks/build_organics_data.py records the measurement).
+# Geometries come from GFN2-xTB (MD, its minimum and Hessian): sampling needs a plausible
+# ensemble, not the reference's own minimum, and a DFT optimisation + Hessian costs as much
+# as a hundred labels.
 _PBE_SVP = {"method": "DFT", "xc": "PBE", "basis": "def2-SVP", "grid_level": 3, "grid_response": True,
             "conv_tol": 1e-10, "max_cycle": 100}
-_XTB_MD = {"labeler": dict(_GFN2), "dt": 0.5, "friction": 0.01, "equilibration_steps": 1000, "interval": 40,
+_XTB_MD = {"labeler": dict(_GFN2), "dt": 0.5, "friction": 0.01, "equilibration_steps": 400, "interval": 20,
            "opt_fmax": 0.05}
 
 
@@ -233,9 +237,9 @@ def _organic_recipe(name: str, labeler: dict, *, md_temperatures, md_frames: int
         "sampler": {"kind": "mixture", "parts": [
             {"kind": "md", **copy.deepcopy(_XTB_MD), "temperatures": list(md_temperatures),
              "frames_per_temperature": md_frames, "seed": 1},
-            {"kind": "thermal", "n": thermal_n, "temperatures": list(thermal_temperatures), "seed": 2,
-             "distribution": "classical", "random_orientation": True, "min_wavenumber": 50.0, "optimize": True,
-             "fmax": 5e-3},
+            {"kind": "thermal", "labeler": dict(_GFN2), "n": thermal_n, "temperatures": list(thermal_temperatures),
+             "seed": 2, "distribution": "classical", "random_orientation": True, "min_wavenumber": 50.0,
+             "optimize": True, "fmax": 5e-3},
         ]},
     }
 
@@ -244,22 +248,24 @@ SHIPPED_RECIPES["ethanol"] = _organic_recipe(
     "ethanol", _PBE_SVP, md_temperatures=(300.0, 600.0, 1000.0), md_frames=100, thermal_n=300,
     thermal_temperatures=(100.0, 1000.0),
     description=("ethanol at PBE/def2-SVP (the rMD17 level): GFN2-xTB Langevin MD at 300, 600 and 1000 K "
-                 "(100 frames each, 20 fs apart) and 300 normal-mode displacements of the PBE minimum at "
-                 "100-1000 K"))
+                 "(100 frames each, 10 fs apart) and 300 normal-mode displacements of the GFN2-xTB minimum "
+                 "at 100-1000 K"))
 SHIPPED_RECIPES["malonaldehyde"] = _organic_recipe(
     "malonaldehyde", _PBE_SVP, md_temperatures=(300.0, 600.0, 1000.0), md_frames=60, thermal_n=120,
     thermal_temperatures=(100.0, 1000.0),
     description=("malonaldehyde (H-bonded enol) at PBE/def2-SVP: GFN2-xTB Langevin MD at 300, 600 and 1000 K "
-                 "(60 frames each) and 120 normal-mode displacements of the PBE minimum at 100-1000 K"))
+                 "(60 frames each) and 120 normal-mode displacements of the GFN2-xTB minimum at 100-1000 K"))
 SHIPPED_RECIPES["ethanol_torsions"] = {
     "name": "ethanol_torsions",
     "description": ("ethanol at PBE/def2-SVP: rigid methyl (H-C-C-O) and hydroxyl (H-O-C-C) torsion scans of "
-                    "the PBE minimum, 12 points each over 360 degrees"),
+                    "the GFN2-xTB minimum, 12 points each over 360 degrees"),
     "structure": molecules.structure_entry("ethanol"),
-    "labeler": _PBE_SVP,
+    "labeler": dict(_PBE_SVP),
     "sampler": {"kind": "mixture", "parts": [
-        {"kind": "torsion", "axis": [1, 0], "move": [4, 5, 6], "n": 12, "optimize": True, "fmax": 5e-3},
-        {"kind": "torsion", "axis": [1, 2], "move": [3], "n": 12, "optimize": True, "fmax": 5e-3},
+        {"kind": "torsion", "labeler": dict(_GFN2), "axis": [1, 0], "move": [4, 5, 6], "n": 12, "optimize": True,
+         "fmax": 5e-3},
+        {"kind": "torsion", "labeler": dict(_GFN2), "axis": [1, 2], "move": [3], "n": 12, "optimize": True,
+         "fmax": 5e-3},
     ]},
 }
 SHIPPED_RECIPES["alanine_dipeptide"] = _organic_recipe(
@@ -361,6 +367,7 @@ def _sample(spec: dict, Z, R, ref: _Reference):
     kind = spec["kind"]
     if kind == "single":
         return np.asarray(R, float)[None]
+    ref = _part_reference(spec, ref)
     if kind == "thermal":
         Ropt, H = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=True)
         return samplers.thermal_normal_modes(
@@ -453,6 +460,20 @@ def _water_configurations(recipe: dict, labeler, path: Path, log: LogFn) -> Data
                    extras={"n_molecules": z["n_molecules"], "run": z["run"]}, metadata=meta,
                    source=f"recipe:{recipe['name']}")
 
+def _part_reference(spec: dict, ref: _Reference) -> _Reference:
+    """A part with its own ``labeler`` takes its minimum (and Hessian) from that potential, e.g.
+    GFN2-xTB normal modes labelled at DFT; without one, from the recipe's own labeller."""
+    if _has_own_labeler(spec):
+        own = _Reference(labeler_from_spec(spec["labeler"]), ref.cache, ref.log)
+        own.info = ref.info  # one summary of every minimum used
+        return own
+    return ref
+
+
+def _has_own_labeler(spec: dict) -> bool:
+    return spec["kind"] in ("thermal", "torsion", "cluster") and "labeler" in spec
+
+
 def _md_frames(spec: dict, Z, R) -> np.ndarray:
     """One Langevin run per temperature on the sampling labeller (not the recipe's own)."""
     sampling = labeler_from_spec(spec["labeler"])
@@ -467,6 +488,7 @@ def _md_frames(spec: dict, Z, R) -> np.ndarray:
 
 def _reference_only(spec, Z, R, ref):
     kind = spec["kind"]
+    ref = _part_reference(spec, ref)
     if kind == "torsion":
         ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=False)
     if kind == "thermal":
