@@ -43,8 +43,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
-from qdyn import md  # noqa: E402
-from qdyn.data import Dataset, load_shipped, read, samplers  # noqa: E402
+from qdyn import elements, md  # noqa: E402
+from qdyn.data import Dataset, load_shipped, read  # noqa: E402
 from qdyn.system import System  # noqa: E402
 from qdyn.train import parse_config, train  # noqa: E402
 from qdyn.train.trainer import predict  # noqa: E402
@@ -119,6 +119,8 @@ def fit(label: str, model: dict, pool: Dataset, n_train: int, args, runs: Path):
 def learning_curves(pool: Dataset, test: Dataset, sizes, args, runs: Path, log) -> tuple[dict, dict]:
     curves, largest = {}, {}
     for label, model in MODELS.items():
+        if args.models and not any(label.startswith(m) for m in args.models):
+            continue
         curves[label] = {}
         for n in sizes:
             res, seconds = fit(label, model, pool, n, args, runs)
@@ -156,7 +158,7 @@ def torsion_profiles(models: dict, scans: Dataset) -> dict:
 # -- MD -----------------------------------------------------------------------------------
 def bond_pairs(Z, R) -> np.ndarray:
     """[n_bonds, 2] atom pairs closer than 1.2 × the sum of covalent radii."""
-    rc = np.array([samplers._radius(z) for z in Z])
+    rc = np.array([elements.covalent_radius(int(z)) for z in Z])
     d = np.linalg.norm(R[:, None] - R[None], axis=-1)
     i, j = np.nonzero(np.triu(d < 1.2 * (rc[:, None] + rc[None]), 1))
     return np.stack([i, j], 1)
@@ -305,7 +307,11 @@ def main():
     ap.add_argument("--xtb-epochs", type=int, default=30)
     ap.add_argument("--ethanol", default="shipped:ethanol", help="ethanol dataset (shipped:NAME or a file)")
     ap.add_argument("--torsions", default="shipped:ethanol_torsions", help="torsion scans (shipped:NAME or a file)")
+    ap.add_argument("--models", nargs="*", default=None, help="only the models whose labels start with these words")
     ap.add_argument("--skip-xtb", action="store_true", help="ethanol only")
+    ap.add_argument("--compile-cache", type=Path, default=None,
+                    help="JAX persistent compilation cache folder: every training after the first of a model "
+                         "reuses its compiled step (CPU prints cpu_aot_loader warnings; harmless on one machine)")
     ap.add_argument("--quick", action="store_true", help="tiny settings, for checking the script")
     ap.add_argument("--runs", type=Path, default=None, help="run directories (default: a temporary folder)")
     args = ap.parse_args()
@@ -313,6 +319,10 @@ def main():
         args.sizes, args.seeds, args.epochs, args.md_ps, args.xtb_train, args.xtb_epochs = [20, 40], 2, 2, 0.05, 20, 2
     import os
 
+    if args.compile_cache is not None:
+        from qdyn.precision import enable_compilation_cache
+
+        enable_compilation_cache(args.compile_cache, on_cpu=True)
     load_avg = os.getloadavg()[0]
     t_start = time.perf_counter()
     runs = args.runs or Path(tempfile.mkdtemp(prefix="qdyn-organics-"))

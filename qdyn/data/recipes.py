@@ -269,15 +269,16 @@ SHIPPED_RECIPES["ethanol_torsions"] = {
     ]},
 }
 SHIPPED_RECIPES["alanine_dipeptide"] = _organic_recipe(
-    "alanine_dipeptide", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=150, thermal_n=100,
+    "alanine_dipeptide", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=100, thermal_n=100,
     thermal_temperatures=(100.0, 600.0),
     description=("alanine dipeptide (Ace-Ala-NMe, C7eq start) at GFN2-xTB: Langevin MD at 300 and 600 K "
-                 "(150 frames each) and 100 normal-mode displacements at 100-600 K"))
+                 "(100 frames each, 10 fs apart) and 100 normal-mode displacements at 100-600 K"))
 SHIPPED_RECIPES["ferrocene"] = _organic_recipe(
-    "ferrocene", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=150, thermal_n=100,
+    "ferrocene", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=100, thermal_n=100,
     thermal_temperatures=(100.0, 600.0),
-    description=("ferrocene (eclipsed start) at GFN2-xTB: Langevin MD at 300 and 600 K (150 frames each) and "
-                 "100 normal-mode displacements at 100-600 K"))
+    description=("ferrocene (eclipsed start) at GFN2-xTB: Langevin MD at 300 and 600 K (100 frames each, 10 fs "
+                 "apart) and 100 normal-mode displacements at 100-600 K"))
+
 
 def get_recipe(spec: str) -> dict:
     """``"shipped:NAME"``, a JSON recipe file, or a dataset file whose metadata holds a recipe."""
