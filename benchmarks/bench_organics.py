@@ -50,7 +50,8 @@ from qdyn.train import parse_config, train  # noqa: E402
 from qdyn.train.trainer import predict  # noqa: E402
 from qdyn.uncertainty.ensemble import unstack  # noqa: E402
 
-DESCRIPTOR = {"cutoff": 5.0, "n_radial": 6, "zetas": [1.0, 4.0], "eta_angular": 0.1, "core_radii": "auto"}
+# no core_radii wall: the BPNN has none, and the comparison is of the models as they are
+DESCRIPTOR = {"cutoff": 5.0, "n_radial": 6, "zetas": [1.0, 4.0], "eta_angular": 0.1}
 MODELS = {
     "hybrid (circuit)": {"family": "hybrid", "branch": "reupload", "n_qubits": 4, "layers": 2, "hidden": [16, 16]},
     "classical control (MLP branch)": {"family": "hybrid", "branch": "mlp", "n_qubits": 4, "layers": 2,
@@ -233,7 +234,7 @@ def plot_curves(path: Path, curves: dict, n_test: int) -> None:
         ax.set_ylabel(ylab)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"ethanol, PBE/def2-SVP: test errors on {n_test} held-out frames (mean ± std over initialisations)")
+    fig.suptitle(f"ethanol: test errors on {n_test} held-out frames (mean ± std over initialisations)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -257,7 +258,9 @@ def plot_torsions(path: Path, torsions: dict) -> None:
 
 def readme_text(p: dict) -> str:
     s = p["settings"]
-    lines = [f"Ethanol at PBE/def2-SVP ({p['data']['frames']} shipped frames; {p['data']['n_test']} held out for "
+    level = p["data"]["level"]
+    level = f"{level['xc']}/{level['basis']}" if "xc" in level else level["method"]
+    lines = [f"Ethanol at {level} ({p['data']['frames']} frames; {p['data']['n_test']} held out for "
              f"testing), {s['epochs']} epochs, batch {s['batch']}, mean ± std over {s['seeds']} initialisations "
              f"(one deep-ensemble run per point). Energy MAE per atom [meV/atom] / force MAE [meV/Å]:", "",
              "| model | params | " + " | ".join(f"N = {n}" for n in p["sizes"]) + " |",
@@ -267,7 +270,7 @@ def readme_text(p: dict) -> str:
                  f" / {rows[str(n)]['force_mae_meV_per_A']['mean']:.0f} ± {rows[str(n)]['force_mae_meV_per_A']['std']:.0f}"
                  for n in p["sizes"]]
         lines.append(f"| {label} | {rows[str(p['sizes'][0])]['n_params_per_member']} | " + " | ".join(cells) + " |")
-    lines += ["", "Torsion profiles (rigid scans of the PBE minimum, largest training set, member 0): MAE of the "
+    lines += ["", "Torsion profiles (rigid scans of the GFN2-xTB minimum labelled at the reference level, largest training set, member 0): MAE of the "
               "relative energy [meV] and barrier [meV] (reference: "
               + ", ".join(f"{k} {v['reference_barrier_meV']:.0f}" for k, v in p["torsions"].items()) + ")", "",
               "| model | " + " | ".join(f"{k} MAE | {k} barrier" for k in p["torsions"]) + " |",
@@ -275,7 +278,7 @@ def readme_text(p: dict) -> str:
     for label in p["curves"]:
         lines.append(f"| {label} | " + " | ".join(
             f"{v['models'][label]['mae_meV']:.1f} | {v['models'][label]['barrier_meV']:.0f}" for v in p["torsions"].values()) + " |")
-    lines += ["", f"NVT (Langevin, 300 K, dt 0.5 fs) from the PBE minimum; a bond is broken past "
+    lines += ["", f"NVT (Langevin, 300 K, dt 0.5 fs) from the GFN2-xTB minimum; a bond is broken past "
               f"{BOND_STRETCH_LIMIT} × its starting length:", "",
               "| system | model | ps | max bond stretch | bonds broken | bonds formed | mean T [K] |", "|---|---|---|---|---|---|---|"]
     for label, r in p["nvt"].items():

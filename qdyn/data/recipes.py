@@ -358,7 +358,8 @@ class _Reference:
             va = samplers.vibrational_analysis(Z, Ropt, H)
             entry["wavenumbers_intra_cm1"] = np.round(va.wavenumbers_intra, 2).tolist()
             entry["wavenumbers_inter_cm1"] = np.round(va.wavenumbers_inter, 2).tolist()
-        self.info = [e for e in self.info if e["R_minimum"] != entry["R_minimum"] or len(e) >= len(entry)]
+        # in place: parts with their own sampling labeller share this list (_part_reference)
+        self.info[:] = [e for e in self.info if e["R_minimum"] != entry["R_minimum"] or len(e) >= len(entry)]
         if not any(e["R_minimum"] == entry["R_minimum"] for e in self.info):
             self.info.append(entry)
         return Ropt, H

@@ -14,7 +14,8 @@ from .dataset import Dataset
 
 __all__ = ["SHIPPED", "load_shipped", "shipped_path"]
 
-SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2")
+SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2",
+           "ethanol", "ethanol_torsions", "alanine_dipeptide", "ferrocene")
 
 
 def shipped_path(name: str) -> Path:
@@ -37,7 +38,9 @@ def load_shipped(name: str, *, include_failed: bool = False) -> Dataset:
     ``"water_dimer"`` (PySCF levels, see their metadata);
     ``"water_clusters"`` ((H2O)n, n = 2–10 and 12–20 even, GFN2-xTB; ``extras['n_molecules']``)
     and ``"water_box32"`` (32 waters in a periodic cube, periodic GFN2-xTB; ``cell``, ``pbc``);
-    ``"CaH2"`` (S0/S1 at TDA-B3LYP/def2-SVP in ``E_states``, ``F_states``; docs/multistate.md).
+    ``"CaH2"`` (S0/S1 at TDA-B3LYP/def2-SVP in ``E_states``, ``F_states``; docs/multistate.md);
+    ``"ethanol"`` and ``"ethanol_torsions"`` (PBE/def2-SVP, the rMD17 level) and
+    ``"alanine_dipeptide"``, ``"ferrocene"`` (GFN2-xTB): docs/new_molecule.md.
 
     Args:
         name: one of :data:`SHIPPED`.
