@@ -28,6 +28,7 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -311,7 +312,10 @@ def main():
     ap.add_argument("--ethanol", default="shipped:ethanol", help="ethanol dataset (shipped:NAME or a file)")
     ap.add_argument("--torsions", default="shipped:ethanol_torsions", help="torsion scans (shipped:NAME or a file)")
     ap.add_argument("--models", nargs="*", default=None, help="only the models whose labels start with these words")
-    ap.add_argument("--skip-xtb", action="store_true", help="ethanol only")
+    ap.add_argument("--skip-xtb", action="store_true", help="ethanol only (earlier alanine dipeptide and "
+                    "ferrocene results in the JSON are kept)")
+    ap.add_argument("--xtb-only", action="store_true", help="alanine dipeptide and ferrocene only, added to the "
+                    "saved ethanol results")
     ap.add_argument("--compile-cache", type=Path, default=None,
                     help="JAX persistent compilation cache folder: every training after the first of a model "
                          "reuses its compiled step (CPU prints cpu_aot_loader warnings; harmless on one machine)")
@@ -331,6 +335,32 @@ def main():
     runs = args.runs or Path(tempfile.mkdtemp(prefix="qdyn-organics-"))
     log = lambda s: print(s, flush=True)  # noqa: E731
 
+    name = "bench_organics" + ("_quick" if args.quick else "")
+    path = RESULTS / f"{name}.json"
+    if args.xtb_only:
+        payload = json.loads(path.read_text())
+    else:
+        payload = ethanol_part(args, runs, log)
+        if path.exists():  # keep the previous alanine dipeptide / ferrocene results unless rerun
+            payload["xtb"] = json.loads(path.read_text()).get("xtb", {})
+    if not args.skip_xtb:
+        payload["xtb"] = {n: xtb_system(n, args, runs, log) for n in ("alanine_dipeptide", "ferrocene")}
+        payload["xtb_settings"] = {"train": args.xtb_train, "epochs": args.xtb_epochs, "md_ps": args.md_ps,
+                                   "load_average": round(load_avg, 2)}
+    payload["total_seconds"] = payload.get("total_seconds", 0.0) + time.perf_counter() - t_start
+    save(name, payload)
+    text = readme_text(payload)
+    print(text)
+    if not args.quick:
+        update_readme_section("bench_organics", "### Organics, a peptide and an organometallic "
+                              "(`python benchmarks/bench_organics.py`)", text)
+
+
+def ethanol_part(args, runs: Path, log) -> dict:
+    """Learning curves, torsion profiles and NVT on ethanol; plots written."""
+    import os
+
+    load_avg = os.getloadavg()[0]
     ds = load(args.ethanol)
     perm = np.random.default_rng(0).permutation(ds.n_frames)
     n_test = min(args.n_test, ds.n_frames // 4)
@@ -345,21 +375,13 @@ def main():
     for label, (m, p) in largest.items():
         nvt[label] = nvt_check(m, p, Z0, R0, ps=args.md_ps, seed=0)
         log(f"NVT {label}: {nvt[label]}")
-    xtb = {} if args.skip_xtb else {name: xtb_system(name, args, runs, log) for name in ("alanine_dipeptide", "ferrocene")}
-    payload = {"data": {"name": "ethanol", "frames": ds.n_frames, "n_test": n_test, "level": ds.metadata["labeler"]},
-               "sizes": sizes, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "models": MODELS, "descriptor": DESCRIPTOR, "curves": curves, "torsions": torsions, "nvt": nvt,
-               "xtb": xtb, "load_average": round(load_avg, 2), "total_seconds": time.perf_counter() - t_start,
-               **machine_info()}
     name = "bench_organics" + ("_quick" if args.quick else "")
-    save(name, payload)
     plot_curves(RESULTS / f"{name}.png", curves, n_test)
     plot_torsions(RESULTS / f"{name}_torsions.png", torsions)
-    text = readme_text(payload)
-    print(text)
-    if not args.quick:
-        update_readme_section("bench_organics", "### Organics, a peptide and an organometallic "
-                              "(`python benchmarks/bench_organics.py`)", text)
+    return {"data": {"name": "ethanol", "frames": ds.n_frames, "n_test": n_test, "level": ds.metadata["labeler"]},
+            "sizes": sizes, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "models": MODELS, "descriptor": DESCRIPTOR, "curves": curves, "torsions": torsions, "nvt": nvt,
+            "load_average": round(load_avg, 2), **machine_info()}
 
 
 if __name__ == "__main__":
