@@ -216,7 +216,7 @@ SHIPPED_RECIPES["water_box32"] = {
 
 
 # rMD17's level of theory (Christensen & von Lilienfeld 2020: PBE/def2-SVP, ORCA). No density
-# fitting: on ethanol it saved under 10 % of the time and moved forces by 1.3-2.0 meV/Å
+# fitting: on ethanol it saved 8-22 % of the time and moved forces by 0.96-2.7 meV/Å
 # (def2-universal-jkfit; benchmarks/build_organics_data.py records the measurement).
 # Geometries come from GFN2-xTB (MD, its minimum and Hessian): sampling needs a plausible
 # ensemble, not the reference's own minimum, and a DFT optimisation + Hessian costs as much
