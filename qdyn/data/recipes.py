@@ -462,6 +462,7 @@ def _water_configurations(recipe: dict, labeler, path: Path, log: LogFn) -> Data
                    extras={"n_molecules": z["n_molecules"], "run": z["run"]}, metadata=meta,
                    source=f"recipe:{recipe['name']}")
 
+
 def _part_reference(spec: dict, ref: _Reference) -> _Reference:
     """A part with its own ``labeler`` takes its minimum (and Hessian) from that potential, e.g.
     GFN2-xTB normal modes labelled at DFT; without one, from the recipe's own labeller."""
