@@ -285,13 +285,13 @@ def readme_text(p: dict) -> str:
     for label, r in p["nvt"].items():
         lines.append(f"| ethanol | {label} | {r['ps']:.1f} | {r['max_bond_stretch']:.2f} | {r['bonds_broken']} | "
                      f"{r['extra_bonds_formed']} | {r['mean_temperature_K']:.0f} |")
-    for name, r in p["xtb"].items():
+    for name, r in p.get("xtb", {}).items():
         lines.append(f"| {name} (GFN2-xTB) | hybrid | {r['nvt']['ps']:.1f} | {r['nvt']['max_bond_stretch']:.2f} | "
                      f"{r['nvt']['bonds_broken']} | {r['nvt']['extra_bonds_formed']} | {r['nvt']['mean_temperature_K']:.0f} |")
-    if p["xtb"]:
+    if p.get("xtb"):
         lines += ["", "Hybrid on the GFN2-xTB sets (one seed): test errors", "",
                   "| system | atoms | train / test frames | epochs | E MAE [meV/atom] | F MAE [meV/Å] |", "|---|---|---|---|---|---|"]
-        for name, r in p["xtb"].items():
+        for name, r in p.get("xtb", {}).items():
             lines.append(f"| {name} | {r['n_atoms']} | {r['n_train']} / {r['n_test']} | {r['epochs']} | "
                          f"{r['test']['energy_mae_meV_per_atom']:.2f} | {r['test']['force_mae_meV_per_A']:.0f} |")
     lines += ["", f"Plots: `results/bench_organics.png`, `results/bench_organics_torsions.png`. {p['machine']['cores']} "
