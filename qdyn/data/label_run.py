@@ -38,7 +38,7 @@ from .io import atomic_savez, atomic_write_text, load_npz
 from ..validation import QdynInputError
 from .labelers import FrameResult
 
-__all__ = ["label_dataset", "labeler_key", "default_cache_dir", "ProgressFn"]
+__all__ = ["label_dataset", "labeled_mask", "labeler_key", "default_cache_dir", "ProgressFn"]
 
 ProgressFn = Callable[[int, int, int], None]
 """progress(done, total, n_from_cache), called after each frame (and once at the start)."""
@@ -245,6 +245,23 @@ def label_dataset(
             pool.shutdown(wait=True, cancel_futures=True)
 
     return _assemble(configs, labeler, results, seconds, n_cached, metadata)
+
+
+def labeled_mask(configs: Dataset, labeler, *, cache_dir: Optional[str | Path] = None) -> np.ndarray:
+    """bool [n]: which configurations already have a finished label in the per-frame cache.
+
+    For shipping the finished part of a run that was stopped (``configs[mask]`` then labels
+    from the cache alone) and for progress reports.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    frames_dir = root / labeler_key(labeler) / "frames"
+    done = np.zeros(configs.n_frames, dtype=bool)
+    for i in range(configs.n_frames):
+        m = configs.mask[i]
+        got = _load_frame(frames_dir / f"{_frame_hash(configs.Z[i][m], configs.R[i][m])[:32]}.npz",
+                          configs.Z[i][m], configs.R[i][m])
+        done[i] = got is not None and _cacheable(got[0])
+    return done
 
 
 @contextlib.contextmanager

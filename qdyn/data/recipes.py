@@ -12,7 +12,8 @@ Sampler kinds (``recipe["sampler"]["kind"]``):
 
 * ``"single"`` — the structure itself.
 * ``"thermal"`` — :func:`qdyn.data.samplers.thermal_normal_modes` around the optimised
-  structure: ``n``, ``temperatures`` [K, K], ``seed``, ``distribution``,
+  structure (optimised, and its Hessian computed, with the part's own ``labeler`` when it
+  names one, else with the recipe's): ``n``, ``temperatures`` [K, K], ``seed``, ``distribution``,
   ``random_orientation``, ``min_wavenumber`` [cm^-1], ``clash_scale``, ``optimize``,
   ``fmax`` [eV/Å].
 * ``"scan"`` — :func:`qdyn.data.samplers.scan`: ``atoms`` [i, j], ``start``, ``stop`` [Å], ``n``.
@@ -23,6 +24,12 @@ Sampler kinds (``recipe["sampler"]["kind"]``):
 * ``"triatomic"`` — :func:`qdyn.data.samplers.triatomic` (central atom first): ``n``,
   ``r1``, ``r2`` [Å], ``angle_deg``, each fixed or ``[lo, hi]``; ``mode`` (scan | random),
   ``seed``, ``random_orientation``, ``keep_first``.
+* ``"md"`` — Langevin MD on a cheaper sampling potential (:func:`qdyn.data.water.cluster_md_frames`,
+  BFGS-relaxed first): ``labeler`` (a labeller spec, e.g. GFN2-xTB), ``temperatures`` [K],
+  ``frames_per_temperature``, ``dt`` [fs], ``friction`` [1/fs], ``equilibration_steps``,
+  ``interval`` (steps between frames), ``seed`` (run k uses ``seed + k``), ``opt_fmax`` [eV/Å].
+* ``"torsion"`` — :func:`qdyn.data.samplers.torsion_scan` of the optimised structure: ``axis``
+  [i, j], ``move`` (atom indices), ``n`` angles over 360°, ``optimize``, ``fmax`` [eV/Å].
 * ``"mixture"`` — ``parts``: a list of the above, concatenated (``extras['sampler_part']``).
 * ``"water_clusters"`` / ``"water_box"`` — (H2O)n clusters from Langevin MD on the labeller's
   own potential, and a periodic liquid-water box (see :func:`qdyn.data.water.sample_water_recipe`);
@@ -47,7 +54,7 @@ from .dataset import Dataset
 from .io import atomic_savez, load_npz
 from .labelers import PySCFLabeler, labeler_from_spec
 from .label_run import ProgressFn, default_cache_dir, label_dataset, pyscf_threads
-from . import samplers
+from . import molecules, samplers
 from . import water as _water
 
 __all__ = ["SHIPPED_RECIPES", "get_recipe", "structure_entry", "sample_configurations", "run_recipe", "code_versions"]
@@ -227,6 +234,71 @@ SHIPPED_RECIPES["water_box32"] = {
 }
 
 
+# rMD17's level of theory (Christensen & von Lilienfeld 2020: PBE/def2-SVP, ORCA). No density
+# fitting: on ethanol it saved 8-22 % of the time and moved forces by 0.96-2.7 meV/Å
+# (def2-universal-jkfit; benchmarks/build_organics_data.py records the measurement).
+# Geometries come from GFN2-xTB (MD, its minimum and Hessian): sampling needs a plausible
+# ensemble, not the reference's own minimum, and a DFT optimisation + Hessian costs as much
+# as a hundred labels.
+_PBE_SVP = {"method": "DFT", "xc": "PBE", "basis": "def2-SVP", "grid_level": 3, "grid_response": True,
+            "conv_tol": 1e-10, "max_cycle": 100}
+_XTB_MD = {"labeler": dict(_GFN2), "dt": 0.5, "friction": 0.01, "equilibration_steps": 400, "interval": 20,
+           "opt_fmax": 0.05}
+
+
+def _organic_recipe(name: str, labeler: dict, *, md_temperatures, md_frames: int, thermal_n: int,
+                    thermal_temperatures, description: str) -> dict:
+    return {
+        "name": name,
+        "description": description,
+        "structure": molecules.structure_entry(name),
+        "labeler": labeler,
+        "sampler": {"kind": "mixture", "parts": [
+            {"kind": "md", **copy.deepcopy(_XTB_MD), "temperatures": list(md_temperatures),
+             "frames_per_temperature": md_frames, "seed": 1},
+            {"kind": "thermal", "labeler": dict(_GFN2), "n": thermal_n, "temperatures": list(thermal_temperatures),
+             "seed": 2, "distribution": "classical", "random_orientation": True, "min_wavenumber": 50.0,
+             "optimize": True, "fmax": 5e-3},
+        ]},
+    }
+
+
+SHIPPED_RECIPES["ethanol"] = _organic_recipe(
+    "ethanol", _PBE_SVP, md_temperatures=(300.0, 600.0, 1000.0), md_frames=100, thermal_n=300,
+    thermal_temperatures=(100.0, 1000.0),
+    description=("ethanol at PBE/def2-SVP (the rMD17 level): GFN2-xTB Langevin MD at 300, 600 and 1000 K "
+                 "(100 frames each, 10 fs apart) and 300 normal-mode displacements of the GFN2-xTB minimum "
+                 "at 100-1000 K"))
+SHIPPED_RECIPES["malonaldehyde"] = _organic_recipe(
+    "malonaldehyde", _PBE_SVP, md_temperatures=(300.0, 600.0, 1000.0), md_frames=60, thermal_n=120,
+    thermal_temperatures=(100.0, 1000.0),
+    description=("malonaldehyde (H-bonded enol) at PBE/def2-SVP: GFN2-xTB Langevin MD at 300, 600 and 1000 K "
+                 "(60 frames each) and 120 normal-mode displacements of the GFN2-xTB minimum at 100-1000 K"))
+SHIPPED_RECIPES["ethanol_torsions"] = {
+    "name": "ethanol_torsions",
+    "description": ("ethanol at PBE/def2-SVP: rigid methyl (H-C-C-O) and hydroxyl (H-O-C-C) torsion scans of "
+                    "the GFN2-xTB minimum, 12 points each over 360 degrees"),
+    "structure": molecules.structure_entry("ethanol"),
+    "labeler": dict(_PBE_SVP),
+    "sampler": {"kind": "mixture", "parts": [
+        {"kind": "torsion", "labeler": dict(_GFN2), "axis": [1, 0], "move": [4, 5, 6], "n": 12, "optimize": True,
+         "fmax": 5e-3},
+        {"kind": "torsion", "labeler": dict(_GFN2), "axis": [1, 2], "move": [3], "n": 12, "optimize": True,
+         "fmax": 5e-3},
+    ]},
+}
+SHIPPED_RECIPES["alanine_dipeptide"] = _organic_recipe(
+    "alanine_dipeptide", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=100, thermal_n=100,
+    thermal_temperatures=(100.0, 600.0),
+    description=("alanine dipeptide (Ace-Ala-NMe, C7eq start) at GFN2-xTB: Langevin MD at 300 and 600 K "
+                 "(100 frames each, 10 fs apart) and 100 normal-mode displacements at 100-600 K"))
+SHIPPED_RECIPES["ferrocene"] = _organic_recipe(
+    "ferrocene", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=100, thermal_n=100,
+    thermal_temperatures=(100.0, 600.0),
+    description=("ferrocene (eclipsed start) at GFN2-xTB: Langevin MD at 300 and 600 K (100 frames each, 10 fs "
+                 "apart) and 100 normal-mode displacements at 100-600 K"))
+
+
 def get_recipe(spec: str) -> dict:
     """``"shipped:NAME"``, a JSON recipe file, or a dataset file whose metadata holds a recipe."""
     if spec.startswith("shipped:"):
@@ -305,7 +377,8 @@ class _Reference:
             va = samplers.vibrational_analysis(Z, Ropt, H)
             entry["wavenumbers_intra_cm1"] = np.round(va.wavenumbers_intra, 2).tolist()
             entry["wavenumbers_inter_cm1"] = np.round(va.wavenumbers_inter, 2).tolist()
-        self.info = [e for e in self.info if e["R_minimum"] != entry["R_minimum"] or len(e) >= len(entry)]
+        # in place: parts with their own sampling labeller share this list (_part_reference)
+        self.info[:] = [e for e in self.info if e["R_minimum"] != entry["R_minimum"] or len(e) >= len(entry)]
         if not any(e["R_minimum"] == entry["R_minimum"] for e in self.info):
             self.info.append(entry)
         return Ropt, H
@@ -315,6 +388,7 @@ def _sample(spec: dict, Z, R, ref: _Reference):
     kind = spec["kind"]
     if kind == "single":
         return np.asarray(R, float)[None]
+    ref = _part_reference(spec, ref)
     if kind == "thermal":
         Ropt, H = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=True)
         return samplers.thermal_normal_modes(
@@ -345,6 +419,12 @@ def _sample(spec: dict, Z, R, ref: _Reference):
             orientation=spec.get("orientation", "random"), template=template,
             rotation_std_deg=spec.get("rotation_std_deg", 15.0), reference_atoms=spec.get("reference_atoms"),
             clash_scale=spec.get("clash_scale", 1.5))
+    if kind == "md":
+        return _md_frames(spec, Z, R)
+    if kind == "torsion":
+        Ropt, _ = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=False)
+        return samplers.torsion_scan(Ropt, axis=tuple(spec["axis"]), move=spec["move"],
+                                     angles_deg=np.linspace(0.0, 360.0, spec["n"], endpoint=False))
     if kind == "triatomic":
         return samplers.triatomic(n=spec["n"], r1=spec["r1"], r2=spec["r2"], angle_deg=spec["angle_deg"],
                                   mode=spec.get("mode", "random"), seed=spec.get("seed", 0),
@@ -401,8 +481,38 @@ def _water_configurations(recipe: dict, labeler, path: Path, log: LogFn) -> Data
                    extras={"n_molecules": z["n_molecules"], "run": z["run"]}, metadata=meta,
                    source=f"recipe:{recipe['name']}")
 
+
+def _part_reference(spec: dict, ref: _Reference) -> _Reference:
+    """A part with its own ``labeler`` takes its minimum (and Hessian) from that potential, e.g.
+    GFN2-xTB normal modes labelled at DFT; without one, from the recipe's own labeller."""
+    if _has_own_labeler(spec):
+        own = _Reference(labeler_from_spec(spec["labeler"]), ref.cache, ref.log)
+        own.info = ref.info  # one summary of every minimum used
+        return own
+    return ref
+
+
+def _has_own_labeler(spec: dict) -> bool:
+    return spec["kind"] in ("thermal", "torsion", "cluster") and "labeler" in spec
+
+
+def _md_frames(spec: dict, Z, R) -> np.ndarray:
+    """One Langevin run per temperature on the sampling labeller (not the recipe's own)."""
+    sampling = labeler_from_spec(spec["labeler"])
+    runs = []
+    for k, T in enumerate(spec["temperatures"]):
+        runs.append(_water.cluster_md_frames(
+            sampling, np.asarray(Z), np.asarray(R, float), n_frames=spec["frames_per_temperature"], temperature=float(T),
+            dt=spec["dt"], friction=spec["friction"], equilibration_steps=spec["equilibration_steps"],
+            interval=spec["interval"], seed=spec["seed"] + k, opt_fmax=spec.get("opt_fmax", 0.05)))
+    return np.concatenate(runs)
+
+
 def _reference_only(spec, Z, R, ref):
     kind = spec["kind"]
+    ref = _part_reference(spec, ref)
+    if kind == "torsion":
+        ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=False)
     if kind == "thermal":
         ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=True)
     elif kind == "cluster":

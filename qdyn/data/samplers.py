@@ -41,6 +41,7 @@ __all__ = [
     "finite_difference_hessian",
     "COVALENT_RADII",
     "triatomic",
+    "torsion_scan",
 ]
 
 # Covalent radii [Å] (Cordero et al., Dalton Trans. 2008; ase.data via qdyn.elements), used to
@@ -396,6 +397,35 @@ def scan(R0, *, atoms: tuple[int, int], values: Sequence[float], move: Sequence[
     out = np.repeat(R0[None], len(values), axis=0)
     for k, v in enumerate(values):
         out[k, move] += (v - np.linalg.norm(d0)) * u
+    return out
+
+
+def torsion_scan(R0, *, axis: tuple[int, int], move: Sequence[int], angles_deg: Sequence[float]) -> np.ndarray:
+    """Rigid torsion scan: rotate the atoms in ``move`` about the bond ``axis`` (i → j).
+
+    Args:
+        R0: float64 [N, 3] Å starting geometry.
+        axis: (i, j), the bond rotated about; the rotation is right-handed about i → j.
+        move: the atoms rotated (e.g. a methyl group's hydrogens); bonds and angles inside
+            the moving group and to the axis are kept.
+        angles_deg: rotation angles [°] relative to ``R0``.
+
+    Returns:
+        float64 [len(angles_deg), N, 3] Å.
+
+    Example:
+        >>> R0 = np.array([[0.0, 0, 0], [1.5, 0, 0], [2.0, 1.0, 0]])
+        >>> np.round(torsion_scan(R0, axis=(0, 1), move=[2], angles_deg=[90.0])[0, 2], 6)
+        array([2., 0., 1.])
+    """
+    R0 = np.asarray(R0, dtype=float)
+    i, j = axis
+    u = (R0[j] - R0[i]) / np.linalg.norm(R0[j] - R0[i])
+    move = list(move)
+    out = np.repeat(R0[None], len(angles_deg), axis=0)
+    for k, a in enumerate(angles_deg):
+        rot = _rotvec_to_matrix(np.deg2rad(a) * u)
+        out[k, move] = (R0[move] - R0[j]) @ rot.T + R0[j]
     return out
 
 

@@ -14,7 +14,8 @@ from .dataset import Dataset
 
 __all__ = ["SHIPPED", "load_shipped", "shipped_path"]
 
-SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2", "CaH2_casscf")
+SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2", "CaH2_casscf",
+           "ethanol", "ethanol_torsions", "alanine_dipeptide", "ferrocene")
 
 
 def shipped_path(name: str) -> Path:
@@ -39,7 +40,9 @@ def load_shipped(name: str, *, include_failed: bool = False) -> Dataset:
     and ``"water_box32"`` (32 waters in a periodic cube, periodic GFN2-xTB; ``cell``, ``pbc``);
     ``"CaH2"`` (S0/S1 at TDA-B3LYP/def2-SVP in ``E_states``, ``F_states``; docs/multistate.md);
     ``"CaH2_casscf"`` (S0/S1/S2 at SA-CASSCF near the S0/S1 conical intersection, with
-    nonadiabatic couplings in ``extras['nacs_states']``; docs/multistate.md).
+    nonadiabatic couplings in ``extras['nacs_states']``; docs/multistate.md);
+    ``"ethanol"`` and ``"ethanol_torsions"`` (PBE/def2-SVP, the rMD17 level) and
+    ``"alanine_dipeptide"``, ``"ferrocene"`` (GFN2-xTB): docs/new_molecule.md.
 
     Args:
         name: one of :data:`SHIPPED`.
