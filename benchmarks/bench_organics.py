@@ -171,9 +171,11 @@ def nvt_check(model, params, Z, R0, *, ps: float, seed: int) -> dict:
     system = System.create([int(z) for z in Z])
     dt_fs, stride = 0.5, 20
     steps = max(stride, int(round(ps * 1000 / dt_fs / stride)) * stride)
-    res = md.run_md(md.model_energy_fn(model.apply), params, R0, system, ensemble="nvt-langevin", dt_fs=dt_fs,
-                    n_steps=steps, temperature_K=300.0, stride=stride, frames_per_block=25, remove_rotation=True,
-                    key=jax.random.PRNGKey(seed), progress=None)
+    settings = md.MDSettings(ensemble="nvt-langevin", dt_fs=dt_fs, n_steps=steps, temperature_K=300.0,
+                             remove_rotation=True)
+    res = md.run_md(md.model_energy_fn(model.apply), params, R0, system, settings,
+                    output=md.MDOutput(stride=stride, frames_per_block=25, progress=None),
+                    key=jax.random.PRNGKey(seed))
     X = np.asarray(res.position)[:, 0]  # [F, n, 3] the stored replica
     pairs = bond_pairs(Z, R0)
     L0 = np.linalg.norm(R0[pairs[:, 0]] - R0[pairs[:, 1]], axis=-1)

@@ -36,8 +36,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
-from muller_brown import ENERGY, KT, KT_MB, MD, SCALE, T0, XY, starts  # noqa: E402
-from qdyn.md import run_md  # noqa: E402
+from muller_brown import ENERGY, KT, KT_MB, SCALE, T0, XY, starts  # noqa: E402
+from qdyn.md import MDOutput, MDSettings, run_md  # noqa: E402
 from qdyn.sampling import muller_brown as mb  # noqa: E402
 from qdyn.sampling.bias import make_bias  # noqa: E402
 from qdyn.sampling.free_energy import metad_fes, rms_difference  # noqa: E402
@@ -54,8 +54,10 @@ def run(mode: str, n_steps: int):
     bias = make_bias(XY, sigma=(0.05, 0.05), height_eV=0.3 * KT, pace=PACE, bias_factor=8.0, temperature_K=T0,
                      max_hills=_hills_at(mode, n_steps), walkers="shared" if mode == "shared" else "independent")
     t = time.perf_counter()
-    res = run_md(ENERGY, {}, starts(replicas), mb.system(), n_steps=steps, temperature_K=T0, replicas=replicas,
-                 stride=100, frames_per_block=100, bias=bias, key=jax.random.PRNGKey(1), **MD)
+    res = run_md(ENERGY, {}, starts(replicas), mb.system(),
+                 MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=steps, temperature_K=T0, replicas=replicas,
+                            friction_per_fs=0.05),
+                 output=MDOutput(stride=100, frames_per_block=100, progress=None), bias=bias, key=jax.random.PRNGKey(1))
     return bias, res.bias_state, time.perf_counter() - t
 
 
@@ -85,9 +87,9 @@ def convergence(mode: str, bias, states, n_steps: int, n_points: int = 10):
 
 
 def plot(payload, path):
-    from qdyn.md.analysis import _plt, _save
+    from qdyn.plotting import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = {"single": f"1 walker, {WALKERS}× longer", "independent": f"{WALKERS} independent walkers (mean)",
               "shared": f"{WALKERS} walkers sharing one bias"}
@@ -102,8 +104,7 @@ def plot(payload, path):
     ax.set_title("Müller–Brown, well-tempered metadynamics")
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main():

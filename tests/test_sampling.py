@@ -139,9 +139,11 @@ def test_shared_walkers_deposit_into_one_bias(tmp_path):
     with pytest.raises(QdynInputError, match="shared"):
         load_bias_config(mixed)
     R0 = np.array([[[-1.0, 0.0, 0.0]], [[1.0, 0.0, 0.0]], [[-0.9, 0.0, 0.0]]])
-    res = run_md(double_well, {}, R0, System.create([1]), ensemble="nvt-langevin", dt_fs=1.0, n_steps=1000,
-                 temperature_K=T, friction_per_fs=0.05, replicas=3, stride=50, frames_per_block=10, bias=bias,
-                 bias_states=states, progress=None, key=jax.random.PRNGKey(11))
+    settings = MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=1000, temperature_K=T, friction_per_fs=0.05,
+                          replicas=3)
+    res = run_md(double_well, {}, R0, System.create([1]), settings,
+                 output=MDOutput(stride=50, frames_per_block=10, progress=None), bias=bias, bias_states=states,
+                 key=jax.random.PRNGKey(11))
     st = res.bias_state
     np.testing.assert_array_equal(np.asarray(st.n_hills), [60, 60, 60])
     for leaf in (st.hill_center, st.hill_height):  # one bias: every replica's copy is the same
@@ -183,13 +185,14 @@ def test_exchange_statistics_survive_a_restart(tmp_path):
     centers = np.linspace(-0.6, 0.6, 4)  # overlapping windows: swaps are accepted
     bias = make_bias(X_CV)
     R0, system = np.stack([[[c, 0.0, 0.0]] for c in centers]), System.create([1])
-    kw = dict(ensemble="nvt-langevin", dt_fs=1.0, temperature_K=T, friction_per_fs=0.05, replicas=4, stride=20,
-              frames_per_block=5, bias=bias, bias_states=umbrella_states(bias, centers, 0.2), progress=None,
-              key=jax.random.PRNGKey(5))
+    settings = MDSettings(ensemble="nvt-langevin", dt_fs=1.0, temperature_K=T, friction_per_fs=0.05, replicas=4)
 
     def run(n_steps, out, restart=False):
-        return run_md(double_well, {}, R0, system, n_steps=n_steps, out_dir=tmp_path / out, restart=restart,
-                      exchange=ReplicaExchange(bias, temperature_K=T, seed=3), **kw)
+        return run_md(double_well, {}, R0, system, settings.replace(n_steps=n_steps),
+                      output=MDOutput(out_dir=tmp_path / out, restart=restart, stride=20, frames_per_block=5,
+                                      progress=None),
+                      bias=bias, bias_states=umbrella_states(bias, centers, 0.2), key=jax.random.PRNGKey(5),
+                      exchange=ReplicaExchange(bias, temperature_K=T, seed=3))
 
     full = run(2000, "a").exchange
     run(1000, "b")
