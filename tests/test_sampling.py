@@ -132,11 +132,11 @@ def test_shared_walkers_deposit_into_one_bias(tmp_path):
                    "pace_steps: 50, bias_factor: 10, walkers: shared}\n")
     bias, states, _ = build(load_bias_config(cfg), replicas=3, n_steps=1000, temperature_K=T)
     assert bias.walkers == "shared" and bias.max_hills == 60  # 20 deposits × 3 walkers
-    from qdyn.validation import QdynInputError
+    from qdyn.train.config import ConfigError
 
     mixed = tmp_path / "mixed.yaml"
     mixed.write_text(cfg.read_text() + "exchange: {enabled: true}\n")
-    with pytest.raises(QdynInputError, match="shared"):
+    with pytest.raises(ConfigError, match="shared"):
         load_bias_config(mixed)
     R0 = np.array([[[-1.0, 0.0, 0.0]], [[1.0, 0.0, 0.0]], [[-0.9, 0.0, 0.0]]])
     settings = MDSettings(ensemble="nvt-langevin", dt_fs=1.0, n_steps=1000, temperature_K=T, friction_per_fs=0.05,
