@@ -87,7 +87,8 @@ def _release_compiled_programs():
     optimisation passes (above) a program has many more kernels. A test worker that compiles
     for the whole suite passed the kernel's limit of 65,530 mappings per process
     (vm.max_map_count; measured: 12,400 after one test module, 1,500 once it is cleared)
-    and died of a segmentation fault inside the compiler. Modules do not share compiled programs, so clearing costs no recompilation.
+    and died of a segmentation fault inside the compiler. Tests share compiled programs mostly
+    within a module; what two modules share (qdyn's cached MD and FSSH builders) is compiled again.
     """
     yield
     import gc
