@@ -189,36 +189,42 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
     mask = train_ds.Z > 0
     info = {"mode": mode}
     p = dict(params)
+
+    def like(name, value):
+        # the initial leaf's dtype, and a strong type: a weak-typed scalar (jnp.asarray(1.5))
+        # turns strong after the first optimiser step, and every jitted function that saw it
+        # (the training step, predict) would compile a second time
+        return jnp.asarray(value, dtype=params[name].dtype)
     if model.features is not None:
         cells = train_ds.periodic_cells()
         cell = None if cells is None else jnp.asarray(cells)
         systems = System(species=jnp.asarray(train_ds.Z), mask=jnp.asarray(mask), box=cell)
         G = np.asarray(jax.vmap(model.features)(jnp.asarray(train_ds.R), systems))[mask]
         std = G.std(axis=0)
-        p["g_mean"] = jnp.asarray(G.mean(axis=0))
-        p["g_std"] = jnp.asarray(np.where(std > 1e-8, std, 1.0))
+        p["g_mean"] = like("g_mean", G.mean(axis=0))
+        p["g_std"] = like("g_std", np.where(std > 1e-8, std, 1.0))
     if mode == "species_lstsq":
         ref = species_reference_energies(train_ds.Z, train_ds.E, species)
-        p["shift"] = jnp.asarray(ref)
-        p["scale"] = jnp.asarray(force_rms(train_ds.F, mask))
+        p["shift"] = like("shift", ref)
+        p["scale"] = like("scale", force_rms(train_ds.F, mask))
         info.update(reference_energies_eV=dict(zip(map(int, species), map(float, ref))), scale_eV=float(p["scale"]))
     elif mode == "minmax":
         lo, hi = float(train_ds.E.min()), float(train_ds.E.max())
         n_mean = float(mask.sum(1).mean())
-        p["scale"] = jnp.asarray((hi - lo) / 2)
-        p["shift"] = jnp.full(len(species), (hi + lo) / 2 / n_mean)
+        p["scale"] = like("scale", (hi - lo) / 2)
+        p["shift"] = like("shift", np.full(len(species), (hi + lo) / 2 / n_mean))
         info.update(energy_min_eV=lo, energy_max_eV=hi)
     if model.is_multistate:
         # diabatic diagonals start at the mean adiabatic excitation energies
         train_ds.require("E_states")
         exc = np.mean(train_ds.E_states - train_ds.E_states[:, :1], axis=0)
-        p["state_offset"] = jnp.asarray(exc)
+        p["state_offset"] = like("state_offset", exc)
         info["state_offset_eV"] = [float(x) for x in exc]
     if mode != "none":
         # Remove the model's own mean offset at initialisation (e.g. ⟨O⟩ ≈ -3 for singlets).
         E, _ = predict(model, p, train_ds)
         offset = float(np.mean((train_ds.E - E) / mask.sum(1)))
-        p["shift"] = p["shift"] + offset
+        p["shift"] = like("shift", p["shift"] + offset)
         info["offset_per_atom_eV"] = offset
     return p, info
 
