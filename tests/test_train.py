@@ -2,6 +2,7 @@
 staged training and frozen groups, metrics and plots, CLI."""
 
 import json
+import logging
 
 import jax
 import numpy as np
@@ -86,9 +87,13 @@ def test_staged_training_freezes_circuit_during_pretraining(h2o_small, tmp_path)
     assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in done.history]
 
 
-def test_training_reduces_error_and_writes_artefacts(h2o_small, tmp_path):
+def test_training_reduces_error_and_writes_artefacts(h2o_small, tmp_path, caplog):
     cfg = _cfg(BPNN, epochs=6)
-    res = train(cfg, tmp_path, progress=False, data=h2o_small)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        res = train(cfg, tmp_path, progress=False, data=h2o_small)
+    # one compiled step for 24 steps: nothing about the inputs (shapes, dtypes, weak types of
+    # the normalised parameters) changes after the first one
+    assert sum("XLA compilation of jit(step)" in r.getMessage() for r in caplog.records) == 1
     losses = [h["train_loss"] for h in res.history]
     assert losses[-1] < 0.5 * losses[0]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
