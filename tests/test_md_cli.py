@@ -51,6 +51,7 @@ def test_qdyn_md_cli_refuses_bad_input(tmp_path, bpnn_run):
                                  "--frame", "3"])
     text = " ".join(r.output.replace("│", " ").split())  # rich wraps the message in a box
     assert r.exit_code != 0 and "frame 3 requested" in text, text
+    assert "Invalid value" not in text, text  # one line that names the problem, no click prefix
 
 
 def test_quickstart_md_small(tmp_path):

@@ -81,5 +81,8 @@ class QdynGroup(TyperGroup):
         except typer.BadParameter as exc:  # a bad option value: the same one line, not a usage panel
             if _debug():
                 raise
-            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            # raised by hand without a param: click would prefix "Invalid value:" to a message
+            # that already names the option
+            msg = exc.message if exc.param is None else exc.format_message()
+            typer.echo(f"error: {' '.join(msg.split())}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
