@@ -133,8 +133,12 @@ def model_seam(model, params):
         # the V from the dense scan away from the tip (≥ 0.25° on each side): a cusp extrapolates to ~0
         far = np.abs(DENSE - DENSE[k]) >= 0.25
         xa, ga, m1, m2 = v_apex(DENSE[far], g[far], window=2.0)
+        # every dip below 50 meV: a model can cross again where the data stop (r = 2.2 Å has points
+        # at 48-57° only)
+        dips = np.flatnonzero((g[1:-1] < g[:-2]) & (g[1:-1] < g[2:]) & (g[1:-1] < 0.05)) + 1
         out[f"{rr:g}"] = {"min_gap_eV": float(g[k]), "angle_of_min_deg": float(DENSE[k]), "apex_deg": xa,
-                          "apex_gap_eV": ga, "slopes_eV_per_deg": [m1, m2]}
+                          "apex_gap_eV": ga, "slopes_eV_per_deg": [m1, m2],
+                          "dips_below_50meV": [[float(DENSE[j]), float(g[j])] for j in dips]}
     return out, gaps
 
 
@@ -248,7 +252,8 @@ def main():
 
 def readme_table(results, ref_seam):
     rows = ["| model | test RMSE S0 / S1: energy [meV], force [meV/Å] | NAC \\|cos\\| median: all / gap < 0.3 eV / "
-            "test / C2v | smallest C2v gap, dense scan r = 2.05 Å [meV] (at °) | C2v apex r = 1.95 / 2.05 / 2.2 Å [°] |",
+            "test / C2v | smallest C2v gap, dense scan r = 2.05 Å [meV] (at °) | C2v gap minima < 50 meV, "
+            "r = 1.95 / 2.05 / 2.2 Å: ° (meV) |",
             "|---|---|---|---|---|"]
     ref = " / ".join(f"{ref_seam[k]['apex_deg']:.2f}" for k in ref_seam)
     rows.append(f"| SA-CASSCF reference (V fit to the grid) | – | – | "
@@ -261,7 +266,8 @@ def readme_table(results, ref_seam):
                     f"{c['median_all']:.2f} / {c['median_gap_below_0.3_eV']:.2f} / {c['median_test']:.2f} / "
                     f"{c['median_c2v_frames']:.2f} | {1e3 * s['2.05']['min_gap_eV']:.2g} "
                     f"({s['2.05']['angle_of_min_deg']:.2f}) | "
-                    + " / ".join(f"{s[k]['angle_of_min_deg']:.2f}" for k in s) + " |")
+                    + " / ".join(", ".join(f"{a:.2f} ({1e3 * g:.2g})" for a, g in s[k]["dips_below_50meV"]) or "none"
+                                 for k in s) + " |")
     return "\n".join(rows)
 
 
