@@ -1,8 +1,10 @@
 """CaH2 surface hopping: the invariant-coupling model beside the odd-coupling one, same start.
 
-Two multistate models trained on the same data with the same settings
-(``benchmarks/train_cah2.py`` and ``benchmarks/train_cah2.py --odd-coupling``) differ only in
-the symmetry of their S0/S1 coupling: invariant under H1 <-> H2 (the S0/S1 crossing on the C2v
+Two multistate models trained on the same data with the same settings (by default the
+SA-CASSCF pair of ``benchmarks/cah2_casscf_check.py --out runs/casscf_check``: energies,
+forces and nonadiabatic couplings; the TDA-B3LYP pair of ``benchmarks/train_cah2.py [--odd-coupling]``
+with ``--invariant runs/cah2 --odd runs/cah2_odd``) differ only in the symmetry of their S0/S1
+coupling: invariant under H1 <-> H2 (the S0/S1 crossing on the C2v
 plane becomes a narrow avoided one) or odd (a true conical intersection). From the *same*
 initial conditions (the harmonic Wigner distribution of the first model's S0 minimum at each
 temperature, vertical excitation to S1, the same PRNG keys) both run fewest-switches surface
@@ -10,8 +12,8 @@ hopping; reported per model: the S1 active fraction vs time, the decay time with
 uncertainty from a bootstrap over trajectories (:func:`qdyn.namd.report.bootstrap_decay`), and
 where the S1 -> S0 hops happen (angle, gap).
 
-    nice -n 15 python benchmarks/cah2_conical_namd.py [--invariant runs/cah2] [--odd runs/cah2_odd]
-        [--n-traj 256] [--temperatures 2000] [--steps 5000]
+    nice -n 15 python benchmarks/cah2_conical_namd.py [--invariant runs/casscf_check/invariant]
+        [--odd runs/casscf_check/odd] [--n-traj 256] [--temperatures 2000] [--steps 5000]
 
 Writes ``benchmarks/results/cah2_conical_namd.{json,png}`` and its section of benchmarks/README.md.
 """
@@ -56,8 +58,10 @@ def initial_conditions(W_fn, params, R0, Z, temperature_K, n, key):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--invariant", default="runs/cah2", help="run of the invariant-coupling model (train_cah2.py)")
-    ap.add_argument("--odd", default="runs/cah2_odd", help="run of the odd-coupling model (--odd-coupling)")
+    ap.add_argument("--invariant", default="runs/casscf_check/invariant", help="run of the invariant-coupling model")
+    ap.add_argument("--odd", default="runs/casscf_check/odd", help="run of the odd-coupling model")
+    ap.add_argument("--surfaces", default="SA-CASSCF (shipped:CaH2_casscf): energies, forces and NACs",
+                    help="what both models were trained on (recorded with the numbers)")
     ap.add_argument("--n-traj", type=int, default=256)
     ap.add_argument("--temperatures", type=float, nargs="+", default=[2000.0],
                     help="K, vibrational temperature of the S0 Wigner distribution (the decay is activated)")
@@ -80,6 +84,7 @@ def main():
     from qdyn.cli.namd_cmds import start_structure
     from qdyn.md.adapters import diabatic_fn
     from qdyn.namd import minimize_adiabatic, report, run_fssh
+    from qdyn.plotting import save_figure
     from qdyn.train import load_run
 
     t_wall = time.perf_counter()
@@ -146,11 +151,11 @@ def main():
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     RESULTS.mkdir(exist_ok=True)
-    fig.savefig(RESULTS / "cah2_conical_namd.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, RESULTS / "cah2_conical_namd.png", dpi=110)
 
     load = load_uptime()
-    out = {"settings": {"n_traj": args.n_traj, "dt_fs": args.dt, "steps": args.steps, "stride": args.stride,
+    out = {"surfaces": args.surfaces, "runs": {k: v[2] for k, v in models.items()},
+           "settings": {"n_traj": args.n_traj, "dt_fs": args.dt, "steps": args.steps, "stride": args.stride,
                         "n_boot": args.n_boot, "seed": args.seed, "initial_state": 1, "decoherence": "edc",
                         "frustrated": "keep", "sampling": "harmonic Wigner of the invariant model's S0 minimum, "
                                                           "the same R0, V0 and keys for both models"},
@@ -171,7 +176,8 @@ def main():
                         f"{h['count']} | {gap} |")
     update_readme_section(
         "cah2_conical_namd", "CaH2 FSSH, invariant vs odd S0/S1 coupling, same initial conditions "
-        f"({args.n_traj} trajectories, {args.steps * args.dt:g} fs, dt {args.dt} fs; load: {load})",
+        f"({args.n_traj} trajectories, {args.steps * args.dt:g} fs, dt {args.dt} fs; models trained on {args.surfaces}; "
+        f"S0 minimum {out['S0_minimum_angle_deg']:.1f}°; load: {load})",
         "\n".join(rows) + "\n\n![CaH2 invariant vs odd coupling](results/cah2_conical_namd.png)")
 
 

@@ -190,19 +190,46 @@ SHIPPED_RECIPES = {
 # bend x antisymmetric-stretch grid, r1,2 = 2.05 ± delta Angstrom; delta = 0 is the C2v line (1A1
 # and 1B2 cross on it); negative delta is the mirror image (H1 <-> H2) of positive delta. Rows
 # nearest the intersection first, so an interrupted run has them. 30 frames: 45-80 s each on the
-# loaded shared machine (~12 s of CPU), sized to ~35 min of one process.
+# loaded shared machine (~12 s of CPU), sized to ~35 min of one process; 37 more below (~50 s each).
 _CAH2_DELTAS = (0.0, 0.05, 0.1)
+
+
+def _cah2_scan(n: int, angles, *, r: float = 2.05, delta: float = 0.0) -> dict:
+    """A triatomic scan part: H-Ca-H over ``angles`` (degrees), r1,2 = r +- delta (Angstrom)."""
+    return {"kind": "triatomic", "mode": "scan", "n": n, "r1": round(r + delta, 4), "r2": round(r - delta, 4),
+            "angle_deg": list(angles), "seed": 0}
+
+
+# Second round (issue 20): the first 30 frames left the apex 45 meV away and had no frame where
+# the trajectories start. Added after them, so the first 30 keep their cache, most needed first
+# (an interrupted run has those): the C2v line through the apex on a 0.5 degree grid offset
+# from the old 2 degree one; a C2v bend scan 70-170 degrees through the Franck-Condon region of
+# the S0 minimum (~139 degrees); a small antisymmetric displacement (delta = 0.02 Angstrom)
+# across the apex; the C2v plane at two other bond lengths (the seam is a line in (r, angle));
+# an asymmetric scan and random frames around the Franck-Condon region.
+_CAH2_SEAM_AND_FC = [
+    _cah2_scan(10, [50.25, 54.75]),
+    _cah2_scan(6, [70.0, 170.0]),
+    _cah2_scan(4, [51.0, 54.0], delta=0.02),
+    _cah2_scan(4, [48.0, 57.0], r=1.95),
+    _cah2_scan(4, [48.0, 57.0], r=2.2),
+    _cah2_scan(3, [80.0, 160.0], delta=0.1),
+    {"kind": "triatomic", "mode": "random", "n": 6, "r1": [1.9, 2.3], "r2": [1.9, 2.3], "angle_deg": [60.0, 170.0],
+     "seed": 20},
+]
 SHIPPED_RECIPES["CaH2_casscf"] = {
     "name": "CaH2_casscf",
     "description": ("CaH2 S0/S1/S2 at SA3-CASSCF(4e,6o)/def2-SVP with analytic gradients and nonadiabatic "
                     "couplings: H-Ca-H 43-61 degrees x antisymmetric stretch r1,2 = 2.05 +- delta, "
-                    f"delta in {list(_CAH2_DELTAS)} Angstrom, around the 1A1/1B2 conical intersection"),
+                    f"delta in {list(_CAH2_DELTAS)} Angstrom, around the 1A1/1B2 conical intersection; the C2v "
+                    "line 50-55 degrees at 0.5 degree steps, delta = 0.02, r = 1.95 and 2.2 Angstrom; the "
+                    "Franck-Condon region 60-170 degrees"),
     "structure": {"name": "CaH2", "Z": [20, 1, 1], "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
     "labeler": {"method": "SA-CASSCF", "basis": "def2-SVP", "ncas": 6, "nelecas": 4, "n_states": 3, "nac": True,
                 "conv_tol": 1e-10, "max_cycle": 100},
     "sampler": {"kind": "mixture", "parts": [
         {"kind": "triatomic", "mode": "scan", "n": 10, "r1": round(2.05 + d, 4), "r2": round(2.05 - d, 4),
-         "angle_deg": [43.0, 61.0], "seed": 0} for d in _CAH2_DELTAS]},
+         "angle_deg": [43.0, 61.0], "seed": 0} for d in _CAH2_DELTAS] + _CAH2_SEAM_AND_FC},
 }
 
 # GFN2-xTB (tblite) for every cluster size and the box: one level of theory, so training and

@@ -19,11 +19,13 @@ class Batch(NamedTuple):
     E_states: Optional[jnp.ndarray] = None  # [B, S] eV (multistate data only)
     F_states: Optional[jnp.ndarray] = None  # [B, S, A, 3] eV/Å (multistate data only)
     dipole: Optional[jnp.ndarray] = None  # [B, 3] e·Å (data with extras["dipole"] only)
+    nacs_states: Optional[jnp.ndarray] = None  # [B, S, S, A, 3] 1/Å d_ij = <i|∇j> (multistate data with NACs)
 
 
 def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch:
     """Frames ``idx`` of dataset ``ds``, padded to ``size`` frames by repeating the first;
-    with ``states`` the multistate labels (E_states, and F_states or zeros) come along."""
+    with ``states`` the multistate labels (E_states, and F_states or zeros, and
+    ``extras["nacs_states"]`` where the data have them) come along."""
     idx = np.asarray(idx)
     n = len(idx)
     if n == 0 or n > size:
@@ -47,6 +49,8 @@ def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch
         E_states=jnp.asarray(ds.E_states[full]) if states else None,
         F_states=jnp.asarray(F_states) if states else None,
         dipole=jnp.asarray(ds.extras["dipole"][full], dtype=jnp.result_type(float)) if "dipole" in ds.extras else None,
+        nacs_states=(jnp.asarray(ds.extras["nacs_states"][full], dtype=jnp.result_type(float))
+                     if states and "nacs_states" in ds.extras else None),
     )
 
 

@@ -63,6 +63,10 @@ class LossConfig(_Strict):
     coupling_far_weight: float = Field(0.0, ge=0, description="penalty on couplings where the reference gap is large")
     diabat_order_weight: float = Field(0.0, ge=0, description="penalty on W_kk > W_k+1,k+1 where the gap is large")
     coupling_gap_scale: float = Field(0.5, gt=0, description="eV: gap beyond which a state pair counts as far apart")
+    nac_weight: float = Field(0.0, ge=0, description=(
+        "weight of the nonadiabatic-coupling error, compared as h_ij = (E_j - E_i) d_ij in eV/Å (finite at a "
+        "crossing) over its RMS in the data, up to the arbitrary sign per frame; needs data with "
+        "extras['nacs_states'] [n, S, S, A, 3] 1/Å (docs/multistate.md)"))
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description=(
         "physics constraints at fixed probe configurations: dissociation limit, repulsive wall (docs/training.md)"))
 

@@ -66,6 +66,8 @@ def make_multistate_loss_fn(
     coupling_far_weight: float = 0.0,
     diabat_order_weight: float = 0.0,
     gap_scale: float = 0.5,
+    nac_weight: float = 0.0,
+    sigma_H: float = 1.0,
 ):
     """``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)`` for a multistate model on
     adiabatic data (``batch.E_states`` [B, S] eV, ``batch.F_states`` [B, S, A, 3] eV/Å).
@@ -82,6 +84,10 @@ def make_multistate_loss_fn(
       adiabats far from crossings;
     * ``diabat_order_weight`` · mean f_k,k+1 relu(W_kk - W_k+1,k+1)² / gap_scale² — the
       diabatic diagonal keeps the adiabatic order far from crossings.
+
+    * ``nac_weight`` · :func:`nac_loss` / sigma_H² — the model's nonadiabatic couplings
+      against the reference's (``batch.nacs_states``), as ``h_ij = (E_j − E_i) d_ij``, up
+      to the sign of each frame's pair; this one does pin the diabatic rotation.
 
     The regulariser weights are fixed when the loss is built; the data weights are
     call-time arguments (schedules).
@@ -127,9 +133,67 @@ def make_multistate_loss_fn(
                 l_o = jnp.sum(w[:, None] * far[:, k, k + 1] * viol**2) / wsum
                 total = total + diabat_order_weight * l_o
                 aux["loss_diabat_order"] = l_o
+        if nac_weight:
+            l_h = nac_loss(W, dW, batch.E_states, batch.nacs_states, mask, w) / sigma_H**2
+            total = total + nac_weight * l_h
+            aux["loss_nac"] = l_h
         return total, aux
 
     return loss
+
+
+def scaled_couplings(W, dW):
+    """``h_ij = u_iᵀ (∇W) u_j`` [n, n, A, 3] eV/Å of one frame's diabatic matrix W [n, n] and its
+    Jacobian dW [n, n, A, 3]: ``(E_j − E_i) d_ij`` with d_ij = ⟨i|∇j⟩ (Hellmann–Feynman for
+    off-diagonal elements, :mod:`qdyn.namd.electronic`), and ``∇E_i`` on the diagonal.
+
+    Differentiable in the parameters behind W: for two states the eigenvectors are a rotation
+    by ½ atan2(2 W_01, W_00 − W_11) (:func:`qdyn.namd.electronic.eigh_symmetric`), whose
+    derivative grows as 1/gap but stays finite off an exact crossing; ``eigh``'s eigenvector
+    derivative for n > 2 has the same 1/gap terms.
+    """
+    from ..namd.electronic import eigh_symmetric
+
+    _, U = eigh_symmetric(0.5 * (W + W.T))
+    return jnp.einsum("ai,ab...,bj->ij...", U, dW, U)
+
+
+def nac_loss(W, dW, E_ref, nacs_ref, mask, weight):
+    """Mean squared error of the model's ``h_ij`` against the reference ``(E_j − E_i) d_ij`` [eV/Å],
+    i < j, up to the sign of each frame's pair (eV²/Å²; divide by a scale squared).
+
+    Why h and not d: at a conical intersection d_ij = h_ij / (E_j − E_i) diverges (the
+    reference |d01| of CaH2 reaches 19 1/Å 0.07 eV from the seam), so an error on d would be
+    ruled by the frames nearest the seam and by the model's gap there, which the energy term
+    already fits; h is the derivative coupling of the diabatic matrix, finite and smooth
+    through the seam, and dynamics divides it by the model's own gap. Why the min over ±:
+    each electronic-structure state comes with an arbitrary sign per geometry (the data's
+    signs are made continuous only along a tree, and around an intersection no continuous
+    choice exists), and the model's eigenvector signs are a gauge as well, so only ±h is
+    defined (the phase-free loss of Westermayr et al., Chem. Sci. 10, 8100 (2019)). For
+    more than two states each pair takes its own sign, a relaxation of the one-sign-per-state
+    gauge.
+
+    Args:
+        W: [B, n, n] eV.  dW: [B, n, n, A, 3] eV/Å.  E_ref: [B, n] eV, reference energies.
+        nacs_ref: [B, n, n, A, 3] 1/Å, reference d_ij = ⟨i|∇j⟩; frames whose couplings are
+            not finite do not count.
+        mask: bool [B, A], real atoms.  weight: [B], 0 for padding frames.
+    """
+    n = W.shape[-1]
+    iu = np.triu_indices(n, 1)
+    h_model = jax.vmap(scaled_couplings)(W, dW)[:, iu[0], iu[1]]  # [B, P, A, 3]
+    gap_ref = E_ref[:, iu[1]] - E_ref[:, iu[0]]  # [B, P] E_j − E_i
+    d_ref = nacs_ref[:, iu[0], iu[1]]
+    finite = jnp.all(jnp.isfinite(d_ref), axis=(1, 2, 3))  # [B]
+    h_ref = gap_ref[:, :, None, None] * jnp.where(finite[:, None, None, None], d_ref, 0.0)
+    m = mask[:, None, :, None]
+    err_plus = jnp.sum(jnp.where(m, h_model - h_ref, 0.0) ** 2, axis=(2, 3))  # [B, P]
+    err_minus = jnp.sum(jnp.where(m, h_model + h_ref, 0.0) ** 2, axis=(2, 3))
+    w = weight * finite
+    n_at = jnp.sum(mask, axis=1)
+    return jnp.sum(w[:, None] * jnp.minimum(err_plus, err_minus)) / jnp.maximum(
+        3 * len(iu[0]) * jnp.sum(w * n_at), 1.0)
 
 
 def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Callable:
@@ -159,7 +223,28 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Cal
     sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
     return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                                    smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
-                                   diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale)
+                                   diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale,
+                                   **_nac_terms(lc.nac_weight, model, train_ds))
+
+
+def _nac_terms(weight: float, model: EnergyModel, train_ds) -> dict:
+    """The NAC-loss settings of :func:`make_multistate_loss_fn`: the weight and sigma_H, the RMS
+    component of the reference h_ij = (E_j − E_i) d_ij (i < j) over the training frames [eV/Å]."""
+    if not weight:
+        return {}
+    nacs = train_ds.extras.get("nacs_states")
+    if nacs is None:
+        raise ConfigError(f"loss.nac_weight: {train_ds.source} has no couplings (extras['nacs_states'] "
+                          "[n, S, S, A, 3] 1/Å)")
+    n = model.n_states
+    if nacs.shape[1:3] != (n, n):
+        raise ConfigError(f"loss.nac_weight: extras['nacs_states'] of {train_ds.source} couples {nacs.shape[1]} "
+                          f"states, the model has {n}")
+    iu = np.triu_indices(n, 1)
+    h = (train_ds.E_states[:, iu[1]] - train_ds.E_states[:, iu[0]])[:, :, None, None] * nacs[:, iu[0], iu[1]]
+    real = np.broadcast_to((train_ds.Z > 0)[:, None, :, None], h.shape) & np.isfinite(h)
+    sigma_H = float(np.sqrt(np.mean(h[real] ** 2))) if real.any() else 0.0
+    return {"nac_weight": weight, "sigma_H": sigma_H or 1.0}
 
 
 def _dipole_terms(weight: float, model: EnergyModel, train_ds) -> dict:
