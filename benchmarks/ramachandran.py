@@ -57,7 +57,7 @@ KJ_PER_MOL_PER_EV = units.convert(1.0, "eV", "kJ/mol")
 
 
 # -- the model -----------------------------------------------------------------------------
-def train_model(run_dir: Path, *, epochs: int, log):
+def train_model(run_dir: Path, *, epochs: int, hidden: list, log):
     """The hybrid on the shipped set (a finished run in ``run_dir`` is reused); test errors."""
     ds = load_shipped("alanine_dipeptide")
     perm = np.random.default_rng(0).permutation(ds.n_frames)
@@ -66,7 +66,7 @@ def train_model(run_dir: Path, *, epochs: int, log):
     n_val = max(5, pool.n_frames // 10)
     if not (run_dir / "model.json").exists():
         cfg = parse_config({
-            "model": {**DESCRIPTOR, **MODELS["hybrid (circuit)"], "core_radii": "auto"},
+            "model": {**DESCRIPTOR, **MODELS["hybrid (circuit)"], "core_radii": "auto", "hidden": hidden},
             "data": {"path": "unused", "n_train": pool.n_frames - n_val, "n_val": n_val, "n_test": 0, "split_seed": 0},
             # forces carry 3N numbers per frame against one energy: weighted up so MD sees the right gradients
             "loss": {"energy_weight": 1.0, "force_weight": 10.0},
@@ -82,6 +82,7 @@ def train_model(run_dir: Path, *, epochs: int, log):
     log(f"hybrid on alanine dipeptide: E {err['energy_mae_meV_per_atom']:.2f} meV/atom, "
         f"F {err['force_mae_meV_per_A']:.0f} meV/Å on {n_test} test frames")
     return model, params, {"n_train": pool.n_frames - n_val, "n_val": n_val, "n_test": n_test, "epochs": epochs,
+                           "hidden": hidden,
                            "test": err, "force_weight": 10.0, "core_radii": "auto"}
 
 
@@ -150,17 +151,19 @@ def metadynamics(model, params, Z, R0, idx, *, walkers: int, steps: int, pace: i
     return bias, res
 
 
-def bond_check(Z, R0, X) -> dict:
-    """Largest stretch of every starting bond over the frames X [F, W, n, 3], bonds broken."""
+def bond_check(Z, R0, X, t_ps) -> dict:
+    """Largest stretch of every starting bond over the frames X [F, W, n, 3] (times t_ps [F]),
+    the walkers that broke one, when the first did and which bond it was."""
     pairs = bond_pairs(Z, R0)
     L0 = np.linalg.norm(R0[pairs[:, 0]] - R0[pairs[:, 1]], axis=-1)
     L = np.linalg.norm(X[..., pairs[:, 0], :] - X[..., pairs[:, 1], :], axis=-1)
     stretch = L / L0
     broken = stretch > 1.5
-    first = np.argwhere(broken.any(-1))  # (frame, walker) where a bond is past the limit
+    first = np.argwhere(broken)  # (frame, walker, bond), frames in time order
     return {"max_bond_stretch": float(stretch.max()), "min_bond_ratio": float(stretch.min()),
             "walkers_with_broken_bond": int(broken.any(axis=(0, 2)).sum()),
-            "first_break_frame": int(first[0, 0]) if len(first) else None}
+            "first_break_ps": float(t_ps[first[0, 0]]) if len(first) else None,
+            "first_broken_bond": [int(Z[a]) for a in pairs[first[0, 2]]] if len(first) else None}
 
 
 # -- plot and README ------------------------------------------------------------------------
@@ -201,6 +204,12 @@ def readme_text(p: dict) -> str:
         lines.append(f"| {name} | {b['phi_deg']:.0f}, {b['psi_deg']:.0f} | {b['F_kJ_per_mol']:.1f} | "
                      f"{h['F_kJ_per_mol']:.1f} |")
     c, b = p["convergence"], p["bonds"]
+    if b["walkers_with_broken_bond"]:
+        lines += ["", f"**Not a valid free-energy map:** {b['walkers_with_broken_bond']} of {r['walkers']} walkers broke "
+                  f"a bond, the first after {b['first_break_ps']:.2f} ps"
+                  + (f" (a bond between atomic numbers {b['first_broken_bond']})" if b.get("first_broken_bond") else "")
+                  + ", so the bias filled the wells of broken molecules: the model is not stable enough at 300 K "
+                  "for this run."]
     lines += ["", f"Convergence: whole run vs first half, RMS {c['rms_kJ_per_mol']:.1f} kJ/mol over the grid points "
               f"below {c['below_kJ_per_mol']:.0f} kJ/mol (after the best constant shift). Bonds: largest stretch "
               f"{b['max_bond_stretch']:.2f} × the starting length, {b['walkers_with_broken_bond']} walker(s) with a "
@@ -212,6 +221,7 @@ def readme_text(p: dict) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=60, help="training epochs of the hybrid")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[16, 16], help="widths of the descriptor MLP")
     ap.add_argument("--walkers", type=int, default=8, help="metadynamics walkers sharing one bias")
     ap.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget of the metadynamics [min]; "
                     "the steps per walker follow from a short timing run")
@@ -228,7 +238,7 @@ def main():
     load_avg = round(os.getloadavg()[0], 2)
     log = lambda s: print(f"{time.strftime('%H:%M:%S')} {s}", flush=True)  # noqa: E731
     run_dir = args.model_run or Path(tempfile.mkdtemp(prefix="qdyn-ala-")) / "hybrid"
-    model, params, model_info = train_model(run_dir, epochs=args.epochs, log=log)
+    model, params, model_info = train_model(run_dir, epochs=args.epochs, hidden=args.hidden, log=log)
 
     ref = load_shipped("alanine_dipeptide").metadata["sampling"]["reference"][0]
     Z, R0 = np.asarray(ref["Z"]), np.asarray(ref["R_minimum"])
@@ -263,7 +273,7 @@ def main():
     basins = basin_table(F_full, axis)
     basins_half = basin_table(F_half, axis)
     X = np.asarray(res.position)
-    bonds = bond_check(Z, R0, X)
+    bonds = bond_check(Z, R0, X, np.asarray(res.time_fs) / 1000)
     cvs_deg = np.degrees(np.asarray(res.cv))
     T = np.asarray(res.temperature)
     payload = {
