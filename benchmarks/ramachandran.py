@@ -293,7 +293,7 @@ def main():
     text = readme_text(payload)
     print(text)
     if not args.small:
-        update_readme_section(NAME, "Alanine dipeptide Ramachandran map (`python benchmarks/ramachandran.py`)", text)
+        update_readme_section(NAME, "### Alanine dipeptide Ramachandran map (`python benchmarks/ramachandran.py`)", text)
 
 
 if __name__ == "__main__":
