@@ -20,7 +20,9 @@ Ethanol (``load_shipped("ethanol")``, the rMD17 level of theory):
 Alanine dipeptide and ferrocene: the hybrid (one seed) trained on their GFN2-xTB sets, test
 errors and a short NVT run with the same bond check.
 
-Usage: nice -n 15 python benchmarks/bench_organics.py [--seeds 5] [--epochs 60] [--quick]
+Usage: nice -n 15 python benchmarks/bench_organics.py [--seeds 5] [--steps 1000 | --epochs 60]
+       [--force-weight 10] [--md-replicas 2] [--md-ps 100] [--ethanol labelled:ethanol] [--quick]
+(``labelled:ethanol``: the frames a running labelling job has finished so far, from the cache.)
 Writes benchmarks/results/bench_organics.{json,png} (+ _torsions.png) and its section of
 benchmarks/README.md.
 """
