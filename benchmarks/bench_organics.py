@@ -20,7 +20,9 @@ Ethanol (``load_shipped("ethanol")``, the rMD17 level of theory):
 Alanine dipeptide and ferrocene: the hybrid (one seed) trained on their GFN2-xTB sets, test
 errors and a short NVT run with the same bond check.
 
-Usage: nice -n 15 python benchmarks/bench_organics.py [--seeds 5] [--epochs 60] [--quick]
+Usage: nice -n 15 python benchmarks/bench_organics.py [--seeds 5] [--steps 1000 | --epochs 60]
+       [--force-weight 10] [--md-replicas 2] [--md-ps 100] [--ethanol labelled:ethanol] [--quick]
+(``labelled:ethanol``: the frames a running labelling job has finished so far, from the cache.)
 Writes benchmarks/results/bench_organics.{json,png} (+ _torsions.png) and its section of
 benchmarks/README.md.
 """
@@ -51,31 +53,57 @@ from qdyn.train import parse_config, train  # noqa: E402
 from qdyn.train.trainer import predict  # noqa: E402
 from qdyn.uncertainty.ensemble import unstack  # noqa: E402
 
-# no core_radii wall: the BPNN has none, and the comparison is of the models as they are
+# The hybrid families get a core wall (core_radii: auto, 0.9 x the shortest training distance per species
+# pair): zero inside the data's region, so test errors are those of the models as they are, while MD
+# cannot fall into the holes below it. The BPNN family has no wall option.
 DESCRIPTOR = {"cutoff": 5.0, "n_radial": 6, "zetas": [1.0, 4.0], "eta_angular": 0.1}
 MODELS = {
-    "hybrid (circuit)": {"family": "hybrid", "branch": "reupload", "n_qubits": 4, "layers": 2, "hidden": [16, 16]},
+    "hybrid (circuit)": {"family": "hybrid", "branch": "reupload", "n_qubits": 4, "layers": 2, "hidden": [16, 16],
+                         "core_radii": "auto"},
     "classical control (MLP branch)": {"family": "hybrid", "branch": "mlp", "n_qubits": 4, "layers": 2,
-                                       "hidden": [16, 16]},
+                                       "hidden": [16, 16], "core_radii": "auto"},
     "BPNN": {"family": "bpnn", "hidden": [16, 16]},
 }
 BOND_STRETCH_LIMIT = 1.5  # × starting length: past this a bond counts as broken
 
 
 def load(spec: str) -> Dataset:
-    """``shipped:NAME`` or a dataset file; converged frames only."""
+    """``shipped:NAME``, ``labelled:NAME`` or a dataset file; converged frames only.
+
+    ``labelled:NAME`` is the part of shipped recipe NAME finished so far in the per-frame label
+    cache (what ``build_organics_data.py`` would ship now), so a benchmark can run on the frames
+    of a labelling job that is still going, without recomputing any.
+    """
     if spec.startswith("shipped:"):
         return load_shipped(spec.split(":", 1)[1])
+    if spec.startswith("labelled:"):
+        return labelled_so_far(spec.split(":", 1)[1])
     return read(spec).converged_only()
 
 
+def labelled_so_far(name: str) -> Dataset:
+    from qdyn.data import label_dataset, recipes
+    from qdyn.data.label_run import labeled_mask
+    from qdyn.data.labelers import labeler_from_spec
+
+    recipe = recipes.get_recipe(f"shipped:{name}")
+    lab = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
+    configs = recipes.sample_configurations(recipe)
+    keep = np.flatnonzero(labeled_mask(configs, lab))
+    ds = label_dataset(configs.subset(keep), lab, workers=0,
+                       metadata={"sampling": load_shipped(name).metadata["sampling"],
+                                 "n_recipe_frames": int(configs.n_frames)})
+    return ds.converged_only()
+
+
 # -- training and errors ------------------------------------------------------------------
-def train_config(model: dict, *, n_train: int, n_val: int, epochs: int, seeds: int, batch: int) -> object:
+def train_config(model: dict, *, n_train: int, n_val: int, epochs: int, seeds: int, batch: int,
+                 force_weight: float = 1.0) -> object:
     quantum = model["family"] == "hybrid"
     return parse_config({
         "model": {**DESCRIPTOR, **model},
         "data": {"path": "unused", "n_train": n_train, "n_val": n_val, "n_test": 0, "split_seed": 0},
-        "loss": {"energy_weight": 1.0, "force_weight": 1.0},
+        "loss": {"energy_weight": 1.0, "force_weight": force_weight},
         "optim": {"learning_rate": 5e-3, "schedule": "cosine", "final_lr_fraction": 0.05},
         "epochs": epochs, "batch_size": batch, "seed": 0, "staged": quantum,
         "pretrain_epochs": max(1, epochs // 4) if quantum else 0, "checkpoint_every": epochs,
@@ -108,13 +136,22 @@ def mean_spread(rows: list[dict]) -> dict:
     return out
 
 
-def fit(label: str, model: dict, pool: Dataset, n_train: int, args, runs: Path):
+def epochs_for(args, n_train: int) -> int:
+    """``--epochs``, or as many as make ``--steps`` optimiser steps on ``n_train`` frames (so every
+    point of a learning curve gets the same number of updates)."""
+    if getattr(args, "steps", None):
+        return max(1, -(-args.steps * args.batch // n_train))
+    return args.epochs
+
+
+def fit(label: str, model: dict, pool: Dataset, n_train: int, args, runs: Path, *, tag: str = ""):
     """Train ``model`` on the first ``n_train`` frames of ``pool`` (+ a validation tenth)."""
     n_val = max(5, n_train // 10)
     data = pool.subset(np.arange(n_train + n_val))
-    cfg = train_config(model, n_train=n_train, n_val=n_val, epochs=args.epochs, seeds=args.seeds, batch=args.batch)
+    cfg = train_config(model, n_train=n_train, n_val=n_val, epochs=epochs_for(args, n_train), seeds=args.seeds,
+                       batch=args.batch, force_weight=getattr(args, "force_weight", 1.0))
     t0 = time.perf_counter()
-    res = train(cfg, runs / f"{label.split(' ')[0]}-{n_train}", data=data, progress=False)
+    res = train(cfg, runs / f"{label.split(' ')[0]}-{n_train}{tag}", data=data, progress=False)
     return res, time.perf_counter() - t0
 
 
@@ -127,7 +164,7 @@ def learning_curves(pool: Dataset, test: Dataset, sizes, args, runs: Path, log) 
         for n in sizes:
             res, seconds = fit(label, model, pool, n, args, runs)
             per_seed = [errors(m, p, test) for m, p in members(res)]
-            curves[label][str(n)] = {**mean_spread(per_seed), "train_seconds": seconds,
+            curves[label][str(n)] = {**mean_spread(per_seed), "train_seconds": seconds, "epochs": epochs_for(args, n),
                                      "n_params_per_member": int(res.metrics["n_params"])}
             c = curves[label][str(n)]
             log(f"{label:32s} N={n:4d}: E {c['energy_mae_meV_per_atom']['mean']:.2f} ± "
@@ -135,6 +172,25 @@ def learning_curves(pool: Dataset, test: Dataset, sizes, args, runs: Path, log) 
                 f"{c['force_mae_meV_per_A']['std']:.1f} meV/Å ({seconds:.0f} s)")
             largest[label] = members(res)[0]
     return curves, largest
+
+
+def md_models(pool: Dataset, test: Dataset, n_train: int, args, runs: Path, log) -> tuple[dict, dict]:
+    """One model of each kind for MD and torsions: the largest training set, ``--md-steps``
+    updates, forces weighted by ``--force-weight``, and for the hybrid families a core wall
+    (``core_radii: auto``, 0.9 × the shortest training distance of each species pair; the BPNN
+    family has no wall option)."""
+    trained, info = {}, {}
+    margs = argparse.Namespace(**{**vars(args), "seeds": 1, "steps": args.md_steps})
+    for label, model in MODELS.items():
+        if args.models and not any(label.startswith(m) for m in args.models):
+            continue
+        res, seconds = fit(label, model, pool, n_train, margs, runs, tag="-md")
+        trained[label] = members(res)[0]
+        info[label] = {"n_train": n_train, "steps": args.md_steps, "epochs": epochs_for(margs, n_train),
+                       "train_seconds": seconds, "core_wall": "core_radii" in model,
+                       "test": errors(*trained[label], test)}
+        log(f"MD model {label}: {info[label]}")
+    return trained, info
 
 
 # -- torsions -----------------------------------------------------------------------------
@@ -166,27 +222,38 @@ def bond_pairs(Z, R) -> np.ndarray:
     return np.stack([i, j], 1)
 
 
-def nvt_check(model, params, Z, R0, *, ps: float, seed: int) -> dict:
-    """Langevin NVT at 300 K from R0; bond lengths over the whole trajectory."""
+def nvt_check(model, params, Z, R0, *, ps: float, seed: int, replicas: int = 1) -> dict:
+    """Langevin NVT at 300 K from R0, ``replicas`` independent trajectories in one run_md call;
+    bond lengths over every stored frame of every replica, and when each replica first broke one."""
     system = System.create([int(z) for z in Z])
-    dt_fs, stride = 0.5, 20
+    dt_fs, stride = 0.5, 100 if ps >= 10 else 20
     steps = max(stride, int(round(ps * 1000 / dt_fs / stride)) * stride)
     settings = md.MDSettings(ensemble="nvt-langevin", dt_fs=dt_fs, n_steps=steps, temperature_K=300.0,
-                             remove_rotation=True)
+                             remove_rotation=True, replicas=replicas)
+    t0 = time.perf_counter()
     res = md.run_md(md.model_energy_fn(model.apply), params, R0, system, settings,
-                    output=md.MDOutput(stride=stride, frames_per_block=25, progress=None),
+                    output=md.MDOutput(stride=stride, frames_per_block=50, progress=None, store_replicas=replicas),
                     key=jax.random.PRNGKey(seed))
-    X = np.asarray(res.position)[:, 0]  # [F, n, 3] the stored replica
+    wall = time.perf_counter() - t0
+    X = np.asarray(res.position)  # [F, replicas, n, 3]
     pairs = bond_pairs(Z, R0)
     L0 = np.linalg.norm(R0[pairs[:, 0]] - R0[pairs[:, 1]], axis=-1)
-    L = np.linalg.norm(X[:, pairs[:, 0]] - X[:, pairs[:, 1]], axis=-1)
-    new_bonds = max(len(bond_pairs(Z, x)) - len(pairs) for x in X)
+    L = np.linalg.norm(X[..., pairs[:, 0], :] - X[..., pairs[:, 1], :], axis=-1)  # [F, replicas, bonds]
+    new_bonds = max(len(bond_pairs(Z, x)) - len(pairs) for x in X.reshape(-1, *X.shape[2:]))
     stretch = L / L0
-    T = np.asarray(res.temperature)[:, 0]
-    return {"ps": steps * dt_fs / 1000, "steps": steps, "dt_fs": dt_fs, "frames": int(len(X)),
+    broken = stretch > BOND_STRETCH_LIMIT
+    t_ps = np.asarray(res.time_fs) / 1000
+    first_break = [float(t_ps[np.argmax(broken[:, r].any(-1))]) if broken[:, r].any() else None
+                   for r in range(replicas)]
+    worst = np.unravel_index(np.argmax(stretch.max(0)), stretch.shape[1:])  # (replica, bond)
+    T = np.asarray(res.temperature)
+    return {"ps": steps * dt_fs / 1000, "steps": steps, "dt_fs": dt_fs, "replicas": replicas, "frames": int(len(X)),
             "max_bond_stretch": float(stretch.max()), "min_bond_ratio": float(stretch.min()),
-            "bonds_broken": int((stretch.max(0) > BOND_STRETCH_LIMIT).sum()), "extra_bonds_formed": int(new_bonds),
-            "mean_temperature_K": float(T[len(T) // 2:].mean()), "steps_per_s": float(res.timings["steps_per_s"])}
+            "bonds_broken": int((stretch.max(axis=(0, 1)) > BOND_STRETCH_LIMIT).sum()),
+            "replicas_with_broken_bond": int(sum(t is not None for t in first_break)),
+            "first_break_ps": first_break, "worst_bond_atoms": [int(a) for a in pairs[worst[1]]],
+            "extra_bonds_formed": int(new_bonds), "mean_temperature_K": float(T[len(T) // 2:].mean()),
+            "steps_per_s": float(res.timings["steps_per_s"]), "wall_s": wall}
 
 
 # -- alanine dipeptide and ferrocene -------------------------------------------------------
@@ -197,7 +264,7 @@ def xtb_system(name: str, args, runs: Path, log) -> dict:
     test, pool = ds.subset(perm[:n_test]), ds.subset(perm[n_test:])
     n_train = min(args.xtb_train, pool.n_frames - max(5, args.xtb_train // 10))
     model = MODELS["hybrid (circuit)"]
-    xargs = argparse.Namespace(**{**vars(args), "seeds": 1, "epochs": args.xtb_epochs})
+    xargs = argparse.Namespace(**{**vars(args), "seeds": 1, "epochs": args.xtb_epochs, "steps": None})
     res, seconds = fit(f"hybrid-{name}", model, pool, n_train, xargs, runs)
     m, p = members(res)[0]
     err = errors(m, p, test)
@@ -263,9 +330,14 @@ def readme_text(p: dict) -> str:
     s = p["settings"]
     level = p["data"]["level"]
     level = f"{level['xc']}/{level['basis']}" if "xc" in level else level["method"]
-    lines = [f"Ethanol at {level} ({p['data']['frames']} frames; {p['data']['n_test']} held out for "
-             f"testing), {s['epochs']} epochs, batch {s['batch']}, mean ± std over {s['seeds']} initialisations "
-             f"(one deep-ensemble run per point). Energy MAE per atom [meV/atom] / force MAE [meV/Å]:", "",
+    sub = p["data"].get("n_recipe_frames")
+    frames = f"{p['data']['frames']} of the recipe's {sub} frames labelled so far" if sub else f"{p['data']['frames']} frames"
+    budget = (f"{s['steps']} optimiser steps per point (epochs = steps × batch / frames)" if s.get("steps")
+              else f"{s['epochs']} epochs")
+    lines = [f"Ethanol at {level} ({frames}; {p['data']['n_test']} held out for "
+             f"testing), {budget}, batch {s['batch']}, force weight {s.get('force_weight', 1.0)}, mean ± std over "
+             f"{s['seeds']} initialisations (one deep-ensemble run per point). Energy MAE per atom [meV/atom] / "
+             f"force MAE [meV/Å]:", "",
              "| model | params | " + " | ".join(f"N = {n}" for n in p["sizes"]) + " |",
              "|---|---|" + "---|" * len(p["sizes"])]
     for label, rows in p["curves"].items():
@@ -273,23 +345,37 @@ def readme_text(p: dict) -> str:
                  f" / {rows[str(n)]['force_mae_meV_per_A']['mean']:.0f} ± {rows[str(n)]['force_mae_meV_per_A']['std']:.0f}"
                  for n in p["sizes"]]
         lines.append(f"| {label} | {rows[str(p['sizes'][0])]['n_params_per_member']} | " + " | ".join(cells) + " |")
-    lines += ["", "Torsion profiles (rigid scans of the GFN2-xTB minimum labelled at the reference level, largest training set, member 0): MAE of the "
+    if p.get("md_models"):
+        lines += ["", f"MD and torsion models: one seed per kind, {s['md_steps']} optimiser steps on the largest "
+                  "training set, a core wall (`core_radii: auto`) for the hybrid and its control (the BPNN family has "
+                  "no wall option). Test errors:", "", "| model | E MAE [meV/atom] | F MAE [meV/Å] | train [s] |",
+                  "|---|---|---|---|"]
+        for label, r in p["md_models"].items():
+            lines.append(f"| {label} | {r['test']['energy_mae_meV_per_atom']:.2f} | "
+                         f"{r['test']['force_mae_meV_per_A']:.0f} | {r['train_seconds']:.0f} |")
+    which = "the MD models" if p.get("md_models") else "largest training set, member 0; the NVT below uses the same models"
+    lines += ["", f"Torsion profiles (rigid scans of the GFN2-xTB minimum labelled at the reference level, {which}): MAE of the "
               "relative energy [meV] and barrier [meV] (reference: "
               + ", ".join(f"{k} {v['reference_barrier_meV']:.0f}" for k, v in p["torsions"].items()) + ")", "",
               "| model | " + " | ".join(f"{k} MAE | {k} barrier" for k in p["torsions"]) + " |",
               "|---|" + "---|---|" * len(p["torsions"])]
-    for label in p["curves"]:
+    for label in next(iter(p["torsions"].values()))["models"]:
         lines.append(f"| {label} | " + " | ".join(
             f"{v['models'][label]['mae_meV']:.1f} | {v['models'][label]['barrier_meV']:.0f}" for v in p["torsions"].values()) + " |")
-    lines += ["", f"NVT (Langevin, 300 K, dt 0.5 fs) from the GFN2-xTB minimum; a bond is broken past "
-              f"{BOND_STRETCH_LIMIT} × its starting length:", "",
-              "| system | model | ps | max bond stretch | bonds broken | bonds formed | mean T [K] |", "|---|---|---|---|---|---|---|"]
+    lines += ["", f"NVT (Langevin, 300 K, dt 0.5 fs) from the GFN2-xTB minimum, independent replicas in one run; a "
+              f"bond is broken past {BOND_STRETCH_LIMIT} × its starting length:", "",
+              "| system | model | replicas × ps | max bond stretch | bonds broken | replicas broken (first at) | "
+              "bonds formed | mean T [K] | steps/s |", "|---|---|---|---|---|---|---|---|---|"]
     for label, r in p["nvt"].items():
-        lines.append(f"| ethanol | {label} | {r['ps']:.1f} | {r['max_bond_stretch']:.2f} | {r['bonds_broken']} | "
-                     f"{r['extra_bonds_formed']} | {r['mean_temperature_K']:.0f} |")
+        firsts = [t for t in r.get("first_break_ps", []) if t is not None]
+        when = f"{r.get('replicas_with_broken_bond', 0)} ({min(firsts):.2f} ps)" if firsts else "0"
+        lines.append(f"| ethanol | {label} | {r.get('replicas', 1)} × {r['ps']:.1f} | {r['max_bond_stretch']:.2f} | "
+                     f"{r['bonds_broken']} | {when} | {r['extra_bonds_formed']} | {r['mean_temperature_K']:.0f} | "
+                     f"{r['steps_per_s']:.0f} |")
     for name, r in p.get("xtb", {}).items():
-        lines.append(f"| {name} (GFN2-xTB) | hybrid | {r['nvt']['ps']:.1f} | {r['nvt']['max_bond_stretch']:.2f} | "
-                     f"{r['nvt']['bonds_broken']} | {r['nvt']['extra_bonds_formed']} | {r['nvt']['mean_temperature_K']:.0f} |")
+        lines.append(f"| {name} (GFN2-xTB) | hybrid | 1 × {r['nvt']['ps']:.1f} | {r['nvt']['max_bond_stretch']:.2f} | "
+                     f"{r['nvt']['bonds_broken']} | – | {r['nvt']['extra_bonds_formed']} | "
+                     f"{r['nvt']['mean_temperature_K']:.0f} | {r['nvt']['steps_per_s']:.0f} |")
     if p.get("xtb"):
         lines += ["", "Hybrid on the GFN2-xTB sets (one seed): test errors", "",
                   "| system | atoms | train / test frames | epochs | E MAE [meV/atom] | F MAE [meV/Å] |", "|---|---|---|---|---|---|"]
@@ -305,10 +391,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400], help="training frames per point")
     ap.add_argument("--seeds", type=int, default=5, help="initialisations per point (a deep ensemble)")
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=60, help="training epochs per point (unless --steps)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="optimiser steps per learning-curve point (epochs = steps × batch / frames)")
+    ap.add_argument("--force-weight", type=float, default=10.0,
+                    help="force-loss weight (residuals scaled by their spreads; energy weight 1)")
+    ap.add_argument("--md-steps", type=int, default=3000,
+                    help="optimiser steps of the MD/torsion models (one seed, largest set, core wall for the "
+                         "hybrid families); 0: use member 0 of the largest learning-curve point")
+    ap.add_argument("--md-replicas", type=int, default=4, help="independent NVT trajectories per model")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--n-test", type=int, default=100, help="held-out ethanol frames (fewer if the data is short)")
-    ap.add_argument("--md-ps", type=float, default=5.0, help="NVT length per model [ps]")
+    ap.add_argument("--md-ps", type=float, default=100.0, help="NVT length per replica [ps]")
     ap.add_argument("--xtb-train", type=int, default=200, help="training frames, alanine dipeptide and ferrocene")
     ap.add_argument("--xtb-epochs", type=int, default=30)
     ap.add_argument("--ethanol", default="shipped:ethanol", help="ethanol dataset (shipped:NAME or a file)")
@@ -326,6 +420,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.seeds, args.epochs, args.md_ps, args.xtb_train, args.xtb_epochs = [20, 40], 2, 2, 0.05, 20, 2
+        args.steps, args.md_steps, args.md_replicas = None, 10, 2
     import os
 
     if args.compile_cache is not None:
@@ -369,20 +464,26 @@ def ethanol_part(args, runs: Path, log) -> dict:
     test, pool = ds.subset(perm[:n_test]), ds.subset(perm[n_test:])
     sizes = sorted({min(n, pool.n_frames - max(5, n // 10)) for n in args.sizes})
     log(f"ethanol: {ds.n_frames} frames, test {n_test}, training sizes {sizes}, {args.seeds} seeds, {args.epochs} epochs")
-    curves, largest = learning_curves(pool, test, sizes, args, runs, log)
+    curves, largest = learning_curves(pool, test, sizes, args, runs, log) if args.seeds > 0 else ({}, {})
+    md_info = {}
+    if args.md_steps:
+        largest, md_info = md_models(pool, test, sizes[-1], args, runs, log)
     torsions = torsion_profiles(largest, load(args.torsions))
     ref = ds.metadata["sampling"]["reference"][0]
     Z0, R0 = np.asarray(ref["Z"]), np.asarray(ref["R_minimum"])
     nvt = {}
     for label, (m, p) in largest.items():
-        nvt[label] = nvt_check(m, p, Z0, R0, ps=args.md_ps, seed=0)
+        nvt[label] = nvt_check(m, p, Z0, R0, ps=args.md_ps, seed=0, replicas=args.md_replicas)
         log(f"NVT {label}: {nvt[label]}")
     name = "bench_organics" + ("_quick" if args.quick else "")
     plot_curves(RESULTS / f"{name}.png", curves, n_test)
     plot_torsions(RESULTS / f"{name}_torsions.png", torsions)
-    return {"data": {"name": "ethanol", "frames": ds.n_frames, "n_test": n_test, "level": ds.metadata["labeler"]},
+    n_recipe = ds.metadata.get("subset", {}).get("n_recipe_frames") or ds.metadata.get("n_recipe_frames")
+    return {"data": {"name": "ethanol", "frames": ds.n_frames, "n_test": n_test, "level": ds.metadata["labeler"],
+                     "n_recipe_frames": n_recipe},
             "sizes": sizes, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "models": MODELS, "descriptor": DESCRIPTOR, "curves": curves, "torsions": torsions, "nvt": nvt,
+            "md_models": md_info,
             "load_average": round(load_avg, 2), **machine_info()}
 
 
