@@ -117,6 +117,37 @@ def box(args, runs: Path) -> dict:
     return out
 
 
+def memory_probe(batch: int, electrostatics: bool) -> dict:
+    """Peak RSS [MB] and times [s] of one compiled training step (E+F loss, value and gradient)
+    on ``batch`` frames of the 32-water box: the cost the charge head adds to the short model.
+    Run in a fresh process per variant (peak RSS never goes down)."""
+    import resource
+
+    import jax
+
+    from qdyn.models import build_model
+    from qdyn.train.batches import make_batch
+    from qdyn.train.losses import make_loss_fn
+
+    ds = load_shipped("water_box32")
+    spec = {**SHORT, "cutoff": BOX_CUTOFF, **({"electrostatics": ELEC} if electrostatics else {})}
+    model = build_model(spec, species=(1, 8))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
+    loss = make_loss_fn(model.apply, sigma_E=1.0, sigma_F=1.0)
+    step = jax.jit(jax.value_and_grad(lambda p, b: loss(p, b, 1.0, 1.0, 0.0)[0]))
+    b = make_batch(ds, np.arange(batch), batch)
+    t0 = time.perf_counter()
+    compiled = step.lower(params, b).compile()
+    t_compile = time.perf_counter() - t0
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(params, b))
+        times.append(time.perf_counter() - t)
+    return {"batch": batch, "electrostatics": electrostatics, "compile_s": t_compile, "step_s": min(times),
+            "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def plot(path: Path, results: dict) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -182,7 +213,13 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="clusters: training seeds (added to the "
                                                                       "seeds already in the results file)")
     ap.add_argument("--quick", action="store_true", help="two epochs, for checking the script")
+    ap.add_argument("--memory-probe", choices=["short", "elec"], default=None,
+                    help="only print the peak RSS [MB] and step time [s] of one training step on the box "
+                         "(--batch frames) as JSON, for the model without/with electrostatics")
     args = ap.parse_args()
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.batch, args.memory_probe == "elec")))
+        return
     if args.quick:
         args.epochs = 2
     runs = args.runs or Path(tempfile.mkdtemp(prefix="qdyn-elec-"))

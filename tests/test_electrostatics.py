@@ -11,8 +11,10 @@ import pytest
 
 from qdyn import testing
 from qdyn.models import build_model
-from qdyn.models.electrostatics import (EwaldSettings, check_ewald_box, coulomb_matrix, dipole_moment, ewald_parameters,
-                                        neutral_charges, qeq_charges)
+from qdyn.descriptors.neighbors import neighbor_list_fn
+from qdyn.models.electrostatics import (ElectrostaticsSettings, EwaldSettings, check_ewald_box, coulomb_matrix,
+                                        dipole_moment, ewald_parameters, neutral_charges, qeq_charges,
+                                        with_electrostatics)
 from qdyn.structures import rattle, water, water_box, water_dimer
 from qdyn.system import System
 from qdyn.units import COULOMB_EV_A
@@ -136,19 +138,37 @@ def test_charges_reach_beyond_the_cutoff_dipole_dipole_limit(qeq_model):
     np.testing.assert_allclose(E_int, expected, rtol=0.05)
 
 
-def test_a_periodic_model_with_neutral_charges_is_image_and_strain_consistent():
-    model = build_model({"family": "bpnn", "hidden": [4], "n_radial": 3, "cutoff": 3.0,
-                         "electrostatics": {"scheme": "neutral", "hidden": [4],
-                                            "ewald": {"real_cutoff": 6.0, "images": 1, "k_max": 6}}},
-                        species=(1, 8))
+PERIODIC = {"family": "bpnn", "hidden": [4], "n_radial": 3, "cutoff": 3.0}
+PERIODIC_ELEC = {"scheme": "neutral", "hidden": [4],
+                 "ewald": {"accuracy": 1e-5, "real_cutoff": 6.0, "images": 1, "k_max": 4}}
+
+
+def test_a_periodic_model_reads_one_descriptor_dense_or_neighbour_list_and_is_image_consistent():
+    model = build_model({**PERIODIC, "electrostatics": PERIODIC_ELEC}, species=(1, 8))
     params = testing.randomize_params(jax.jit(model.init)(jax.random.PRNGKey(2)), jax.random.PRNGKey(3), scale=0.3)
     R, species, side = water_box(2)
     system = System.create(species, box=np.diag(side))
-    R = jnp.asarray(rattle(R, 1))
+    R = jnp.asarray(np.mod(rattle(R, 1), side))
     model.check(R, system)
-    assert float(jnp.max(jnp.abs(model.charges(params, R, system)))) > 0.01
+    E, F = testing._ef(model)(params, R, system)  # the compiled E+F every check below shares
+    # the charge head reads the short-range model's own descriptor (one evaluation): the same
+    # energy as a head that recomputes the descriptor itself, as the first version did
+    short = build_model(PERIODIC, species=(1, 8))
+
+    def recomputed(p, R, system, neighbor=None):
+        G = (short.features(R, system) - p["g_mean"][None, :]) / p["g_std"][None, :]
+        return short.atom_energies(p, R, system, neighbor), G
+
+    separate = with_electrostatics(short._replace(atom_terms=recomputed), ElectrostaticsSettings(**PERIODIC_ELEC))
+    np.testing.assert_allclose(float(jax.jit(separate.apply)(params, R, system)), float(E), rtol=0, atol=1e-10)
+    # on a JAX-MD neighbour list (the periodic-box path): the same energy and forces
+    nbrs = neighbor_list_fn(system.box, PERIODIC["cutoff"], skin=0.3).allocate(R)
+    assert nbrs.idx.shape[1] < len(species) - 1  # a real list, not every pair
+    E_nl, g_nl = jax.jit(jax.value_and_grad(model.apply, argnums=1))(params, R, system, nbrs)
+    np.testing.assert_allclose(float(E_nl), float(E), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(-np.asarray(g_nl), np.asarray(F), rtol=0, atol=1e-10)
     testing.assert_periodic_image_invariant(model, params, R, system)
-    testing.assert_forces_match_fd(model, params, R, system)
+    testing.assert_forces_match_fd(model, params, R, system, n_dirs=2)
     testing.assert_no_retrace(model, params, R, system)
 
 
