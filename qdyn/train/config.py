@@ -64,7 +64,8 @@ class LossConfig(_Strict):
     diabat_order_weight: float = Field(0.0, ge=0, description="penalty on W_kk > W_k+1,k+1 where the gap is large")
     coupling_gap_scale: float = Field(0.5, gt=0, description="eV: gap beyond which a state pair counts as far apart")
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description=(
-        "physics constraints at fixed probe configurations: dissociation limit, repulsive wall (docs/training.md)"))
+        "physics constraints at fixed probe configurations: dissociation limit, repulsive wall, energy order of "
+        "conformers (docs/training.md)"))
 
     @model_validator(mode="after")
     def _net_force_is_a_no_op(self):
