@@ -1,6 +1,7 @@
 """Labellers write dipoles (e·Å): water's points along its C2 axis, H end positive, with the
 known size, rotates with the molecule, and a labelling run stores it per frame."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -42,21 +43,17 @@ def xtb():
     return TBLiteLabeler()
 
 
-def test_tblite_dipole_is_on_the_c2_axis_and_rotates_with_the_molecule(xtb, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_tblite_dipole_is_on_the_c2_axis_and_rotates_with_the_molecule(xtb):
     Z, R = _water()
     mu = xtb.label(Z, R).dipole
     assert 1.5 < np.linalg.norm(mu) / DEBYE_E_A < 3.0  # GFN2-xTB: 2.2-2.3 D
     np.testing.assert_allclose(mu / np.linalg.norm(mu), _c2_axis(R), atol=1e-6)
-    import jax
-
     Q = np.asarray(random_orthogonal(jax.random.PRNGKey(0)))
     shifted = R @ Q.T + np.array([1.0, -2.0, 0.5])  # a neutral molecule: the origin does not matter
     np.testing.assert_allclose(xtb.label(Z, shifted).dipole, Q @ mu, atol=1e-6)
 
 
-def test_a_labelling_run_stores_dipoles_per_frame_and_reads_them_back_from_its_cache(xtb, tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_a_labelling_run_stores_dipoles_per_frame_and_reads_them_back_from_its_cache(xtb, tmp_path):
     Z, R = _water()
     Rs = np.stack([R, R + np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, 0.0, 0.0]])])
     configs = Dataset(R=Rs, Z=np.stack([Z, Z]))
