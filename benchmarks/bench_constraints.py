@@ -180,7 +180,7 @@ def main():
     if args.part in ("dimer", "all"):
         payload.update(dimer(args, runs))
     save(name, payload)
-    text = table(payload) + (ethanol_table(payload) if "ethanol" in payload else "")
+    text = table(payload) + ("\n" + ethanol_table(payload) if "ethanol" in payload else "")
     print(text)
     if not args.quick:
         update_readme_section("bench_constraints", "## Constraints that act: the water dimer's limit and wall, "
@@ -230,7 +230,7 @@ def table(payload: dict) -> str:
                      f"{r['far_force_mae_meV_per_A']:.0f} | {r['bound_val_energy_mae_meV']:.1f} | "
                      f"{100 * w['fraction_falling']:.0f}% | {w['mean_wrong_slope_eV_per_A']:.3f} |")
     lines += ["", f"{payload['settings']['epochs']} epochs, one seed; load average {payload['load_average'][0]:.1f}. "
-                  "`nice -n 15 python benchmarks/bench_constraints.py` regenerates this section."]
+                  "`nice -n 15 python benchmarks/bench_constraints.py --part dimer` regenerates this table."]
     return "\n".join(lines)
 
 
