@@ -322,8 +322,9 @@ def table(payload: dict) -> str:
     if "dipoles" in res_all:
         d = res_all["dipoles"]
         lines += ["", "The same QEq model trained with and without the dipole loss (`loss.dipole_weight`) on the "
-                      "clusters relabelled with GFN2-xTB dipoles (energies equal to the shipped ones within "
-                      f"{d['relabel_max_energy_difference_eV']:.1g} eV); dipole MAE per component [e·Å], energy MAE "
+                      "clusters relabelled with GFN2-xTB dipoles by the shipped labeller (largest energy difference "
+                      f"from the shipped labels {d['relabel_max_energy_difference_eV']:.2g} eV); dipole MAE per "
+                      "component [e·Å], energy MAE "
                       "[meV/molecule], force MAE [meV/Å], one seed:", "",
                   "| training | dipole, n ≤ 10 held out | dipole, n = 12–20 | energy, n ≤ 10 | energy, n = 12–20 | "
                   "force, n = 12–20 |", "|---|---|---|---|---|---|"]
