@@ -290,7 +290,7 @@ def plot(path: Path, results: dict) -> None:
 
 
 def _footer(payload: dict, part: str) -> str:
-    s = payload["settings_by_part"].get(part, payload["settings"])
+    s = payload.get("settings_by_part", {}).get(part, payload["settings"])
     load = s.get("load_average") or payload["load_average"]
     return (f"{s['epochs']} epochs, batch {s['batch']}, lr {s['lr']}; load average at start {load[0]:.1f} (shared "
             f"machine: times are inflated). `nice -n 15 python benchmarks/bench_electrostatics.py --part {part}` "
@@ -405,11 +405,14 @@ def main():
     runs = args.runs or Path(tempfile.mkdtemp(prefix="qdyn-elec-"))
     name = "bench_electrostatics" + ("_quick" if args.quick else "")
     previous = RESULTS / f"{name}.json"
-    results = json.loads(previous.read_text())["results"] if previous.exists() else {}
-    payload = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "settings_by_part": {}, 
-               "load_average": list(os.getloadavg()), "model": {"short": SHORT, "electrostatics": ELEC},
-               "results": results, **machine_info()}
+    old = json.loads(previous.read_text()) if previous.exists() else {}
+    results = old.get("results", {})
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    by_part = old.get("settings_by_part", {})  # each part keeps the settings and load it was measured with
+    for part in (["clusters", "box", "memory", "dipoles"] if args.part == "all" else [args.part]):
+        by_part[part] = {**settings, "load_average": list(os.getloadavg())}
+    payload = {"settings": settings, "settings_by_part": by_part, "load_average": list(os.getloadavg()),
+               "model": {"short": SHORT, "electrostatics": ELEC}, "results": results, **machine_info()}
     if args.part in ("clusters", "all"):
         results["clusters"] = clusters(args, runs, {} if args.ensemble else results.get("clusters", {}))
     if args.part in ("box", "all"):
