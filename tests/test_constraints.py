@@ -14,8 +14,9 @@ from qdyn.data import load_shipped
 from qdyn.models import build_model
 from qdyn.train import parse_config
 from qdyn.train.batches import make_batch
-from qdyn.train.constraints import (ConstraintsConfig, DissociationConstraint, RepulsiveWallConstraint,
-                                    dissociation_probes, wall_probes)
+from qdyn.train.constraints import (ConstraintsConfig, DissociationConstraint, EnergyOrderConstraint,
+                                    RepulsiveWallConstraint, dissociation_probes, make_constraint_loss, order_probes,
+                                    wall_probes, with_constraints)
 from qdyn.train.losses import build_loss
 from qdyn.train.trainer import normalize_params
 from qdyn.validation import QdynInputError
@@ -66,31 +67,74 @@ def test_wall_probes_compress_a_pair_rigidly_and_direction_is_dR_dr(data):
         wall_probes(c.model_copy(update={"pair": "O-Xx"}), dimer, seed=0)
 
 
+def test_order_pairs_come_from_the_groups_or_from_the_labels(data):
+    dimer, mono = data
+    p = order_probes(EnergyOrderConstraint(data="x", groups=[[5, 2, 9], [0, 3]]), dimer, dimer.Z)
+    frames = sorted({5, 2, 9, 0, 3})
+    np.testing.assert_allclose(p.R, dimer.R[frames])
+    as_frames = {(frames[a], frames[b]) for a, b in p.pairs}
+    assert as_frames == {(5, 2), (5, 9), (2, 9), (0, 3)}  # every pair within a group, lower first
+    p = order_probes(EnergyOrderConstraint(data="x", frames=list(range(10)), min_gap=0.02), dimer, dimer.Z)
+    E = dimer.E
+    expected = {(i, j) for i in range(10) for j in range(10) if E[j] - E[i] >= 0.02}  # lower first
+    assert 0 < len(expected) < 45  # some pairs are near-degenerate and left free
+    used = sorted({i for pair in expected for i in pair})
+    np.testing.assert_allclose(p.R, dimer.R[used])
+    assert {(used[a], used[b]) for a, b in p.pairs} == expected
+    with pytest.raises(QdynInputError, match="out of range"):
+        order_probes(EnergyOrderConstraint(data="x", groups=[[0, 99]]), dimer, dimer.Z)
+    with pytest.raises(QdynInputError, match="other atoms"):
+        order_probes(EnergyOrderConstraint(data="x", groups=[[0, 1]]), mono, dimer.Z)
+
+
 def test_constraint_terms_enter_the_loss_and_act(data):
-    dimer, _ = data
-    cfg = parse_config({"model": {"family": "bpnn", "hidden": [8], "n_radial": 4, "cutoff": 4.0},
+    """build_loss adds every declared term (traced only: the E+F loss is not compiled here);
+    the terms themselves, a few optimiser steps on them alone, move the model where they say."""
+    dimer, mono = data
+    cfg = parse_config({"model": {"family": "bpnn", "hidden": [4], "n_radial": 3, "cutoff": 4.0},
                         "loss": {"constraints": {
                             "dissociation": {"fragments": FRAGMENTS, "fragment_data": ["shipped:H2O"] * 2,
-                                             "n_probes": 8},
-                            "repulsive_wall": {"pair": "O-O", "below": 2.3, "r_min": 1.6, "n_probes": 8}}}})
+                                             "n_probes": 4},
+                            "repulsive_wall": {"pair": "O-O", "below": 2.3, "r_min": 1.6, "n_probes": 4},
+                            # a margin keeps the hinge active on an untrained model, so it can be seen acting
+                            "energy_order": {"data": "shipped:water_dimer", "frames": list(range(4)), "margin": 0.5}}}})
+    cc = cfg.loss.constraints
     model = build_model(cfg.model.model_dump(mode="json"), species=(1, 8))
     params, _ = normalize_params(model, jax.jit(model.init)(jax.random.PRNGKey(0)), dimer, "species_lstsq")
     loss = build_loss(cfg, model, dimer, [1, 8])
-    batch = make_batch(dimer, np.arange(8), 8)
     w = (jnp.asarray(1.0), jnp.asarray(1.0), jnp.asarray(0.0))
-    value_and_grad = jax.jit(jax.value_and_grad(lambda p: loss(p, batch, *w), has_aux=True))
+    _, aux = jax.eval_shape(loss, params, make_batch(dimer, np.arange(4), 4), *w)
+    assert {"loss_E", "loss_F", "loss_dissociation", "loss_wall", "loss_order"} <= set(aux)
+
+    sigma_E, sigma_F = float(np.std(dimer.E)) / 6, 1.0  # one composition: the species references remove the mean
+    order = order_probes(cc.energy_order, load_shipped("water_dimer"), dimer.Z)
+    terms = make_constraint_loss(model.apply, cc, dissociation=dissociation_probes(cc.dissociation, dimer.Z,
+                                                                                   [mono, mono], seed=0),
+                                 wall=wall_probes(cc.repulsive_wall, dimer, seed=0), order=order,
+                                 sigma_E=sigma_E, sigma_F=sigma_F)
+    value_and_grad = jax.jit(jax.value_and_grad(terms, has_aux=True))
     (value, aux), _ = value_and_grad(params)
-    assert {"loss_dissociation", "loss_wall"} <= set(aux)
-    np.testing.assert_allclose(float(value), float(aux["loss_E"] + aux["loss_F"] + aux["loss_dissociation"]
-                                                   + aux["loss_wall"]), rtol=1e-12)
+    np.testing.assert_allclose(float(value), float(aux["loss_dissociation"] + aux["loss_wall"] + aux["loss_order"]),
+                               rtol=1e-12)
+    # with_constraints adds the terms to a batch loss
+    batch_loss = lambda p, b, *w: (jnp.asarray(2.0), {"loss_E": jnp.asarray(2.0)})  # noqa: E731
+    total, both = jax.jit(with_constraints(batch_loss, terms))(params, None, *w)
+    np.testing.assert_allclose(float(total), 2.0 + float(value), rtol=1e-12)
+    assert set(both) == {"loss_E"} | set(aux)
     assert float(aux["loss_dissociation"]) > 1e-3  # an untrained model misses the limit
+    # the order term is the hinge on the model's own energies of the conformers
+    E = np.asarray(jax.jit(jax.vmap(model.apply, in_axes=(None, 0, 0)))(params, jnp.asarray(order.R), order.system))
+    hinge = np.maximum(E[order.pairs[:, 0]] - E[order.pairs[:, 1]] + 0.5, 0.0) / 6
+    np.testing.assert_allclose(float(aux["loss_order"]), np.mean((hinge / sigma_E) ** 2), rtol=1e-8)
+    assert float(aux["loss_order"]) > 1e-3
     opt = optax.adam(1e-2)
     state = opt.init(params)
-    for _ in range(15):  # a few optimiser steps on the whole loss move the limit towards the target
+    for _ in range(15):  # a few optimiser steps move the limit towards the target and undo the inversions
         (_, a), g = value_and_grad(params)
         updates, state = opt.update(g, state)
         params = optax.apply_updates(params, updates)
     assert float(a["loss_dissociation"]) < 0.5 * float(aux["loss_dissociation"])
+    assert float(a["loss_order"]) < 0.5 * float(aux["loss_order"])
 
 
 def test_net_force_weight_is_a_warned_no_op(caplog):

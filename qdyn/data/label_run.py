@@ -113,7 +113,19 @@ def _save_frame(path: Path, Z, R, res: FrameResult, seconds: float) -> None:
         arrays["forces_states"] = np.asarray(res.forces_states, np.float64)
     if res.nacs_states is not None:
         arrays["nacs_states"] = np.asarray(res.nacs_states, np.float64)
+    if res.dipole is not None:
+        arrays["dipole"] = np.asarray(res.dipole, np.float64)
     atomic_savez(path, arrays, compressed=False)
+
+
+def _dipoles(results) -> Optional[np.ndarray]:
+    """[n, 3] e·Å when every converged frame has a dipole (failed frames NaN); None when the
+    labeller gives none or a cached frame predates dipoles (a partial column would poison the
+    dipole loss; relabel with a fresh cache to get it)."""
+    ok = [r for r in results if r.converged]
+    if not ok or any(r.dipole is None for r in ok):
+        return None
+    return np.stack([np.asarray(r.dipole, float) if r.converged else np.full(3, np.nan) for r in results])
 
 
 def _cacheable(res: FrameResult) -> bool:
@@ -141,6 +153,7 @@ def _load_frame(path: Path, Z, R):
         energies_states=z.get("energies_states"),
         forces_states=z.get("forces_states"),
         nacs_states=z.get("nacs_states"),
+        dipole=z.get("dipole"),
     )
     return res, float(z["seconds"])
 
@@ -317,5 +330,9 @@ def _assemble(configs: Dataset, labeler, results, seconds, n_cached, extra_meta)
         for i, r in enumerate(results):
             nacs[i][:, :, m[i]] = np.nan if r.nacs_states is None else r.nacs_states
         extras["nacs_states"] = nacs
+    dipole = _dipoles(results)
+    if dipole is not None:
+        extras["dipole"] = dipole
+        meta["units"]["dipole"] = "e*Angstrom"
     return Dataset(R=configs.R, Z=configs.Z, E=E, F=F, cell=configs.cell, pbc=configs.pbc,
                    E_states=E_states, F_states=F_states, extras=extras, metadata=meta, source=configs.source)

@@ -66,6 +66,9 @@ class FrameResult:
         nacs_states: float64 [n_states, n_states, n_atoms, 3] 1/Å, the nonadiabatic couplings
             ``d_ij = ⟨i|∇j⟩`` (antisymmetric in i, j; each pair's overall sign is arbitrary,
             see :mod:`qdyn.data.couplings`) when the labeller computes them, else None.
+        dipole: float64 [3] e·Å, the electric dipole of the (ground-state) density and the
+            nuclei about the origin of ``R``, where the method gives one consistent with its
+            energy (PySCF HF/DFT/TDA ground state, tblite for molecules); else None.
     """
 
     energy: float
@@ -75,6 +78,7 @@ class FrameResult:
     energies_states: Optional[np.ndarray] = None
     forces_states: Optional[np.ndarray] = None
     nacs_states: Optional[np.ndarray] = None
+    dipole: Optional[np.ndarray] = None
 
     @classmethod
     def failed(cls, n_atoms: int, message: str, *, n_states: int = 0) -> "FrameResult":
@@ -390,10 +394,15 @@ class PySCFLabeler:
             grads += [gtd.kernel(state=i) for i in range(1, self.n_states)]
             states_e = np.concatenate([[mf.e_tot], mf.e_tot + np.asarray(td.e)]) * _HA_TO_EV
             states_f = -np.stack(grads) * _GRAD_TO_EV_A
-            return self._result(states_e[0], states_f[0], problems, states_e, states_f)
+            res = self._result(states_e[0], states_f[0], problems, states_e, states_f)
+            res.dipole = _scf_dipole(mf)  # the TDA ground state is the SCF
+            return res
         else:  # pragma: no cover - guarded in __post_init__
             raise AssertionError(m)
-        return self._result(e * _HA_TO_EV, -np.asarray(grad) * _GRAD_TO_EV_A, problems, None, None)
+        res = self._result(e * _HA_TO_EV, -np.asarray(grad) * _GRAD_TO_EV_A, problems, None, None)
+        if m in ("HF", "DFT"):  # the SCF density is this energy's density; MP2/CC need relaxed ones
+            res.dipole = _scf_dipole(mf)
+        return res
 
     def _sacasscf_nacs(self, mc, n_atoms: int) -> np.ndarray:
         """d_ij = ⟨i|∇j⟩ [n_states, n_states, n_atoms, 3] 1/Å from PySCF's SA-CASSCF NACs."""
@@ -434,6 +443,12 @@ class PySCFLabeler:
             forces_states=states_f,
             nacs_states=nacs,
         )
+
+
+def _scf_dipole(mf) -> np.ndarray:
+    """Dipole [3] e·Å of a converged PySCF SCF (electrons and nuclei, origin at R = 0)."""
+    mu_au = mf.dip_moment(unit="AU", verbose=0)  # e·Bohr
+    return np.asarray(units.convert(np.asarray(mu_au, float), "Bohr", "Angstrom"), dtype=float)
 
 
 @dataclass(frozen=True)
@@ -588,13 +603,15 @@ class TBLiteLabeler:
                                 multiplicity=self.multiplicity, verbosity=0)
             e = float(atoms.get_potential_energy())  # ASE calculators speak eV and Å
             f = np.asarray(atoms.get_forces(), dtype=float)
+            # tblite's dipole, e·Å through ASE; a periodic cell has no well-defined one
+            dipole = None if self.cell is not None else np.asarray(atoms.calc.results["dipole"], dtype=float)
         except Exception as exc:  # tblite raises on SCF failure: a failed frame, recorded
             res = FrameResult.failed(len(Z), f"{type(exc).__name__}: {exc}")
             if "converge" in str(exc).lower():
                 # a genuine non-convergence (kept in the cache), not a transient error
                 res.status = f"not converged: SCF ({' '.join(str(exc).split())})"
             return res
-        return FrameResult(energy=e, forces=f, converged=True)
+        return FrameResult(energy=e, forces=f, converged=True, dipole=dipole)
 
     def validate(self, Z, R) -> None:
         """Charge and multiplicity must fit the electrons (tblite's valence count has the same

@@ -61,6 +61,10 @@ class EnergyModel(NamedTuple):
         charges: models with long-range electrostatics (:mod:`qdyn.models.electrostatics`):
             ``(params, R, system) -> q [n_atoms]`` e, summing exactly to the total charge; None
             otherwise.
+        atom_terms: ``(params, R, system, neighbor=None) -> (e [n_atoms] eV, G [n_atoms, n_features])``:
+            the per-atom energies and the standardised descriptor they were read from, from one
+            descriptor evaluation (the electrostatic charge head reads G instead of recomputing
+            it); None for models without a per-atom descriptor.
     """
 
     init: Callable
@@ -77,6 +81,7 @@ class EnergyModel(NamedTuple):
     n_states: int = 1
     member: Optional["EnergyModel"] = None
     charges: Optional[Callable] = None
+    atom_terms: Optional[Callable] = None
 
     @property
     def is_multistate(self) -> bool:

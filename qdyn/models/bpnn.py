@@ -67,13 +67,16 @@ def _build(cfg: BPNNConfig) -> EnergyModel:
     def features(R, system: System, neighbor=None):
         return sf(R, system.species, system.mask, system.box, neighbor)
 
-    def atom_energies(params, R, system: System, neighbor=None):
+    def atom_terms(params, R, system: System, neighbor=None):
         R = jnp.asarray(R)
         G = features(R, system, neighbor)
         G = (G - params["g_mean"][None, :]) / params["g_std"][None, :]
         idx = table[system.species]
         e = params["scale"] * nets.apply(params["nets"], G, idx, R.dtype) + params["shift"][jnp.maximum(idx, 0)]
-        return jnp.where(system.mask, e, 0.0)
+        return jnp.where(system.mask, e, 0.0), G
+
+    def atom_energies(params, R, system: System, neighbor=None):
+        return atom_terms(params, R, system, neighbor)[0]
 
     def apply(params, R, system: System, neighbor=None):
         return jnp.sum(atom_energies(params, R, system, neighbor))
@@ -82,7 +85,7 @@ def _build(cfg: BPNNConfig) -> EnergyModel:
     config = {**cfg.settings(), "descriptor_size": sf.size}
     groups = {"nets": CLASSICAL, "scale": CLASSICAL, "shift": CLASSICAL, "g_mean": FIXED, "g_std": FIXED}
     return EnergyModel(init=init, apply=apply, check=check, name="BPNN", species=species, config=config,
-                       atom_energies=atom_energies, groups=groups, features=features)
+                       atom_energies=atom_energies, groups=groups, features=features, atom_terms=atom_terms)
 
 
 build = keyword_builder(BPNNConfig)

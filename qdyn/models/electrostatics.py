@@ -226,8 +226,10 @@ def dipole_moment(q, R, mask):
 def with_electrostatics(model: EnergyModel, settings: Optional[ElectrostaticsSettings]) -> EnergyModel:
     """``model`` plus the long-range term of ``settings`` (``model`` itself when None).
 
-    The charge head reads the model's own standardised descriptor (``model.features`` with
-    its ``g_mean``/``g_std``); its parameters live under ``params["elec"]`` (group classical).
+    The charge head reads the standardised descriptor the short-range model has just computed
+    for its own energies (``model.atom_terms``): one descriptor evaluation per energy call, on
+    the neighbour list when one is given (periodic boxes). Its parameters live under
+    ``params["elec"]`` (group classical).
     The returned model has ``charges(params, R, system) -> q [n]`` e, exactly summing to
     ``total_charge``, and per-atom energies that sum to the total.
 
@@ -236,7 +238,7 @@ def with_electrostatics(model: EnergyModel, settings: Optional[ElectrostaticsSet
     """
     if settings is None:
         return model
-    if model.features is None or model.atom_energies is None or model.is_multistate:
+    if model.atom_terms is None or model.is_multistate:
         raise QdynInputError(f"electrostatics needs a single-state model with per-atom descriptors; "
                              f"{model.name} has none (use family bpnn or hybrid)")
     species = model.species
@@ -255,11 +257,11 @@ def with_electrostatics(model: EnergyModel, settings: Optional[ElectrostaticsSet
             elec["hardness_raw"] = jnp.full((len(species),), math.log(math.expm1(settings.hardness_init)), dtype)
         return {**p, "elec": elec}
 
-    def _terms(params, R, system):
-        """(charges [n] e, per-atom electrostatic energies [n] eV)."""
+    def _terms(params, R, system, neighbor):
+        """(charges [n] e, short-range + electrostatic per-atom energies [n] eV, G [n, F])."""
         R = jnp.asarray(R)
         mask = system.mask
-        G = (model.features(R, system) - params["g_mean"][None, :]) / params["g_std"][None, :]
+        e_short, G = model.atom_terms(params, R, system, neighbor)
         idx = table[system.species]
         out = head.apply(params["elec"]["head"], G, idx, R.dtype)
         phi = coulomb_matrix(R, mask, system.box, width=settings.charge_width, ewald=ewald)
@@ -270,13 +272,16 @@ def with_electrostatics(model: EnergyModel, settings: Optional[ElectrostaticsSet
         else:
             q = neutral_charges(out, mask, settings.total_charge)
             e = 0.5 * COULOMB_EV_A * q * (phi @ q)
-        return q, jnp.where(mask, e, 0.0)
+        return q, e_short + jnp.where(mask, e, 0.0), G
 
-    def charges(params, R, system):
-        return _terms(params, R, system)[0]
+    def charges(params, R, system, neighbor=None):
+        return _terms(params, R, system, neighbor)[0]  # under jit the unused short-range readout is dropped
+
+    def atom_terms(params, R, system, neighbor=None):
+        return _terms(params, R, system, neighbor)[1:]
 
     def atom_energies(params, R, system, neighbor=None):
-        return model.atom_energies(params, R, system, neighbor) + _terms(params, R, system)[1]
+        return _terms(params, R, system, neighbor)[1]
 
     def apply(params, R, system, neighbor=None):
         return jnp.sum(atom_energies(params, R, system, neighbor))
@@ -287,4 +292,5 @@ def with_electrostatics(model: EnergyModel, settings: Optional[ElectrostaticsSet
             check_ewald_box(system.box, settings.ewald)
 
     return model._replace(init=init, apply=apply, check=check, atom_energies=atom_energies, charges=charges,
+                          atom_terms=atom_terms,
                           name=f"{model.name}+{settings.scheme}", groups={**model.groups, "elec": CLASSICAL})

@@ -205,7 +205,7 @@ def _build(cfg: HybridConfig) -> EnergyModel:
             out = jax.vmap(run_circuit, in_axes=(None, 0))(cparams, v)
         return G, out
 
-    def atom_energies(params, R, system: System, neighbor=None):
+    def atom_terms(params, R, system: System, neighbor=None):
         R = jnp.asarray(R)
         G, zq = _features(params, R, system, neighbor)
         hc = MLP(hidden=hidden, param_dtype=R.dtype).apply({"params": params["mlp"]}, G)
@@ -214,7 +214,10 @@ def _build(cfg: HybridConfig) -> EnergyModel:
         e = params["scale"] * e + params["shift"][idx]
         if wall is not None:
             e = e + wall.atom_energies(R, system.species, system.mask, system.box, neighbor)
-        return jnp.where(system.mask, e, 0.0)
+        return jnp.where(system.mask, e, 0.0), G
+
+    def atom_energies(params, R, system: System, neighbor=None):
+        return atom_terms(params, R, system, neighbor)[0]
 
     def apply(params, R, system: System, neighbor=None):
         return jnp.sum(atom_energies(params, R, system, neighbor))
@@ -226,7 +229,7 @@ def _build(cfg: HybridConfig) -> EnergyModel:
             "custom": f"Hybrid-custom[{n_qubits}q]", "mlp": f"Hybrid-control[MLP×{n_qubits}]"}[branch]
     return EnergyModel(init=init, apply=apply, check=check, name=name, species=species, config=config,
                        atom_energies=atom_energies, groups=GROUPS, features=lambda R, system: desc(
-                           R, system.species, system.mask, system.box))
+                           R, system.species, system.mask, system.box), atom_terms=atom_terms)
 
 
 # Everything the branch owns and the integration weights on its outputs are "quantum" (the

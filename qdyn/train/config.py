@@ -68,7 +68,8 @@ class LossConfig(_Strict):
         "crossing) over its RMS in the data, up to the arbitrary sign per frame; needs data with "
         "extras['nacs_states'] [n, S, S, A, 3] 1/Å (docs/multistate.md)"))
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description=(
-        "physics constraints at fixed probe configurations: dissociation limit, repulsive wall (docs/training.md)"))
+        "physics constraints at fixed probe configurations: dissociation limit, repulsive wall, energy order of "
+        "conformers (docs/training.md)"))
 
     @model_validator(mode="after")
     def _net_force_is_a_no_op(self):

@@ -14,6 +14,14 @@ knows (docs/training.md, "Constraints"):
   closest pair of the given species and move the two atoms (each with the atoms bonded to
   it, so molecules move rigidly) to distances between ``r_min`` and ``below``; the penalty
   is ``(relu(∂E/∂r)/σ_F)²``: zero wherever the energy already rises on compression.
+* **an energy order of conformers** (``energy_order``): which of two conformers is lower is
+  often known (trans below gauche ethanol, a cyclic water trimer below an open one, from a
+  higher level, from experiment or from labels) when their energies are not in the training
+  set, and a model fit to a few frames may invert them. The constraint takes the conformers
+  from a dataset and either the user's order (``groups``, each listed from lowest to highest)
+  or the order of that dataset's energies (pairs further apart than ``min_gap``), and adds a
+  hinge ``(relu(E_lower - E_higher + margin)/N_atoms/σ_E)²`` per pair: zero wherever the
+  model already has the order right, so only the order is imposed, not the gap.
 
 Probes are built once on the host from the training data (seeded, so a resumed run has the
 same ones) and are part of the loss's definition, like σ_E and σ_F: the loss closes over them.
@@ -37,8 +45,8 @@ from ..models.core_repulsion import pair_key
 from ..system import System
 from ..validation import QdynInputError
 
-__all__ = ["DissociationConstraint", "RepulsiveWallConstraint", "ConstraintsConfig", "Probes",
-           "dissociation_probes", "wall_probes", "make_constraint_loss"]
+__all__ = ["DissociationConstraint", "RepulsiveWallConstraint", "EnergyOrderConstraint", "ConstraintsConfig",
+           "Probes", "dissociation_probes", "wall_probes", "order_probes", "make_constraint_loss"]
 
 
 class _Strict(BaseModel):
@@ -69,24 +77,45 @@ class RepulsiveWallConstraint(_Strict):
     weight: float = Field(1.0, ge=0, description="weight of the squared slope violation relu(dE/dr)/σ_F")
 
 
+class EnergyOrderConstraint(_Strict):
+    """E(lower conformer) < E(higher conformer) for known pairs."""
+
+    data: str = Field(description="the conformers: a dataset (shipped:NAME or a file) with the training data's atoms "
+                                  "(any order of frames; energies needed only without groups)")
+    groups: Optional[list[list[int]]] = Field(
+        None, description="frame indices of data, each group listed from lowest to highest energy (every pair in a "
+                          "group is imposed); null: the order of data's own energies over frames")
+    frames: Optional[list[int]] = Field(None, description="without groups: the frames of data whose label order is "
+                                                          "imposed (null: all)")
+    min_gap: float = Field(0.01, ge=0, description="without groups: pairs whose label energies differ by less than "
+                                                   "this are left free, eV")
+    margin: float = Field(0.0, ge=0, description="the model's gap must reach this before the hinge is zero, eV")
+    weight: float = Field(1.0, ge=0, description="weight of the squared per-atom order violation (relative to σ_E, "
+                                                 "as the energy term)")
+
+
 class ConstraintsConfig(_Strict):
     dissociation: Optional[DissociationConstraint] = Field(None, description="known dissociation limit (null: off)")
     repulsive_wall: Optional[RepulsiveWallConstraint] = Field(None, description="monotone repulsive wall (null: off)")
+    energy_order: Optional[EnergyOrderConstraint] = Field(None, description="known energy order of conformers "
+                                                                            "(null: off)")
     seed: int = Field(0, description="seed of the probe configurations")
 
     @property
     def active(self) -> bool:
-        return self.dissociation is not None or self.repulsive_wall is not None
+        return any(c is not None for c in (self.dissociation, self.repulsive_wall, self.energy_order))
 
 
 class Probes(NamedTuple):
     """Fixed probe configurations of one constraint: ``R [P, A, 3]`` Å, a batched System, and
-    per constraint ``target`` [P] (energies, eV) or ``direction`` [P, A, 3] (dR/dr)."""
+    per constraint ``target`` [P] (energies, eV), ``direction`` [P, A, 3] (dR/dr) or ``pairs``
+    int [K, 2] (probe indices: lower, higher energy)."""
 
     R: np.ndarray
     system: System
     target: Optional[np.ndarray] = None
     direction: Optional[np.ndarray] = None
+    pairs: Optional[np.ndarray] = None
 
 
 def _random_rotations(rng, n):
@@ -180,9 +209,51 @@ def wall_probes(c: RepulsiveWallConstraint, train_ds, *, seed: int) -> Probes:
                   direction=np.stack(Ds))
 
 
+def _ordered_pairs(c: EnergyOrderConstraint, conformers) -> list[tuple[int, int]]:
+    """(lower, higher) frame pairs of ``conformers``: every pair of each group, or every label
+    pair more than ``c.min_gap`` apart."""
+    n = conformers.n_frames
+    if c.groups is not None:
+        flat = [i for g in c.groups for i in g]
+        bad = [i for i in flat if not 0 <= i < n]
+        if bad or any(len(g) < 2 for g in c.groups):
+            raise QdynInputError(f"constraints.energy_order: groups need ≥ 2 frame indices each, within the {n} "
+                                 f"frames of {conformers.source}" + (f" (out of range: {bad})" if bad else ""))
+        return [(g[a], g[b]) for g in c.groups for a in range(len(g)) for b in range(a + 1, len(g))]
+    if conformers.E is None:
+        raise QdynInputError(f"constraints.energy_order: {conformers.source} has no energies; give the order as groups")
+    frames = list(range(n)) if c.frames is None else list(c.frames)
+    if any(not 0 <= i < n for i in frames):
+        raise QdynInputError(f"constraints.energy_order: frames must lie within the {n} frames of {conformers.source}")
+    E = conformers.E
+    return [(i, j) if E[i] < E[j] else (j, i) for a, i in enumerate(frames) for j in frames[a + 1:]
+            if abs(E[i] - E[j]) >= c.min_gap]
+
+
+def order_probes(c: EnergyOrderConstraint, conformers, train_Z: np.ndarray) -> Probes:
+    """The conformer frames of ``conformers`` (a Dataset) that enter a pair, and the pairs."""
+    pairs = _ordered_pairs(c, conformers)
+    if not pairs:
+        raise QdynInputError(f"constraints.energy_order: no pair of frames in {conformers.source} is more than "
+                             f"min_gap {c.min_gap} eV apart: nothing to impose")
+    used = sorted({i for p in pairs for i in p})
+    Z = conformers.Z[used]
+    want = np.sort(train_Z[0][train_Z[0] > 0])
+    for k, z in zip(used, Z):
+        if not np.array_equal(np.sort(z[z > 0]), want):
+            raise QdynInputError(f"constraints.energy_order: frame {k} of {conformers.source} has other atoms than "
+                                 "the training frames")
+    where = {f: k for k, f in enumerate(used)}
+    return Probes(np.asarray(conformers.R[used], float), System(species=jnp.asarray(Z), mask=jnp.asarray(Z > 0),
+                                                                 box=None),
+                  pairs=np.array([(where[i], where[j]) for i, j in pairs], dtype=np.int32))
+
+
 def make_constraint_loss(apply: Callable, config: ConstraintsConfig, *, dissociation: Optional[Probes],
-                         wall: Optional[Probes], sigma_E: float, sigma_F: float) -> Callable:
-    """``terms(params) -> (weighted sum, {"loss_dissociation": ..., "loss_wall": ...})``."""
+                         wall: Optional[Probes], sigma_E: float, sigma_F: float,
+                         order: Optional[Probes] = None) -> Callable:
+    """``terms(params) -> (weighted sum, {"loss_dissociation", "loss_wall", "loss_order": ...})``
+    (the active ones)."""
     energy = jax.vmap(apply, in_axes=(None, 0, 0))
 
     def slope(params, R, system, direction):
@@ -201,6 +272,13 @@ def make_constraint_loss(apply: Callable, config: ConstraintsConfig, *, dissocia
             s = slopes(params, jnp.asarray(wall.R), wall.system, jnp.asarray(wall.direction))
             aux["loss_wall"] = jnp.mean((jax.nn.relu(s) / sigma_F) ** 2)
             total = total + config.repulsive_wall.weight * aux["loss_wall"]
+        if order is not None:
+            E = energy(params, jnp.asarray(order.R), order.system)
+            lo, hi = order.pairs[:, 0], order.pairs[:, 1]
+            n_at = jnp.sum(order.system.mask[lo], axis=1)
+            inversion = jax.nn.relu(E[lo] - E[hi] + config.energy_order.margin) / n_at
+            aux["loss_order"] = jnp.mean((inversion / sigma_E) ** 2)
+            total = total + config.energy_order.weight * aux["loss_order"]
         return total, aux
 
     return terms

@@ -267,17 +267,20 @@ def _constrained(loss: Callable, cc, model: EnergyModel, train_ds, sigma_E: floa
     from .config import DataConfig
     from .trainer import check_frames, load_data  # the trainer's data checks, at call time (it imports this module)
 
-    dis = wall = None
+    dis = wall = order = None
     if cc.dissociation is not None:
         sets = [load_data(DataConfig(path=p)) for p in cc.dissociation.fragment_data]
         dis = constraints.dissociation_probes(cc.dissociation, train_ds.Z, sets, seed=cc.seed)
     if cc.repulsive_wall is not None:
         wall = constraints.wall_probes(cc.repulsive_wall, train_ds, seed=cc.seed)
-    for probes in (dis, wall):
+    if cc.energy_order is not None:
+        order = constraints.order_probes(cc.energy_order, load_data(DataConfig(path=cc.energy_order.data)),
+                                         train_ds.Z)
+    for probes in (dis, wall, order):
         if probes is not None:
             check_frames(model, _probe_dataset(probes))
     terms = constraints.make_constraint_loss(model.apply, cc, dissociation=dis, wall=wall, sigma_E=sigma_E,
-                                             sigma_F=sigma_F)
+                                             sigma_F=sigma_F, order=order)
     return constraints.with_constraints(loss, terms)
 
 

@@ -44,6 +44,8 @@ from .normalize import force_rms, species_reference_energies
 from .optim import make_optimizer, make_schedule
 
 EVAL_CHUNK = 64
+EVAL_ATOMS = 2048  # atoms per evaluation chunk beyond which chunks shrink (a 96-atom periodic box
+# padded to 64 frames held 5 GB in one E+F call of the dense descriptor; the water-box run died)
 _log = logging.getLogger("qdyn")
 
 
@@ -132,9 +134,22 @@ def _model_config(cfg: TrainConfig, species, train_ds=None) -> dict:
     return mc
 
 
+def eval_chunk(ds, chunk: int = EVAL_CHUNK) -> int:
+    """Frames per evaluation call: ``chunk`` for small systems (one compiled shape for every
+    split); for large frames (> EVAL_ATOMS atoms in a chunk) a power of two that keeps the
+    chunk near EVAL_ATOMS atoms and pads no further than the dataset's own size."""
+    n_atoms = ds.Z.shape[1]
+    if chunk * n_atoms <= EVAL_ATOMS:
+        return chunk
+    fit = 1 << max(int(np.log2(max(EVAL_ATOMS // n_atoms, 1))), 0)
+    return min(fit, 1 << int(np.ceil(np.log2(max(ds.n_frames, 1)))), chunk)
+
+
 def predict(model: EnergyModel, params, ds, *, chunk: int = EVAL_CHUNK):
-    """Energies [n] eV and forces [n, A, 3] eV/Å for every frame (jitted, chunked)."""
+    """Energies [n] eV and forces [n, A, 3] eV/Å for every frame (jitted, chunked; see
+    :func:`eval_chunk`)."""
     fn = _predict_fn(model.apply)
+    chunk = eval_chunk(ds, chunk)
     Es, Fs = [], []
     for start in range(0, ds.n_frames, chunk):
         idx = np.arange(start, min(start + chunk, ds.n_frames))
@@ -174,6 +189,7 @@ def predict_states(model, params, ds, *, chunk: int = EVAL_CHUNK):
 
 def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK, states: bool = False) -> float:
     """Frame-weighted mean of a jitted batch loss over a whole dataset."""
+    chunk = eval_chunk(ds, chunk)
     total, count = 0.0, 0
     for start in range(0, ds.n_frames, chunk):
         idx = np.arange(start, min(start + chunk, ds.n_frames))

@@ -60,7 +60,7 @@ def _mean_over_members(fn: Callable) -> Callable:
 
 def ensemble_model(member: EnergyModel, size: int) -> EnergyModel:
     """An :class:`EnergyModel` of ``size`` members of ``member``: ``apply`` (and the atomic
-    energies, diabatic matrix and adiabatic energies) are member means over stacked
+    energies, charges, diabatic matrix and adiabatic energies) are member means over stacked
     parameters; ``init(key)`` stacks the members' initial parameters (:func:`member_keys`).
 
     ``config`` is the member's (``build_model`` rebuilds one member); a run directory records
@@ -88,7 +88,9 @@ def ensemble_model(member: EnergyModel, size: int) -> EnergyModel:
 
     return member._replace(init=init, apply=_mean_over_members(member.apply), name=f"{member.name}×{size}",
                            atom_energies=optional(member.atom_energies), diabatic=optional(member.diabatic),
-                           adiabatic=optional(member.adiabatic), member=member)
+                           adiabatic=optional(member.adiabatic), member=member,
+                           # the member mean of charges is the ensemble's; of a descriptor it is not
+                           charges=optional(member.charges), atom_terms=None)
 
 
 class MemberAxis(NamedTuple):
