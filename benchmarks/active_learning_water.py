@@ -69,9 +69,10 @@ def learn_config(args, seed_path: Path):
         "explore": {"structure": "shipped:water_box32", "frame": 0, "ensemble": "nvt", "temperature_K": 300.0,
                     "dt_fs": 0.5, "n_steps": args.steps, "replicas": args.replicas, "stride": args.stride,
                     "frames_per_block": args.frames_per_block, "friction_per_fs": 0.01,
-                    "max_force_std": args.max_force_std},
+                    **({"max_force_std_relative": args.max_force_std_relative} if args.max_force_std_relative
+                       else {"max_force_std": args.max_force_std})},
         "select": {"method": "uncertainty", "n_per_round": args.per_round},
-        "max_rounds": args.max_rounds, "n_test": args.n_test,
+        "max_rounds": args.max_rounds, "n_test": args.n_test, "warm_start_epochs": args.warm_start_epochs,
     }
     return LearnConfig.model_validate(raw)
 
@@ -214,10 +215,15 @@ def main():
     ap.add_argument("--stride", type=int, default=20, help="steps between σ-checked frames")
     ap.add_argument("--frames-per-block", type=int, default=25, help="frames per compiled MD block")
     ap.add_argument("--max-force-std", type=float, default=1.0, help="watchdog threshold, eV/Å per atom")
+    ap.add_argument("--max-force-std-relative", type=float, default=None,
+                    help="watchdog threshold as a factor on the training frames' σ_F (90th percentile of each "
+                         "frame's largest atom σ_F); replaces --max-force-std")
     ap.add_argument("--per-round", type=int, default=16, help="frames labelled per round")
     ap.add_argument("--max-rounds", type=int, default=8, help="rounds at most")
     ap.add_argument("--n-test", type=int, default=20, help="seed frames held out as the test set")
     ap.add_argument("--epochs", type=int, default=20, help="training epochs per round")
+    ap.add_argument("--warm-start-epochs", type=int, default=None,
+                    help="epochs of rounds >= 1 (warm-started, end-to-end); default: --epochs, staged")
     ap.add_argument("--pretrain-epochs", type=int, default=8, help="classical pretraining epochs (staged)")
     ap.add_argument("--cluster-stride", type=int, default=3, help="every n-th cluster frame (n <= 10) in the seed")
     ap.add_argument("--workers", type=int, default=1, help="labelling processes")
