@@ -69,9 +69,10 @@ def learn_config(args, seed_path: Path):
         "explore": {"structure": "shipped:water_box32", "frame": 0, "ensemble": "nvt", "temperature_K": 300.0,
                     "dt_fs": 0.5, "n_steps": args.steps, "replicas": args.replicas, "stride": args.stride,
                     "frames_per_block": args.frames_per_block, "friction_per_fs": 0.01,
-                    "max_force_std": args.max_force_std},
+                    **({"max_force_std_relative": args.max_force_std_relative} if args.max_force_std_relative
+                       else {"max_force_std": args.max_force_std})},
         "select": {"method": "uncertainty", "n_per_round": args.per_round},
-        "max_rounds": args.max_rounds, "n_test": args.n_test,
+        "max_rounds": args.max_rounds, "n_test": args.n_test, "warm_start_epochs": args.warm_start_epochs,
     }
     return LearnConfig.model_validate(raw)
 
@@ -113,6 +114,8 @@ def round_rows(out: Path) -> list:
         nh = free_h(np.asarray(cand["R"], float), Z, box.cell[0])
         ex = rec["explore"]
         total += rec.get("labels_added", 0)
+        # the threshold the watchdog ran with (md.json: also for rounds before it was recorded)
+        wd = json.loads((out / f"round_{rec['round']:02d}" / "explore" / "md.json").read_text())["watchdog"]
         rows.append({"round": rec["round"], "train_frames": rec["n_train_pool"],
                      "labels_added": rec.get("labels_added", 0), "labels_total": total,
                      "labels_failed": rec.get("labels_failed", 0),
@@ -120,13 +123,14 @@ def round_rows(out: Path) -> list:
                      "test_energy_mae_meV": rec["test"]["energy_mae_meV"],
                      "test_mean_force_std_eV_per_A": rec["test"]["mean_force_std_eV_per_A"],
                      "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
+                     "threshold_eV_per_A": wd["max_force_std_eV_per_A"],
                      "stop_force_std_eV_per_A": max((ev["force_std_eV_per_A"] for ev in ex["events"]), default=None),
                      "md_reached_fs_min": ex["md_time_reached_fs"]["min"], "target_fs": ex["target_fs"],
                      "stopped": ex["stopped"], "replicas": ex["replicas"], "frames_checked": int(len(nh)),
                      "free_h_max": int(nh.max()) if len(nh) else 0,
                      "frames_with_free_h": int((nh > 0).sum()), "md_seconds": ex["md_seconds"],
                      "label_seconds": rec.get("label_seconds", 0.0), "round_seconds": rec["seconds"]})
-    return rows, bool(state.get("converged"))
+    return rows, bool(state.get("converged")), state.get("config_history", [])
 
 
 def plot(path: Path, rows: list) -> None:
@@ -161,10 +165,10 @@ def plot(path: Path, rows: list) -> None:
 
 
 def report(args, out: Path, cfg, seconds: float) -> dict:
-    rows, converged = round_rows(out)
+    rows, converged, history = round_rows(out)
     name = "active_learning_water" + ("_smoke" if args.smoke else "")
     payload = {"rows": rows, "converged": converged, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
-               "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
+               "config_history": history, "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
                "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
     if args.smoke:  # checks the wiring only: nothing saved
@@ -180,18 +184,34 @@ def _fmt(x, spec=".2f") -> str:
     return "–" if x is None else format(x, spec)
 
 
+def _flags(cfg: dict) -> str:
+    """The script's command-line flags that give the learn config ``cfg``."""
+    e, t = cfg["explore"], cfg["train"]
+    threshold = (f"--max-force-std-relative {e['max_force_std_relative']}" if e.get("max_force_std_relative")
+                 else f"--max-force-std {e['max_force_std']}")
+    warm = f" --warm-start-epochs {cfg['warm_start_epochs']}" if cfg.get("warm_start_epochs") else ""
+    return (f"--steps {e['n_steps']} --replicas {e['replicas']} --per-round {cfg['select']['n_per_round']} "
+            f"{threshold} --epochs {t['epochs']}{warm}")
+
+
 def readme_text(p: dict, args) -> str:
-    e = p["config"]["explore"]
+    # (first round, config) of each stretch of the run: a resume may have changed the schedule
+    hist = p["config_history"]
+    later = [h["previous"] for h in hist[1:]] + [p["config"]]
+    runs = [(0, hist[0]["previous"])] + [(h["from_round"], c) for h, c in zip(hist, later)] if hist else \
+        [(0, p["config"])]
+    commands = "; ".join((f"resumed in round {r} (its finished steps kept) with" if r else "from round 0:")
+                         + f" `{_flags(c)}`" for r, c in runs)
     head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
-            f"{p['load_average']}), jax {p['versions']['jax']}, `nice -n 15 python benchmarks/active_learning_water.py --steps {e['n_steps']} "
-            f"--replicas {e['replicas']} --per-round {p['config']['select']['n_per_round']} "
-            f"--max-force-std {e['max_force_std']}`. Run directory `{p['run_dir']}` (resumable).\n\n"
-            "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | "
-            "largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
+            f"{p['load_average']}), jax {p['versions']['jax']}, `nice -n 15 python benchmarks/active_learning_water.py "
+            f"...` with {commands} (a resume may change the schedule of later rounds). Run directory "
+            f"`{p['run_dir']}` (resumable).\n\n"
+            "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | watchdog threshold "
+            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
             "free H (max; frames with any / stored) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
-             f"{x['test_mean_force_std_eV_per_A']:.3f} | "
+             f"{x['test_mean_force_std_eV_per_A']:.3f} | {_fmt(x['threshold_eV_per_A'])} | "
              f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
              f"{x['md_reached_fs_min'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | {x['stopped']}/{x['replicas']} | "
              f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} |" for x in p["rows"]]
@@ -214,10 +234,15 @@ def main():
     ap.add_argument("--stride", type=int, default=20, help="steps between σ-checked frames")
     ap.add_argument("--frames-per-block", type=int, default=25, help="frames per compiled MD block")
     ap.add_argument("--max-force-std", type=float, default=1.0, help="watchdog threshold, eV/Å per atom")
+    ap.add_argument("--max-force-std-relative", type=float, default=None,
+                    help="watchdog threshold as a factor on the training frames' σ_F (90th percentile of each "
+                         "frame's largest atom σ_F); replaces --max-force-std")
     ap.add_argument("--per-round", type=int, default=16, help="frames labelled per round")
     ap.add_argument("--max-rounds", type=int, default=8, help="rounds at most")
     ap.add_argument("--n-test", type=int, default=20, help="seed frames held out as the test set")
     ap.add_argument("--epochs", type=int, default=20, help="training epochs per round")
+    ap.add_argument("--warm-start-epochs", type=int, default=None,
+                    help="epochs of rounds >= 1 (warm-started, end-to-end); default: --epochs, staged")
     ap.add_argument("--pretrain-epochs", type=int, default=8, help="classical pretraining epochs (staged)")
     ap.add_argument("--cluster-stride", type=int, default=3, help="every n-th cluster frame (n <= 10) in the seed")
     ap.add_argument("--workers", type=int, default=1, help="labelling processes")

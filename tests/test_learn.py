@@ -174,3 +174,86 @@ def test_periodic_frames_are_labelled_in_their_box_and_join_the_box_seed(tmp_pat
     assert LabelerConfig(method="GFN2-xTB").spec()["cell"] is None
     with pytest.raises(QdynInputError, match="periodic"):
         LabelerConfig(method="B3LYP").spec(cell=box.cell[0])
+
+
+def test_resume_may_change_how_later_rounds_run_not_what_they_learn(learned):
+    """A resume may change the schedule (explore, select, epochs; recorded from the round it
+    applies to), never the model, the data, the reference or the start structure; a stored
+    config that lacks an option added since (today's default) still resumes."""
+    from qdyn.learn.loop import _load_state
+    from qdyn.validation import QdynInputError
+
+    root, cfg, _ = learned
+    run = root / "run"
+    stored = json.loads((run / "learn.json").read_text())
+    resolved = cfg.model_dump(mode="json")
+    del stored["config"]["explore"]["remove_rotation"]  # a run written before that option existed
+    (run / "learn.json").write_text(json.dumps(stored))
+    assert "config_history" not in _load_state(run, resolved, resume=True)
+
+    later = cfg.model_copy(update={"warm_start_epochs": 1, "max_rounds": 3,
+                                   "explore": cfg.explore.model_copy(update={"n_steps": 120, "replicas": 4}),
+                                   "select": cfg.select.model_copy(update={"n_per_round": 5})})
+    state = _load_state(run, later.model_dump(mode="json"), resume=True)
+    (change,) = state["config_history"]
+    assert change["from_round"] == 2 and change["previous"]["explore"]["n_steps"] == 60
+    assert state["config"]["explore"]["replicas"] == 4
+
+    def refused(**update):
+        raw = json.loads(json.dumps(resolved))
+        for key, value in update.items():
+            section, name = key.split("__")
+            raw[section][name] = value
+        with pytest.raises(QdynInputError) as err:
+            _load_state(run, raw, resume=True)
+        return str(err.value)
+
+    assert "explore.structure" in refused(explore__structure="lih")
+    assert "labeler.method" in refused(labeler__method="GFN1-xTB")
+    assert "train.uncertainty.method" in refused(train__uncertainty={"method": "laplace", "ensemble": {"size": 2},
+                                                                     "laplace": {"prior_precision": 1.0}})
+
+
+def test_warm_started_rounds_train_their_own_epochs_end_to_end(tmp_path):
+    from qdyn.learn.loop import _train_config
+
+    cfg = _config(tmp_path / "seed.npz", tmp_path / "cache", warm_start_epochs=3)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"staged": True, "pretrain_epochs": 1})})
+    cold, warm = _train_config(cfg, 40, warm=False), _train_config(cfg, 40, warm=True)
+    assert (cold.epochs, cold.staged) == (2, True) and (warm.epochs, warm.staged) == (3, False)
+    assert warm.data.n_train + warm.data.n_val == 40 and warm.data.n_test == 0
+
+
+def test_relative_threshold_scales_the_sigma_inside_the_training_data(learned):
+    """max_force_std_relative replaces the absolute threshold (both given is refused) and sets
+    factor × the σ reference of the training frames, which lies below the σ of frames outside
+    the data (the same molecules stretched 40 %)."""
+    from pydantic import ValidationError
+
+    from qdyn.learn.loop import REFERENCE_QUANTILE, _force_threshold, _frames_of
+    from qdyn.structures import load_structure
+    from qdyn.train import load_run
+    from qdyn.uncertainty import load_estimator, predict_with_uncertainty
+
+    root, cfg, _ = learned
+    rel = cfg.explore.model_copy(update={"max_force_std": None, "max_force_std_relative": 1.5})
+    assert type(cfg.explore).model_validate({**cfg.explore.model_dump(exclude={"max_force_std"}),
+                                             "max_force_std_relative": 1.5}).max_force_std is None
+    with pytest.raises(ValidationError, match="not both"):
+        type(cfg.explore).model_validate({**cfg.explore.model_dump(), "max_force_std_relative": 1.5})
+    run = root / "run" / "round_01" / "train"
+    model, params, _ = load_run(run)
+    est = load_estimator(run, params)
+    R0, system = load_structure(cfg.explore.structure)
+    train_R = load_shipped("H2O").R[:12]
+    th = _force_threshold(rel, model, params, est, train_R, R0, system)
+    ref = th["force_std_reference_eV_per_A"]
+    assert th["max_force_std_eV_per_A"] == pytest.approx(1.5 * ref) and th["n_reference_frames"] == 12
+    inside = predict_with_uncertainty(model, params, _frames_of(system, train_R), est).F_std.max(-1)
+    assert ref == pytest.approx(np.quantile(inside, REFERENCE_QUANTILE)) and ref > 0
+    centre = train_R.mean(axis=1, keepdims=True)
+    stretched = predict_with_uncertainty(model, params, _frames_of(system, centre + 1.4 * (train_R - centre)),
+                                         est).F_std.max(-1)
+    assert np.median(stretched) > ref
+    absolute = _force_threshold(cfg.explore, model, params, est, train_R, R0, system)
+    assert absolute == {"max_force_std_eV_per_A": cfg.explore.max_force_std}

@@ -11,6 +11,7 @@ Example ``al.yaml``::
     labeler: {method: GFN2-xTB}
     explore: {structure: water, temperature_K: 600, n_steps: 2000, replicas: 8, max_force_std: 0.3}
     select: {n_per_round: 16}
+    warm_start_epochs: 10        # rounds 1, 2, ...: fewer epochs from the previous round's parameters
     max_rounds: 5
 """
 
@@ -89,9 +90,25 @@ class ExploreConfig(MDSettings):
                                                                   "exceeds this, eV/Å")
     max_energy_std_per_atom: Optional[float] = Field(None, gt=0, description="watchdog: stop a replica when the "
                                                                              "energy σ per atom exceeds this, eV")
+    max_force_std_relative: Optional[float] = Field(
+        None, gt=0, description="watchdog threshold relative to the model's own σ on its data: stop a replica when an "
+                                "atom's force σ exceeds this factor × the 90th percentile, over the round's training "
+                                "frames of the explored composition, of each frame's largest per-atom force σ [eV/Å] "
+                                "(recomputed every round, recorded as the threshold used); replaces max_force_std, "
+                                "dimensionless")
     seed: int = Field(0, description="seed of velocities and thermostat noise (round r uses seed + r)")
     neighbor_skin_A: float = Field(0.5, ge=0, description="periodic structures: Verlet skin of the JAX-MD neighbour "
                                                           "list (used when the model reads one), Å")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_force_threshold(cls, data):
+        # a relative threshold replaces the absolute one's default; both given is ambiguous
+        if isinstance(data, dict) and data.get("max_force_std_relative") is not None:
+            if data.get("max_force_std") is not None:
+                raise ValueError("give max_force_std [eV/Å] or max_force_std_relative, not both")
+            data = {**data, "max_force_std": None}
+        return data
 
     @model_validator(mode="after")
     def _explorable(self):
@@ -99,8 +116,9 @@ class ExploreConfig(MDSettings):
             raise ValueError("explore runs nve or a thermostat (nvt = Langevin), not npt")
         if self.n_steps % self.stride:
             raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of stride ({self.stride})")
-        if self.max_force_std is None and self.max_energy_std_per_atom is None:
-            raise ValueError("the watchdog needs max_force_std [eV/Å] and/or max_energy_std_per_atom [eV]")
+        if self.max_force_std is None and self.max_force_std_relative is None and self.max_energy_std_per_atom is None:
+            raise ValueError("the watchdog needs max_force_std [eV/Å] (or max_force_std_relative) and/or "
+                             "max_energy_std_per_atom [eV]")
         return self
 
 
@@ -125,6 +143,10 @@ class LearnConfig(_Strict):
     labeler: LabelerConfig = Field(default_factory=LabelerConfig, description="reference method of new labels")
     explore: ExploreConfig = Field(default_factory=ExploreConfig, description="MD with the watchdog")
     select: SelectConfig = Field(default_factory=SelectConfig, description="which frames are labelled")
+    warm_start_epochs: Optional[int] = Field(
+        None, ge=1, description="epochs of the warm-started rounds (1, 2, ...), trained end-to-end without the staged "
+                                "pretraining (their classical branch is already fitted); None: train.epochs and "
+                                "train.staged as round 0")
     max_rounds: int = Field(5, ge=1, description="rounds of explore → select → label → retrain at most")
     n_test: int = Field(20, ge=1, description="frames of the seed data held out as the fixed test set of every "
                                               "round")
@@ -138,6 +160,29 @@ class LearnConfig(_Strict):
             raise ValueError("train.uncertainty.method must be ensemble or laplace: the loop selects by uncertainty "
                              "and the watchdog needs it")
         return self
+
+
+# what a resumed run may change: how later rounds explore, select and train, never what the
+# model, its data, the test set or the reference method are (their rounds would not compare)
+RESUMABLE_FIELDS = ("max_rounds", "explore", "select", "warm_start_epochs", "labeler.workers", "labeler.cache_dir",
+                    "train.epochs", "train.pretrain_epochs", "train.staged", "train.optim", "train.batch_size",
+                    "train.checkpoint_every", "train.early_stopping_patience")
+FIXED_EXPLORE_FIELDS = ("explore.structure", "explore.frame")  # the start of every round's MD
+
+
+def changed_fixed_fields(before: dict, now: dict) -> list[str]:
+    """Dotted keys where two resolved configs differ outside :data:`RESUMABLE_FIELDS`."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    a, b = flat(before), flat(now)
+    free = lambda k: (any(k == f or k.startswith(f + ".") for f in RESUMABLE_FIELDS)  # noqa: E731
+                      and not any(k == f for f in FIXED_EXPLORE_FIELDS))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not free(k))
 
 
 def load_learn_config(path: Path) -> LearnConfig:

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..data.io import atomic_savez, atomic_write_text, load_npz
 from ..validation import QdynInputError
-from .config import LearnConfig
+from .config import RESUMABLE_FIELDS, LearnConfig, changed_fixed_fields
 from .select import frame_descriptors, select_random, select_uncertain
 
 _log = logging.getLogger("qdyn")
@@ -51,10 +51,14 @@ def _seed_split(cfg: LearnConfig):
     return seed.subset(np.sort(perm[cfg.n_test:])), seed.subset(np.sort(perm[: cfg.n_test]))
 
 
-def _train_config(cfg: LearnConfig, n_frames: int):
+def _train_config(cfg: LearnConfig, n_frames: int, warm: bool):
+    """The round's training config; ``warm``: started from the previous round's parameters."""
     n_val = max(1, int(round(cfg.val_fraction * n_frames)))
     data = cfg.train.data.model_copy(update={"n_train": n_frames - n_val, "n_val": n_val, "n_test": 0})
-    return cfg.train.model_copy(update={"data": data})
+    update = {"data": data}
+    if warm and cfg.warm_start_epochs is not None:
+        update.update(epochs=cfg.warm_start_epochs, staged=False)
+    return cfg.train.model_copy(update=update)
 
 
 def _round_dir(out: Path, r: int) -> Path:
@@ -70,7 +74,8 @@ def _train_round(cfg, rdir: Path, data, init_params, progress: bool):
         m, p, _ = load_run(run)
         return m, p
     resume = (run / "checkpoints" / "latest.json").exists()
-    res = train(_train_config(cfg, data.n_frames), run, resume=resume, data=data, progress=progress,
+    res = train(_train_config(cfg, data.n_frames, warm=init_params is not None), run, resume=resume, data=data,
+                progress=progress,
                 init_params=None if resume else init_params)
     if res.interrupted:
         raise KeyboardInterrupt
@@ -88,8 +93,48 @@ def _test_record(model, params, run_dir: Path, test) -> dict:
             "mean_force_std_eV_per_A": float(np.mean(pred.F_std[test.Z > 0]))}
 
 
-def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path, progress) -> dict:
-    """Run (or load) the round's MD; returns the candidate arrays and the MD summary."""
+# the quantile of the training frames' σ a relative threshold multiplies: a high one (σ inside
+# the data), not the maximum, which the few hard frames the loop itself labelled would set (on
+# the water run: q90 0.73 eV/Å, max 2.28 eV/Å over 101 box frames)
+REFERENCE_QUANTILE = 0.9
+
+
+def force_std_reference(model, params, estimator, frames) -> float:
+    """The :data:`REFERENCE_QUANTILE` quantile over ``frames`` (a Dataset, e.g. the training
+    frames) of each frame's largest per-atom force σ [eV/Å]: the scale of σ inside the model's
+    data, which a relative watchdog threshold multiplies."""
+    from ..uncertainty import predict_with_uncertainty
+
+    F_std = predict_with_uncertainty(model, params, frames, estimator).F_std
+    return float(np.quantile(F_std.max(axis=-1), REFERENCE_QUANTILE))
+
+
+def _frames_of(system, R, source: str = "<memory>"):
+    """``R`` [k, n, 3] Å as a label-less Dataset of ``system``'s atoms (and box when periodic)."""
+    from ..data import Dataset
+
+    Z_row, n = np.asarray(system.species), len(R)
+    cell = None if system.box is None else np.broadcast_to(np.asarray(system.box, float), (n, 3, 3)).copy()
+    return Dataset(R=np.asarray(R, float), Z=np.broadcast_to(Z_row, (n, len(Z_row))).copy(), cell=cell,
+                   pbc=None if cell is None else np.ones((n, 3), bool), source=source)
+
+
+def _force_threshold(e, model, params, estimator, train_R, R0, system) -> dict:
+    """The round's force-σ threshold [eV/Å]: ``max_force_std``, or ``max_force_std_relative`` ×
+    the σ reference on the training frames of the explored composition (the start structure
+    when there are none)."""
+    if e.max_force_std_relative is None:
+        return {"max_force_std_eV_per_A": e.max_force_std}
+    frames = train_R if len(train_R) else np.asarray(R0)[None]
+    ref = force_std_reference(model, params, estimator, _frames_of(system, frames))
+    return {"max_force_std_eV_per_A": e.max_force_std_relative * ref, "force_std_reference_eV_per_A": ref,
+            "reference_frames": "training frames of the explored composition" if len(train_R) else "start structure",
+            "n_reference_frames": int(len(frames))}
+
+
+def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path, progress, train_R) -> dict:
+    """Run (or load) the round's MD; returns the candidate arrays and the MD summary.
+    ``train_R``: the round's training frames of the explored composition (relative threshold)."""
     done = rdir / "candidates.npz"
     if done.exists():
         z = load_npz(done)
@@ -104,7 +149,9 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
     e = cfg.explore
     R0, system = load_structure(e.structure, frame=e.frame)
     model.check(R0, system)
-    wd = make_watchdog(model, load_estimator(run_dir, params), max_force_std=e.max_force_std,
+    estimator = load_estimator(run_dir, params)
+    threshold = _force_threshold(e, model, params, estimator, train_R, R0, system)
+    wd = make_watchdog(model, estimator, max_force_std=threshold["max_force_std_eV_per_A"],
                        max_energy_std_per_atom=e.max_energy_std_per_atom)
     # a periodic box: pairs within the cutoff from a JAX-MD neighbour list (None: all pairs)
     neighbor_fn = model_neighbor_fn(model, params, R0, system, skin=e.neighbor_skin_A)
@@ -120,7 +167,7 @@ def _explore(cfg: LearnConfig, r: int, rdir: Path, model, params, run_dir: Path,
         if events else np.zeros((0, n, 3))
     summary = {"stopped": len(events), "replicas": Rp, "target_fs": e.n_steps * e.dt_fs,
                "md_time_reached_fs": {"min": float(min(reached)), "mean": float(np.mean(reached))},
-               "max_force_std_eV_per_A": _finite_max(res.force_std), "events": events,
+               "max_force_std_eV_per_A": _finite_max(res.force_std), "events": events, "threshold": threshold,
                "md_seconds": res.timings["total_s"], "neighbor_list": neighbor_fn is not None}
     out = {"R": res.position.reshape(F * Rp, n, 3), "sigma": res.force_std.reshape(F * Rp), "trusted": trusted,
            "summary": summary}
@@ -177,18 +224,14 @@ def _select(cfg: LearnConfig, r: int, rdir: Path, model, cand: dict, train_R, sy
 def _label(cfg: LearnConfig, rdir: Path, R, system, labeler, progress) -> tuple[object, dict]:
     """(labelled Dataset, record) of this round (frames of ``system``: its species, and its
     box when periodic); ``labels.npz`` marks it done."""
-    from ..data import Dataset, read, write
+    from ..data import read, write
     from ..data.label_run import label_dataset
 
     done = rdir / "labels.npz"
     if done.exists():
         ds = read(done)
         return ds, ds.metadata.get("learn_label_record", {})
-    Z_row, n = np.asarray(system.species), len(R)
-    cell = None if system.box is None else np.broadcast_to(np.asarray(system.box, float), (n, 3, 3)).copy()
-    configs = Dataset(R=np.asarray(R, float), Z=np.broadcast_to(Z_row, (n, len(Z_row))).copy(),
-                      cell=cell, pbc=None if cell is None else np.ones((n, 3), bool),
-                      source=str(rdir / "selected.npz"))
+    configs = _frames_of(system, R, source=str(rdir / "selected.npz"))
     t = time.perf_counter()
     cached = {}
 
@@ -253,12 +296,13 @@ def run_learning(cfg: LearnConfig, out, *, resume: bool = False, labeler=None, p
         model, params = _train_round(cfg, rdir, data, params, progress)
         record = {"round": r, "n_train_pool": int(data.n_frames),
                   "test": _test_record(model, params, rdir / "train", test)}
-        cand = _explore(cfg, r, rdir, model, params, rdir / "train", md_progress)
+        train_R = _same_composition(data, system)
+        cand = _explore(cfg, r, rdir, model, params, rdir / "train", md_progress, train_R)
         record["explore"] = cand["summary"]
         converged = cand["summary"]["stopped"] == 0
         record["labels_added"] = 0
         if not converged:
-            sel = _select(cfg, r, rdir, model, cand, _same_composition(data, system), system)
+            sel = _select(cfg, r, rdir, model, cand, train_R, system)
             new, lab = _label(cfg, rdir, sel, system, labeler, None)
             record.update(lab)
             added.append(new)
@@ -293,12 +337,19 @@ def _load_state(out: Path, resolved: dict, resume: bool) -> dict:
     if not path.exists():
         raise QdynInputError(f"--resume: {out} holds no active-learning run (no {STATE_FILE})")
     state = json.loads(path.read_text())
-    before = {k: v for k, v in state["config"].items() if k != "max_rounds"}
-    now = {k: v for k, v in resolved.items() if k != "max_rounds"}
-    if before != now:
-        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        raise QdynInputError(f"--resume: the config differs from the run's ({path}) in {', '.join(diff)}; only "
-                             "max_rounds may change")
+    # the stored config read by today's code: options added since then take their defaults
+    try:
+        before = LearnConfig.model_validate(state["config"]).model_dump(mode="json")
+    except ValueError as exc:
+        raise QdynInputError(f"--resume: the run's config ({path}) is no longer valid: {exc}") from None
+    diff = changed_fixed_fields(before, resolved)
+    if diff:
+        raise QdynInputError(f"--resume: the config differs from the run's ({path}) in {', '.join(diff)}; a resume "
+                             "may change only how later rounds explore, select and train "
+                             f"({', '.join(RESUMABLE_FIELDS)})")
+    if resolved != before:  # later rounds run the new schedule: say from which round
+        state.setdefault("config_history", []).append({"from_round": len(state["rounds"]),
+                                                       "previous": state["config"]})
     state["config"] = resolved
     return state
 

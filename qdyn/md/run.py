@@ -770,6 +770,14 @@ class _HostFrames(NamedTuple):
     stopped: Optional[np.ndarray] = None
 
 
+@functools.lru_cache(maxsize=16)
+def _replica_sigma(sigma_fn):
+    """jit of the watchdog's σ over the replicas of one frame: evaluated op by op, the σ of
+    the initial frame (a gradient per ensemble member, or a Laplace Jacobian) took longer than
+    the compiled MD block itself (42 of 76 s of a notebook's run_md)."""
+    return jax.jit(jax.vmap(sigma_fn, in_axes=(None, None, 0, 0, 0)))
+
+
 def _initial_frame(run: _Run, params, carry, pe0) -> tuple[_HostFrames, Optional[tuple]]:
     """The initial state as one frame (leading axis 1) in the layout of a block's frames, and
     the watchdog's σ of it (None without a watchdog)."""
@@ -785,8 +793,7 @@ def _initial_frame(run: _Run, params, carry, pe0) -> tuple[_HostFrames, Optional
     watchdog = run.parts.watchdog
     if watchdog is None:
         return host, None
-    one = lambda r, system, nbr: watchdog.sigma_fn(watchdog.sigma_params, params, r, system, nbr)  # noqa: E731
-    s_E, s_F = jax.vmap(one)(R_j, systems_now, nbrs)
+    s_E, s_F = _replica_sigma(watchdog.sigma_fn)(watchdog.sigma_params, params, R_j, systems_now, nbrs)
     max_F = jnp.max(jnp.where(run.batched_sys.mask, s_F, 0.0), axis=-1)
     return host, (parallel.to_host(s_E)[None], parallel.to_host(max_F)[None])
 

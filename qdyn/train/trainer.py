@@ -169,6 +169,14 @@ def _predict_fn(apply):
     return _PREDICT_CACHE[apply]
 
 
+def _features_fn(features):
+    """jit of the descriptor over frames, compiled once per model: op by op it dispatched every
+    primitive separately, for every ensemble member of every training run."""
+    if features not in _PREDICT_CACHE:
+        _PREDICT_CACHE[features] = jax.jit(jax.vmap(features))
+    return _PREDICT_CACHE[features]
+
+
 def predict_states(model, params, ds, *, chunk: int = EVAL_CHUNK):
     """Multistate predictions for every frame: adiabatic energies [n, S] eV, forces
     [n, S, A, 3] eV/Å and the diabatic matrix [n, S, S] eV (jitted, chunked)."""
@@ -215,7 +223,7 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
         cells = train_ds.periodic_cells()
         cell = None if cells is None else jnp.asarray(cells)
         systems = System(species=jnp.asarray(train_ds.Z), mask=jnp.asarray(mask), box=cell)
-        G = np.asarray(jax.vmap(model.features)(jnp.asarray(train_ds.R), systems))[mask]
+        G = np.asarray(_features_fn(model.features)(jnp.asarray(train_ds.R), systems))[mask]
         std = G.std(axis=0)
         p["g_mean"] = like("g_mean", G.mean(axis=0))
         p["g_std"] = like("g_std", np.where(std > 1e-8, std, 1.0))
