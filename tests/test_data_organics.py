@@ -9,7 +9,7 @@ from qdyn.data.molecules import MOLECULES, from_zmatrix
 
 pytest.importorskip("tblite")
 
-ORGANIC_SETS = ("ethanol", "ethanol_torsions", "alanine_dipeptide", "ferrocene")
+ORGANIC_SETS = ("ethanol", "ethanol_torsions", "malonaldehyde", "alanine_dipeptide", "ferrocene")
 
 
 def _dihedral(a, b, c, d):

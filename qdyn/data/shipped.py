@@ -15,7 +15,7 @@ from .dataset import Dataset
 __all__ = ["SHIPPED", "load_shipped", "shipped_path"]
 
 SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2", "CaH2_casscf",
-           "ethanol", "ethanol_torsions", "alanine_dipeptide", "ferrocene")
+           "ethanol", "ethanol_torsions", "malonaldehyde", "alanine_dipeptide", "ferrocene")
 
 
 def shipped_path(name: str) -> Path:
