@@ -219,6 +219,7 @@ def normalize_params(model: EnergyModel, params, train_ds, mode: str):
         # turns strong after the first optimiser step, and every jitted function that saw it
         # (the training step, predict) would compile a second time
         return jnp.asarray(value, dtype=params[name].dtype)
+
     if model.features is not None:
         cells = train_ds.periodic_cells()
         cell = None if cells is None else jnp.asarray(cells)
