@@ -27,8 +27,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from qdyn import units  # noqa: E402
-from qdyn.data import label_dataset, recipes, write  # noqa: E402
-from qdyn.data.label_run import labeled_mask  # noqa: E402
+from qdyn.data import label_dataset, read, recipes, write  # noqa: E402
+from qdyn.data.label_run import labeled_mask, seed_cache  # noqa: E402
 from qdyn.data.labelers import labeler_from_spec  # noqa: E402
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "qdyn" / "data" / "shipped"
@@ -99,6 +99,17 @@ def cached_density_fitting_check(configs, recipe, log) -> dict:
     return result
 
 
+def seed_from_shipped(name, configs, lab, log):
+    """On a fresh machine, start from the frames already shipped rather than relabel them."""
+    path = SHIPPED_DIR / f"{name}.npz"
+    if not path.exists():
+        return
+    shipped = read(path)
+    frames = shipped.metadata.get("subset", {}).get("frames", range(shipped.n_frames))
+    seeded, skipped = seed_cache(configs, shipped, frames, lab)
+    log(f"{name}: {seeded} shipped frames put into the label cache, {skipped} skipped (geometry differs)")
+
+
 def label_in_order(name, configs, lab, order, until, log):
     """Label ``configs`` in ``order``, CHUNK frames at a time, until done or the deadline."""
     done = labeled_mask(configs, lab)
@@ -144,6 +155,7 @@ def build(name, until, log, *, df_check=False):
     extra = {}
     if df_check:
         extra["density_fitting"] = cached_density_fitting_check(configs, recipe, log)
+    seed_from_shipped(name, configs, lab, log)
     order = np.random.default_rng(0).permutation(configs.n_frames)
     label_in_order(name, configs, lab, order, until, log)
     ship(name, recipe, configs, lab, extra, log)

@@ -8,6 +8,7 @@ import pytest
 from qdyn import structures
 from qdyn.data import Dataset, assert_datasets_equal, label_dataset, read, write
 from qdyn.data import recipes, samplers
+from qdyn.data.label_run import labeled_mask, seed_cache
 from qdyn.data.labelers import PySCFLabeler
 
 HF = PySCFLabeler(method="HF", basis="sto-3g")
@@ -136,3 +137,20 @@ def test_cache_is_shared_by_geometry_across_runs(tmp_path):
                            progress=lambda d, t, c: seen.append(c))
     assert seen[0] == 2
     np.testing.assert_array_equal(second.E[1:3], first.E[[2, 1]])
+
+
+def test_seeded_cache_reuses_shipped_labels_and_skips_moved_geometries(tmp_path):
+    configs = lih_scan(4)
+    labelled = label_dataset(configs.subset(np.array([1, 3])), HF, workers=0, cache_dir=tmp_path / "a")
+    moved = Dataset(R=labelled.R + np.array([0.0, 0.0, 1e-6]), Z=labelled.Z, E=labelled.E, F=labelled.F,
+                    extras=labelled.extras, metadata=labelled.metadata)
+    assert seed_cache(configs, moved, [1, 3], HF, cache_dir=tmp_path / "b") == (0, 2)  # not the same frames
+    assert seed_cache(configs, labelled, [1, 3], HF, cache_dir=tmp_path / "b") == (2, 0)
+    np.testing.assert_array_equal(labeled_mask(configs, HF, cache_dir=tmp_path / "b"), [False, True, False, True])
+
+    seen = []
+    full = label_dataset(configs, HF, workers=0, cache_dir=tmp_path / "b", progress=lambda d, t, c: seen.append(c))
+    assert seen[0] == 2  # only frames 0 and 2 are computed
+    np.testing.assert_array_equal(full.E[[1, 3]], labelled.E)
+    np.testing.assert_array_equal(full.F[[1, 3]], labelled.F)
+    assert np.isfinite(full.E).all() and len(set(full.E)) == 4

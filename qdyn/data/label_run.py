@@ -38,7 +38,7 @@ from .io import atomic_savez, atomic_write_text, load_npz
 from ..validation import QdynInputError
 from .labelers import FrameResult
 
-__all__ = ["label_dataset", "labeled_mask", "labeler_key", "default_cache_dir", "ProgressFn"]
+__all__ = ["label_dataset", "labeled_mask", "seed_cache", "labeler_key", "default_cache_dir", "ProgressFn"]
 
 ProgressFn = Callable[[int, int, int], None]
 """progress(done, total, n_from_cache), called after each frame (and once at the start)."""
@@ -275,6 +275,40 @@ def labeled_mask(configs: Dataset, labeler, *, cache_dir: Optional[str | Path] =
                           configs.Z[i][m], configs.R[i][m])
         done[i] = got is not None and _cacheable(got[0])
     return done
+
+
+def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
+               cache_dir: Optional[str | Path] = None, atol: float = 1e-8) -> tuple[int, int]:
+    """Put labels you already have into the per-frame cache, so a run on a fresh machine
+    resumes instead of recomputing them (a shipped subset, a colleague's file).
+
+    ``labeled`` frame k holds the labels of ``configs`` frame ``frames[k]``, made with
+    ``labeler``. A frame is taken only where its atoms equal and its positions agree within
+    ``atol`` Å (a resampled recipe may differ in the last bits); the cached copy carries the
+    configuration's own positions, which the cache compares exactly. Returns (seeded, skipped).
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    frames_dir = root / labeler_key(labeler) / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    dipoles = labeled.extras.get("dipole")
+    seeded = skipped = 0
+    for k, i in enumerate(frames):
+        m, mk = configs.mask[i], labeled.mask[k]
+        Z, R = configs.Z[i][m], configs.R[i][m]
+        path = frames_dir / f"{_frame_hash(Z, R)[:32]}.npz"
+        same = np.array_equal(labeled.Z[k][mk], Z) and np.abs(labeled.R[k][mk] - R).max() <= atol
+        if not same:
+            skipped += 1
+            continue
+        if path.exists():
+            continue
+        res = FrameResult(energy=float(labeled.E[k]), forces=labeled.F[k][mk],
+                          converged=bool(labeled.extras["converged"][k]),
+                          status=str(labeled.extras["status"][k]),
+                          dipole=None if dipoles is None else dipoles[k])
+        _save_frame(path, Z, R, res, seconds=0.0)
+        seeded += 1
+    return seeded, skipped
 
 
 @contextlib.contextmanager
