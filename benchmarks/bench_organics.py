@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
 from qdyn import elements, md  # noqa: E402
+from qdyn.plotting import save_figure  # noqa: E402
 from qdyn.data import Dataset, load_shipped, read  # noqa: E402
 from qdyn.system import System  # noqa: E402
 from qdyn.train import parse_config, train  # noqa: E402
@@ -306,7 +307,7 @@ def plot_curves(path: Path, curves: dict, n_test: int) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"ethanol: test errors on {n_test} held-out frames (mean ± std over initialisations)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def plot_torsions(path: Path, torsions: dict) -> None:
@@ -323,7 +324,7 @@ def plot_torsions(path: Path, torsions: dict) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def readme_text(p: dict) -> str:

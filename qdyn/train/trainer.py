@@ -9,9 +9,11 @@ exactly the steps an uninterrupted one would and ends with identical parameters.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
@@ -160,30 +162,41 @@ def predict(model: EnergyModel, params, ds, *, chunk: int = EVAL_CHUNK):
     return np.concatenate(Es), np.concatenate(Fs)
 
 
-_PREDICT_CACHE: dict = {}
+# The jitted evaluators, one per model function. Bounded: a learn run or a long notebook builds
+# many models, and each wrapper holds its model's compiled programs for as long as it is cached.
+_CACHED_MODELS = 32
 
 
+@functools.lru_cache(maxsize=_CACHED_MODELS)
 def _predict_fn(apply):
-    if apply not in _PREDICT_CACHE:
-        _PREDICT_CACHE[apply] = jax.jit(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)))
-    return _PREDICT_CACHE[apply]
+    return jax.jit(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)))
 
 
+@functools.lru_cache(maxsize=_CACHED_MODELS)
 def _features_fn(features):
     """jit of the descriptor over frames, compiled once per model: op by op it dispatched every
     primitive separately, for every ensemble member of every training run."""
-    if features not in _PREDICT_CACHE:
-        _PREDICT_CACHE[features] = jax.jit(jax.vmap(features))
-    return _PREDICT_CACHE[features]
+    return jax.jit(jax.vmap(features))
+
+
+_STATES_FNS: OrderedDict = OrderedDict()
+
+
+def _states_fn(model):
+    """Keyed on ``model.diabatic`` (an EnergyModel holds a config dict and does not hash)."""
+    key = model.diabatic
+    if key not in _STATES_FNS:
+        _STATES_FNS[key] = jax.jit(jax.vmap(diabatic_and_adiabatic_fn(model), in_axes=(None, 0, 0)))
+        if len(_STATES_FNS) > _CACHED_MODELS:
+            _STATES_FNS.popitem(last=False)
+    _STATES_FNS.move_to_end(key)
+    return _STATES_FNS[key]
 
 
 def predict_states(model, params, ds, *, chunk: int = EVAL_CHUNK):
     """Multistate predictions for every frame: adiabatic energies [n, S] eV, forces
     [n, S, A, 3] eV/Å and the diabatic matrix [n, S, S] eV (jitted, chunked)."""
-    key = ("states", model.diabatic)
-    if key not in _PREDICT_CACHE:
-        _PREDICT_CACHE[key] = jax.jit(jax.vmap(diabatic_and_adiabatic_fn(model), in_axes=(None, 0, 0)))
-    fn = _PREDICT_CACHE[key]
+    fn = _states_fn(model)
     Es, Fs, Ws = [], [], []
     for start in range(0, ds.n_frames, chunk):
         idx = np.arange(start, min(start + chunk, ds.n_frames))
