@@ -490,7 +490,8 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
 
     from .train.config import parse_config
     from .train.losses import build_loss, loss_weights
-    from .train.trainer import load_data, load_run, split_data
+    from .train.data import load_data, split_data
+    from .train.trainer import load_run
 
     run_dir = Path(run_dir)
     model, params, _ = load_run(run_dir)

@@ -190,7 +190,7 @@ def _labelled(n=6, failed=(2,)):
 
 def test_failed_labels_are_dropped_by_train_as_by_data_split(tmp_path, caplog):
     from qdyn.train.config import DataConfig
-    from qdyn.train.trainer import load_data
+    from qdyn.train.data import load_data
 
     write(_labelled(), tmp_path / "lab.npz")
     with caplog.at_level("WARNING", logger="qdyn"):

@@ -184,7 +184,7 @@ def evaluate(
     from ..train import evaluate as run_eval
     from ..train import load_run
     from ..train.config import DataConfig
-    from ..train.trainer import load_data
+    from ..train.data import load_data
     from ..uncertainty.cli import uncertainty_report
 
     # a damaged or unfinished run, or an execution that cannot give forces: one line from the

@@ -61,7 +61,7 @@ def explain(
 
 def _load(path: str, energy_unit, length_unit):
     from ..train.config import DataConfig
-    from ..train.trainer import load_data
+    from ..train.data import load_data
 
     return load_data(DataConfig(path=path, energy_unit=energy_unit, length_unit=length_unit))
 

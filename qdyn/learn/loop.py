@@ -41,7 +41,7 @@ STATE_FILE = "learn.json"
 
 def _seed_split(cfg: LearnConfig):
     """(training pool, fixed test set) of the seed data."""
-    from ..train.trainer import load_data
+    from ..train.data import load_data
 
     seed = load_data(cfg.train.data)
     if seed.n_frames <= cfg.n_test + 2:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..models.base import EnergyModel, energy_and_forces_fn
 from .config import ConfigError
+from .data import check_frames, load_data
 from .normalize import force_rms, species_reference_energies
 
 if TYPE_CHECKING:
@@ -265,7 +266,6 @@ def _constrained(loss: Callable, cc, model: EnergyModel, train_ds, sigma_E: floa
     built once from the training frames."""
     from . import constraints
     from .config import DataConfig
-    from .trainer import check_frames, load_data  # the trainer's data checks, at call time (it imports this module)
 
     dis = wall = order = None
     if cc.dissociation is not None:
