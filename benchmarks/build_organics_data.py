@@ -10,7 +10,7 @@
 * Density fitting is measured on a few ethanol frames (seconds per frame and the largest force
   difference with and without it) and recorded in the ethanol set's metadata.
 
-    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/build_organics_data.py --until ethanol=02:50 \\
+    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/build_organics_data.py --until ethanol=02:50 [--workers 2] \\
         --log benchmarks/results/build_organics_data.log
 """
 
@@ -110,18 +110,19 @@ def seed_from_shipped(name, configs, lab, log):
     log(f"{name}: {seeded} shipped frames put into the label cache, {skipped} skipped (geometry differs)")
 
 
-def label_in_order(name, configs, lab, order, until, log):
-    """Label ``configs`` in ``order``, CHUNK frames at a time, until done or the deadline."""
+def label_in_order(name, configs, lab, order, until, log, workers=0):
+    """Label ``configs`` in ``order``, CHUNK frames per worker at a time, until done or the deadline."""
     done = labeled_mask(configs, lab)
     todo = [int(i) for i in order if not done[i]]
     log(f"{name}: {int(done.sum())}/{configs.n_frames} labelled already, {len(todo)} to go")
     t0 = time.perf_counter()
-    for k in range(0, len(todo), CHUNK):
+    chunk = CHUNK * max(1, workers)
+    for k in range(0, len(todo), chunk):
         if deadline_passed(until):
             log(f"{name}: deadline reached")
             return False
-        label_dataset(configs.subset(np.asarray(todo[k:k + CHUNK])), lab, workers=0)
-        n = min(k + CHUNK, len(todo))
+        label_dataset(configs.subset(np.asarray(todo[k:k + chunk])), lab, workers=workers)
+        n = min(k + chunk, len(todo))
         log(f"{name}: {n}/{len(todo)} new frames, {(time.perf_counter() - t0) / n:.1f} s/frame")
     return True
 
@@ -148,7 +149,7 @@ def ship(name, recipe, configs, lab, extra_meta, log):
     log(f"{name}: shipped {ds.n_frames} frames ({int(ds.converged.sum())} converged) -> {path}")
 
 
-def build(name, until, log, *, df_check=False):
+def build(name, until, log, *, df_check=False, workers=0):
     recipe = recipes.get_recipe(f"shipped:{name}")
     lab = labeler_from_spec({"labeler": "PySCFLabeler", **recipe["labeler"]})
     configs = recipes.sample_configurations(recipe, log=log)
@@ -157,7 +158,7 @@ def build(name, until, log, *, df_check=False):
         extra["density_fitting"] = cached_density_fitting_check(configs, recipe, log)
     seed_from_shipped(name, configs, lab, log)
     order = np.random.default_rng(0).permutation(configs.n_frames)
-    label_in_order(name, configs, lab, order, until, log)
+    label_in_order(name, configs, lab, order, until, log, workers)
     ship(name, recipe, configs, lab, extra, log)
 
 
@@ -167,6 +168,7 @@ def main():
                     help="UTC time after which no new labelling chunk starts, for all sets or for NAME")
     ap.add_argument("--only", nargs="*", default=None, help="dataset names (default: all, in build order)")
     ap.add_argument("--log", default=None, help="append progress lines to this file")
+    ap.add_argument("--workers", type=int, default=0, help="parallel labelling processes (0: in this process)")
     args = ap.parse_args()
     log = log_to(args.log)
     deadlines = {}
@@ -177,7 +179,7 @@ def main():
     names = args.only or ["ethanol_torsions", "ethanol", "alanine_dipeptide", "ferrocene", "malonaldehyde"]
     for name in names:
         until = deadlines.get(name, deadlines.get(""))
-        build(name, until, log, df_check=(name == "ethanol"))
+        build(name, until, log, df_check=(name == "ethanol"), workers=args.workers)
 
 
 if __name__ == "__main__":
