@@ -15,8 +15,9 @@ farther than 1.25 Å from every O has left its molecule; minimum image). The run
 resumable: run the script again with the same arguments (it resumes), or with
 ``--max-rounds`` raised to go on.
 
-    nice -n 15 python benchmarks/active_learning_water.py --out /tmp/qdyn-al-water
-    python benchmarks/active_learning_water.py --out /tmp/qdyn-al-water --report-only
+    nice -n 5 python benchmarks/active_learning_water.py --out runs/al-water --replicas 2 \\
+        --max-force-std-relative 2.0 --warm-start-epochs 10 --max-rounds 16 --workers 2
+    python benchmarks/active_learning_water.py --out runs/al-water ... --report-only
     python benchmarks/active_learning_water.py --smoke --out /tmp/al-smoke   (tiny: checks the wiring)
 
 Writes ``benchmarks/results/active_learning_water.{json,png}`` and its section of
@@ -48,6 +49,7 @@ FREE_H_A = 1.25  # Å: an H with no O this close has left its molecule (liquid_w
 HAND_RUN_LABELS = {"labelled": 150, "trained_on": 117, "rounds": 3}
 # box test set: hand-run model-MD frames within this much of the shipped box's lowest energy
 BOX_TEST_CAP_EV_PER_MOLECULE = 0.25
+N_MOLECULES = 32  # of the shipped box
 
 
 def learn_config(args, seed_path: Path, box_test_path: Path):
@@ -110,6 +112,7 @@ def write_box_test(path: Path) -> None:
         return
     act, box = read(AUGMENT), load_shipped("water_box32")
     n_mol = int(act.extras["n_molecules"][0])
+    assert n_mol == N_MOLECULES
     keep = ((act.extras["origin"] == "model_md") & np.isfinite(act.E)
             & (free_h(act.R, act.Z[0], act.cell[0]) == 0)
             & (act.E - box.E.min() < BOX_TEST_CAP_EV_PER_MOLECULE * n_mol))
@@ -150,6 +153,11 @@ def round_rows(out: Path) -> list:
                      "test_force_mae_meV_per_A": rec["test"]["force_mae_meV_per_A"],
                      "test_energy_mae_meV": rec["test"]["energy_mae_meV"],
                      "test_mean_force_std_eV_per_A": rec["test"]["mean_force_std_eV_per_A"],
+                     # held-out box frames (test_data; absent in runs started before it existed)
+                     "box_test_force_mae_meV_per_A": rec.get("test_data", {}).get("force_mae_meV_per_A"),
+                     "box_test_energy_mae_meV_per_molecule": (rec["test_data"]["energy_mae_meV"] / N_MOLECULES
+                                                              if "test_data" in rec else None),
+                     "box_test_mean_force_std_eV_per_A": rec.get("test_data", {}).get("mean_force_std_eV_per_A"),
                      "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
                      "threshold_eV_per_A": wd["max_force_std_eV_per_A"],
                      "stop_force_std_eV_per_A": max((ev["force_std_eV_per_A"] for ev in ex["events"]), default=None),
@@ -175,7 +183,10 @@ def plot(path: Path, rows: list) -> None:
     a.set_xlabel("round")
     a.set_ylabel("MD time reached [ps]")
     a.legend(fontsize=8)
-    b.plot([x["labels_total"] - x["labels_added"] for x in rows], [x["test_force_mae_meV_per_A"] for x in rows], "o-")
+    before = [x["labels_total"] - x["labels_added"] for x in rows]
+    b.plot(before, [x["test_force_mae_meV_per_A"] for x in rows], "o-", label="seed test split (mostly clusters)")
+    b.plot(before, [x["box_test_force_mae_meV_per_A"] or np.nan for x in rows], "s-", label="held-out box frames")
+    b.legend(fontsize=8)
     b.set_xlabel("GFN2-xTB labels added before the round")
     b.set_ylabel("test force MAE [meV/Å]")
     c.plot(r, [x["md_max_force_std_eV_per_A"] or np.nan for x in rows], "o-", label="largest trusted σ_F in MD")
@@ -222,23 +233,38 @@ def _flags(cfg: dict) -> str:
             f"{threshold} --epochs {t['epochs']}{warm}")
 
 
+def box_test_text(p: dict) -> str:
+    """What the box test set is (its file's description), or that the run had none."""
+    path = p["config"].get("test_data")
+    if not path or not Path(path).exists():
+        return "no box test set"
+    from qdyn.data import read
+
+    ds = read(path)
+    return f"{ds.n_frames} {ds.metadata.get('description', path)}"
+
+
 def readme_text(p: dict, args) -> str:
     # (first round, config) of each stretch of the run: a resume may have changed the schedule
     hist = p["config_history"]
     later = [h["previous"] for h in hist[1:]] + [p["config"]]
     runs = [(0, hist[0]["previous"])] + [(h["from_round"], c) for h, c in zip(hist, later)] if hist else \
         [(0, p["config"])]
-    commands = "; ".join((f"resumed in round {r} (its finished steps kept) with" if r else "from round 0:")
-                         + f" `{_flags(c)}`" for r, c in runs)
+    commands = "; ".join((f"resumed in round {r} (its finished steps kept) with" if r or i else "from round 0:")
+                         + f" `{_flags(c)}`" + ("" if c.get("test_data") else " (no box test set)")
+                         for i, (r, c) in enumerate(runs))
     head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
-            f"{p['load_average']}), jax {p['versions']['jax']}, `nice -n 15 python benchmarks/active_learning_water.py "
-            f"...` with {commands} (a resume may change the schedule of later rounds). Run directory "
+            f"{p['load_average']}), jax {p['versions']['jax']}, `python benchmarks/active_learning_water.py ...` (niced) with {commands} (a resume may change the schedule of later rounds). Run directory "
             f"`{p['run_dir']}` (resumable).\n\n"
-            "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | watchdog threshold "
+            f"Test errors: the loop's fixed split of the seed ({p['config']['n_test']} frames, mostly clusters) and "
+            f"{box_test_text(p)}.\n\n"
+            "| round | train frames | labels added | test force MAE [meV/Å] | box test force MAE [meV/Å] | box test "
+            "energy MAE [meV/H2O] | test mean σ_F [eV/Å] | watchdog threshold "
             "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
             "free H (max; frames with any / stored) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
+             f"{_fmt(x['box_test_force_mae_meV_per_A'], '.0f')} | {_fmt(x['box_test_energy_mae_meV_per_molecule'], '.1f')} | "
              f"{x['test_mean_force_std_eV_per_A']:.3f} | {_fmt(x['threshold_eV_per_A'])} | "
              f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
              f"{x['md_reached_fs_min'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | {x['stopped']}/{x['replicas']} | "
