@@ -131,6 +131,34 @@ def free_h(R, Z, box) -> np.ndarray:
     return (np.linalg.norm(d, axis=-1).min(-1) > FREE_H_A).sum(-1)
 
 
+EQUILIBRATION_PS = 1.0  # of the converged round's MD, left out of g(r) (liquid_water.py's choice)
+
+
+def final_liquid(out: Path, rnd: int, stride_fs: float) -> dict:
+    """Structure of the converged round's MD (every replica, every stored frame): the largest
+    distance of any H to its nearest O, and the O–O g(r) after :data:`EQUILIBRATION_PS`, as
+    ``liquid_water.py`` measures its hand-trained liquid."""
+    from qdyn.data import load_shipped
+    from qdyn.data.io import load_npz
+    from qdyn.md.analysis import radial_distribution
+
+    box = load_shipped("water_box32")
+    Z, L = box.Z[0], np.diag(box.cell[0])
+    cand = load_npz(out / f"round_{rnd:02d}" / "candidates.npz")
+    md = json.loads((out / f"round_{rnd:02d}" / "explore" / "md.json").read_text())
+    X = np.asarray(cand["R"], float).reshape(-1, md["replicas"], len(Z), 3)  # [frames, replicas, n, 3]
+    d = X[..., Z == 1, None, :] - X[..., None, Z == 8, :]
+    d -= L * np.round(d / L)
+    nearest_o = np.linalg.norm(d, axis=-1).min(-1)
+    t_ps = np.arange(1, len(X) + 1) * stride_fs / 1e3  # stored frames start one stride in
+    prod = X[t_ps >= EQUILIBRATION_PS].reshape(-1, len(Z), 3)
+    r, g = radial_distribution(prod, Z, L, pair=(8, 8), n_bins=120)
+    first = (r > 2.2) & (r < 3.4)
+    return {"round": rnd, "frames": int(X.shape[0] * X.shape[1]), "max_nearest_OH_A": float(nearest_o.max()),
+            "first_OO_peak_A": float(r[first][np.argmax(g[first])]), "first_OO_peak_g": float(g[first].max()),
+            "temperature_mean_K": md["mean_temperature_K"], "md_timings": md["timings"]}
+
+
 def round_rows(out: Path) -> list:
     """One row per finished round of the run in ``out`` (learn.json + candidates.npz)."""
     from qdyn.data import load_shipped
@@ -147,6 +175,8 @@ def round_rows(out: Path) -> list:
         total += rec.get("labels_added", 0)
         # the threshold the watchdog ran with (md.json: also for rounds before it was recorded)
         wd = json.loads((out / f"round_{rec['round']:02d}" / "explore" / "md.json").read_text())["watchdog"]
+        # training wall time, and of its first epoch (which holds the step's compilation)
+        hist = json.loads((out / f"round_{rec['round']:02d}" / "train" / "history.json").read_text())
         rows.append({"round": rec["round"], "train_frames": rec["n_train_pool"],
                      "labels_added": rec.get("labels_added", 0), "labels_total": total,
                      "labels_failed": rec.get("labels_failed", 0),
@@ -161,11 +191,13 @@ def round_rows(out: Path) -> list:
                      "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
                      "threshold_eV_per_A": wd["max_force_std_eV_per_A"],
                      "stop_force_std_eV_per_A": max((ev["force_std_eV_per_A"] for ev in ex["events"]), default=None),
-                     "md_reached_fs_min": ex["md_time_reached_fs"]["min"], "target_fs": ex["target_fs"],
+                     "md_reached_fs_min": ex["md_time_reached_fs"]["min"],
+                     "md_reached_fs_mean": ex["md_time_reached_fs"]["mean"], "target_fs": ex["target_fs"],
                      "stopped": ex["stopped"], "replicas": ex["replicas"], "frames_checked": int(len(nh)),
                      "free_h_max": int(nh.max()) if len(nh) else 0,
                      "frames_with_free_h": int((nh > 0).sum()), "md_seconds": ex["md_seconds"],
-                     "label_seconds": rec.get("label_seconds", 0.0), "round_seconds": rec["seconds"]})
+                     "label_seconds": rec.get("label_seconds", 0.0), "round_seconds": rec["seconds"],
+                     "train_seconds": hist[-1]["wall_s"], "first_epoch_seconds": hist[0]["wall_s"]})
     return rows, bool(state.get("converged")), state.get("config_history", [])
 
 
@@ -177,7 +209,8 @@ def plot(path: Path, rows: list) -> None:
     FigureCanvasAgg(fig)
     a, b, c = fig.subplots(1, 3)
     r = [x["round"] for x in rows]
-    a.plot(r, [x["md_reached_fs_min"] / 1e3 for x in rows], "o-")
+    a.plot(r, [x["md_reached_fs_min"] / 1e3 for x in rows], "o-", label="every replica (min)")
+    a.plot(r, [x["md_reached_fs_mean"] / 1e3 for x in rows], "s:", label="replica mean")
     a.axhline(rows[0]["target_fs"] / 1e3, color="0.5", ls="--", lw=1, label="target")
     a.set_yscale("log")  # tens of fs in the first rounds, 10 ps at the end
     a.set_xlabel("round")
@@ -205,8 +238,10 @@ def plot(path: Path, rows: list) -> None:
 
 def report(args, out: Path, cfg, seconds: float) -> dict:
     rows, converged, history = round_rows(out)
+    e = cfg.explore
+    final = final_liquid(out, rows[-1]["round"], e.stride * e.dt_fs) if converged else None
     name = "active_learning_water" + ("_smoke" if args.smoke else "")
-    payload = {"rows": rows, "converged": converged, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
+    payload = {"rows": rows, "converged": converged, "final_liquid": final, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
                "config_history": history, "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
                "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
@@ -244,6 +279,11 @@ def box_test_text(p: dict) -> str:
     return f"{ds.n_frames} {ds.metadata.get('description', path)}"
 
 
+def _hand_trained_liquid():
+    path = RESULTS / "liquid_water.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def readme_text(p: dict, args) -> str:
     # (first round, config) of each stretch of the run: a resume may have changed the schedule
     hist = p["config_history"]
@@ -260,18 +300,32 @@ def readme_text(p: dict, args) -> str:
             f"{box_test_text(p)}.\n\n"
             "| round | train frames | labels added | test force MAE [meV/Å] | box test force MAE [meV/Å] | box test "
             "energy MAE [meV/H2O] | test mean σ_F [eV/Å] | watchdog threshold "
-            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
-            "free H (max; frames with any / stored) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] (min, mean of replicas) | replicas stopped | "
+            "free H (max; frames with any / stored) | minutes: training (1st epoch), MD, labels; round |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
              f"{_fmt(x['box_test_force_mae_meV_per_A'], '.0f')} | {_fmt(x['box_test_energy_mae_meV_per_molecule'], '.1f')} | "
              f"{x['test_mean_force_std_eV_per_A']:.3f} | {_fmt(x['threshold_eV_per_A'])} | "
              f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
-             f"{x['md_reached_fs_min'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | {x['stopped']}/{x['replicas']} | "
-             f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} |" for x in p["rows"]]
+             f"{x['md_reached_fs_min'] / 1e3:.2f}, {x['md_reached_fs_mean'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | "
+             f"{x['stopped']}/{x['replicas']} | "
+             f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} | "
+             f"{x['train_seconds'] / 60:.1f} ({x['first_epoch_seconds'] / 60:.1f}), {x['md_seconds'] / 60:.1f}, "
+             f"{x['label_seconds'] / 60:.1f}; {x['round_seconds'] / 60:.1f} |" for x in p["rows"]]
     total = p["rows"][-1]["labels_total"] if p["rows"] else 0
-    status = ("**converged**: the last round's MD ran the target time with no replica stopped"
+    last = p["rows"][-1] if p["rows"] else None
+    status = (f"**converged** in round {last['round']}: its MD ran the target time in all {last['replicas']} replicas "
+              f"with none stopped, and {last['frames_with_free_h']} of its {last['frames_checked']} stored frames "
+              f"(every {p['config']['explore']['stride'] * p['config']['explore']['dt_fs']:g} fs) has a free H"
               if p["converged"] else "**not converged yet** (see docs/active_learning.md for how far it got)")
+    if p.get("final_liquid"):
+        f, hand = p["final_liquid"], _hand_trained_liquid()
+        status += (f" (largest H–nearest-O distance in any frame {f['max_nearest_OH_A']:.2f} Å; O–O g(r) after "
+                   f"{EQUILIBRATION_PS:g} ps: first peak at {f['first_OO_peak_A']:.2f} Å, height "
+                   f"{f['first_OO_peak_g']:.2f}; mean T {f['temperature_mean_K']:.0f} K"
+                   + (f"; the hand-trained liquid of `liquid_water.py`: {hand['max_nearest_OH_A']:.2f} Å, "
+                      f"{hand['first_OO_peak_A']:.2f} Å, {hand['first_OO_peak_g']:.2f}, {hand['temperature_mean_K']:.0f} K"
+                      if hand else "") + ")")
     tail = (f"\n\n{status}; GFN2-xTB labels added by the loop: {total} (the hand-run rounds of "
             f"`liquid_water.py` labelled {HAND_RUN_LABELS['labelled']} frames in {HAND_RUN_LABELS['rounds']} rounds "
             "and trained on 117 of them).\n\n![active learning water](results/active_learning_water.png)")
