@@ -159,6 +159,33 @@ def final_liquid(out: Path, rnd: int, stride_fs: float) -> dict:
             "temperature_mean_K": md["mean_temperature_K"], "md_timings": md["timings"]}
 
 
+def recheck(out: Path, cfg, seed: int) -> dict:
+    """The converged round's exploration again with another ``explore.seed`` (new velocities and
+    thermostat noise, same model and threshold): is surviving the target time a lucky draw?
+    Stored in ``out/recheck_seed{seed}`` (a second call reads it back)."""
+    from qdyn.data import Dataset, read
+    from qdyn.learn.loop import _explore, _md_progress, _same_composition, _seed_split
+    from qdyn.structures import load_structure
+    from qdyn.train import load_run
+
+    state = json.loads((out / "learn.json").read_text())
+    last = len(state["rounds"]) - 1
+    cfg = cfg.model_copy(update={"explore": cfg.explore.model_copy(update={"seed": seed})})
+    pool, _ = _seed_split(cfg)
+    data = Dataset.concatenate([pool, *[read(out / f"round_{i:02d}" / "labels.npz") for i in range(last)]],
+                               metadata=pool.metadata)
+    _, system = load_structure(cfg.explore.structure, frame=cfg.explore.frame)
+    run = out / f"round_{last:02d}" / "train"
+    model, params, _ = load_run(run)
+    rdir = out / f"recheck_seed{seed}"
+    rdir.mkdir(exist_ok=True)
+    cand = _explore(cfg, last, rdir, model, params, run, _md_progress, _same_composition(data, system))
+    nh = free_h(np.asarray(cand["R"], float), np.asarray(system.species), np.asarray(system.box))
+    summary = cand["summary"]
+    return {"seed": seed, "round": last, "frames_checked": int(len(nh)), "frames_with_free_h": int((nh > 0).sum()),
+            **{k: summary[k] for k in ("stopped", "replicas", "md_time_reached_fs", "threshold", "md_seconds")}}
+
+
 def round_rows(out: Path) -> list:
     """One row per finished round of the run in ``out`` (learn.json + candidates.npz)."""
     from qdyn.data import load_shipped
@@ -240,8 +267,9 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
     rows, converged, history = round_rows(out)
     e = cfg.explore
     final = final_liquid(out, rows[-1]["round"], e.stride * e.dt_fs) if converged else None
+    rechecks = [recheck(out, cfg, seed) for seed in args.recheck] if converged else []
     name = "active_learning_water" + ("_smoke" if args.smoke else "")
-    payload = {"rows": rows, "converged": converged, "final_liquid": final, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
+    payload = {"rows": rows, "converged": converged, "final_liquid": final, "rechecks": rechecks, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
                "config_history": history, "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
                "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
@@ -326,6 +354,11 @@ def readme_text(p: dict, args) -> str:
                    + (f"; the hand-trained liquid of `liquid_water.py`: {hand['max_nearest_OH_A']:.2f} Å, "
                       f"{hand['first_OO_peak_A']:.2f} Å, {hand['first_OO_peak_g']:.2f}, {hand['temperature_mean_K']:.0f} K"
                       if hand else "") + ")")
+    for c in p.get("rechecks", []):
+        status += (f". Again with explore seed {c['seed']} (`--recheck {c['seed']}`: new velocities and noise, same "
+                   f"model and threshold): {c['replicas'] - c['stopped']} of {c['replicas']} replicas ran the target "
+                   f"time (the shortest {c['md_time_reached_fs']['min'] / 1e3:.2f} ps), free H in "
+                   f"{c['frames_with_free_h']} of {c['frames_checked']} frames")
     tail = (f"\n\n{status}; GFN2-xTB labels added by the loop: {total} (the hand-run rounds of "
             f"`liquid_water.py` labelled {HAND_RUN_LABELS['labelled']} frames in {HAND_RUN_LABELS['rounds']} rounds "
             "and trained on 117 of them).\n\n![active learning water](results/active_learning_water.png)")
@@ -354,6 +387,8 @@ def main():
     ap.add_argument("--pretrain-epochs", type=int, default=8, help="classical pretraining epochs (staged)")
     ap.add_argument("--cluster-stride", type=int, default=3, help="every n-th cluster frame (n <= 10) in the seed")
     ap.add_argument("--workers", type=int, default=1, help="labelling processes")
+    ap.add_argument("--recheck", type=int, nargs="*", default=[],
+                    help="once converged: run the last round's MD again with these explore seeds (stored in the run)")
     args = ap.parse_args()
     if args.smoke:
         args.steps, args.stride, args.frames_per_block, args.replicas = 40, 10, 2, 2
