@@ -17,7 +17,7 @@ resumable: run the script again with the same arguments (it resumes), or with
 
     nice -n 5 python benchmarks/active_learning_water.py --out runs/al-water --replicas 2 \\
         --max-force-std-relative 2.0 --warm-start-epochs 10 --max-rounds 16 --workers 2
-    python benchmarks/active_learning_water.py --out runs/al-water ... --report-only
+    python benchmarks/active_learning_water.py --out runs/al-water ... --report-only --recheck 100
     python benchmarks/active_learning_water.py --smoke --out /tmp/al-smoke   (tiny: checks the wiring)
 
 Writes ``benchmarks/results/active_learning_water.{json,png}`` and its section of
