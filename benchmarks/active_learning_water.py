@@ -269,7 +269,8 @@ def report(args, out: Path, cfg, seconds: float) -> dict:
     final = final_liquid(out, rows[-1]["round"], e.stride * e.dt_fs) if converged else None
     rechecks = [recheck(out, cfg, seed) for seed in args.recheck] if converged else []
     name = "active_learning_water" + ("_smoke" if args.smoke else "")
-    payload = {"rows": rows, "converged": converged, "final_liquid": final, "rechecks": rechecks, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
+    payload = {"rows": rows, "converged": converged, "final_liquid": final, "rechecks": rechecks, "run_dir": str(out),
+               "config": cfg.model_dump(mode="json"),
                "config_history": history, "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
                "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
@@ -322,17 +323,20 @@ def readme_text(p: dict, args) -> str:
                          + f" `{_flags(c)}`" + ("" if c.get("test_data") else " (no box test set)")
                          for i, (r, c) in enumerate(runs))
     head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
-            f"{p['load_average']}), jax {p['versions']['jax']}, `python benchmarks/active_learning_water.py ...` (niced) with {commands} (a resume may change the schedule of later rounds). Run directory "
+            f"{p['load_average']}), jax {p['versions']['jax']}, `python benchmarks/active_learning_water.py ...` "
+            f"(niced) with {commands} (a resume may change the schedule of later rounds). Run directory "
             f"`{p['run_dir']}` (resumable).\n\n"
             f"Test errors: the loop's fixed split of the seed ({p['config']['n_test']} frames, mostly clusters) and "
             f"{box_test_text(p)}.\n\n"
             "| round | train frames | labels added | test force MAE [meV/Å] | box test force MAE [meV/Å] | box test "
             "energy MAE [meV/H2O] | test mean σ_F [eV/Å] | watchdog threshold "
-            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] (min, mean of replicas) | replicas stopped | "
+            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] (min, mean of "
+            "replicas) | replicas stopped | "
             "free H (max; frames with any / stored) | minutes: training (1st epoch), MD, labels; round |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
-             f"{_fmt(x['box_test_force_mae_meV_per_A'], '.0f')} | {_fmt(x['box_test_energy_mae_meV_per_molecule'], '.1f')} | "
+             f"{_fmt(x['box_test_force_mae_meV_per_A'], '.0f')} | "
+             f"{_fmt(x['box_test_energy_mae_meV_per_molecule'], '.1f')} | "
              f"{x['test_mean_force_std_eV_per_A']:.3f} | {_fmt(x['threshold_eV_per_A'])} | "
              f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
              f"{x['md_reached_fs_min'] / 1e3:.2f}, {x['md_reached_fs_mean'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | "
@@ -352,7 +356,8 @@ def readme_text(p: dict, args) -> str:
                    f"{EQUILIBRATION_PS:g} ps: first peak at {f['first_OO_peak_A']:.2f} Å, height "
                    f"{f['first_OO_peak_g']:.2f}; mean T {f['temperature_mean_K']:.0f} K"
                    + (f"; the hand-trained liquid of `liquid_water.py`: {hand['max_nearest_OH_A']:.2f} Å, "
-                      f"{hand['first_OO_peak_A']:.2f} Å, {hand['first_OO_peak_g']:.2f}, {hand['temperature_mean_K']:.0f} K"
+                      f"{hand['first_OO_peak_A']:.2f} Å, {hand['first_OO_peak_g']:.2f}, "
+                      f"{hand['temperature_mean_K']:.0f} K"
                       if hand else "") + ")")
     for c in p.get("rechecks", []):
         status += (f". Again with explore seed {c['seed']} (`--recheck {c['seed']}`: new velocities and noise, same "
