@@ -54,7 +54,7 @@ def _seed_split(cfg: LearnConfig):
 
 def _extra_test_set(cfg: LearnConfig):
     """``cfg.test_data`` read as the seed data is (its units, keys, plausibility check), or None."""
-    from ..train.trainer import load_data
+    from ..train.data import load_data
 
     if cfg.test_data is None:
         return None
