@@ -15,8 +15,9 @@ farther than 1.25 Å from every O has left its molecule; minimum image). The run
 resumable: run the script again with the same arguments (it resumes), or with
 ``--max-rounds`` raised to go on.
 
-    nice -n 15 python benchmarks/active_learning_water.py --out /tmp/qdyn-al-water
-    python benchmarks/active_learning_water.py --out /tmp/qdyn-al-water --report-only
+    nice -n 5 python benchmarks/active_learning_water.py --out runs/al-water --replicas 2 \\
+        --max-force-std-relative 2.0 --warm-start-epochs 10 --max-rounds 16 --workers 2
+    python benchmarks/active_learning_water.py --out runs/al-water ... --report-only --recheck 100
     python benchmarks/active_learning_water.py --smoke --out /tmp/al-smoke   (tiny: checks the wiring)
 
 Writes ``benchmarks/results/active_learning_water.{json,png}`` and its section of
@@ -46,9 +47,12 @@ FREE_H_A = 1.25  # Å: an H with no O this close has left its molecule (liquid_w
 # hand-run rounds of benchmarks/liquid_water.py (docs: benchmarks/transfer.md): frames labelled
 # at GFN2-xTB beyond the shipped seed data, 40 + 30 stretched, 40, 40 minus 33 above the energy cap
 HAND_RUN_LABELS = {"labelled": 150, "trained_on": 117, "rounds": 3}
+# box test set: hand-run model-MD frames within this much of the shipped box's lowest energy
+BOX_TEST_CAP_EV_PER_MOLECULE = 0.25
+N_MOLECULES = 32  # of the shipped box
 
 
-def learn_config(args, seed_path: Path):
+def learn_config(args, seed_path: Path, box_test_path: Path):
     """The :class:`~qdyn.learn.LearnConfig` of the run (``--smoke``: a tiny BPNN, a few steps)."""
     from liquid_water import MODEL
 
@@ -73,6 +77,7 @@ def learn_config(args, seed_path: Path):
                        else {"max_force_std": args.max_force_std})},
         "select": {"method": "uncertainty", "n_per_round": args.per_round},
         "max_rounds": args.max_rounds, "n_test": args.n_test, "warm_start_epochs": args.warm_start_epochs,
+        "test_data": None if args.smoke else str(box_test_path),
     }
     return LearnConfig.model_validate(raw)
 
@@ -92,12 +97,93 @@ def write_seed_data(path: Path, cluster_stride: int, smoke: bool) -> None:
     write(ds, path)
 
 
+def write_box_test(path: Path) -> None:
+    """Held-out GFN2-xTB frames of the box alone, which the loop never trains on (its fixed test
+    set, drawn from the seed, is mostly clusters): the model-MD frames of the hand-run rounds
+    (``liquid_water.AUGMENT``) that are still a 300 K liquid — no free H and an energy within
+    :data:`BOX_TEST_CAP_EV_PER_MOLECULE` per molecule of the shipped box's lowest. (The first
+    hand-run models' MD broke or heated up: those frames lie 26-33 eV above; rounds 2-3 lie
+    within ±2 eV of the shipped frames.)"""
+    from liquid_water import AUGMENT
+
+    from qdyn.data import Dataset, load_shipped, read, write
+
+    if path.exists():
+        return
+    act, box = read(AUGMENT), load_shipped("water_box32")
+    n_mol = int(act.extras["n_molecules"][0])
+    assert n_mol == N_MOLECULES
+    keep = ((act.extras["origin"] == "model_md") & np.isfinite(act.E)
+            & (free_h(act.R, act.Z[0], act.cell[0]) == 0)
+            & (act.E - box.E.min() < BOX_TEST_CAP_EV_PER_MOLECULE * n_mol))
+    ds = act.subset(np.flatnonzero(keep))
+    meta = {**ds.metadata, "description": f"held-out GFN2-xTB box frames: the model-MD frames of "
+                                          f"{AUGMENT.name} with no free H and E - min(water_box32) < "
+                                          f"{BOX_TEST_CAP_EV_PER_MOLECULE} eV × {n_mol} (active_learning_water.py)"}
+    write(Dataset(R=ds.R, Z=ds.Z, E=ds.E, F=ds.F, cell=ds.cell, pbc=ds.pbc, metadata=meta), path)
+
+
 def free_h(R, Z, box) -> np.ndarray:
     """[frames] number of H atoms with no O within FREE_H_A (minimum image in a cubic ``box``)."""
     L = np.diag(np.asarray(box, float))
     d = R[:, Z == 1][:, :, None] - R[:, Z == 8][:, None]
     d -= L * np.round(d / L)
     return (np.linalg.norm(d, axis=-1).min(-1) > FREE_H_A).sum(-1)
+
+
+EQUILIBRATION_PS = 1.0  # of the converged round's MD, left out of g(r) (liquid_water.py's choice)
+
+
+def final_liquid(out: Path, rnd: int, stride_fs: float) -> dict:
+    """Structure of the converged round's MD (every replica, every stored frame): the largest
+    distance of any H to its nearest O, and the O–O g(r) after :data:`EQUILIBRATION_PS`, as
+    ``liquid_water.py`` measures its hand-trained liquid."""
+    from qdyn.data import load_shipped
+    from qdyn.data.io import load_npz
+    from qdyn.md.analysis import radial_distribution
+
+    box = load_shipped("water_box32")
+    Z, L = box.Z[0], np.diag(box.cell[0])
+    cand = load_npz(out / f"round_{rnd:02d}" / "candidates.npz")
+    md = json.loads((out / f"round_{rnd:02d}" / "explore" / "md.json").read_text())
+    X = np.asarray(cand["R"], float).reshape(-1, md["replicas"], len(Z), 3)  # [frames, replicas, n, 3]
+    d = X[..., Z == 1, None, :] - X[..., None, Z == 8, :]
+    d -= L * np.round(d / L)
+    nearest_o = np.linalg.norm(d, axis=-1).min(-1)
+    t_ps = np.arange(1, len(X) + 1) * stride_fs / 1e3  # stored frames start one stride in
+    prod = X[t_ps >= EQUILIBRATION_PS].reshape(-1, len(Z), 3)
+    r, g = radial_distribution(prod, Z, L, pair=(8, 8), n_bins=120)
+    first = (r > 2.2) & (r < 3.4)
+    return {"round": rnd, "frames": int(X.shape[0] * X.shape[1]), "max_nearest_OH_A": float(nearest_o.max()),
+            "first_OO_peak_A": float(r[first][np.argmax(g[first])]), "first_OO_peak_g": float(g[first].max()),
+            "temperature_mean_K": md["mean_temperature_K"], "md_timings": md["timings"]}
+
+
+def recheck(out: Path, cfg, seed: int) -> dict:
+    """The converged round's exploration again with another ``explore.seed`` (new velocities and
+    thermostat noise, same model and threshold): is surviving the target time a lucky draw?
+    Stored in ``out/recheck_seed{seed}`` (a second call reads it back)."""
+    from qdyn.data import Dataset, read
+    from qdyn.learn.loop import _explore, _md_progress, _same_composition, _seed_split
+    from qdyn.structures import load_structure
+    from qdyn.train import load_run
+
+    state = json.loads((out / "learn.json").read_text())
+    last = len(state["rounds"]) - 1
+    cfg = cfg.model_copy(update={"explore": cfg.explore.model_copy(update={"seed": seed})})
+    pool, _ = _seed_split(cfg)
+    data = Dataset.concatenate([pool, *[read(out / f"round_{i:02d}" / "labels.npz") for i in range(last)]],
+                               metadata=pool.metadata)
+    _, system = load_structure(cfg.explore.structure, frame=cfg.explore.frame)
+    run = out / f"round_{last:02d}" / "train"
+    model, params, _ = load_run(run)
+    rdir = out / f"recheck_seed{seed}"
+    rdir.mkdir(exist_ok=True)
+    cand = _explore(cfg, last, rdir, model, params, run, _md_progress, _same_composition(data, system))
+    nh = free_h(np.asarray(cand["R"], float), np.asarray(system.species), np.asarray(system.box))
+    summary = cand["summary"]
+    return {"seed": seed, "round": last, "frames_checked": int(len(nh)), "frames_with_free_h": int((nh > 0).sum()),
+            **{k: summary[k] for k in ("stopped", "replicas", "md_time_reached_fs", "threshold", "md_seconds")}}
 
 
 def round_rows(out: Path) -> list:
@@ -116,20 +202,29 @@ def round_rows(out: Path) -> list:
         total += rec.get("labels_added", 0)
         # the threshold the watchdog ran with (md.json: also for rounds before it was recorded)
         wd = json.loads((out / f"round_{rec['round']:02d}" / "explore" / "md.json").read_text())["watchdog"]
+        # training wall time, and of its first epoch (which holds the step's compilation)
+        hist = json.loads((out / f"round_{rec['round']:02d}" / "train" / "history.json").read_text())
         rows.append({"round": rec["round"], "train_frames": rec["n_train_pool"],
                      "labels_added": rec.get("labels_added", 0), "labels_total": total,
                      "labels_failed": rec.get("labels_failed", 0),
                      "test_force_mae_meV_per_A": rec["test"]["force_mae_meV_per_A"],
                      "test_energy_mae_meV": rec["test"]["energy_mae_meV"],
                      "test_mean_force_std_eV_per_A": rec["test"]["mean_force_std_eV_per_A"],
+                     # held-out box frames (test_data; absent in runs started before it existed)
+                     "box_test_force_mae_meV_per_A": rec.get("test_data", {}).get("force_mae_meV_per_A"),
+                     "box_test_energy_mae_meV_per_molecule": (rec["test_data"]["energy_mae_meV"] / N_MOLECULES
+                                                              if "test_data" in rec else None),
+                     "box_test_mean_force_std_eV_per_A": rec.get("test_data", {}).get("mean_force_std_eV_per_A"),
                      "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
                      "threshold_eV_per_A": wd["max_force_std_eV_per_A"],
                      "stop_force_std_eV_per_A": max((ev["force_std_eV_per_A"] for ev in ex["events"]), default=None),
-                     "md_reached_fs_min": ex["md_time_reached_fs"]["min"], "target_fs": ex["target_fs"],
+                     "md_reached_fs_min": ex["md_time_reached_fs"]["min"],
+                     "md_reached_fs_mean": ex["md_time_reached_fs"]["mean"], "target_fs": ex["target_fs"],
                      "stopped": ex["stopped"], "replicas": ex["replicas"], "frames_checked": int(len(nh)),
                      "free_h_max": int(nh.max()) if len(nh) else 0,
                      "frames_with_free_h": int((nh > 0).sum()), "md_seconds": ex["md_seconds"],
-                     "label_seconds": rec.get("label_seconds", 0.0), "round_seconds": rec["seconds"]})
+                     "label_seconds": rec.get("label_seconds", 0.0), "round_seconds": rec["seconds"],
+                     "train_seconds": hist[-1]["wall_s"], "first_epoch_seconds": hist[0]["wall_s"]})
     return rows, bool(state.get("converged")), state.get("config_history", [])
 
 
@@ -141,13 +236,17 @@ def plot(path: Path, rows: list) -> None:
     FigureCanvasAgg(fig)
     a, b, c = fig.subplots(1, 3)
     r = [x["round"] for x in rows]
-    a.plot(r, [x["md_reached_fs_min"] / 1e3 for x in rows], "o-")
+    a.plot(r, [x["md_reached_fs_min"] / 1e3 for x in rows], "o-", label="every replica (min)")
+    a.plot(r, [x["md_reached_fs_mean"] / 1e3 for x in rows], "s:", label="replica mean")
     a.axhline(rows[0]["target_fs"] / 1e3, color="0.5", ls="--", lw=1, label="target")
     a.set_yscale("log")  # tens of fs in the first rounds, 10 ps at the end
     a.set_xlabel("round")
     a.set_ylabel("MD time reached [ps]")
     a.legend(fontsize=8)
-    b.plot([x["labels_total"] - x["labels_added"] for x in rows], [x["test_force_mae_meV_per_A"] for x in rows], "o-")
+    before = [x["labels_total"] - x["labels_added"] for x in rows]
+    b.plot(before, [x["test_force_mae_meV_per_A"] for x in rows], "o-", label="seed test split (mostly clusters)")
+    b.plot(before, [x["box_test_force_mae_meV_per_A"] or np.nan for x in rows], "s-", label="held-out box frames")
+    b.legend(fontsize=8)
     b.set_xlabel("GFN2-xTB labels added before the round")
     b.set_ylabel("test force MAE [meV/Å]")
     c.plot(r, [x["md_max_force_std_eV_per_A"] or np.nan for x in rows], "o-", label="largest trusted σ_F in MD")
@@ -166,8 +265,12 @@ def plot(path: Path, rows: list) -> None:
 
 def report(args, out: Path, cfg, seconds: float) -> dict:
     rows, converged, history = round_rows(out)
+    e = cfg.explore
+    final = final_liquid(out, rows[-1]["round"], e.stride * e.dt_fs) if converged else None
+    rechecks = [recheck(out, cfg, seed) for seed in args.recheck] if converged else []
     name = "active_learning_water" + ("_smoke" if args.smoke else "")
-    payload = {"rows": rows, "converged": converged, "run_dir": str(out), "config": cfg.model_dump(mode="json"),
+    payload = {"rows": rows, "converged": converged, "final_liquid": final, "rechecks": rechecks, "run_dir": str(out),
+               "config": cfg.model_dump(mode="json"),
                "config_history": history, "hand_run_rounds": HAND_RUN_LABELS, "free_h_criterion_A": FREE_H_A, "wall_s_this_call": seconds,
                "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                **machine_info()}
@@ -194,30 +297,73 @@ def _flags(cfg: dict) -> str:
             f"{threshold} --epochs {t['epochs']}{warm}")
 
 
+def box_test_text(p: dict) -> str:
+    """What the box test set is (its file's description), or that the run had none."""
+    path = p["config"].get("test_data")
+    if not path or not Path(path).exists():
+        return "no box test set"
+    from qdyn.data import read
+
+    ds = read(path)
+    return f"{ds.n_frames} {ds.metadata.get('description', path)}"
+
+
+def _hand_trained_liquid():
+    path = RESULTS / "liquid_water.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def readme_text(p: dict, args) -> str:
     # (first round, config) of each stretch of the run: a resume may have changed the schedule
     hist = p["config_history"]
     later = [h["previous"] for h in hist[1:]] + [p["config"]]
     runs = [(0, hist[0]["previous"])] + [(h["from_round"], c) for h, c in zip(hist, later)] if hist else \
         [(0, p["config"])]
-    commands = "; ".join((f"resumed in round {r} (its finished steps kept) with" if r else "from round 0:")
-                         + f" `{_flags(c)}`" for r, c in runs)
+    commands = "; ".join((f"resumed in round {r} (its finished steps kept) with" if r or i else "from round 0:")
+                         + f" `{_flags(c)}`" + ("" if c.get("test_data") else " (no box test set)")
+                         for i, (r, c) in enumerate(runs))
     head = (f"Measured {p['date']} on {p['machine']['cpu']} ({p['machine']['cores']} cores, shared; load average "
-            f"{p['load_average']}), jax {p['versions']['jax']}, `nice -n 15 python benchmarks/active_learning_water.py "
-            f"...` with {commands} (a resume may change the schedule of later rounds). Run directory "
+            f"{p['load_average']}), jax {p['versions']['jax']}, `python benchmarks/active_learning_water.py ...` "
+            f"(niced) with {commands} (a resume may change the schedule of later rounds). Run directory "
             f"`{p['run_dir']}` (resumable).\n\n"
-            "| round | train frames | labels added | test force MAE [meV/Å] | test mean σ_F [eV/Å] | watchdog threshold "
-            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] | replicas stopped | "
-            "free H (max; frames with any / stored) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+            f"Test errors: the loop's fixed split of the seed ({p['config']['n_test']} frames, mostly clusters) and "
+            f"{box_test_text(p)}.\n\n"
+            "| round | train frames | labels added | test force MAE [meV/Å] | box test force MAE [meV/Å] | box test "
+            "energy MAE [meV/H2O] | test mean σ_F [eV/Å] | watchdog threshold "
+            "[eV/Å] | largest trusted σ_F in MD [eV/Å] | σ_F that stopped it [eV/Å] | MD reached [ps] (min, mean of "
+            "replicas) | replicas stopped | "
+            "free H (max; frames with any / stored) | minutes: training (1st epoch), MD, labels; round |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {x['round']} | {x['train_frames']} | {x['labels_added']} | {x['test_force_mae_meV_per_A']:.0f} | "
+             f"{_fmt(x['box_test_force_mae_meV_per_A'], '.0f')} | "
+             f"{_fmt(x['box_test_energy_mae_meV_per_molecule'], '.1f')} | "
              f"{x['test_mean_force_std_eV_per_A']:.3f} | {_fmt(x['threshold_eV_per_A'])} | "
              f"{_fmt(x['md_max_force_std_eV_per_A'])} | {_fmt(x['stop_force_std_eV_per_A'])} | "
-             f"{x['md_reached_fs_min'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | {x['stopped']}/{x['replicas']} | "
-             f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} |" for x in p["rows"]]
+             f"{x['md_reached_fs_min'] / 1e3:.2f}, {x['md_reached_fs_mean'] / 1e3:.2f} / {x['target_fs'] / 1e3:.0f} | "
+             f"{x['stopped']}/{x['replicas']} | "
+             f"{x['free_h_max']}; {x['frames_with_free_h']}/{x['frames_checked']} | "
+             f"{x['train_seconds'] / 60:.1f} ({x['first_epoch_seconds'] / 60:.1f}), {x['md_seconds'] / 60:.1f}, "
+             f"{x['label_seconds'] / 60:.1f}; {x['round_seconds'] / 60:.1f} |" for x in p["rows"]]
     total = p["rows"][-1]["labels_total"] if p["rows"] else 0
-    status = ("**converged**: the last round's MD ran the target time with no replica stopped"
+    last = p["rows"][-1] if p["rows"] else None
+    status = (f"**converged** in round {last['round']}: its MD ran the target time in all {last['replicas']} replicas "
+              f"with none stopped, and {last['frames_with_free_h']} of its {last['frames_checked']} stored frames "
+              f"(every {p['config']['explore']['stride'] * p['config']['explore']['dt_fs']:g} fs) has a free H"
               if p["converged"] else "**not converged yet** (see docs/active_learning.md for how far it got)")
+    if p.get("final_liquid"):
+        f, hand = p["final_liquid"], _hand_trained_liquid()
+        status += (f" (largest H–nearest-O distance in any frame {f['max_nearest_OH_A']:.2f} Å; O–O g(r) after "
+                   f"{EQUILIBRATION_PS:g} ps: first peak at {f['first_OO_peak_A']:.2f} Å, height "
+                   f"{f['first_OO_peak_g']:.2f}; mean T {f['temperature_mean_K']:.0f} K"
+                   + (f"; the hand-trained liquid of `liquid_water.py`: {hand['max_nearest_OH_A']:.2f} Å, "
+                      f"{hand['first_OO_peak_A']:.2f} Å, {hand['first_OO_peak_g']:.2f}, "
+                      f"{hand['temperature_mean_K']:.0f} K"
+                      if hand else "") + ")")
+    for c in p.get("rechecks", []):
+        status += (f". Again with explore seed {c['seed']} (`--recheck {c['seed']}`: new velocities and noise, same "
+                   f"model and threshold): {c['replicas'] - c['stopped']} of {c['replicas']} replicas ran the target "
+                   f"time (the shortest {c['md_time_reached_fs']['min'] / 1e3:.2f} ps), free H in "
+                   f"{c['frames_with_free_h']} of {c['frames_checked']} frames")
     tail = (f"\n\n{status}; GFN2-xTB labels added by the loop: {total} (the hand-run rounds of "
             f"`liquid_water.py` labelled {HAND_RUN_LABELS['labelled']} frames in {HAND_RUN_LABELS['rounds']} rounds "
             "and trained on 117 of them).\n\n![active learning water](results/active_learning_water.png)")
@@ -246,6 +392,8 @@ def main():
     ap.add_argument("--pretrain-epochs", type=int, default=8, help="classical pretraining epochs (staged)")
     ap.add_argument("--cluster-stride", type=int, default=3, help="every n-th cluster frame (n <= 10) in the seed")
     ap.add_argument("--workers", type=int, default=1, help="labelling processes")
+    ap.add_argument("--recheck", type=int, nargs="*", default=[],
+                    help="once converged: run the last round's MD again with these explore seeds (stored in the run)")
     args = ap.parse_args()
     if args.smoke:
         args.steps, args.stride, args.frames_per_block, args.replicas = 40, 10, 2, 2
@@ -255,7 +403,10 @@ def main():
 
     seed_path = args.out.parent / (args.out.name + "_seed.npz")
     write_seed_data(seed_path, args.cluster_stride, args.smoke)
-    cfg = learn_config(args, seed_path)
+    box_test_path = args.out.parent / (args.out.name + "_box_test.npz")
+    if not args.smoke:
+        write_box_test(box_test_path)
+    cfg = learn_config(args, seed_path, box_test_path)
     t0 = time.perf_counter()
     if not args.report_only:
         run_learning(cfg, args.out, resume=(args.out / "learn.json").exists(), progress=True,

@@ -48,7 +48,10 @@ def learned(tmp_path_factory, emt):
     cache = root / "cache"
     seed = label_dataset(load_shipped("H2O").subset(np.arange(20)), emt, workers=0, cache_dir=cache)
     write(seed, root / "seed.npz")
-    cfg = _config(root / "seed.npz", cache)
+    # a second held-out set beside the seed's own test split (frames the loop never sees)
+    held_out = label_dataset(load_shipped("H2O").subset(np.arange(30, 36)), emt, workers=0, cache_dir=cache)
+    write(held_out, root / "held_out.npz")
+    cfg = _config(root / "seed.npz", cache, test_data=str(root / "held_out.npz"))
     report = run_learning(cfg, root / "run", labeler=emt, progress=False)
     return root, cfg, report
 
@@ -68,6 +71,18 @@ def test_two_rounds_label_retrain_and_report(learned):
         assert all("force σ" in e["reason"] and e["time_fs"] <= cfg.explore.n_steps * cfg.explore.dt_fs for e in ev)
     assert report["labels_total"] == sum(x["labels_added"] for x in report["rounds"])
     assert (run / "report.md").read_text().count("\n| ") == 2 + 1  # header + two rounds
+    # test_data: each round's model tested on the held-out frames, as evaluate() scores them
+    from qdyn.data import read
+    from qdyn.train import evaluate, load_run
+
+    held_out = read(cfg.test_data)
+    for r, rec in enumerate(report["details"]):
+        model, params, _ = load_run(run / f"round_{r:02d}" / "train")
+        assert rec["test_data"]["n_frames"] == held_out.n_frames == 6
+        assert rec["test_data"]["force_mae_meV_per_A"] == pytest.approx(
+            evaluate(model, params, held_out)["force_mae_meV_per_A"], rel=1e-9)
+        assert rec["test_data"]["mean_force_std_eV_per_A"] > 0
+    assert report["rounds"][1]["test_data_force_mae_meV_per_A"] == rec["test_data"]["force_mae_meV_per_A"]
     assert (run / "report.png").stat().st_size > 0
 
 
@@ -191,13 +206,13 @@ def test_resume_may_change_how_later_rounds_run_not_what_they_learn(learned):
     (run / "learn.json").write_text(json.dumps(stored))
     assert "config_history" not in _load_state(run, resolved, resume=True)
 
-    later = cfg.model_copy(update={"warm_start_epochs": 1, "max_rounds": 3,
+    later = cfg.model_copy(update={"warm_start_epochs": 1, "max_rounds": 3, "test_data": None,
                                    "explore": cfg.explore.model_copy(update={"n_steps": 120, "replicas": 4}),
                                    "select": cfg.select.model_copy(update={"n_per_round": 5})})
     state = _load_state(run, later.model_dump(mode="json"), resume=True)
     (change,) = state["config_history"]
     assert change["from_round"] == 2 and change["previous"]["explore"]["n_steps"] == 60
-    assert state["config"]["explore"]["replicas"] == 4
+    assert state["config"]["explore"]["replicas"] == 4 and state["config"]["test_data"] is None
 
     def refused(**update):
         raw = json.loads(json.dumps(resolved))

@@ -153,6 +153,10 @@ class LearnConfig(_Strict):
     val_fraction: float = Field(0.1, gt=0, lt=1, description="fraction of the training pool used for validation "
                                                              "(early stopping, calibration)")
     split_seed: int = Field(0, description="seed of the held-out test split of the seed data")
+    test_data: Optional[str] = Field(
+        None, description="a second held-out set (a file or shipped:NAME, read with train.data's units and keys), "
+                          "never trained on, tested every round beside the n_test seed frames: e.g. frames of the "
+                          "explored system alone when the seed mixes it with others (a box beside clusters)")
 
     @model_validator(mode="after")
     def _needs_uncertainty(self):
@@ -163,8 +167,10 @@ class LearnConfig(_Strict):
 
 
 # what a resumed run may change: how later rounds explore, select and train, never what the
-# model, its data, the test set or the reference method are (their rounds would not compare)
-RESUMABLE_FIELDS = ("max_rounds", "explore", "select", "warm_start_epochs", "labeler.workers", "labeler.cache_dir",
+# model, its data, the test set or the reference method are (their rounds would not compare);
+# test_data only adds a report (each round records the set it was tested on)
+RESUMABLE_FIELDS = ("max_rounds", "explore", "select", "warm_start_epochs", "test_data", "labeler.workers",
+                    "labeler.cache_dir",
                     "train.epochs", "train.pretrain_epochs", "train.staged", "train.optim", "train.batch_size",
                     "train.checkpoint_every", "train.early_stopping_patience")
 FIXED_EXPLORE_FIELDS = ("explore.structure", "explore.frame")  # the start of every round's MD

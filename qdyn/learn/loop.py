@@ -5,7 +5,8 @@ Round r (directory ``out/round_RR/``):
 1. **train** (``train/``): the model of this round on the seed frames plus every frame labelled
    so far, warm-started from round r-1's parameters (round 0 from fresh ones); an interrupted
    training resumes from its checkpoint.
-2. **test**: errors and σ on the fixed test set (``n_test`` seed frames held out once).
+2. **test**: errors and σ on the fixed test set (``n_test`` seed frames held out once), and on
+   ``test_data`` when given (a second held-out set, e.g. the explored system alone).
 3. **explore** (``explore/``): batched MD with the uncertainty watchdog
    (:mod:`qdyn.md.watchdog`); every sampled frame of every replica is a candidate, with its
    σ. If no replica stopped, the model survived ``n_steps × dt_fs`` and the loop ends.
@@ -49,6 +50,15 @@ def _seed_split(cfg: LearnConfig):
                              "than 3 to train on")
     perm = np.random.default_rng(cfg.split_seed).permutation(seed.n_frames)
     return seed.subset(np.sort(perm[cfg.n_test:])), seed.subset(np.sort(perm[: cfg.n_test]))
+
+
+def _extra_test_set(cfg: LearnConfig):
+    """``cfg.test_data`` read as the seed data is (its units, keys, plausibility check), or None."""
+    from ..train.data import load_data
+
+    if cfg.test_data is None:
+        return None
+    return load_data(cfg.train.data.model_copy(update={"path": cfg.test_data}))
 
 
 def _train_config(cfg: LearnConfig, n_frames: int, warm: bool):
@@ -275,6 +285,7 @@ def run_learning(cfg: LearnConfig, out, *, resume: bool = False, labeler=None, p
     resolved = cfg.model_dump(mode="json")
     state = _load_state(out, resolved, resume)
     pool, test = _seed_split(cfg)
+    extra_test = _extra_test_set(cfg)
     from ..structures import load_structure
 
     R0, system = load_structure(cfg.explore.structure, frame=cfg.explore.frame)
@@ -296,6 +307,9 @@ def run_learning(cfg: LearnConfig, out, *, resume: bool = False, labeler=None, p
         model, params = _train_round(cfg, rdir, data, params, progress)
         record = {"round": r, "n_train_pool": int(data.n_frames),
                   "test": _test_record(model, params, rdir / "train", test)}
+        if extra_test is not None:
+            record["test_data"] = {"path": cfg.test_data, "n_frames": int(extra_test.n_frames),
+                                   **_test_record(model, params, rdir / "train", extra_test)}
         train_R = _same_composition(data, system)
         cand = _explore(cfg, r, rdir, model, params, rdir / "train", md_progress, train_R)
         record["explore"] = cand["summary"]

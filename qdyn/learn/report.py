@@ -22,6 +22,8 @@ def rows(state: dict) -> list[dict]:
                     "labels_total": total, "test_energy_mae_meV": rec["test"]["energy_mae_meV"],
                     "test_force_mae_meV_per_A": rec["test"]["force_mae_meV_per_A"],
                     "test_mean_force_std_eV_per_A": rec["test"]["mean_force_std_eV_per_A"],
+                    # test_data (a second held-out set): absent in rounds run without it
+                    "test_data_force_mae_meV_per_A": rec.get("test_data", {}).get("force_mae_meV_per_A"),
                     "md_max_force_std_eV_per_A": ex["max_force_std_eV_per_A"],
                     "md_stopped": f"{ex['stopped']}/{ex['replicas']}",
                     "md_time_reached_min_fs": ex["md_time_reached_fs"]["min"], "md_target_fs": ex["target_fs"],
@@ -32,7 +34,7 @@ def rows(state: dict) -> list[dict]:
 def markdown(state: dict) -> str:
     table = rows(state)
     head = ["round", "train frames", "labels added", "test E MAE meV", "test F MAE meV/Å", "test σ_F eV/Å",
-            "MD max σ_F eV/Å", "stopped", "MD time reached (min) fs"]
+            "test_data F MAE meV/Å", "MD max σ_F eV/Å", "stopped", "MD time reached (min) fs"]
     lines = ["# Active learning report", "",
              f"Converged (MD survived the target time with no replica stopped): **{bool(state.get('converged'))}**",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -40,7 +42,8 @@ def markdown(state: dict) -> str:
     for r in table:
         lines.append("| " + " | ".join(fmt(r[k]) for k in (
             "round", "train_pool", "labels_added", "test_energy_mae_meV", "test_force_mae_meV_per_A",
-            "test_mean_force_std_eV_per_A", "md_max_force_std_eV_per_A", "md_stopped", "md_time_reached_min_fs")) + " |")
+            "test_mean_force_std_eV_per_A", "test_data_force_mae_meV_per_A", "md_max_force_std_eV_per_A", "md_stopped",
+            "md_time_reached_min_fs")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -52,6 +55,9 @@ def plot(path: Path, state: dict) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     axes[0].plot(x, [r["test_force_mae_meV_per_A"] for r in table], "o-", label="force MAE [meV/Å]")
     axes[0].plot(x, [r["test_energy_mae_meV"] for r in table], "s-", label="energy MAE [meV]")
+    if any(r["test_data_force_mae_meV_per_A"] is not None for r in table):
+        axes[0].plot(x, [np.nan if r["test_data_force_mae_meV_per_A"] is None else r["test_data_force_mae_meV_per_A"]
+                         for r in table], "^-", label="test_data force MAE [meV/Å]")
     axes[0].set_yscale("log")
     axes[0].set_title("test error")
     axes[0].legend()
