@@ -42,6 +42,7 @@ enable_x64()
 import numpy as np  # noqa: E402
 
 from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
+from qdyn.plotting import save_figure  # noqa: E402
 
 FREE_H_A = 1.25  # Å: an H with no O this close has left its molecule (liquid_water.py's criterion)
 # hand-run rounds of benchmarks/liquid_water.py (docs: benchmarks/transfer.md): frames labelled
@@ -260,7 +261,7 @@ def plot(path: Path, rows: list) -> None:
     c.legend(fontsize=8)
     fig.suptitle("qdyn learn: 32 H2O, NVT 300 K, GFN2-xTB labels (hybrid model, Laplace σ)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def report(args, out: Path, cfg, seconds: float) -> dict:
