@@ -63,7 +63,9 @@ def data_coverage(res, data_R, hop_raw_mask, *, far_A=0.3):
     data = coverage_coordinates(data_R)
     lo, hi = float(data[:, 0].min()), float(data[:, 1].max())
     q = coverage_coordinates(res.positions)  # [F, N, 3]
-    dist, _ = cKDTree(data).query(q.reshape(-1, 3))
+    tree = cKDTree(data)
+    spacing = tree.query(data, k=2)[0][:, 1]
+    dist, _ = tree.query(q.reshape(-1, 3))
     dist = dist.reshape(q.shape[:2])
     out_range = (q[..., 0] < lo) | (q[..., 1] > hi)
     hop_f, hop_n = np.nonzero(hop_raw_mask)
@@ -73,7 +75,15 @@ def data_coverage(res, data_R, hop_raw_mask, *, far_A=0.3):
     before = np.arange(q.shape[0])[:, None] <= first_hop[None, :]
     return {
         "data_CaH_range_A": [lo, hi], "far_threshold_A": far_A,
+        # the data's own spacing, to read the distances below against: each frame's nearest other frame
+        "data_nearest_other_frame_A": {"median": float(np.median(spacing)), "p90": float(np.percentile(spacing, 90))},
         "trajectories_leaving_range": float(out_range.any(0).mean()),
+        "trajectories_beyond_longest_CaH": float((q[..., 1] > hi).any(0).mean()),
+        "trajectories_below_shortest_CaH": float((q[..., 0] < lo).any(0).mean()),
+        "trajectories_beyond_longest_CaH_on_S1": float(((q[..., 1] > hi) & (res.active == 1)).any(0).mean()),
+        "trajectories_beyond_5A_cutoff": float((q[..., 1] > 5.0).any(0).mean()),
+        "first_exit_time_fs": {"median": float(np.median(res.time_fs[np.argmax(out_range, 0)][out_range.any(0)]))}
+        if out_range.any() else None,
         "trajectories_leaving_range_before_first_S1_to_S0_hop": float((out_range & before).any(0).mean()),
         "trajectories_far_from_data": float((dist > far_A).any(0).mean()),
         "trajectories_far_before_first_S1_to_S0_hop": float(((dist > far_A) & before).any(0).mean()),
