@@ -168,7 +168,8 @@ def main():
     ap.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="per-element MLP widths")
     ap.add_argument("--out", default=None, help="directory for the runs (default: a temporary one); "
                                                 "benchmarks/cah2_conical_namd.py loads them from there")
-    ap.add_argument("--reuse", action="store_true", help="load the runs already in --out instead of training")
+    ap.add_argument("--reuse", action="store_true", help="load the runs already in --out instead of training "
+                                                                  "(the missing ones are trained)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the odd model trained without the NAC term")
     args = ap.parse_args()
 
@@ -208,7 +209,7 @@ def main():
             "epochs": args.epochs, "batch_size": 8, "checkpoint_every": args.epochs, "seed": 0,
         })
         run_dir = out_dir / ("odd_no_nac" if not with_nac else label.split()[0])
-        if args.reuse:
+        if args.reuse and (run_dir / "metrics.json").exists():
             model, params, _ = load_run(run_dir)
             metrics = json.loads((run_dir / "metrics.json").read_text())
             seconds = metrics.get("train_seconds_this_call")

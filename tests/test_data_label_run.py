@@ -154,3 +154,25 @@ def test_seeded_cache_reuses_shipped_labels_and_skips_moved_geometries(tmp_path)
     np.testing.assert_array_equal(full.E[[1, 3]], labelled.E)
     np.testing.assert_array_equal(full.F[[1, 3]], labelled.F)
     assert np.isfinite(full.E).all() and len(set(full.E)) == 4
+
+
+def test_seeded_cache_keeps_multistate_labels(tmp_path):
+    # A multistate set seeded into the cache comes back with its state energies, forces and
+    # couplings (the shipped SA-CASSCF set grows this way without relabelling its frames).
+    configs = lih_scan(2)
+    rng = np.random.default_rng(0)
+    E_states = np.array([[-200.0, -197.0], [-199.5, -197.2]])
+    F_states = rng.normal(size=(2, 2, 2, 3))
+    nacs = rng.normal(size=(2, 2, 2, 2, 3))
+    nacs -= np.swapaxes(nacs, 1, 2)  # antisymmetric in the state pair
+    labelled = Dataset(R=configs.R, Z=configs.Z, E=E_states[:, 0], F=F_states[:, 0], E_states=E_states,
+                       F_states=F_states, extras={"converged": np.array([True, True]),
+                                                  "status": np.array(["ok", "ok"]), "nacs_states": nacs})
+    sa = PySCFLabeler(method="SA-CASSCF", basis="sto-3g", ncas=2, nelecas=2, n_states=2, nac=True)
+    assert seed_cache(configs, labelled, [0, 1], sa, cache_dir=tmp_path) == (2, 0)
+    seen = []
+    back = label_dataset(configs, sa, workers=0, cache_dir=tmp_path, progress=lambda d, t, c: seen.append(c))
+    assert seen[-1] == 2  # nothing computed
+    np.testing.assert_array_equal(back.E_states, E_states)
+    np.testing.assert_array_equal(back.F_states, F_states)
+    np.testing.assert_array_equal(back.extras["nacs_states"], nacs)

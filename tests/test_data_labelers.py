@@ -91,6 +91,21 @@ def test_sa_casscf_state_forces_match_finite_differences():
     np.testing.assert_allclose(fv, fd, atol=1e-3, rtol=0)
 
 
+def test_sa_casscf_natural_occupations_show_bond_breaking():
+    # H2 in CAS(2,2): the ground state's two natural orbitals go from ~(2, 0) at the bond length
+    # to ~(1, 1) at dissociation (the diradical a minimal active space must describe); every
+    # state holds the two active electrons.
+    lab = PySCFLabeler(method="SA-CASSCF", basis="sto-3g", ncas=2, nelecas=2, n_states=2)
+    Z = np.array([1, 1])
+    near, far = (lab.natural_occupations(Z, np.array([[0.0, 0.0, 0.0], [0.0, 0.0, r]])) for r in (0.74, 4.0))
+    assert near.shape == far.shape == (2, 2)
+    np.testing.assert_allclose(near.sum(-1), 2.0, atol=1e-8)
+    np.testing.assert_allclose(far.sum(-1), 2.0, atol=1e-8)
+    assert near[0, 0] > 1.9 and abs(far[0, 0] - 1.0) < 0.05
+    with pytest.raises(Exception, match="SA-CASSCF"):
+        PySCFLabeler(method="HF", basis="sto-3g").natural_occupations(Z, np.array([[0.0, 0, 0], [0, 0, 0.74]]))
+
+
 def test_tda_states_and_forces():
     # xc="HF" makes TDA the CIS method, whose gradients are exact; PySCF's TDDFT gradients
     # with a real functional lack the grid response (recorded in metadata).

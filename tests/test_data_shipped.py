@@ -11,7 +11,7 @@ pytestmark = pytest.mark.usefixtures("pyscf_one_thread")
 
 
 EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "H2O_stretched": (146, 3, "DFT", "def2-SVP"), "LiH": (200, 2, "CCSD", "cc-pVDZ"), "water_dimer": (300, 6, "DFT", "def2-SVP"),
-            "CaH2": (208, 3, "TDA", "def2-SVP"), "CaH2_casscf": (67, 3, "SA-CASSCF", "def2-SVP"),
+            "CaH2": (208, 3, "TDA", "def2-SVP"), "CaH2_casscf": (126, 3, "SA-CASSCF", "def2-SVP"),
             # tight-binding sets: no basis set (GFN2-xTB has its own minimal basis)
             "water_clusters": (435, 60, "GFN2-xTB", None), "water_box32": (50, 96, "GFN2-xTB", None),
             # issue 21 (docs/new_molecule.md); ethanol: the part of its recipe labelled so far
@@ -19,8 +19,9 @@ EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "H2O_stretched": (146, 3, "DFT",
             "malonaldehyde": (50, 9, "DFT", "def2-SVP"),
             "alanine_dipeptide": (300, 22, "GFN2-xTB", None), "ferrocene": (300, 21, "GFN2-xTB", None)}
 FUNCTIONAL = {"ethanol": "PBE", "ethanol_torsions": "PBE", "malonaldehyde": "PBE"}  # the rMD17 level; B3LYP elsewhere
-# frames whose Davidson stopped short of its 1e-9 tolerance (docs/multistate.md); dropped on loading
-ALLOWED_FAILURES = {"CaH2": 8}
+# frames whose Davidson stopped short of its 1e-9 tolerance (docs/multistate.md), and the SA-CASSCF
+# frame at 1.8 Å, 175° that stopped at max_cycle 100 (docs/multistate.md); dropped on loading
+ALLOWED_FAILURES = {"CaH2": 8, "CaH2_casscf": 1}
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -277,6 +277,16 @@ def labeled_mask(configs: Dataset, labeler, *, cache_dir: Optional[str | Path] =
     return done
 
 
+def _states_of(labeled: Dataset, k: int, mk) -> dict:
+    """Frame k's multistate labels as FrameResult fields (none for a single-state set): a
+    seeded multistate frame without them would be read back as a single-state one."""
+    if labeled.E_states is None:
+        return {}
+    nacs = labeled.extras.get("nacs_states")
+    return {"energies_states": labeled.E_states[k], "forces_states": labeled.F_states[k][:, mk],
+            "nacs_states": None if nacs is None else nacs[k][:, :, mk]}
+
+
 def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
                cache_dir: Optional[str | Path] = None, atol: float = 1e-8) -> tuple[int, int]:
     """Put labels you already have into the per-frame cache, so a run on a fresh machine
@@ -285,7 +295,9 @@ def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
     ``labeled`` frame k holds the labels of ``configs`` frame ``frames[k]``, made with
     ``labeler``. A frame is taken only where its atoms equal and its positions agree within
     ``atol`` Å (a resampled recipe may differ in the last bits); the cached copy carries the
-    configuration's own positions, which the cache compares exactly. Returns (seeded, skipped).
+    configuration's own positions, which the cache compares exactly. Multistate labels (state
+    energies, forces, couplings) travel too; couplings keep the sign ``labeled`` gave them (a
+    gauge: builders realign signs over the whole set). Returns (seeded, skipped).
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     frames_dir = root / labeler_key(labeler) / "frames"
@@ -305,7 +317,7 @@ def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
         res = FrameResult(energy=float(labeled.E[k]), forces=labeled.F[k][mk],
                           converged=bool(labeled.extras["converged"][k]),
                           status=str(labeled.extras["status"][k]),
-                          dipole=None if dipoles is None else dipoles[k])
+                          dipole=None if dipoles is None else dipoles[k], **_states_of(labeled, k, mk))
         _save_frame(path, Z, R, res, seconds=0.0)
         seeded += 1
     return seeded, skipped

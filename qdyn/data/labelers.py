@@ -349,17 +349,7 @@ class PySCFLabeler:
             if getattr(mycc, "converged_lambda", True) is False:
                 problems.append("CCSD lambda")
         elif m == "SA-CASSCF":
-            from pyscf import mcscf
-
-            mc = mcscf.CASSCF(mf, self.ncas, self.nelecas)
-            # singlets only: without the spin penalty the CI solver returns the lowest roots of any
-            # spin, and a triplet (no coupling to S0) is stored as "S1" (seen on CaH2 near 50°)
-            mc.fix_spin_(ss=0)
-            mc = mc.state_average_([1.0 / self.n_states] * self.n_states)
-            mc.verbose = 0
-            # PySCF's default (1e-7 Ha) leaves enough noise to spoil finite-difference checks.
-            mc.conv_tol = self.conv_tol
-            mc.kernel()
+            mc = self._sacasscf(mf)
             if not mc.converged:
                 problems.append("SA-CASSCF")
             states_e = np.asarray(mc.e_states, dtype=float)
@@ -403,6 +393,32 @@ class PySCFLabeler:
         if m in ("HF", "DFT"):  # the SCF density is this energy's density; MP2/CC need relaxed ones
             res.dipole = _scf_dipole(mf)
         return res
+
+    def _sacasscf(self, mf):
+        """The converged (or stopped) state-averaged CASSCF object on top of ``mf``."""
+        from pyscf import mcscf
+
+        mc = mcscf.CASSCF(mf, self.ncas, self.nelecas)
+        # singlets only: without the spin penalty the CI solver returns the lowest roots of any
+        # spin, and a triplet (no coupling to S0) is stored as "S1" (seen on CaH2 near 50°)
+        mc.fix_spin_(ss=0)
+        mc = mc.state_average_([1.0 / self.n_states] * self.n_states)
+        mc.verbose = 0
+        # PySCF's default (1e-7 Ha) leaves enough noise to spoil finite-difference checks.
+        mc.conv_tol = self.conv_tol
+        mc.kernel()
+        return mc
+
+    def natural_occupations(self, Z, R) -> np.ndarray:
+        """SA-CASSCF only: each state's active-space natural occupation numbers, float64
+        [n_states, ncas], largest first (energies only, no gradients). Occupations near 2 or
+        0 mark an orbital the active space does not need; a state that needs an orbital
+        outside it shows no such sign here (compare energies with a larger space)."""
+        if self.method != "SA-CASSCF":
+            raise QdynInputError(f"natural_occupations needs method SA-CASSCF, not {self.method}")
+        mc = self._sacasscf(self._scf(self._mol(np.asarray(Z), np.asarray(R, dtype=float))))
+        dms = mc.fcisolver.states_make_rdm1(mc.ci, mc.ncas, mc.nelecas)
+        return np.stack([np.sort(np.linalg.eigvalsh(d))[::-1] for d in dms])
 
     def _sacasscf_nacs(self, mc, n_atoms: int) -> np.ndarray:
         """d_ij = ⟨i|∇j⟩ [n_states, n_states, n_atoms, 3] 1/Å from PySCF's SA-CASSCF NACs."""

@@ -217,19 +217,36 @@ _CAH2_SEAM_AND_FC = [
     {"kind": "triatomic", "mode": "random", "n": 6, "r1": [1.9, 2.3], "r2": [1.9, 2.3], "angle_deg": [60.0, 170.0],
      "seed": 20},
 ]
+
+# Third round (issue 20): FSSH on models of the first 67 frames went to Ca-H 2.6-4.8 A (hops at
+# 3.6-3.9 A, bends 35-170 degrees) while every frame had 1.9-2.3 A. Appended, so the 67 keep their
+# cache, most needed first: the symmetric stretch r = 1.8-4.0 A at five bends from the near-linear
+# S1 start down to the seam (a 7 x 5 grid of the C2v plane the hops sit in), random frames over
+# both bonds 1.8-4.2 A and bends 40-178 degrees (the antisymmetric stretch and the way out), and
+# one bond stretched to 4.5 A with the other held at 2.05 A (one H leaving). ~12 s of CPU a frame.
+_CAH2_STRETCH_ANGLES = (140.0, 175.0, 105.0, 75.0, 55.0)
+_CAH2_STRETCH = [
+    *({"kind": "triatomic", "mode": "scan", "n": 7, "r1": [1.8, 4.0], "r2": "r1", "angle_deg": a, "seed": 0}
+      for a in _CAH2_STRETCH_ANGLES),
+    {"kind": "triatomic", "mode": "random", "n": 14, "r1": [1.8, 4.2], "r2": [1.8, 4.2], "angle_deg": [40.0, 178.0],
+     "seed": 21},
+    *({"kind": "triatomic", "mode": "scan", "n": 5, "r1": 2.05, "r2": [2.5, 4.5], "angle_deg": a, "seed": 0}
+      for a in (150.0, 95.0)),
+]
 SHIPPED_RECIPES["CaH2_casscf"] = {
     "name": "CaH2_casscf",
     "description": ("CaH2 S0/S1/S2 at SA3-CASSCF(4e,6o)/def2-SVP with analytic gradients and nonadiabatic "
                     "couplings: H-Ca-H 43-61 degrees x antisymmetric stretch r1,2 = 2.05 +- delta, "
                     f"delta in {list(_CAH2_DELTAS)} Angstrom, around the 1A1/1B2 conical intersection; the C2v "
                     "line 50-55 degrees at 0.5 degree steps, delta = 0.02, r = 1.95 and 2.2 Angstrom; the "
-                    "Franck-Condon region 60-170 degrees"),
+                    "Franck-Condon region 60-170 degrees; the symmetric stretch r = 1.8-4.0 Angstrom at bends "
+                    "55-175 degrees, random r1, r2 1.8-4.2 Angstrom, one H leaving to 4.5 Angstrom (where FSSH goes)"),
     "structure": {"name": "CaH2", "Z": [20, 1, 1], "R": [[0.0, 0.0, 0.0], [2.05, 0.0, 0.0], [-2.05, 0.0, 0.0]]},
     "labeler": {"method": "SA-CASSCF", "basis": "def2-SVP", "ncas": 6, "nelecas": 4, "n_states": 3, "nac": True,
                 "conv_tol": 1e-10, "max_cycle": 100},
     "sampler": {"kind": "mixture", "parts": [
         {"kind": "triatomic", "mode": "scan", "n": 10, "r1": round(2.05 + d, 4), "r2": round(2.05 - d, 4),
-         "angle_deg": [43.0, 61.0], "seed": 0} for d in _CAH2_DELTAS] + _CAH2_SEAM_AND_FC},
+         "angle_deg": [43.0, 61.0], "seed": 0} for d in _CAH2_DELTAS] + _CAH2_SEAM_AND_FC + _CAH2_STRETCH},
 }
 
 # GFN2-xTB (tblite) for every cluster size and the box: one level of theory, so training and
