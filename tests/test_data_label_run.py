@@ -154,6 +154,9 @@ def test_seeded_cache_reuses_shipped_labels_and_skips_moved_geometries(tmp_path)
     np.testing.assert_array_equal(full.E[[1, 3]], labelled.E)
     np.testing.assert_array_equal(full.F[[1, 3]], labelled.F)
     assert np.isfinite(full.E).all() and len(set(full.E)) == 4
+    # seeded frames count at the labelled set's mean cost, not as free
+    per_frame = labelled.metadata["labelling"]["timing"]["seconds_per_frame_mean"]
+    assert full.metadata["labelling"]["timing"]["seconds_total"] >= 2 * per_frame > 0
 
 
 def test_seeded_cache_keeps_multistate_labels(tmp_path):

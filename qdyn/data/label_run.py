@@ -297,12 +297,15 @@ def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
     ``atol`` Å (a resampled recipe may differ in the last bits); the cached copy carries the
     configuration's own positions, which the cache compares exactly. Multistate labels (state
     energies, forces, couplings) travel too; couplings keep the sign ``labeled`` gave them (a
-    gauge: builders realign signs over the whole set). Returns (seeded, skipped).
+    gauge: builders realign signs over the whole set). Each seeded frame is timed at the mean
+    seconds per frame ``labeled`` records (a dataset keeps no per-frame times), so the timing
+    a resumed run reports still says what a label costs. Returns (seeded, skipped).
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     frames_dir = root / labeler_key(labeler) / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     dipoles = labeled.extras.get("dipole")
+    seconds = float(labeled.metadata.get("labelling", {}).get("timing", {}).get("seconds_per_frame_mean", 0.0))
     seeded = skipped = 0
     for k, i in enumerate(frames):
         m, mk = configs.mask[i], labeled.mask[k]
@@ -318,7 +321,7 @@ def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
                           converged=bool(labeled.extras["converged"][k]),
                           status=str(labeled.extras["status"][k]),
                           dipole=None if dipoles is None else dipoles[k], **_states_of(labeled, k, mk))
-        _save_frame(path, Z, R, res, seconds=0.0)
+        _save_frame(path, Z, R, res, seconds=seconds)
         seeded += 1
     return seeded, skipped
 
