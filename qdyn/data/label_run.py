@@ -61,6 +61,11 @@ def _frame_hash(Z, R) -> str:
     return h.hexdigest()
 
 
+def _frame_file(frames_dir: Path, Z, R) -> Path:
+    """The cache file of one configuration (real atoms only): named by its geometry hash."""
+    return frames_dir / f"{_frame_hash(Z, R)[:32]}.npz"
+
+
 def labeler_key(labeler) -> str:
     """Hash of the labeller description: the cache folder's name."""
     return hashlib.sha256(json.dumps(labeler.describe(), sort_keys=True).encode()).hexdigest()[:24]
@@ -204,7 +209,7 @@ def label_dataset(
 
     def frame_path(i):
         m = configs.mask[i]
-        return frames_dir / f"{_frame_hash(configs.Z[i][m], configs.R[i][m])[:32]}.npz"
+        return _frame_file(frames_dir, configs.Z[i][m], configs.R[i][m])
 
     n = configs.n_frames
     results: list = [None] * n
@@ -271,7 +276,7 @@ def labeled_mask(configs: Dataset, labeler, *, cache_dir: Optional[str | Path] =
     done = np.zeros(configs.n_frames, dtype=bool)
     for i in range(configs.n_frames):
         m = configs.mask[i]
-        got = _load_frame(frames_dir / f"{_frame_hash(configs.Z[i][m], configs.R[i][m])[:32]}.npz",
+        got = _load_frame(_frame_file(frames_dir, configs.Z[i][m], configs.R[i][m]),
                           configs.Z[i][m], configs.R[i][m])
         done[i] = got is not None and _cacheable(got[0])
     return done
@@ -310,7 +315,7 @@ def seed_cache(configs: Dataset, labeled: Dataset, frames, labeler, *,
     for k, i in enumerate(frames):
         m, mk = configs.mask[i], labeled.mask[k]
         Z, R = configs.Z[i][m], configs.R[i][m]
-        path = frames_dir / f"{_frame_hash(Z, R)[:32]}.npz"
+        path = _frame_file(frames_dir, Z, R)
         same = np.array_equal(labeled.Z[k][mk], Z) and np.abs(labeled.R[k][mk] - R).max() <= atol
         if not same:
             skipped += 1
