@@ -42,11 +42,12 @@ Example:
     >>> from qdyn.precision import enable_x64; enable_x64()
     >>> import jax, numpy as np
     >>> from qdyn.data import load_shipped
-    >>> from qdyn.models import sivqlm
+    >>> from qdyn.models import build_model
     >>> from qdyn.train.losses import make_loss_fn
     >>> from qdyn import influence as inf
     >>> ds = load_shipped("LiH").subset(np.arange(0, 200, 25))
-    >>> model = sivqlm.build("LiH", layers=2)
+    >>> # any model family; a small BP network compiles fastest (H is P x P, third derivatives)
+    >>> model = build_model({"family": "bpnn", "hidden": [4], "n_radial": 3, "zetas": [1.0]}, species=(1, 3))
     >>> params = model.init(jax.random.PRNGKey(0))
     >>> obj = inf.make_objective(model, params, ds, make_loss_fn(model.apply, sigma_E=1.0, sigma_F=1.0))
     >>> g = inf.query_gradient(obj, inf.parse_target("energy"), *ds.to_system(0))

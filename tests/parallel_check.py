@@ -83,7 +83,7 @@ def train_steps(model, params0, ds, mesh, n_steps=3):
     for i in range(n_steps):
         batch = parallel.put_sharded(make_batch(ds, np.arange(i * BATCH, (i + 1) * BATCH), size), mesh)
         params, opt_state, ema, _, _ = step(params, opt_state, ema, batch, *w)
-    return parallel.tree_to_host(params), step._cache_size()
+    return parallel.tree_to_host(params), (step.compilations() if hasattr(step, "compilations") else step._cache_size())
 
 
 def md_run(R, system, mesh, n_blocks):

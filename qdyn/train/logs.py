@@ -2,8 +2,9 @@
 
 * ``history.csv``: one row per epoch, appended and flushed as soon as the epoch ends
   (``tail -f`` works; pandas reads it at any moment).
-* ``history.json`` and ``learning_curve.png``: refreshed (atomically) at every checkpoint,
-  and at the end of the run.
+* ``history.json``: refreshed (atomically) at every checkpoint and at the end of the run;
+  ``learning_curve.png`` with it, but at most once every :data:`PLOT_EVERY_S` seconds (a
+  matplotlib figure costs more than a short run's epoch), at an interruption and at the end.
 
 On resume the CSV is rewritten (atomically) from the checkpoint's history, so epochs run
 after the last checkpoint of a killed run are not listed twice.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +25,8 @@ from .metrics import learning_curve
 #: the CSV's columns; an epoch without validation frames leaves the val_* cells empty
 COLUMNS = ("epoch", "stage", "train_loss", "val_loss", "val_energy_mae_meV", "val_force_mae_meV_per_A", "lr",
            "wall_s")
+#: seconds between two redrawings of the learning curve during a run
+PLOT_EVERY_S = 30.0
 
 
 def _rows_text(records, *, header: bool) -> str:
@@ -43,6 +47,7 @@ class HistoryLog:
         self.out = Path(out)
         self.csv_path = self.out / "history.csv"
         self.trackers = list(trackers)
+        self._last_plot = time.monotonic()
         atomic_write_text(self.csv_path, _rows_text(history, header=True))
 
     def append(self, record: dict) -> None:
@@ -58,12 +63,18 @@ class HistoryLog:
         for tracker in self.trackers:
             tracker.close()
 
-    def refresh(self, history: list[dict]) -> None:
-        refresh_history(self.out, history)
+    def refresh(self, history: list[dict], *, plot_now: bool = False) -> None:
+        """Rewrite ``history.json``; redraw the learning curve when ``plot_now`` or when
+        :data:`PLOT_EVERY_S` have passed since the last drawing."""
+        plot = plot_now or time.monotonic() - self._last_plot >= PLOT_EVERY_S
+        refresh_history(self.out, history, plot=plot)
+        if plot:
+            self._last_plot = time.monotonic()
 
 
-def refresh_history(out: Path, history: list[dict]) -> None:
-    """Rewrite ``history.json`` and the learning curve in ``out`` from the full history."""
+def refresh_history(out: Path, history: list[dict], *, plot: bool = True) -> None:
+    """Rewrite ``history.json`` (and, with ``plot``, the learning curve) in ``out`` from the
+    full history."""
     atomic_write_text(Path(out) / "history.json", json.dumps(history, indent=1))
-    if history:
+    if history and plot:
         learning_curve(Path(out) / "learning_curve.png", history)

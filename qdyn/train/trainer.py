@@ -32,6 +32,7 @@ from ..system import System
 from ..uncertainty.ensemble import MemberAxis, ensemble_model, member_keys, stack
 from ..uncertainty.run import fit_for_run, rebuild_model
 from .. import checkpoint as ckpt
+from ..compiled import shared_jit
 from .. import parallel
 from .. import rundir
 from ..data.io import atomic_write_text
@@ -96,7 +97,7 @@ _CACHED_MODELS = 32
 
 @functools.lru_cache(maxsize=_CACHED_MODELS)
 def _predict_fn(apply):
-    return jax.jit(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)))
+    return shared_jit(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)))
 
 
 @functools.lru_cache(maxsize=_CACHED_MODELS)
@@ -313,8 +314,8 @@ def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis, mes
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
         return params, opt_state, ema, loss, aux
 
-    if mesh is None:
-        return jax.jit(members.step(step))
+    if mesh is None:  # an equal step compiled by an earlier train() call in this process is reused
+        return shared_jit(members.step(step))
     return jax.jit(members.step(step), out_shardings=parallel.replicated(mesh))
 
 
@@ -442,12 +443,12 @@ def train(
     log = HistoryLog(out, history, trackers.open_trackers(cfg.logging, out, config=resolved,
                                                            first_epoch=len(history), resume=resume))
 
-    def save_checkpoint():
+    def save_checkpoint(interrupted: bool = False):
         c = state["counters"]
         ckpt.save(ckdir, state, {"epoch": int(c["epoch"]), "batch": int(c["batch"]), "step": int(c["step"]),
                                   "stage": int(c["stage"]), "config": resolved, "model": run.model_cfg,
                                   "normalization": run.norm_info, "versions": _versions(), "history": history})
-        log.refresh(history)
+        log.refresh(history, plot_now=interrupted)
 
     bar = _Progress(progress, run.model.name, cfg.epochs * steps_per_epoch, int(state["counters"]["step"]))
     interrupted = False
@@ -456,7 +457,7 @@ def train(
         _epochs(cfg, run, state, history, stages, txs, steps, bs, max_steps, bar, save_checkpoint, log, clock, mesh)
     except KeyboardInterrupt:
         interrupted = True
-        save_checkpoint()
+        save_checkpoint(interrupted=True)
     finally:
         bar.stop()
         log.close()
@@ -516,7 +517,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
     loss is a weighted mean, so padding changes nothing but the shape); validation runs on
     host copies of the parameters."""
     mean_loss = run.members.loss(run.loss_fn)
-    val_loss = jax.jit(lambda p, b, wE, wF, wn: mean_loss(p, b, wE, wF, wn)[0])
+    val_loss = shared_jit(lambda p, b, wE, wF, wn: mean_loss(p, b, wE, wF, wn)[0])
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
     bs_devices = parallel.padded_size(bs, mesh)
     for k in ("params", "opt_state", "ema"):
