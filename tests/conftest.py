@@ -73,6 +73,30 @@ def pyscf_one_thread():
 collect_ignore = ["parallel_check.py"]
 
 
+# Modules whose module-scoped fixtures cost a training run or a compiled program: each runs
+# whole on one xdist worker, so the fixture is built once rather than once per worker.
+# (xdist's own `--dist loadgroup` marks do nothing under pytest >= 9.2, which derives node ids
+# from a field xdist no longer sets; the grouping is therefore done in the scheduler.)
+SHARED_FIXTURE_MODULES = frozenset({
+    "test_deploy", "test_electrostatics", "test_influence", "test_learn", "test_md_ase_analysis",
+    "test_md_watchdog", "test_multistate_conical", "test_nac_loss", "test_reliability_runs", "test_sampling",
+})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Load scheduling (one test at a time to whichever worker is free, in collection order:
+    slow tests first), except that a module in SHARED_FIXTURE_MODULES is one unit of work."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return module if module.rsplit("/", 1)[-1].removesuffix(".py") in SHARED_FIXTURE_MODULES else nodeid
+
+    config.option.loadscopereorder = False  # keep the slow-first order below, not largest unit first
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     # The long tests (notebooks, physics runs: marked slow) first: run last, one of them keeps
     # a worker busy for a minute while the other idles at the end of the suite.

@@ -23,9 +23,6 @@ from qdyn.models.base import energy_and_forces, energy_forces_stress
 from qdyn.structures import water, water_dimer
 from qdyn.system import System
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_deploy")
-
 BPNN = {"family": "bpnn", "hidden": [8], "n_radial": 4, "zetas": [1.0]}
 
 

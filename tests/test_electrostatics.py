@@ -20,9 +20,6 @@ from qdyn.system import System
 from qdyn.units import COULOMB_EV_A
 from qdyn.validation import QdynInputError
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_electrostatics")
-
 NACL_MADELUNG = 1.747564594633182  # per ion pair, nearest-neighbour distance
 CSCL_MADELUNG = 1.762674773070988
 POINT_WIDTH = 0.05  # Å: Gaussian charges this narrow are point charges at ≥ 1 Å (erfc(10) ~ 1e-45)

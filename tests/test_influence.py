@@ -20,9 +20,6 @@ from qdyn.data import load_shipped
 from qdyn.models.base import CLASSICAL, FIXED, EnergyModel
 from qdyn.train.losses import make_loss_fn
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_influence")
-
 BETA = np.array([0.8, 1.6, 3.2])  # 1/Å
 SIGMA_E, SIGMA_F = 0.05, 0.5  # eV per atom, eV/Å
 W_E, W_F = 1.0, 0.5

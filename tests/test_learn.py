@@ -15,9 +15,6 @@ from qdyn.data import load_shipped, write
 from qdyn.data.label_run import label_dataset
 from qdyn.learn import LearnConfig, farthest_points, run_learning, select_uncertain
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_learn")
-
 
 def _config(seed_path, cache, **over):
     raw = {

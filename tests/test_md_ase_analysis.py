@@ -11,9 +11,6 @@ from qdyn.models import bpnn
 from qdyn.models.base import energy_and_forces
 from qdyn.structures import water, water_dimer
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_md_ase_analysis")
-
 
 @pytest.fixture(scope="module")
 def bp():

@@ -19,9 +19,6 @@ from qdyn.structures import water
 from qdyn.train import parse_config, train
 from qdyn.uncertainty import predict_with_uncertainty
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_md_watchdog")
-
 THRESHOLD = 1.0  # eV/Å, per-atom force σ
 SETTINGS = MDSettings(ensemble="nvt", dt_fs=0.5, n_steps=400, temperature_K=300.0, replicas=3)
 OUT = MDOutput(stride=10, frames_per_block=10, store_replicas=3, progress=None)

@@ -22,9 +22,6 @@ from qdyn.namd.electronic import align_phases, eigh_symmetric, electronic_struct
 from qdyn.system import System
 from qdyn.validation import QdynInputError
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_multistate_conical")
-
 SMALL = dict(hidden=(8,), cutoff=5.0, n_radial=4, zetas=(1.0,))
 SYSTEM = System.create(["Ca", "H", "H"])
 R_CI, ANGLE_CI = 2.05, 90.0  # where the fixture puts the crossing of the diabats (Å, degrees)

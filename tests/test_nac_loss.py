@@ -23,9 +23,6 @@ from qdyn.train.batches import make_batch
 from qdyn.train.config import ConfigError, parse_config
 from qdyn.train.losses import build_loss, scaled_couplings
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_nac_loss")
-
 SYSTEM = System.create(["Ca", "H", "H"])
 
 

@@ -24,9 +24,6 @@ from typer.testing import CliRunner
 
 from qdyn.cli.app import app
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_reliability_runs")
-
 CONFIG = """\
 model: {family: bpnn, hidden: [8], n_radial: 4, zetas: [1.0]}
 data: {path: "shipped:H2O", n_train: 16, n_val: 4, n_test: 4}

@@ -18,9 +18,6 @@ from qdyn.sampling.exchange import ReplicaExchange, by_rung
 from qdyn.system import System
 from qdyn.testing import random_orthogonal
 
-# one worker runs the whole module (pytest --dist loadgroup): its module fixtures are built once
-pytestmark = pytest.mark.xdist_group("test_sampling")
-
 T = 300.0
 KT = units.temperature_to_energy(T)
 R4 = jnp.array([[0.1, -0.2, 0.05], [1.1, 0.1, -0.1], [1.3, 1.2, 0.2], [2.0, 1.5, 1.1]])
