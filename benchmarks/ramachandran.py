@@ -1,8 +1,10 @@
 """Alanine dipeptide Ramachandran free-energy map from hybrid-model MD (issue 21, item 2).
 
 The hybrid model (per-atom re-uploading circuit ∥ MLP, the organics benchmark's settings, a
-``core_radii: auto`` wall) is trained on the shipped GFN2-xTB alanine dipeptide set
-(``load_shipped("alanine_dipeptide")``), energies and forces with the forces weighted up.
+``core_radii: auto`` wall) is trained on the shipped GFN2-xTB alanine dipeptide sets
+(``alanine_dipeptide``: MD and normal modes at C7eq; ``alanine_dipeptide_rama``: umbrella
+windows over the whole (φ, ψ) plane), energies and forces with the forces weighted up;
+``--refine-rounds`` then adds metadynamics frames where the model's force error is largest.
 Then W walkers of Langevin MD at 300 K share one well-tempered metadynamics bias on the
 backbone dihedrals (φ, ψ) (``qdyn.sampling``: ``cv.dihedral``, ``make_bias(walkers="shared")``
 through ``run_md``), all walkers started from the GFN2-xTB minimum. The free energy is
@@ -11,7 +13,7 @@ within 40° of each textbook position, kJ/mol relative to the global minimum) fo
 and for its first half: the difference says how converged the map is. Bonds are checked on
 the stored frames (the organics benchmark's test: no bond past 1.5 × its starting length).
 
-Usage: nice -n 15 python benchmarks/ramachandran.py [--minutes 12] [--walkers 8] [--small]
+Usage: nice -n 15 python benchmarks/ramachandran.py [--minutes 12] [--walkers 8] [--refine-rounds 2] [--small]
 Writes benchmarks/results/ramachandran.{json,png} and its section of benchmarks/README.md.
 """
 
