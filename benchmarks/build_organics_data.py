@@ -1,6 +1,8 @@
 """Build the shipped organic and organometallic datasets (issue 21, items 1-2).
 
-* ``alanine_dipeptide`` and ``ferrocene`` at GFN2-xTB: whole recipes (seconds per set).
+* ``alanine_dipeptide``, ``alanine_dipeptide_rama`` (the Ramachandran plane: restrained
+  GFN2-xTB relaxations and MD over a 12 × 12 (φ, ψ) grid, ~5 min of sampling) and
+  ``ferrocene`` at GFN2-xTB: whole recipes.
 * ``ethanol_torsions``, ``ethanol`` and ``malonaldehyde`` at PBE/def2-SVP (~6-7 s per frame on
   one core): labelled in that order, each set's frames in a seeded random order, so a run
   stopped at ``--until`` leaves an unbiased subset of every part of the recipe. What finished
@@ -176,7 +178,8 @@ def main():
         name, _, hhmm = item.rpartition("=")
         h, m = map(int, hhmm.split(":"))
         deadlines[name] = dt.datetime.now(dt.timezone.utc).replace(hour=h, minute=m, second=0, microsecond=0)
-    names = args.only or ["ethanol_torsions", "ethanol", "alanine_dipeptide", "ferrocene", "malonaldehyde"]
+    names = args.only or ["ethanol_torsions", "ethanol", "alanine_dipeptide", "alanine_dipeptide_rama", "ferrocene",
+                          "malonaldehyde"]
     for name in names:
         until = deadlines.get(name, deadlines.get(""))
         build(name, until, log, df_check=(name == "ethanol"), workers=args.workers)

@@ -9,7 +9,8 @@ from qdyn.data.molecules import MOLECULES, from_zmatrix
 
 pytest.importorskip("tblite")
 
-ORGANIC_SETS = ("ethanol", "ethanol_torsions", "malonaldehyde", "alanine_dipeptide", "ferrocene")
+ORGANIC_SETS = ("ethanol", "ethanol_torsions", "malonaldehyde", "alanine_dipeptide", "alanine_dipeptide_rama",
+                "ferrocene")
 
 
 def _dihedral(a, b, c, d):
@@ -47,6 +48,46 @@ def test_torsion_scan_turns_only_the_dihedral():
         assert (change - turn + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=1e-9)
 
 
+def test_dihedral_gradient_is_the_derivative_and_set_dihedral_turns_one_side_rigidly():
+    from qdyn.data.dihedral_grid import dihedral, dihedral_gradient, set_dihedral
+
+    Z, R = MOLECULES["alanine_dipeptide"]()
+    phi, psi = [1, 3, 5, 6], [3, 5, 6, 8]
+    assert np.degrees(dihedral(R, phi)) == pytest.approx(_dihedral(*R[phi]))
+    h, v = 1e-6, np.random.default_rng(0).normal(size=R.shape)
+    fd = (dihedral(R + h * v, psi) - dihedral(R - h * v, psi)) / (2 * h)
+    assert np.sum(dihedral_gradient(R, psi) * v) == pytest.approx(fd, rel=1e-7)
+    X = set_dihedral(Z, R, phi, np.radians(60.0))
+    assert np.degrees(dihedral(X, phi)) == pytest.approx(60.0)
+    assert np.degrees(dihedral(X, psi)) == pytest.approx(np.degrees(dihedral(R, psi)))  # ψ untouched
+    # every interatomic distance within each side of the N-Cα bond is kept; the acetyl side did not move
+    d = lambda Y: np.linalg.norm(Y[:, None] - Y[None], axis=-1)  # noqa: E731
+    acetyl = [0, 1, 2, 3, 4, 13, 14, 15]
+    rest = [i for i in range(len(Z)) if i not in acetyl]
+    np.testing.assert_allclose(X[acetyl], R[acetyl], atol=1e-12)
+    np.testing.assert_allclose(d(X[rest]), d(R[rest]), atol=1e-10)
+
+
+def test_dihedral_grid_frames_sit_in_their_cells_as_bonded_molecules():
+    from qdyn.data.dihedral_grid import dihedral, dihedral_grid_frames, grid_targets
+    from qdyn.data.labelers import TBLiteLabeler
+
+    Z, R = MOLECULES["alanine_dipeptide"]()
+    dihedrals = [[1, 3, 5, 6], [3, 5, 6, 8]]
+    kw = dict(dihedrals=dihedrals, n=[2, 2], seed=3, k_eV_per_rad2=2.0, opt_steps=40, temperatures=[300.0],
+              equilibration_steps=20, interval=10, frames_per_point=1)
+    X = dihedral_grid_frames(TBLiteLabeler(), Z, R, **kw)
+    targets = grid_targets([2, 2], seed=3)
+    assert X.shape == (4, 22, 3)
+    for x, t in zip(X, targets):
+        assert len(samplers.fragments(Z, x)) == 1  # one molecule, every bond kept
+        got = np.array([dihedral(x, idx) for idx in dihedrals])
+        # the restraint (~6° thermal spread at 300 K) holds the frame near its target, far inside its 180° cell
+        assert np.all(np.abs((got - t + np.pi) % (2 * np.pi) - np.pi) < np.radians(35.0))
+    # four cells, four different conformers: the targets span the plane
+    assert np.ptp(targets[:, 0]) > np.pi / 2 and np.ptp(targets[:, 1]) > np.pi / 2
+
+
 def test_xtb_md_sampler_part_is_seeded_and_thermal(tmp_path):
     recipe = {"name": "w", "structure": "water", "labeler": dict(recipes._GFN2),
               "sampler": {"kind": "md", **recipes._XTB_MD, "equilibration_steps": 20, "interval": 10,
@@ -67,7 +108,8 @@ def test_shipped_organic_set_is_consistent(name):
     recipe = recipes.get_recipe(f"shipped:{name}")
     assert ds.n_frames >= 20
     assert np.isfinite(ds.E).all() and np.isfinite(ds.F).all()
-    assert ds.metadata["units"] == {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom"}
+    assert ds.metadata["units"] == {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom",
+                                    **({"dipole": "e*Angstrom"} if "dipole" in ds.extras else {})}
     assert ds.metadata["recipe"]["sampler"] == recipe["sampler"]  # temperatures, samplers: recorded
     level = ds.metadata["labeler"]
     expected = ("DFT", "PBE", "def2-SVP") if recipe["labeler"].get("method") == "DFT" else ("GFN2-xTB", None, None)
@@ -78,7 +120,7 @@ def test_shipped_organic_set_is_consistent(name):
     assert np.abs(ds.F).max() > 0.05  # ... and the frames are not all at the minimum
 
 
-@pytest.mark.parametrize("name", ["alanine_dipeptide", "ferrocene"])
+@pytest.mark.parametrize("name", ["alanine_dipeptide", "alanine_dipeptide_rama", "ferrocene"])
 def test_shipped_xtb_label_is_reproduced_from_its_metadata(name):
     from qdyn.data.labelers import labeler_from_spec
 

@@ -17,7 +17,8 @@ EXPECTED = {"H2O": (500, 3, "DFT", "def2-SVP"), "H2O_stretched": (146, 3, "DFT",
             # issue 21 (docs/new_molecule.md); ethanol: the part of its recipe labelled so far
             "ethanol": (539, 9, "DFT", "def2-SVP"), "ethanol_torsions": (24, 9, "DFT", "def2-SVP"),
             "malonaldehyde": (50, 9, "DFT", "def2-SVP"),
-            "alanine_dipeptide": (300, 22, "GFN2-xTB", None), "ferrocene": (300, 21, "GFN2-xTB", None)}
+            "alanine_dipeptide": (300, 22, "GFN2-xTB", None), "alanine_dipeptide_rama": (288, 22, "GFN2-xTB", None),
+            "ferrocene": (300, 21, "GFN2-xTB", None)}
 FUNCTIONAL = {"ethanol": "PBE", "ethanol_torsions": "PBE", "malonaldehyde": "PBE"}  # the rMD17 level; B3LYP elsewhere
 # frames whose Davidson stopped short of its 1e-9 tolerance (docs/multistate.md), and the SA-CASSCF
 # frame at 1.8 Å, 175° that stopped at max_cycle 100 (docs/multistate.md); dropped on loading
@@ -34,7 +35,9 @@ def test_shipped_dataset_and_its_metadata(name):
     assert meta["labeler"]["method"] == method and meta["labeler"].get("basis") == basis
     if method == "DFT":
         assert meta["labeler"]["xc"] == FUNCTIONAL.get(name, "B3LYP") and meta["labeler"]["grid_response"] is True
-    assert meta["units"] == {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom"}
+    # sets labelled since the labellers write dipoles also carry their unit
+    assert meta["units"] == {"energy": "eV", "length": "Angstrom", "force": "eV/Angstrom",
+                             **({"dipole": "e*Angstrom"} if "dipole" in ds.extras else {})}
     assert meta["command"].startswith(f"qdyn label --recipe shipped:{name}")
     assert meta["recipe"] == recipes.get_recipe(f"shipped:{name}")  # the code's recipe is the file's
     assert meta["code_versions"]["pyscf"] and meta["seed"]

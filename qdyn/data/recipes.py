@@ -30,6 +30,12 @@ Sampler kinds (``recipe["sampler"]["kind"]``):
   ``interval`` (steps between frames), ``seed`` (run k uses ``seed + k``), ``opt_fmax`` [eV/Å].
 * ``"torsion"`` — :func:`qdyn.data.samplers.torsion_scan` of the optimised structure: ``axis``
   [i, j], ``move`` (atom indices), ``n`` angles over 360°, ``optimize``, ``fmax`` [eV/Å].
+* ``"dihedral_grid"`` — :func:`qdyn.data.dihedral_grid.dihedral_grid_frames` on the part's
+  ``labeler`` (e.g. GFN2-xTB): one jittered target per cell of an ``n`` grid over the
+  ``dihedrals`` (atom quadruples), a restrained relaxation and short restrained Langevin MD
+  there: ``seed``, ``jitter``, ``k_eV_per_rad2``, ``fmax`` [eV/Å], ``opt_steps``,
+  ``temperatures`` [K] (cycled over the cells), ``dt`` [fs], ``friction`` [1/fs],
+  ``equilibration_steps``, ``interval``, ``frames_per_point``.
 * ``"mixture"`` — ``parts``: a list of the above, concatenated (``extras['sampler_part']``).
 * ``"water_clusters"`` / ``"water_box"`` — (H2O)n clusters from Langevin MD on the labeller's
   own potential, and a periodic liquid-water box (see :func:`qdyn.data.water.sample_water_recipe`);
@@ -336,6 +342,23 @@ SHIPPED_RECIPES["alanine_dipeptide"] = _organic_recipe(
     thermal_temperatures=(100.0, 600.0),
     description=("alanine dipeptide (Ace-Ala-NMe, C7eq start) at GFN2-xTB: Langevin MD at 300 and 600 K "
                  "(100 frames each, 10 fs apart) and 100 normal-mode displacements at 100-600 K"))
+# The Ramachandran plane (benchmarks/ramachandran.py): the set above never leaves C7eq, and a
+# metadynamics bias on (φ, ψ) drove a model trained on it into regions it had never seen. One
+# jittered (φ, ψ) target in each 30° x 30° cell, held by a 2 eV/rad² restraint (~6° at 300 K)
+# through a GFN2-xTB relaxation and 80 fs of Langevin MD, then two frames 30 fs apart; cells
+# alternate 300 and 600 K. φ = C1-N3-Cα5-C6, ψ = N3-Cα5-C6-N8 (molecules.alanine_dipeptide).
+SHIPPED_RECIPES["alanine_dipeptide_rama"] = {
+    "name": "alanine_dipeptide_rama",
+    "description": ("alanine dipeptide at GFN2-xTB over the whole Ramachandran plane: one jittered (phi, psi) "
+                    "target per 30 x 30 degree cell (144 cells), restrained GFN2-xTB relaxation and restrained "
+                    "Langevin MD at 300 or 600 K there, two frames per cell"),
+    "structure": molecules.structure_entry("alanine_dipeptide"),
+    "labeler": dict(_GFN2),
+    "sampler": {"kind": "dihedral_grid", "labeler": dict(_GFN2), "dihedrals": [[1, 3, 5, 6], [3, 5, 6, 8]],
+                "n": [12, 12], "seed": 7, "jitter": True, "k_eV_per_rad2": 2.0, "fmax": 0.05, "opt_steps": 200,
+                "temperatures": [300.0, 600.0], "dt": 0.5, "friction": 0.01, "equilibration_steps": 100,
+                "interval": 60, "frames_per_point": 2},
+}
 SHIPPED_RECIPES["ferrocene"] = _organic_recipe(
     "ferrocene", dict(_GFN2), md_temperatures=(300.0, 600.0), md_frames=100, thermal_n=100,
     thermal_temperatures=(100.0, 600.0),
@@ -465,6 +488,8 @@ def _sample(spec: dict, Z, R, ref: _Reference):
             clash_scale=spec.get("clash_scale", 1.5))
     if kind == "md":
         return _md_frames(spec, Z, R)
+    if kind == "dihedral_grid":
+        return _dihedral_grid(spec, Z, R, ref.log)
     if kind == "torsion":
         Ropt, _ = ref.minimum(Z, R, optimize=spec.get("optimize", True), fmax=spec.get("fmax", 1e-3), hessian=False)
         return samplers.torsion_scan(Ropt, axis=tuple(spec["axis"]), move=spec["move"],
@@ -550,6 +575,18 @@ def _md_frames(spec: dict, Z, R) -> np.ndarray:
             dt=spec["dt"], friction=spec["friction"], equilibration_steps=spec["equilibration_steps"],
             interval=spec["interval"], seed=spec["seed"] + k, opt_fmax=spec.get("opt_fmax", 0.05)))
     return np.concatenate(runs)
+
+
+def _dihedral_grid(spec: dict, Z, R, log: LogFn) -> np.ndarray:
+    """Restrained umbrella-window frames over a dihedral grid, on the part's own labeller."""
+    from .dihedral_grid import dihedral_grid_frames
+
+    return dihedral_grid_frames(
+        labeler_from_spec(spec["labeler"]), np.asarray(Z), np.asarray(R, float), dihedrals=spec["dihedrals"],
+        n=spec["n"], seed=spec["seed"], jitter=spec.get("jitter", True), k_eV_per_rad2=spec["k_eV_per_rad2"],
+        fmax=spec["fmax"], opt_steps=spec["opt_steps"], temperatures=spec["temperatures"], dt=spec["dt"],
+        friction=spec["friction"], equilibration_steps=spec["equilibration_steps"], interval=spec["interval"],
+        frames_per_point=spec["frames_per_point"], log=log)
 
 
 def _reference_only(spec, Z, R, ref):

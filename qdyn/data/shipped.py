@@ -15,7 +15,8 @@ from .dataset import Dataset
 __all__ = ["SHIPPED", "load_shipped", "shipped_path"]
 
 SHIPPED = ("H2O", "H2O_stretched", "LiH", "water_dimer", "water_clusters", "water_box32", "CaH2", "CaH2_casscf",
-           "ethanol", "ethanol_torsions", "malonaldehyde", "alanine_dipeptide", "ferrocene")
+           "ethanol", "ethanol_torsions", "malonaldehyde", "alanine_dipeptide", "alanine_dipeptide_rama",
+           "ferrocene")
 
 
 def shipped_path(name: str) -> Path:
@@ -42,7 +43,8 @@ def load_shipped(name: str, *, include_failed: bool = False) -> Dataset:
     ``"CaH2_casscf"`` (S0/S1/S2 at SA-CASSCF near the S0/S1 conical intersection, with
     nonadiabatic couplings in ``extras['nacs_states']``; docs/multistate.md);
     ``"ethanol"`` and ``"ethanol_torsions"`` (PBE/def2-SVP, the rMD17 level) and
-    ``"alanine_dipeptide"``, ``"ferrocene"`` (GFN2-xTB): docs/new_molecule.md.
+    ``"alanine_dipeptide"``, ``"alanine_dipeptide_rama"`` (the whole Ramachandran plane),
+    ``"ferrocene"`` (GFN2-xTB): docs/new_molecule.md.
 
     Args:
         name: one of :data:`SHIPPED`.
