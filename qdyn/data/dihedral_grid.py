@@ -159,16 +159,22 @@ def dihedral_grid_frames(labeler, Z, R0, *, dihedrals, n: Sequence[int], seed: i
 
     Args:
         labeler: anything with ``label(Z, R) -> FrameResult`` (eV, Å), e.g. GFN2-xTB.
-        Z: int [N]; R0: float64 [N, 3] Å, one bonded molecule.
+        Z: atomic numbers, int [N].
+        R0: float64 [N, 3] Å, one bonded molecule.
         dihedrals: atom quadruples (i, j, k, l); each is turned about its j-k bond.
         n: cells per dihedral (360° / n wide).
         seed: seeds the jitter, the velocities and the Langevin noise (cell c uses seed + c).
+        jitter: a uniform random target inside each cell (else the cell's centre).
         k_eV_per_rad2: restraint stiffness (2 eV/rad² holds a dihedral to ~6° at 300 K).
-        fmax, opt_steps: the restrained BFGS relaxation [eV/Å], step limit.
+        fmax: force limit of the restrained BFGS relaxation [eV/Å].
+        opt_steps: step limit of that relaxation.
         temperatures: Langevin targets [K], cycled over the cells.
-        dt [fs], friction [1/fs], equilibration_steps, interval: the restrained MD; a frame
-            every ``interval`` steps after ``equilibration_steps``.
+        dt: restrained-MD time step [fs].
+        friction: Langevin friction [1/fs].
+        equilibration_steps: restrained-MD steps before the first frame.
+        interval: restrained-MD steps between frames.
         frames_per_point: frames from each cell's run.
+        log: called with a progress line per cell.
 
     Returns:
         float64 [cells × frames_per_point, N, 3] Å, cells in grid order.
