@@ -327,10 +327,14 @@ def plot_torsions(path: Path, torsions: dict) -> None:
     save_figure(fig, path)
 
 
+def level_name(labeler: dict) -> str:
+    """``PBE/def2-SVP`` for a DFT labeller's metadata, else its method (``GFN2-xTB``)."""
+    return f"{labeler['xc']}/{labeler['basis']}" if "xc" in labeler else labeler["method"]
+
+
 def readme_text(p: dict) -> str:
     s = p["settings"]
-    level = p["data"]["level"]
-    level = f"{level['xc']}/{level['basis']}" if "xc" in level else level["method"]
+    level = level_name(p["data"]["level"])
     sub = p["data"].get("n_recipe_frames")
     frames = f"{p['data']['frames']} of the recipe's {sub} frames labelled so far" if sub else f"{p['data']['frames']} frames"
     budget = (f"{s['steps']} optimiser steps per point (epochs = steps × batch / frames)" if s.get("steps")
@@ -478,8 +482,7 @@ def second_molecule(name: str, args, runs: Path, log) -> dict:
     n_train = pool.n_frames - max(5, pool.n_frames // 10)
     log(f"{name}: {ds.n_frames} frames, train {n_train}, test {n_test}, {args.seeds} seeds")
     curves, _ = learning_curves(pool, test, [n_train], args, runs, log)
-    level = ds.metadata["labeler"]
-    return {"level": f"{level['xc']}/{level['basis']}" if "xc" in level else level["method"], "frames": ds.n_frames,
+    return {"level": level_name(ds.metadata["labeler"]), "frames": ds.n_frames,
             "n_train": n_train, "n_val": pool.n_frames - n_train, "n_test": n_test, "seeds": args.seeds,
             "steps": args.steps, "models": {label: c[str(n_train)] for label, c in curves.items()}}
 
