@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import jax
 import numpy as np
@@ -54,6 +54,49 @@ def parse_devices(value: Optional[str]) -> Devices:
     return n
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a batch scheduler may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: set by :func:`initialize_distributed`: a multi-process run keeps each process's device count
+_DISTRIBUTED = {"started": False}
+
+
+def use_cpu_cores(devices: Devices) -> bool:
+    """Give JAX's CPU backend one device per core that ``devices`` asks for (``"all"``: every
+    core of :func:`cpu_cores`), so that a mesh splits batches and replicas over the cores.
+
+    JAX's CPU backend is one device, and qdyn's small kernels then run on one core: a 2-core
+    machine splitting the batch over two devices does the work ~2x faster (measured:
+    benchmarks/README.md, bench_circuits and bench_md). The device count can only be set
+    before anything touches a device, so call this at an entry point, first thing (the CLI
+    does it when ``--devices`` is given; :func:`make_mesh` tries it too). Harmless on an
+    accelerator machine (the CPU backend is not the default there).
+
+    Returns:
+        True when the CPU device count was set; False when ``devices`` is None or 1, when it
+        is too late (a device has been touched), when XLA_FLAGS forces a host-device count
+        (``--xla_force_host_platform_device_count``, as the tests do) or ``jax_num_cpu_devices``
+        was set already, and in a multi-process run (each process keeps its devices).
+    """
+    if devices is None or devices == 1 or _DISTRIBUTED["started"]:
+        return False
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return False
+    if jax.config.jax_num_cpu_devices >= 0:
+        return False
+    n = cpu_cores() if devices == "all" else int(devices)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # "should be updated before backends are initialized"
+        return False
+    return True
+
+
 def device_count(devices: Devices) -> int:
     """How many devices ``devices`` (an int, ``"all"`` or None = 1) asks for, checked against
     those JAX sees (every process's, in a multi-host run)."""
@@ -62,8 +105,12 @@ def device_count(devices: Devices) -> int:
         return 1
     n = len(available) if devices == "all" else int(devices)
     if n < 1 or n > len(available):
+        hint = ""
+        if available[0].platform == "cpu":
+            hint = ("; on CPU qdyn makes one device per core only before anything has run: give --devices on the "
+                    "command line, or call qdyn.parallel.use_cpu_cores(N) right after import")
         raise QdynInputError(f"devices = {devices}: JAX sees {len(available)} device(s) "
-                             f"({available[0].platform}); ask for 1..{len(available)} or 'all'")
+                             f"({available[0].platform}); ask for 1..{len(available)} or 'all'{hint}")
     if jax.process_count() > 1 and n != len(available):
         raise QdynInputError(f"devices = {devices}: a run over {jax.process_count()} processes uses every device "
                              f"of every process ({len(available)}); ask for 'all'")
@@ -75,6 +122,7 @@ def make_mesh(devices: Devices) -> Optional[Mesh]:
     ``devices`` is None (the plain single-device path, nothing placed)."""
     if devices is None:
         return None
+    use_cpu_cores(devices)  # a no-op once a device has been touched
     n = device_count(devices)
     return Mesh(np.asarray(jax.devices()[:n]), (AXIS,))
 
@@ -116,6 +164,25 @@ def put_sharded(tree, mesh: Optional[Mesh], *, axis: int = 0):
         return _place(x, sharded(mesh, axis) if np.ndim(x) > axis else replicated(mesh))
 
     return jax.tree_util.tree_map(one, tree)
+
+
+def split_batch(fn: Callable, mesh: Optional[Mesh], n_batched: int) -> Callable:
+    """``fn(shared, *batched)``, a function vmapped over the leading axis of its last
+    ``n_batched`` arguments, run by each device on its own shard of them (``shard_map``;
+    ``shared``, the parameters, replicated). Unchanged without a mesh.
+
+    Where it matters: differentiated with respect to ``shared`` (a training step), each device
+    now finishes its own backward pass and the gradients are summed over devices once, at the
+    end. Left to GSPMD, the partitioned program reduced them inside the circuit's layer loop
+    and a training step over two CPU cores ran 0.6-1.1x the speed of one core; with this,
+    ~1.7x (benchmarks/README.md, section bench_cores).
+    """
+    if mesh is None:
+        return fn
+    specs = (PartitionSpec(),) + (PartitionSpec(AXIS),) * n_batched
+    # check_vma off: the circuits' lax.scan starts from a state that does not depend on the
+    # shard (the singlet), and its carry then becomes shard-dependent; the values are right
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(AXIS), check_vma=False)
 
 
 def check_divisible(n: int, mesh: Optional[Mesh], what: str, flag: str) -> None:
@@ -178,6 +245,7 @@ def initialize_distributed(coordinator: Optional[str] = None, num_processes: Opt
         raise QdynInputError(f"--process-id must be in [0, {num_processes}) for --num-processes {num_processes}, "
                              f"got {process_id}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    _DISTRIBUTED["started"] = True
     jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
     return True
 

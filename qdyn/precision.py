@@ -52,6 +52,18 @@ def complex_for(*like):
     return jnp.complex128 if any(d in (jnp.float64, jnp.complex128) for d in dts) else jnp.complex64
 
 
+def accelerator_plugin_installed() -> bool:
+    """Whether a JAX accelerator plugin (CUDA, ROCm: the ``jax_plugins`` namespace or entry
+    points) or libtpu is installed, judged from the installed packages alone: unlike
+    ``jax.default_backend()`` this starts no backend, so the CPU device count can still be
+    chosen afterwards (:func:`qdyn.parallel.use_cpu_cores`)."""
+    from importlib import metadata, util
+
+    if util.find_spec("jax_plugins") is not None or util.find_spec("libtpu") is not None:
+        return True
+    return bool(metadata.entry_points(group="jax_plugins"))
+
+
 def enable_compilation_cache(directory=None, *, on_cpu: bool = False) -> Optional[str]:
     """Turn on JAX's persistent compilation cache for GPU/TPU backends (entry points only).
 

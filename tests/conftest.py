@@ -25,6 +25,10 @@ from qdyn import enable_x64  # noqa: E402
 
 # Tests are an entry point: float64 is switched on here, never on import of qdyn.
 enable_x64()
+# One CPU device per worker, whatever a test asks of qdyn.parallel.use_cpu_cores (which would
+# otherwise succeed or not depending on whether an earlier test had started JAX): the two
+# xdist workers share the two cores. Multi-device runs happen in subprocesses.
+jax.config.update("jax_num_cpu_devices", 1)
 # Implicit rank promotion (adding [n] to [n, 3]) is how silent shape bugs hide: tests make it
 # an error, so every broadcast in qdyn is written out ([:, None], broadcast_to).
 jax.config.update("jax_numpy_rank_promotion", "raise")

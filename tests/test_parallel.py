@@ -118,3 +118,37 @@ def test_cli_refuses_more_devices_than_there_are(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was written
     res = CliRunner().invoke(app, ["md", "--model", str(tmp_path), "--devices", "two"])
     assert res.exit_code == 2 and "--devices must be a positive integer or 'all'" in res.output
+
+
+def _fresh_python(code: str, extra_flags: str = "") -> str:
+    env = _env()
+    if extra_flags:
+        env["XLA_FLAGS"] = extra_flags
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_cpu_cores_become_devices_only_before_jax_starts():
+    """On a CPU-only machine --devices N gives JAX's CPU backend N devices (one per core), if
+    nothing has started JAX yet; later it changes nothing and the mesh refuses in one line."""
+    before = "from qdyn import parallel; ok = parallel.use_cpu_cores(2); import jax; print(ok, len(jax.devices()))"
+    assert _fresh_python(before) == "True 2"
+    every_core = "from qdyn import parallel; m = parallel.make_mesh('all'); print(m.devices.size == parallel.cpu_cores())"
+    assert _fresh_python(every_core) == "True"
+    after = ("import jax; jax.devices(); from qdyn import parallel; ok = parallel.use_cpu_cores(2); "
+             "print(ok, len(jax.devices()))")
+    assert _fresh_python(after) == "False 1"
+    forced = "from qdyn import parallel; ok = parallel.use_cpu_cores(2); import jax; print(ok, len(jax.devices()))"
+    assert _fresh_python(forced, "--xla_force_host_platform_device_count=3") == "False 3"  # the tests' own setting wins
+
+
+def test_a_config_files_devices_are_read_before_jax_starts(tmp_path):
+    from qdyn.cli.parallel_opts import _devices_in
+
+    (tmp_path / "cfg.yaml").write_text("epochs: 3\ndevices: all\n")
+    (tmp_path / "bad.yaml").write_text("devices: [\n")
+    assert _devices_in([None, tmp_path / "missing.yaml", tmp_path / "cfg.yaml"]) == "all"
+    assert _devices_in([tmp_path / "bad.yaml"]) is None  # the config loader reports it later, in one line
+    with pytest.raises(QdynInputError, match="JAX sees 1 device.*use_cpu_cores"):
+        parallel.make_mesh(2)  # this process started JAX long ago: the hint says what to do

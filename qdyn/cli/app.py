@@ -52,12 +52,15 @@ def _entry(
                                                   "(env QDYN_PROCESS_ID)."),
 ):
     from ..parallel import initialize_distributed
-    from ..precision import enable_compilation_cache, enable_x64
+    from ..precision import accelerator_plugin_installed, enable_compilation_cache, enable_x64
 
     setup_cli(debug=debug)
     initialize_distributed(coordinator, num_processes, process_id)  # before anything touches a device
     enable_x64(not float32)
-    if not no_cache:
+    # The cache is for accelerators, and deciding needs a started backend; on a machine with
+    # no accelerator plugin nothing is started here, so a subcommand's --devices can still
+    # give the CPU backend one device per core (qdyn.parallel.use_cpu_cores).
+    if not no_cache and accelerator_plugin_installed():
         enable_compilation_cache()
 
 
@@ -113,13 +116,14 @@ def train(
 ):
     """Train a model on energies and forces; writes checkpoints, params, metrics and plots,
     and a per-epoch log (history.csv) while it runs."""
+    # first: on CPU the device count must be set before anything starts JAX
+    devices = devices_value(devices, (config, out / "config.yaml" if resume else None))
     from ..train import ConfigError, load_config, parse_config
     from ..train import train as run_train
     from ..checkpoint import CheckpointError
     from ..parallel import process_out_dir
     from ..rundir import RunDirError, claim
 
-    devices = devices_value(devices)
     out = process_out_dir(out)  # multi-host: process k > 0 writes out.process<k>
 
     if from_prev and not resume:

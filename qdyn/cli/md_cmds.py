@@ -64,6 +64,7 @@ def md(
     devices: Optional[str] = DEVICES_OPT,
 ):
     """Run MD of a trained model: trajectory (extxyz + H5MD), checkpoints, energies plot, md.json."""
+    devices = devices_value(devices, (config,))  # first: on CPU the device count is set before JAX starts
     from ..md.config import load_md_config
     from ..train import ConfigError
 
@@ -72,7 +73,7 @@ def md(
                  "friction_per_fs": friction, "tau_fs": tau, "pressure_bar": pressure,
                  "barostat_tau_fs": barostat_tau, "store_replicas": store_replicas, "seed": seed, "restart": restart,
                  "spectrum": spectrum, "neighbor_list": neighbor_list, "out": out, "bias": bias,
-                 "check_plausibility": False if no_plausibility_check else None, "devices": devices_value(devices),
+                 "check_plausibility": False if no_plausibility_check else None, "devices": devices,
                  "max_force_std": max_force_std, "max_energy_std_per_atom": max_energy_std}
     try:
         cfg = load_md_config(config, overrides)  # validated before anything loads or compiles

@@ -76,6 +76,7 @@ def namd(
 ):
     """Relax the ground state, sample it, excite vertically and run fewest-switches surface
     hopping; writes namd.json and populations.png."""
+    devices = devices_value(devices)  # first: on CPU the device count is set before anything starts JAX
     import jax
     import numpy as np
     from rich.console import Console
@@ -104,7 +105,7 @@ def namd(
     if substeps < 1:
         raise typer.BadParameter(f"--substeps must be ≥ 1, got {substeps}")
     try:  # refused before anything loads or compiles
-        mesh = make_mesh(devices_value(devices))
+        mesh = make_mesh(devices)
         from ..parallel import check_divisible
 
         check_divisible(replicas, mesh, "trajectories", "--replicas")

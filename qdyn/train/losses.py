@@ -11,6 +11,7 @@ import numpy as np
 from ..models.base import EnergyModel, energy_and_forces_fn
 from .config import ConfigError
 from .data import check_frames, load_data
+from ..parallel import split_batch
 from .normalize import force_rms, species_reference_energies
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True, charges=None,
-                 dipole_weight: float = 0.0, sigma_D: float = 1.0):
+                 dipole_weight: float = 0.0, sigma_D: float = 1.0, mesh=None):
     """``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``.
 
     Energy residuals (per atom when ``per_atom``) are divided by ``sigma_E`` and force
@@ -27,9 +28,10 @@ def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True
     invariant models (kept for old configs). With ``dipole_weight`` and a model's
     ``charges(params, R, system)``, ``dipole_weight · mean(|Σ q_i R_i - μ_ref|²/3)/sigma_D²``
     is added (``batch.dipole`` [B, 3] e·Å). Padding frames (weight 0) and padding atoms
-    (mask False) do not count.
+    (mask False) do not count. With a device ``mesh`` (data-parallel training) each device
+    evaluates the model on its shard of the batch (:func:`qdyn.parallel.split_batch`).
     """
-    ef = jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0))
+    ef = split_batch(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)), mesh, 2)
     q_fn = jax.vmap(charges, in_axes=(None, 0, 0)) if dipole_weight else None
 
     def loss(params, batch, w_E, w_F, w_net):
@@ -197,11 +199,12 @@ def nac_loss(W, dW, E_ref, nacs_ref, mask, weight):
         3 * len(iu[0]) * jnp.sum(w * n_at), 1.0)
 
 
-def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Callable:
+def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species, mesh=None) -> Callable:
     """The training loss of a config: ``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``
     (:func:`make_loss_fn`, or :func:`make_multistate_loss_fn` for a multistate model), with
     energy and force residuals scaled by the spreads of ``train_ds`` (species reference
-    energies removed). The trainer and :mod:`qdyn.influence` build it here."""
+    energies removed). The trainer and :mod:`qdyn.influence` build it here; the trainer passes
+    its device ``mesh``."""
     mask = train_ds.Z > 0
     n_at = mask.sum(1)
     ref = species_reference_energies(train_ds.Z, train_ds.E, species)
@@ -212,7 +215,7 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species) -> Cal
         sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
         sigma_F = force_rms(train_ds.F, mask) or 1.0
         loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
-                            **_dipole_terms(lc.dipole_weight, model, train_ds))
+                            mesh=mesh, **_dipole_terms(lc.dipole_weight, model, train_ds))
         return _constrained(loss, lc.constraints, model, train_ds, sigma_E, sigma_F) if lc.constraints.active else loss
     if lc.constraints.active:
         raise ConfigError("loss.constraints are built for single-state models")

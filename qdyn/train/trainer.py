@@ -245,10 +245,12 @@ class _Run(NamedTuple):
     multi: bool
     loss_fn: Callable  # of one member
     members: MemberAxis = MemberAxis()  # size 0: a single model
+    step_loss_fn: Optional[Callable] = None  # the optimiser step's, when it differs (a device mesh)
 
 
-def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
-    """(full dataset, run): split, build and check the model, normalise, build the loss."""
+def _prepare(cfg: TrainConfig, data, mesh=None) -> tuple[object, _Run]:
+    """(full dataset, run): split, build and check the model, normalise, build the loss (and,
+    with a device ``mesh``, the step's loss that evaluates the model per device)."""
     ds = load_data(cfg.data) if data is None else data
     train_ds, val_ds, test_ds = split_data(ds, cfg.data)
     species = sorted({int(z) for z in np.unique(train_ds.Z) if z > 0})
@@ -269,7 +271,10 @@ def _prepare(cfg: TrainConfig, data) -> tuple[object, _Run]:
     model = ensemble_model(member, members.size) if members.size else member
     params0, norm_info = _initial_params(cfg, member, train_ds, members.size)
     loss_fn = build_loss(cfg, member, train_ds, species)
-    return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn, members)
+    # validation runs unsharded on host copies, at any size: only the step splits the batch
+    step_loss_fn = None if mesh is None else build_loss(cfg, member, train_ds, species, mesh)
+    return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn, members,
+                    step_loss_fn)
 
 
 def _initial_params(cfg: TrainConfig, member: EnergyModel, train_ds, size: int):
@@ -412,7 +417,7 @@ def train(
         meta = ckpt.verify(ckdir, name=name)
         _check_resume(ckdir / f"{name}.json", meta, resolved, cfg)
     mesh = parallel.make_mesh(None if cfg.devices == 1 else cfg.devices)  # more devices than there are: refused
-    _, run = _prepare(cfg, data)  # bad data or config fails here, before the run directory is touched
+    _, run = _prepare(cfg, data, mesh)  # bad data or config fails here, before the run directory is touched
     trackers.check_available(cfg.logging)
     if init_params is not None:
         run = run._replace(params0=_warm_start(run.params0, init_params))
@@ -426,7 +431,7 @@ def train(
     labels = run.model.param_labels(run.params0)
     txs = [make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
            for _, e0, e1, groups in stages]
-    steps = [_make_step(cfg, run.loss_fn, tx, run.members, mesh) for tx in txs]
+    steps = [_make_step(cfg, run.step_loss_fn or run.loss_fn, tx, run.members, mesh) for tx in txs]
 
     history: list = []
     if resume:
