@@ -170,6 +170,29 @@ def fe_centroid(Z, X, ring_atoms) -> np.ndarray:
     return np.stack([np.linalg.norm(X[..., c, :].mean(-2) - fe, axis=-1) for c, _ in ring_atoms], -1)
 
 
+def ring_twist(Z, X, ring_atoms) -> np.ndarray:
+    """Relative rotation of the two rings [...] degrees in [0, 36] of frames X [..., n, 3]: 0
+    eclipsed, 36 staggered. Each ring's phase is the angle of its carbons about the
+    centroid–centroid axis, averaged with period 72° (five-fold); the twist is their
+    difference folded into [0, 36]."""
+    (c1, _), (c2, _) = ring_atoms
+    g1, g2 = X[..., c1, :].mean(-2), X[..., c2, :].mean(-2)
+    axis = (g2 - g1) / np.linalg.norm(g2 - g1, axis=-1, keepdims=True)
+    # a reference direction perpendicular to the axis: the first carbon of ring 1, projected
+    ref = X[..., c1[0], :] - g1
+    ref -= (ref * axis).sum(-1, keepdims=True) * axis
+    ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
+    ortho = np.cross(axis, ref)
+
+    def phase(carbons, centre):
+        v = X[..., carbons, :] - centre[..., None, :]
+        ang = np.arctan2((v * ortho[..., None, :]).sum(-1), (v * ref[..., None, :]).sum(-1))
+        return np.angle(np.exp(5j * ang).mean(-1)) / 5  # five-fold circular mean, radians
+
+    t = np.degrees(phase(c1, g1) - phase(c2, g2)) % 72.0
+    return np.minimum(t, 72.0 - t)
+
+
 def rotate_ring(R0, Z, ring, angle_deg: float) -> np.ndarray:
     """R0 with one ring's C and H turned rigidly by ``angle_deg`` about the Fe–centroid axis."""
     carbons, hydrogens = ring
@@ -211,36 +234,61 @@ def xtb_md(Z, R0, labeler, *, n_frames: int, path: Path) -> np.ndarray:
     return X
 
 
+def nvt(model, params, Z, R0, *, ps: float, replicas: int, path: Path):
+    """(bond report, frames X [F, replicas, n, 3] Å, times [F] ps) of the production NVT
+    (``bench_organics.nvt_run``, seed 1), stored in ``path`` and read back when there."""
+    if path.exists():
+        z = np.load(path)
+        return json.loads(str(z["report"])), z["X"], z["t_ps"]
+    res, wall = nvt_run(model, params, Z, R0, ps=ps, seed=1, replicas=replicas)
+    report = bond_report(Z, R0, res, wall)
+    X, t_ps = np.asarray(res.position), np.asarray(res.time_fs) / 1000
+    np.savez(path, X=X, t_ps=t_ps, report=json.dumps(report))
+    return report, X, t_ps
+
+
+def twist_summary(t: np.ndarray) -> dict:
+    """Ring twists [°] in [0, 36]: mean and the shares near eclipsed (< 12°) and staggered (> 24°)."""
+    return {"mean_deg": float(t.mean()), "eclipsed_share": float((t < 12).mean()),
+            "staggered_share": float((t > 24).mean()), "n": int(t.size)}
+
+
 def distribution(d: np.ndarray) -> dict:
     return {"mean_A": float(d.mean()), "std_A": float(d.std()), "p01_A": float(np.quantile(d, 0.01)),
             "p99_A": float(np.quantile(d, 0.99)), "n": int(d.size)}
 
 
 # -- plot and README ------------------------------------------------------------------------
-def plot(path: Path, d_model, d_xtb, d_min: float, rotor: dict, stretch_t, stretch) -> None:
+def plot(path: Path, centroid, twist, rotor: dict, stretch_t, stretch) -> None:
+    """Fe–centroid and ring-twist distributions (hybrid vs GFN2-xTB MD), the rigid rotor scan,
+    and the largest bond stretch of each NVT replica over time."""
+    (d_model, d_xtb, d_min), (tw_model, tw_xtb) = centroid, twist
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     bins = np.linspace(min(d_model.min(), d_xtb.min()) - 0.02, max(d_model.max(), d_xtb.max()) + 0.02, 40)
-    axes[0].hist(d_xtb.ravel(), bins=bins, density=True, alpha=0.5, label="GFN2-xTB MD")
-    axes[0].hist(d_model.ravel(), bins=bins, density=True, histtype="step", lw=2, label="hybrid MD")
+    for ax, (model, xtb, b, xlabel) in zip(axes[:2], ((d_model, d_xtb, bins, "Fe–ring centroid [Å]"),
+                                                      (tw_model, tw_xtb, np.linspace(0, 36, 13),
+                                                       "ring twist [°] (0 eclipsed, 36 staggered)"))):
+        ax.hist(xtb.ravel(), bins=b, density=True, alpha=0.5, label="GFN2-xTB MD")
+        ax.hist(model.ravel(), bins=b, density=True, histtype="step", lw=2, label="hybrid MD")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("density")
+        ax.set_title("300 K NVT")
     axes[0].axvline(d_min, color="k", ls="--", lw=1, label="GFN2-xTB minimum")
-    axes[0].set_xlabel("Fe–ring centroid [Å]")
-    axes[0].set_ylabel("density [1/Å]")
-    axes[0].set_title("300 K NVT")
     axes[0].legend(fontsize=8)
-    axes[1].plot(rotor["angle_deg"], rotor["xtb_meV"], "k-o", label="GFN2-xTB")
-    axes[1].plot(rotor["angle_deg"], rotor["model_meV"], "--s", label="hybrid")
-    axes[1].set_xlabel("ring rotation [°] (0 eclipsed, 36 staggered)")
-    axes[1].set_ylabel("E − E(eclipsed) [meV]")
-    axes[1].set_title("rigid Cp rotation")
-    axes[1].legend(fontsize=8)
-    for k in range(stretch.shape[1]):
-        axes[2].plot(stretch_t, stretch[:, k], lw=0.8, label=f"replica {k}")
-    axes[2].axhline(1.5, color="r", ls="--", lw=1, label="broken")
-    axes[2].set_xlabel("t [ps]")
-    axes[2].set_ylabel("largest bond length / start")
-    axes[2].set_title("bonds in NVT")
+    axes[2].plot(rotor["angle_deg"], rotor["xtb_meV"], "k-o", label="GFN2-xTB")
+    axes[2].plot(rotor["angle_deg"], rotor["model_meV"], "--s", label="hybrid")
+    axes[2].set_xlabel("ring rotation [°] (0 eclipsed, 36 staggered)")
+    axes[2].set_ylabel("E − E(eclipsed) [meV]")
+    axes[2].set_title("rigid Cp rotation")
     axes[2].legend(fontsize=8)
+    for k in range(stretch.shape[1]):
+        axes[3].plot(stretch_t, stretch[:, k], lw=0.8, label=f"replica {k}")
+    axes[3].axhline(1.5, color="r", ls="--", lw=1, label="broken")
+    axes[3].set_xlabel("t [ps]")
+    axes[3].set_ylabel("largest bond length / start")
+    axes[3].set_title("bonds in NVT")
+    axes[3].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -267,7 +315,7 @@ def readme_text(p: dict) -> str:
     verdict = "converged" if p["converged"] else "**not converged** (round limit)"
     t, t0 = m["test"], m["round_0_test"]
     firsts = [x for x in n["first_break_ps"] if x is not None]
-    d, x, rot = p["fe_centroid"], p["fe_centroid_xtb"], p["rotor"]
+    d, x, rot, tw, twx = p["fe_centroid"], p["fe_centroid_xtb"], p["rotor"], p["twist"], p["twist_xtb"]
     lines += [
         "", f"Loop {verdict}; {p['labels_total']} GFN2-xTB labels added in all. Final model on the {m['n_test']} "
         f"test frames: {t['energy_mae_meV_per_atom']:.2f} meV/atom, {t['force_mae_meV_per_A']:.0f} meV/Å "
@@ -283,6 +331,10 @@ def readme_text(p: dict) -> str:
         f"{d['p01_A']:.3f}–{d['p99_A']:.3f}; {d['n']} distances after {p['equilibration_ps']:g} ps), GFN2-xTB Langevin MD "
         f"{x['mean_A']:.3f} ± {x['std_A']:.3f} Å ({x['p01_A']:.3f}–{x['p99_A']:.3f}; {p['xtb_md_frames']} frames, "
         f"{p['xtb_md_frames'] * 10 / 1000:g} ps, 300 K), GFN2-xTB minimum {p['fe_centroid_minimum_A']:.3f} Å.", "",
+        f"Ring twist (0° eclipsed, 36° staggered) at 300 K: hybrid NVT mean {tw['mean_deg']:.1f}°, "
+        f"{tw['eclipsed_share']:.0%} of frames within 12° of eclipsed, {tw['staggered_share']:.0%} within 12° of "
+        f"staggered; GFN2-xTB MD {twx['mean_deg']:.1f}°, {twx['eclipsed_share']:.0%}, {twx['staggered_share']:.0%} "
+        "(a free rotor gives 18°, 33%, 33%).", "",
         "Ring rotor (one Cp ring turned rigidly about the Fe–centroid axis, other atoms fixed at the eclipsed "
         "GFN2-xTB minimum), E − E(eclipsed) [meV]:", "",
         "| angle [°] | " + " | ".join(f"{a:.0f}" for a in rot["angle_deg"]) + " |",
@@ -292,7 +344,8 @@ def readme_text(p: dict) -> str:
         f"Staggered − eclipsed: GFN2-xTB {rot['staggered_xtb_meV']:.1f} meV, hybrid {rot['staggered_model_meV']:.1f} "
         f"meV (profile MAE {rot['mae_meV']:.1f} meV; for scale, the test energy MAE is "
         f"{t['energy_mae_meV']:.0f} meV per molecule). {p['machine']['cores']} cores, load average "
-        f"{p['load_average']} at the start, {p['total_seconds'] / 60:.0f} min in all.", "",
+        f"{p['load_average']} at the start; the loop took {p['loop_seconds'] / 60:.0f} min (its rounds' sum), the "
+        f"NVT {n['wall_s'] / 60:.0f} min.", "",
         f"![ferrocene](results/{NAME}.png)"]
     return "\n".join(lines)
 
@@ -343,14 +396,14 @@ def main():
     X_xtb = xtb_md(Z, R0, labeler, n_frames=args.xtb_md_frames, path=args.out / "xtb_md_300K.npz")
     log(f"GFN2-xTB MD: {len(X_xtb)} frames")
 
-    res, wall = nvt_run(model, params, Z, R0, ps=args.ps, seed=1, replicas=args.replicas)
-    nvt = bond_report(Z, R0, res, wall)
-    log(f"NVT: {nvt}")
-    X = np.asarray(res.position)  # [F, replicas, n, 3]
-    t_ps = np.asarray(res.time_fs) / 1000
+    nvt_report, X, t_ps = nvt(model, params, Z, R0, ps=args.ps, replicas=args.replicas,
+                              path=args.out / f"nvt_round{last:02d}_{args.replicas}x{args.ps:g}ps.npz")
+    log(f"NVT: {nvt_report}")
     equilibration_ps = min(EQUILIBRATION_PS, t_ps[-1] / 2)
     d_model = fe_centroid(Z, X[t_ps >= equilibration_ps], ring_atoms)
     d_xtb = fe_centroid(Z, X_xtb, ring_atoms)
+    tw_model = ring_twist(Z, X[t_ps >= equilibration_ps], ring_atoms)
+    tw_xtb = ring_twist(Z, X_xtb, ring_atoms)
     d_min = float(fe_centroid(Z, R0, ring_atoms).mean())
     pairs = bond_pairs(Z, R0)
     L0 = np.linalg.norm(R0[pairs[:, 0]] - R0[pairs[:, 1]], axis=-1)
@@ -358,14 +411,16 @@ def main():
 
     payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "model": model_info, "rounds": round_rows(args.out, state), "converged": bool(state.get("converged")),
-               "labels_total": sum(r.get("labels_added", 0) for r in state["rounds"]), "nvt": nvt,
+               "labels_total": sum(r.get("labels_added", 0) for r in state["rounds"]), "nvt": nvt_report,
                "fe_centroid": distribution(d_model), "fe_centroid_xtb": distribution(d_xtb),
-               "fe_centroid_minimum_A": d_min, "equilibration_ps": float(equilibration_ps), "xtb_md_frames": int(len(X_xtb)), "rotor": rotor,
+               "fe_centroid_minimum_A": d_min,
+               "twist": twist_summary(tw_model), "twist_xtb": twist_summary(tw_xtb), "equilibration_ps": float(equilibration_ps), "xtb_md_frames": int(len(X_xtb)), "rotor": rotor,
                "rings": [[c, h] for c, h in ring_atoms], "load_average": load_avg,
-               "total_seconds": time.perf_counter() - t_start, **machine_info()}
+               "loop_seconds": sum(r["seconds"] for r in state["rounds"]),
+               "seconds_this_call": time.perf_counter() - t_start, **machine_info()}
     name = NAME + ("_small" if args.small else "")
     save(name, payload)
-    plot(RESULTS / f"{name}.png", d_model, d_xtb, d_min, rotor, t_ps, stretch)
+    plot(RESULTS / f"{name}.png", (d_model, d_xtb, d_min), (tw_model, tw_xtb), rotor, t_ps, stretch)
     text = readme_text(payload)
     print(text)
     if not args.small:
