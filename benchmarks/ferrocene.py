@@ -135,6 +135,7 @@ def round_rows(out: Path, state: dict) -> list:
 
 
 def round_model(out: Path, r: int):
+    """(model, params) trained in round ``r`` of the loop in ``out``."""
     from qdyn.train import load_run
 
     model, params, _ = load_run(out / f"round_{r:02d}" / "train")
@@ -304,7 +305,7 @@ def readme_text(p: dict) -> str:
         f"{s['max_force_std_relative']} × the 90th percentile of the training frames' largest σ_F), up to "
         f"{s['per_round']} most uncertain frames labelled with GFN2-xTB, {s['warm_start_epochs']} warm-started "
         f"epochs; until no replica stops.", "",
-        "| round | train frames | labels added | test E MAE [meV/molecule] | test F MAE [meV/Å] | watchdog [eV/Å] "
+        "| round | pool (train + val) | labels added | test E MAE [meV/molecule] | test F MAE [meV/Å] | watchdog [eV/Å] "
         "| replicas stopped | MD reached [ps] (min) | minutes: train, MD, round |",
         "|---|---|---|---|---|---|---|---|---|"]
     for r in p["rounds"]:
