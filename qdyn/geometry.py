@@ -95,7 +95,9 @@ class Edges(NamedTuple):
 
 
 def _edges(R, centre_idx, nbr_idx, valid, box, centre=None) -> Edges:
-    dR = R[nbr_idx] - R[centre_idx]
+    """``centre_idx`` None: rectangular layout, row i is centre i (R broadcast, not gathered:
+    a gather's gradient is a scatter-add over every slot, a broadcast's a row sum)."""
+    dR = R[nbr_idx] - (R[:, None, :] if centre_idx is None else R[centre_idx])
     if box is not None:
         dR = minimum_image(dR, box)
     r, valid = safe_norm(dR, valid)
@@ -115,7 +117,7 @@ def dense_edges(R, mask, box=None) -> Edges:
     centre_idx = jnp.broadcast_to(i[:, None], (n, n))
     nbr_idx = jnp.broadcast_to(i[None, :], (n, n))
     valid = mask[:, None] & mask[None, :] & (centre_idx != nbr_idx)
-    return _edges(R, centre_idx, nbr_idx, valid, box)
+    return _edges(R, None, nbr_idx, valid, box)
 
 
 def neighbor_edges(R, mask, box, neighbor) -> Edges:
@@ -130,7 +132,7 @@ def neighbor_edges(R, mask, box, neighbor) -> Edges:
         nbr_idx = jnp.minimum(idx, n - 1)
         centre_idx = jnp.broadcast_to(jnp.arange(n)[:, None], idx.shape)
         valid = (idx < n) & mask[:, None] & mask[nbr_idx] & (idx != centre_idx)
-        return _edges(R, centre_idx, nbr_idx, valid, box)
+        return _edges(R, None, nbr_idx, valid, box)
     if neighbor.format is partition.Sparse:
         c = jnp.minimum(idx[0], n - 1)
         j = jnp.minimum(idx[1], n - 1)

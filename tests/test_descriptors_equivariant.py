@@ -41,6 +41,32 @@ def test_radial_basis_is_c2_at_the_cutoff(kind):
     assert np.min(np.max(np.abs(f(jnp.linspace(0.5, 3.0, 20))), axis=0)) > 1e-2
 
 
+@pytest.mark.parametrize("n", [1, 6, 24])
+def test_bessel_basis_equals_its_closed_form_to_second_order(n):
+    """The Bessel basis takes its K sines from one sine and one cosine per distance (Chebyshev
+    recurrence, derivative through the stored pair): values, first and second derivatives
+    equal sqrt(2/r_c) sin(kπr/r_c)/r · f_c(r) differentiated by JAX."""
+    from qdyn.geometry import cutoff_fn
+
+    rc = 4.5
+    k = jnp.arange(1, n + 1) * np.pi / rc
+    closed = lambda r: np.sqrt(2.0 / rc) * jnp.sin(k * r) / r * cutoff_fn(r, rc)  # noqa: E731
+    fn = radial_basis("bessel", n=n, cutoff=rc).fn
+    r = jnp.linspace(0.3, rc + 0.2, 41)
+    scale = float(jnp.max(jnp.abs(jax.vmap(closed)(r))))
+    assert scale > 0.1  # non-trivial
+    for order in range(3):
+        got, want = jax.vmap(fn)(r), jax.vmap(closed)(r)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale * 10**order)
+        fn, closed = jax.jacfwd(fn), jax.jacrev(closed)
+    # reverse over reverse (training differentiates forces): d²/dr² of a weighted sum
+    w = jnp.linspace(-1.0, 1.0, n)
+    d2 = lambda f: jax.vmap(jax.grad(jax.grad(lambda x: jnp.sum(w * f(x)))))(r)  # noqa: E731
+    np.testing.assert_allclose(d2(radial_basis("bessel", n=n, cutoff=rc).fn),
+                               d2(lambda x: np.sqrt(2.0 / rc) * jnp.sin(k * x) / x * cutoff_fn(x, rc)),
+                               rtol=0, atol=1e-10 * scale)
+
+
 def test_spherical_harmonics_obey_the_addition_theorem():
     from numpy.polynomial import legendre
 

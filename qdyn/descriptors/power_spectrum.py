@@ -129,7 +129,10 @@ def power_spectrum(species: Sequence[int], *, cutoff: float = 5.0, n_radial: int
         Rk = rb.fn(e.r)  # [..., K]
         Y = real_spherical_harmonics(e.dR / e.r[..., None], l_max)  # [..., M]
         if e.centre is None:
-            return jnp.einsum("ajs,ajk,ajm->askm", w, Rk, Y)
+            # one batched matmul per centre, [S·K, slots] @ [slots, M]: the three-operand einsum
+            # built an [n, slots, S, K] outer product whose transposes dominated the force pass
+            wR = (w[..., :, None] * Rk[..., None, :]).reshape(n, -1, S * K)
+            return jnp.einsum("ajx,ajm->axm", wR, Y).reshape(n, S, K, -1)
         x = w[:, :, None, None] * Rk[:, None, :, None] * Y[:, None, None, :]
         return aggregate(e, x, n)
 
