@@ -3,8 +3,8 @@ replicas of H2O with the siVQLM, against ASE's VelocityVerlet driving the qdyn A
 calculator on one molecule with the same model; compile time of the MD block.
 
 Usage: python benchmarks/bench_md.py [--quick] [--run RUN_DIR] [--steps N] [--readme]
-  --run: a trained H2O run (default: runs/accuracy/H2O/siVQLM if present, else a freshly
-         initialised siVQLM with D=6 layers; the timing does not depend on the values).
+  --run: a trained H2O run (default: runs/accuracy/H2O/siVQLM, made by accuracy.py; refused
+         without one, except with --quick, which runs a freshly initialised siVQLM, D=6).
   --readme: only rewrite the bench_md section of benchmarks/README.md from the saved JSON.
 Writes benchmarks/results/bench_md.json (bench_md_quick.json with --quick) and, without
 --quick, the bench_md section of benchmarks/README.md.
@@ -39,7 +39,10 @@ TARGET_COST_RATIO = 50  # cost per molecule-step at the most replicas ≤ 1/50 o
 TARGET_VS_ASE = 10  # the most replicas ≥ 10× ASE's molecule-steps/s
 
 
-def load_model(run: str | None):
+def load_model(run: str | None, *, quick: bool):
+    """(model, params, source): the trained run given or the default one; a freshly initialised
+    siVQLM only for --quick, since its MD pulls atoms together and the ASE comparison's
+    calculator then refuses the positions (overlapping atoms), ending the run."""
     from qdyn.models import sivqlm
     from qdyn.train import load_run
 
@@ -49,6 +52,9 @@ def load_model(run: str | None):
     if run is not None:
         model, params, _ = load_run(run)
         return model, params, run
+    if not quick:
+        raise SystemExit(f"bench_md: no trained H2O run at {default}; make it with `python benchmarks/accuracy.py` "
+                         "or pass --run DIR (an untrained model's MD collapses atoms; --quick runs with one)")
     model = sivqlm.build("H2O", layers=6)
     return model, model.init(jax.random.PRNGKey(0)), "fresh siVQLM H2O (D=6)"
 
@@ -150,7 +156,7 @@ def main():
     steps = args.steps or (100 if args.quick else 1000)
     replica_counts = (1, 16, 64) if args.quick else (1, 64, 1024)
     dt_fs = 0.5
-    model, params, source = load_model(args.run)
+    model, params, source = load_model(args.run, quick=args.quick)
     print(f"model: {model.name} from {source}; {steps} steps of {dt_fs} fs; float64; {jax.default_backend()}")
     rows = []
     for r in replica_counts:
