@@ -48,6 +48,7 @@ from _common import RESULTS, machine_info, save, update_readme_section  # noqa: 
 from bench_organics import DESCRIPTOR, MODELS, bond_pairs, bond_report, errors, nvt_run  # noqa: E402
 from qdyn.data import Dataset, load_shipped, write  # noqa: E402
 from qdyn.data.labelers import labeler_from_spec  # noqa: E402
+from qdyn.data.samplers import fragments, torsion_scan  # noqa: E402
 from qdyn.plotting import pyplot, save_figure  # noqa: E402
 from qdyn.system import System  # noqa: E402
 
@@ -144,22 +145,14 @@ def round_model(out: Path, r: int):
 
 # -- ferrocene geometry --------------------------------------------------------------------
 def rings(Z, R0) -> list:
-    """[(carbons [5], hydrogens [5]) per Cp ring]: the two connected C5 components of the
-    covalent bond graph, each with the H bonded to its carbons."""
-    neighbours = {i: set() for i in range(len(Z))}
-    for i, j in bond_pairs(Z, R0):
-        neighbours[int(i)].add(int(j))
-        neighbours[int(j)].add(int(i))
-    left, out = set(np.flatnonzero(Z == 6).tolist()), []
-    while left:
-        ring, todo = set(), [left.pop()]
-        while todo:
-            a = todo.pop()
-            ring.add(a)
-            new = {b for b in neighbours[a] if b in left}  # carbons not yet reached
-            left -= new
-            todo += list(new)
-        out.append((sorted(ring), sorted({b for a in ring for b in neighbours[a] if Z[b] == 1})))
+    """[(carbons [5], hydrogens [5]) per Cp ring]: the carbons' covalent fragments
+    (:func:`qdyn.data.samplers.fragments`), each with the H bonded to its carbons."""
+    carbons = np.flatnonzero(Z == 6)
+    ch_bonds = [(int(i), int(j)) for i, j in bond_pairs(Z, R0) if {int(Z[i]), int(Z[j])} == {1, 6}]
+    out = []
+    for part in fragments(Z[carbons], R0[carbons]):
+        ring = set(carbons[part].tolist())
+        out.append((sorted(ring), sorted(h for i, j in ch_bonds for c, h in ((i, j), (j, i)) if c in ring)))
     if len(out) != 2 or any(len(c) != 5 or len(h) != 5 for c, h in out):
         raise ValueError(f"expected two C5H5 rings, found {[(len(c), len(h)) for c, h in out]}")
     return out
@@ -194,25 +187,21 @@ def ring_twist(Z, X, ring_atoms) -> np.ndarray:
     return np.minimum(t, 72.0 - t)
 
 
-def rotate_ring(R0, Z, ring, angle_deg: float) -> np.ndarray:
-    """R0 with one ring's C and H turned rigidly by ``angle_deg`` about the Fe–centroid axis."""
+def rotate_ring(R0, Z, ring, angles_deg) -> np.ndarray:
+    """[len(angles_deg), n, 3] Å: R0 with one ring's C and H turned rigidly about the
+    Fe–centroid axis (:func:`qdyn.data.samplers.torsion_scan` about Fe → the centroid, which
+    is appended as a point for the scan and dropped after)."""
     carbons, hydrogens = ring
-    fe = R0[int(np.flatnonzero(Z == FE)[0])]
-    centre = R0[carbons].mean(0)
-    axis = (centre - fe) / np.linalg.norm(centre - fe)
-    a = np.radians(angle_deg)
-    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rot = np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K  # Rodrigues
-    R = R0.copy()
-    move = carbons + hydrogens
-    R[move] = (R0[move] - centre) @ rot.T + centre
-    return R
+    with_centroid = np.vstack([R0, R0[carbons].mean(0)])
+    fe = int(np.flatnonzero(Z == FE)[0])
+    scan = torsion_scan(with_centroid, axis=(fe, len(R0)), move=carbons + hydrogens, angles_deg=angles_deg)
+    return scan[:, :-1]
 
 
 def ring_rotor(model, params, Z, R0, ring_atoms, labeler) -> dict:
     """Rigid rotation of the first ring, eclipsed → staggered: GFN2-xTB and model energies [meV]
     relative to eclipsed."""
-    frames = np.stack([rotate_ring(R0, Z, ring_atoms[0], a) for a in ROTOR_ANGLES_DEG])
+    frames = rotate_ring(R0, Z, ring_atoms[0], ROTOR_ANGLES_DEG)
     system = System.create([int(z) for z in Z])
     e_ref = np.array([labeler.label(Z, R).energy for R in frames])
     e_model = np.array([float(model.apply(params, jnp.asarray(R), system)) for R in frames])
