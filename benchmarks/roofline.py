@@ -3,16 +3,18 @@
 For each circuit family (siVQLM invariant at 4–16 qubits, the generic hardware-efficient
 control, the hybrid's re-uploading circuit and the quantum symmetry function) this script
 
-* counts the real floating-point operations of one sample's energy (E) and energy + input
-  gradient (E+F) from the traced program itself: every primitive of the jaxpr, scan bodies
-  times their length, complex arithmetic at its real cost (a complex multiply = 6 flops, a
-  complex add = 2, a complex dot = 4 real ones per multiply-add); sin, cos, sqrt, exp are
-  counted apart as transcendentals;
+* counts the real floating-point operations per sample of the batched energy (E) and energy +
+  input gradient (E+F) from the traced program itself: every primitive of the jaxpr, scan
+  bodies times their length, complex arithmetic at its real cost (a complex multiply = 6 flops,
+  a complex add = 2, a complex dot = 4 real ones per multiply-add), divided by the batch (what
+  the samples share, the layer matrices of ``statevector.apply_fixed``, counts once); matrix
+  products apart from elementwise work; sin, cos, sqrt, exp apart as transcendentals;
 * measures the steady-state time per sample of the jitted, vmapped E and E+F at a batch that
   fills the caches the way training and MD do;
 * measures, at the same state size, the rate this machine sustains on the simplest statevector
   kernel (``a·x + b·y`` over complex arrays of batch × 2^n amplitudes): the attainable rate
-  for elementwise complex work, the roof;
+  for elementwise complex work, the roof; and the rate of the batch's product with a
+  2^n × 2^n matrix, the roof of the matrix products;
 * reports achieved GFLOP/s and the ratio measured time / (flops / attainable rate): 1 means the
   circuit runs as fast as its arithmetic allows on this machine; above 1 is waste.
 
@@ -72,21 +74,21 @@ def _sub_jaxprs(params):
                 yield item
 
 
-def count_flops(jaxpr) -> tuple[int, int]:
-    """(real flops, transcendental calls) of a jaxpr; scan bodies count ``length`` times,
-    ``cond`` its costliest branch."""
-    flops = trans = 0
+def count_flops(jaxpr) -> tuple[int, int, int]:
+    """(elementwise real flops, matrix-product real flops, transcendental calls) of a jaxpr; scan
+    bodies count ``length`` times, ``cond`` its costliest branch."""
+    flops = dots = trans = 0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         subs = list(_sub_jaxprs(eqn.params))
         if subs:
             counts = [count_flops(s) for s in subs]
             if name == "cond":
-                f, t = max(counts)
+                f, d, t = max(counts)
             else:
-                f, t = sum(c[0] for c in counts), sum(c[1] for c in counts)
+                f, d, t = (sum(c[i] for c in counts) for i in range(3))
             reps = eqn.params.get("length", 1) if name == "scan" else 1
-            flops, trans = flops + reps * f, trans + reps * t
+            flops, dots, trans = flops + reps * f, dots + reps * d, trans + reps * t
             continue
         out = eqn.outvars[0].aval
         if name in ELEMENTWISE:
@@ -98,10 +100,18 @@ def count_flops(jaxpr) -> tuple[int, int]:
         elif name == "dot_general":
             (lc, _), _ = eqn.params["dimension_numbers"]
             k = int(np.prod([eqn.invars[0].aval.shape[i] for i in lc])) if lc else 1
-            flops += 2 * _size(out) * k * (4 if _is_complex(out) else 1)
+            dots += 2 * _size(out) * k * (4 if _is_complex(out) else 1)
         elif name in TRANSCENDENTAL:
             trans += _size(out)
-    return flops, trans
+    return flops, dots, trans
+
+
+def per_sample_counts(fn, params, X) -> tuple[float, float, int]:
+    """count_flops of the batched program divided by the batch: what the circuit shares across
+    samples (the layer matrices of statevector.apply_fixed) is counted once per batch, as it runs."""
+    batch = X.shape[0]
+    f, d, t = count_flops(jax.make_jaxpr(lambda p, X: jax.vmap(fn, (None, 0))(p, X))(params, X).jaxpr)
+    return f / batch, d / batch, t // batch
 
 
 def families(max_qubits: int, quick: bool):
@@ -138,40 +148,56 @@ def attainable_gflops(n_qubits: int, batch: int) -> float:
     return 14 * x.size / t / 1e9  # two complex multiplies (6) and one complex add (2) per amplitude
 
 
+def gemm_gflops(n_qubits: int, batch: int) -> float:
+    """GFLOP/s of the complex [batch, 2^n] × [2^n, 2^n] product: the roof of the layer matrices."""
+    rng = np.random.default_rng(0)
+    dim = 2**n_qubits
+    x = jnp.asarray(rng.normal(size=(batch, dim)) + 1j * rng.normal(size=(batch, dim)))
+    M = jnp.asarray(rng.normal(size=(dim, dim)) + 1j * rng.normal(size=(dim, dim)))
+    _, t = time_compiled(lambda M, x: x @ M.T, M, x, repeats=20, min_time=0.5)
+    return 8 * batch * dim * dim / t / 1e9
+
+
 def measure(label, circuit, example, batch, key):
     params = random_params(circuit, key)
-    x1 = jnp.asarray(example)
     scalar = lambda p, x: jnp.sum(circuit.expval(p, x))  # noqa: E731  (E: the sum of the outputs)
     e_and_f = jax.value_and_grad(scalar, argnums=1)
-    flops_e, trans_e = count_flops(jax.make_jaxpr(scalar)(params, x1).jaxpr)
-    flops_ef, trans_ef = count_flops(jax.make_jaxpr(e_and_f)(params, x1).jaxpr)
     rng = np.random.default_rng(1)
     X = jnp.asarray(example[None] * (1 + 0.2 * rng.normal(size=(batch,) + example.shape)))
+    elem_e, dot_e, trans_e = per_sample_counts(scalar, params, X)
+    elem_ef, dot_ef, trans_ef = per_sample_counts(e_and_f, params, X)
     tc_e, t_e = time_compiled(lambda p, X: jax.vmap(scalar, (None, 0))(p, X), params, X)
     tc_ef, t_ef = time_compiled(lambda p, X: jax.vmap(e_and_f, (None, 0))(p, X), params, X)
     roof = attainable_gflops(circuit.n_qubits, batch)
+    roof_gemm = gemm_gflops(circuit.n_qubits, batch) if dot_ef else float("nan")
+    # the time the arithmetic needs at this machine's rates: elementwise work at the elementwise
+    # roof, matrix products at the GEMM roof
+    bound = lambda elem, dot: (elem / roof + (dot / roof_gemm if dot else 0.0)) / 1e3  # noqa: E731  (µs)
     row = {"family": label, "n_qubits": circuit.n_qubits, "batch": batch,
-           "flops_E": flops_e, "flops_EF": flops_ef, "transcendentals_E": trans_e, "transcendentals_EF": trans_ef,
+           "flops_E": elem_e + dot_e, "flops_EF": elem_ef + dot_ef, "gemm_flops_E": dot_e, "gemm_flops_EF": dot_ef,
+           "transcendentals_E": trans_e, "transcendentals_EF": trans_ef,
            "E_us": 1e6 * t_e / batch, "EF_us": 1e6 * t_ef / batch, "E_compile_s": tc_e, "EF_compile_s": tc_ef,
-           "roof_gflops": roof}
-    row["EF_gflops"] = flops_ef / (row["EF_us"] * 1e3)
-    row["E_ratio"] = row["E_us"] / (flops_e / roof / 1e3)
-    row["EF_ratio"] = row["EF_us"] / (flops_ef / roof / 1e3)
-    print(f"{label:34s} E {flops_e:9.3g} fl {row['E_us']:10.2f} µs ×{row['E_ratio']:5.1f} | "
-          f"E+F {flops_ef:9.3g} fl {row['EF_us']:10.2f} µs ×{row['EF_ratio']:5.1f} | roof {roof:5.2f} GFLOP/s",
-          flush=True)
+           "roof_gflops": roof, "gemm_roof_gflops": roof_gemm}
+    row["EF_gflops"] = row["flops_EF"] / (row["EF_us"] * 1e3)
+    row["E_ratio"] = row["E_us"] / bound(elem_e, dot_e)
+    row["EF_ratio"] = row["EF_us"] / bound(elem_ef, dot_ef)
+    print(f"{label:34s} E {row['flops_E']:9.3g} fl {row['E_us']:10.2f} µs ×{row['E_ratio']:5.1f} | "
+          f"E+F {row['flops_EF']:9.3g} fl {row['EF_us']:10.2f} µs ×{row['EF_ratio']:5.1f} | roof {roof:5.2f} "
+          f"(GEMM {roof_gemm:5.2f}) GFLOP/s", flush=True)
     return row
 
 
 def table(rows) -> str:
-    lines = ["| family | batch | flops / sample E (E+F) | transcendentals E (E+F) | E µs / sample | E+F µs / sample "
-             "| E+F GFLOP/s | roof GFLOP/s | × above roof E (E+F) | E+F compile |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | batch | flops / sample E (E+F) | of which GEMM | transcendentals E (E+F) | E µs / sample "
+             "| E+F µs / sample | E+F GFLOP/s | roof GFLOP/s (GEMM) | × above roof E (E+F) | E+F compile |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        gemm_roof = f"{r['gemm_roof_gflops']:.2f}" if r["gemm_flops_EF"] else "–"
         lines.append(f"| {r['family']} | {r['batch']} | {r['flops_E']:.3g} ({r['flops_EF']:.3g}) | "
+                     f"{r['gemm_flops_E']:.3g} ({r['gemm_flops_EF']:.3g}) | "
                      f"{r['transcendentals_E']} ({r['transcendentals_EF']}) | {r['E_us']:.2f} | {r['EF_us']:.2f} | "
-                     f"{r['EF_gflops']:.2f} | {r['roof_gflops']:.2f} | {r['E_ratio']:.1f} ({r['EF_ratio']:.1f}) | "
-                     f"{r['EF_compile_s']:.1f} s |")
+                     f"{r['EF_gflops']:.2f} | {r['roof_gflops']:.2f} ({gemm_roof}) | "
+                     f"{r['E_ratio']:.1f} ({r['EF_ratio']:.1f}) | {r['EF_compile_s']:.1f} s |")
     return "\n".join(lines)
 
 
@@ -196,8 +222,11 @@ def main():
             f"Measured {info['date']} on {info['machine']['cpu']} ({info['machine']['cores']} cores), jax "
             f"{info['versions']['jax']}, float64, load average {load[0]:.1f} (other jobs sharing the cores: "
             "absolute rates are low, the × column compares both sides under the same load). Flops are counted "
-            "from the traced program (complex multiply = 6, complex add = 2); the roof is the rate of "
-            "`a·x + b·y` on complex arrays of the same size.",
+            "from the traced batched program and divided by the batch, so the layer matrices the batch shares "
+            "count once (complex multiply = 6, complex add = 2); the roof is the rate of `a·x + b·y` on complex "
+            "arrays of the same size for elementwise work and of a complex [batch, 2^n] × [2^n, 2^n] product for "
+            "the layer matrices (statevector.apply_fixed, up to 6 qubits); × is the measured time over the time "
+            "the counted flops need at those rates.",
             text,
         )
 

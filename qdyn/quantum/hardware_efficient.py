@@ -9,6 +9,8 @@ like-atom exchange: it is the control that shows what the invariant design buys.
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Optional
 
 import jax
@@ -20,7 +22,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, z_signs
+from .statevector import apply_1q, apply_cnot, apply_fixed, z_signs
 
 
 def _encode_matrix(x, a):
@@ -43,18 +45,20 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
         vq = vecs[qubit_vector]
         state = jnp.zeros((2,) * n, dtype=complex_for(vecs.dtype, cparams)).at[(0,) * n].set(1.0)
 
-        def layer(state, p):
-            Us = jax.vmap(_encode_matrix)(vq, p["a"])
-            for q in range(n):
-                state = apply_1q(state, Us[q], q)
-            for b in range(blocks):
-                W = p["W"][b]
+        def trainable_blocks(state, Ws):  # the same gates for every sample
+            for W in Ws:
                 Rs = gates.rot(W[:, 0], W[:, 1], W[:, 2])
                 for q in range(n):
                     state = apply_1q(state, Rs[q], q)
                 for c, t in pairs:
                     state = apply_cnot(state, c, t)
-            return state, None
+            return state
+
+        def layer(state, p):
+            Us = jax.vmap(_encode_matrix)(vq, p["a"])
+            for q in range(n):
+                state = apply_1q(state, Us[q], q)
+            return apply_fixed(state, partial(trainable_blocks, Ws=p["W"])), None
 
         state, _ = jax.lax.scan(layer, state, {"a": cparams["a"], "W": cparams["W"]}, unroll=scan_unroll)
         return jnp.sum(jnp.abs(state) ** 2 * zmean)

@@ -35,6 +35,7 @@ from .statevector import (
     apply_1q_all,
     apply_dense,
     apply_exchange_pair,
+    apply_fixed,
     expect_heisenberg,
     singlet_state,
     z_signs,
@@ -79,16 +80,19 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circu
     def expval(cparams, vecs):
         vq = vecs[qv]  # [n, 3]: the vector each qubit reads
 
-        def layer(state, p):
-            Us = gates.su2_encoding(vq, p["alpha"][ai])
-            state = apply_1q_all(state, Us)
+        def couplings(state, p):  # everything after the encoding: the same gates for every sample
             for b in range(layout.blocks):
                 state = apply_exchange_block(state, p["J"][b])
             if layout.symmetry_breaking:
                 # Π_q RZ(ε_q) is diagonal: one elementwise phase.
                 theta = jnp.tensordot(p["eps"][ai], zs, axes=1)
                 state = state * jnp.exp(-0.5j * theta)
-            return state, None
+            return state
+
+        def layer(state, p):
+            Us = gates.su2_encoding(vq, p["alpha"][ai])
+            state = apply_1q_all(state, Us)
+            return apply_fixed(state, partial(couplings, p=p)), None
 
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
         state = singlet_state(n, layout.singlets, complex_for(vecs.dtype, cparams))

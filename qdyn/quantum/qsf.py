@@ -22,6 +22,8 @@ makes them O(3)-invariant at twice the cost.
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Optional
 
 import jax
@@ -34,7 +36,7 @@ from ..validation import QdynInputError
 from . import gates
 from .circuit import Circuit, exchange_native, heisenberg, jax_qnode, noise_of, ring, singlet, su2_encoding_native
 from .execution import Execution
-from .statevector import apply_1q_all, apply_exchange_pair, expect_heisenberg, singlet_state
+from .statevector import apply_1q_all, apply_exchange_pair, apply_fixed, expect_heisenberg, singlet_state
 
 
 def bounded_vectors(v):
@@ -76,12 +78,15 @@ def qsf_circuit(n_qubits: int, layers: int, *, parity_average: bool = True) -> C
     def statevector(cparams, x):
         state = singlet_state(n, singlets, complex_for(x.dtype, cparams))
 
+        def exchange_ring(state, j):
+            for k, (p_, q_) in enumerate(pairs):
+                state = apply_exchange_pair(state, j[k], p_, q_)
+            return state
+
         def layer(state, p):
             a, j = p
             state = apply_1q_all(state, gates.su2_encoding(x, a))
-            for k, (p_, q_) in enumerate(pairs):
-                state = apply_exchange_pair(state, j[k], p_, q_)
-            return state, None
+            return apply_fixed(state, partial(exchange_ring, j=j)), None
 
         state, _ = jax.lax.scan(layer, state, (cparams["alpha"], cparams["J"]))
         return jnp.stack([expect_heisenberg(state, p, q) for p, q in observables])

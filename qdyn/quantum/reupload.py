@@ -10,6 +10,8 @@ evaluated with ``vmap`` over atoms. The angles are the bounded encoding
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Optional
 
 import jax
@@ -20,7 +22,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, z_signs
+from .statevector import apply_1q, apply_cnot, apply_fixed, z_signs
 
 
 def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
@@ -31,15 +33,20 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
     def expval(cparams, angles):
         state = jnp.zeros((2,) * n_qubits, complex_for(angles.dtype)).at[(0,) * n_qubits].set(1.0)
 
-        def layer(state, p):
-            w, a = p
-            Ry = gates.ry(a)
+        def trainable(state, w):  # Rot on every qubit, then the CNOT ring: the same for every sample
             Rs = gates.rot(w[:, 0], w[:, 1], w[:, 2])
             for q in range(n_qubits):
-                state = apply_1q(state, Rs[q] @ Ry[q], q)
+                state = apply_1q(state, Rs[q], q)
             for c, t in pairs:
                 state = apply_cnot(state, c, t)
-            return state, None
+            return state
+
+        def layer(state, p):
+            w, a = p
+            Ry = gates.ry(a)  # gates on different qubits commute: every RY before every Rot
+            for q in range(n_qubits):
+                state = apply_1q(state, Ry[q], q)
+            return apply_fixed(state, partial(trainable, w=w)), None
 
         state, _ = jax.lax.scan(layer, state, (cparams["W"], angles))
         return jnp.tensordot(zs, jnp.abs(state) ** 2, axes=n_qubits)
