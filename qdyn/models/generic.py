@@ -8,7 +8,7 @@ invariant. See :mod:`qdyn.quantum.hardware_efficient`.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,8 @@ class GenericConfig(ModelConfig, TemplateSettings, QuantumSettings):
     family: Literal["generic"] = "generic"
     layers: int = Field(6, ge=1, description="data re-uploading layers")
     blocks: int = Field(1, ge=1, description="hardware-efficient blocks per layer")
-    scan_unroll: int = Field(1, ge=1, description="layers per scan iteration")
+    scan_unroll: Optional[int] = Field(None, ge=1, description="layers per scan iteration (compile time vs "
+                                       "speed); default: all layers up to 6 qubits, else 1")
     init_weight_std: float = Field(0.01, ge=0, description="spread of the initial Rot angles")
 
     def build(self, species: Sequence[int] = ()) -> EnergyModel:

@@ -55,7 +55,8 @@ class SiVQLMConfig(ModelConfig, TemplateSettings, QuantumSettings):
                                                                  "on a ring of qubits (the paper's brickwork) or all")
     symmetry_breaking: bool = Field(False, description="trainable RZ(eps) layers (breaks rotation invariance)")
     parity_average: Optional[bool] = Field(None, description="average over x -> -x; default on with >= 3 vectors")
-    scan_unroll: int = Field(1, ge=1, description="layers per scan iteration (compile time vs speed)")
+    scan_unroll: Optional[int] = Field(None, ge=1, description="layers per scan iteration (compile time vs "
+                                       "speed); default: all layers up to 6 qubits, else 1")
     init_coupling_std: float = Field(0.01, ge=0, description="spread of the initial couplings J (near identity)")
 
     def build(self, species: Sequence[int] = ()) -> EnergyModel:

@@ -22,7 +22,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, apply_fixed, z_signs
+from .statevector import apply_1q, apply_cnot, apply_fixed, run_layers, z_signs
 
 
 def _encode_matrix(x, a):
@@ -30,11 +30,12 @@ def _encode_matrix(x, a):
 
 
 def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks: int,
-                               scan_unroll: int = 1) -> Circuit:
+                               scan_unroll: Optional[int] = None) -> Circuit:
     """The control circuit on ``n_vectors × rep`` qubits (qubit q reads vector q mod n_vectors):
     ``expval({"a": [D, n], "W": [D, B, n, 3]}, vecs [n_vectors, 3] Å) -> ⟨mean Z⟩``.
 
-    ``scan_unroll``: layers per ``lax.scan`` iteration of the statevector path.
+    ``scan_unroll``: layers per ``lax.scan`` iteration of the statevector path (default:
+    :func:`~qdyn.quantum.statevector.run_layers`'s choice).
     """
     n = n_vectors * rep
     qubit_vector = np.arange(n) % n_vectors
@@ -60,7 +61,7 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
                 state = apply_1q(state, Us[q], q)
             return apply_fixed(state, partial(trainable_blocks, Ws=p["W"])), None
 
-        state, _ = jax.lax.scan(layer, state, {"a": cparams["a"], "W": cparams["W"]}, unroll=scan_unroll)
+        state = run_layers(layer, state, {"a": cparams["a"], "W": cparams["W"]}, scan_unroll)
         return jnp.sum(jnp.abs(state) ** 2 * zmean)
 
     def qnode(execution: Optional[Execution] = None):

@@ -37,6 +37,7 @@ from .statevector import (
     apply_exchange_pair,
     apply_fixed,
     expect_heisenberg,
+    run_layers,
     singlet_state,
     z_signs,
 )
@@ -54,12 +55,12 @@ def cluster_spectra(layout: InvariantLayout):
     return [[(qs, *gates.spectral(H)) for qs, H in orbit] for orbit in cluster_generators(layout)]
 
 
-def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circuit:
+def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = None) -> Circuit:
     """The siVQLM circuit of a layout: ``expval(circuit_params, vecs [n_vec, 3] Å) -> ⟨O⟩``.
 
     ``circuit_params`` holds ``alpha`` [D, n_alpha], ``J`` [D, B, n_exchange] and, with
     symmetry breaking, ``eps`` [D, n_alpha]; ``scan_unroll`` is the number of layers per
-    ``lax.scan`` iteration. ``qnode`` is :func:`invariant_qnode` (takes ``style``).
+    ``lax.scan`` iteration (default: :func:`~qdyn.quantum.statevector.run_layers`'s choice). ``qnode`` is :func:`invariant_qnode` (takes ``style``).
     """
     n = layout.n_qubits
     qv = np.asarray(layout.qubit_vector)
@@ -96,7 +97,7 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: int = 1) -> Circu
 
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
         state = singlet_state(n, layout.singlets, complex_for(vecs.dtype, cparams))
-        state, _ = jax.lax.scan(layer, state, xs, unroll=scan_unroll)
+        state = run_layers(layer, state, xs, scan_unroll)
         obs = [expect_heisenberg(state, p, q) for p, q in layout.observable]
         return sum(obs) / len(obs)
 

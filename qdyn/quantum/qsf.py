@@ -36,7 +36,7 @@ from ..validation import QdynInputError
 from . import gates
 from .circuit import Circuit, exchange_native, heisenberg, jax_qnode, noise_of, ring, singlet, su2_encoding_native
 from .execution import Execution
-from .statevector import apply_1q_all, apply_exchange_pair, apply_fixed, expect_heisenberg, singlet_state
+from .statevector import apply_1q_all, apply_exchange_pair, apply_fixed, expect_heisenberg, run_layers, singlet_state
 
 
 def bounded_vectors(v):
@@ -88,7 +88,7 @@ def qsf_circuit(n_qubits: int, layers: int, *, parity_average: bool = True) -> C
             state = apply_1q_all(state, gates.su2_encoding(x, a))
             return apply_fixed(state, partial(exchange_ring, j=j)), None
 
-        state, _ = jax.lax.scan(layer, state, (cparams["alpha"], cparams["J"]))
+        state = run_layers(layer, state, (cparams["alpha"], cparams["J"]))
         return jnp.stack([expect_heisenberg(state, p, q) for p, q in observables])
 
     def qnode(execution: Optional[Execution] = None):

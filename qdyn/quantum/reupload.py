@@ -22,7 +22,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, apply_fixed, z_signs
+from .statevector import apply_1q, apply_cnot, apply_fixed, run_layers, z_signs
 
 
 def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
@@ -48,7 +48,7 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
                 state = apply_1q(state, Ry[q], q)
             return apply_fixed(state, partial(trainable, w=w)), None
 
-        state, _ = jax.lax.scan(layer, state, (cparams["W"], angles))
+        state = run_layers(layer, state, (cparams["W"], angles))
         return jnp.tensordot(zs, jnp.abs(state) ** 2, axes=n_qubits)
 
     def qnode(execution: Optional[Execution] = None):

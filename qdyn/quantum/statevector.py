@@ -8,7 +8,7 @@ equal to the PennyLane QNodes built from the same layouts (values and gradients)
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +114,22 @@ def apply_fixed(state, apply_block: Callable):
     if state.ndim > DENSE_MAX_QUBITS:
         return apply_block(state)
     return apply_matrix(state, block_matrix(apply_block, state.ndim, state.dtype))
+
+
+def run_layers(layer: Callable, state, xs, unroll: Optional[int] = None):
+    """``lax.scan`` of ``layer(state, x) -> (state, None)`` over the layers' parameters ``xs``.
+
+    ``unroll``: layers per scan iteration. By default a circuit of up to
+    :data:`DENSE_MAX_QUBITS` qubits is unrolled whole: its layers are a few kernels each (the
+    encoding and one matrix), and the loop's own cost (slicing each layer's parameters, stacking
+    and re-reading the backward pass's residuals) was 15–20 % of the training step (H2O
+    siVQLM, 4 qubits, D = 6, docs/performance.md), at about the same compile time. Larger
+    circuits keep one layer per iteration, so that compile time does not grow with depth.
+    """
+    if unroll is None:
+        unroll = True if state.ndim <= DENSE_MAX_QUBITS else 1
+    state, _ = jax.lax.scan(layer, state, xs, unroll=unroll)
+    return state
 
 
 def apply_cnot(state, c: int, t: int):
