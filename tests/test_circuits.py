@@ -201,7 +201,7 @@ def test_ring_has_each_pair_once():
 @pytest.mark.parametrize("family", ["invariant", "hardware_efficient", "reupload_3q", "qsf", "water_dimer"])
 def test_dense_couplings_equal_the_gates(family, monkeypatch):
     """Up to DENSE_MAX_QUBITS the sample-independent gates of a layer run as one matrix
-    (statevector.apply_fixed); the gate-by-gate path larger circuits take gives the same
+    (statevector.run_layers); the gate-by-gate path larger circuits take gives the same
     values and gradients (1e-12), including the water dimer's non-matching exchange clusters."""
     from qdyn.quantum import statevector
 

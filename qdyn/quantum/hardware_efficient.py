@@ -9,8 +9,6 @@ like-atom exchange: it is the control that shows what the invariant design buys.
 
 from __future__ import annotations
 
-from functools import partial
-
 from typing import Optional
 
 import jax
@@ -22,7 +20,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, apply_fixed, run_layers, z_signs
+from .statevector import apply_1q, apply_cnot, run_layers, z_signs
 
 
 def _encode_matrix(x, a):
@@ -46,8 +44,14 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
         vq = vecs[qubit_vector]
         state = jnp.zeros((2,) * n, dtype=complex_for(vecs.dtype, cparams)).at[(0,) * n].set(1.0)
 
-        def trainable_blocks(state, Ws):  # the same gates for every sample
-            for W in Ws:
+        def encode(state, p):
+            Us = jax.vmap(_encode_matrix)(vq, p["a"])
+            for q in range(n):
+                state = apply_1q(state, Us[q], q)
+            return state
+
+        def trainable_blocks(state, p):  # the same gates for every sample
+            for W in p["W"]:
                 Rs = gates.rot(W[:, 0], W[:, 1], W[:, 2])
                 for q in range(n):
                     state = apply_1q(state, Rs[q], q)
@@ -55,13 +59,7 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
                     state = apply_cnot(state, c, t)
             return state
 
-        def layer(state, p):
-            Us = jax.vmap(_encode_matrix)(vq, p["a"])
-            for q in range(n):
-                state = apply_1q(state, Us[q], q)
-            return apply_fixed(state, partial(trainable_blocks, Ws=p["W"])), None
-
-        state = run_layers(layer, state, {"a": cparams["a"], "W": cparams["W"]}, scan_unroll)
+        state = run_layers(encode, trainable_blocks, state, {"a": cparams["a"], "W": cparams["W"]}, scan_unroll)
         return jnp.sum(jnp.abs(state) ** 2 * zmean)
 
     def qnode(execution: Optional[Execution] = None):

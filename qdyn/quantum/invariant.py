@@ -35,7 +35,6 @@ from .statevector import (
     apply_1q_all,
     apply_dense,
     apply_exchange_pair,
-    apply_fixed,
     expect_heisenberg,
     run_layers,
     singlet_state,
@@ -81,6 +80,9 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
     def expval(cparams, vecs):
         vq = vecs[qv]  # [n, 3]: the vector each qubit reads
 
+        def encode(state, p):
+            return apply_1q_all(state, gates.su2_encoding(vq, p["alpha"][ai]))
+
         def couplings(state, p):  # everything after the encoding: the same gates for every sample
             for b in range(layout.blocks):
                 state = apply_exchange_block(state, p["J"][b])
@@ -90,14 +92,9 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
                 state = state * jnp.exp(-0.5j * theta)
             return state
 
-        def layer(state, p):
-            Us = gates.su2_encoding(vq, p["alpha"][ai])
-            state = apply_1q_all(state, Us)
-            return apply_fixed(state, partial(couplings, p=p)), None
-
         xs = {k: cparams[k] for k in ("alpha", "J", "eps") if k in cparams}
         state = singlet_state(n, layout.singlets, complex_for(vecs.dtype, cparams))
-        state = run_layers(layer, state, xs, scan_unroll)
+        state = run_layers(encode, couplings, state, xs, scan_unroll)
         obs = [expect_heisenberg(state, p, q) for p, q in layout.observable]
         return sum(obs) / len(obs)
 

@@ -22,8 +22,6 @@ makes them O(3)-invariant at twice the cost.
 
 from __future__ import annotations
 
-from functools import partial
-
 from typing import Optional
 
 import jax
@@ -36,7 +34,7 @@ from ..validation import QdynInputError
 from . import gates
 from .circuit import Circuit, exchange_native, heisenberg, jax_qnode, noise_of, ring, singlet, su2_encoding_native
 from .execution import Execution
-from .statevector import apply_1q_all, apply_exchange_pair, apply_fixed, expect_heisenberg, run_layers, singlet_state
+from .statevector import apply_1q_all, apply_exchange_pair, expect_heisenberg, run_layers, singlet_state
 
 
 def bounded_vectors(v):
@@ -78,17 +76,15 @@ def qsf_circuit(n_qubits: int, layers: int, *, parity_average: bool = True) -> C
     def statevector(cparams, x):
         state = singlet_state(n, singlets, complex_for(x.dtype, cparams))
 
-        def exchange_ring(state, j):
+        def encode(state, p):
+            return apply_1q_all(state, gates.su2_encoding(x, p[0]))
+
+        def exchange_ring(state, p):  # the same gates for every sample
             for k, (p_, q_) in enumerate(pairs):
-                state = apply_exchange_pair(state, j[k], p_, q_)
+                state = apply_exchange_pair(state, p[1][k], p_, q_)
             return state
 
-        def layer(state, p):
-            a, j = p
-            state = apply_1q_all(state, gates.su2_encoding(x, a))
-            return apply_fixed(state, partial(exchange_ring, j=j)), None
-
-        state = run_layers(layer, state, (cparams["alpha"], cparams["J"]))
+        state = run_layers(encode, exchange_ring, state, (cparams["alpha"], cparams["J"]))
         return jnp.stack([expect_heisenberg(state, p, q) for p, q in observables])
 
     def qnode(execution: Optional[Execution] = None):

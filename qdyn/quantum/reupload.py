@@ -10,8 +10,6 @@ evaluated with ``vmap`` over atoms. The angles are the bounded encoding
 
 from __future__ import annotations
 
-from functools import partial
-
 from typing import Optional
 
 import jax
@@ -22,7 +20,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, apply_fixed, run_layers, z_signs
+from .statevector import apply_1q, apply_cnot, run_layers, z_signs
 
 
 def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
@@ -33,7 +31,14 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
     def expval(cparams, angles):
         state = jnp.zeros((2,) * n_qubits, complex_for(angles.dtype)).at[(0,) * n_qubits].set(1.0)
 
-        def trainable(state, w):  # Rot on every qubit, then the CNOT ring: the same for every sample
+        def encode(state, p):
+            Ry = gates.ry(p[1])  # gates on different qubits commute: every RY before every Rot
+            for q in range(n_qubits):
+                state = apply_1q(state, Ry[q], q)
+            return state
+
+        def trainable(state, p):  # Rot on every qubit, then the CNOT ring: the same for every sample
+            w = p[0]
             Rs = gates.rot(w[:, 0], w[:, 1], w[:, 2])
             for q in range(n_qubits):
                 state = apply_1q(state, Rs[q], q)
@@ -41,14 +46,7 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
                 state = apply_cnot(state, c, t)
             return state
 
-        def layer(state, p):
-            w, a = p
-            Ry = gates.ry(a)  # gates on different qubits commute: every RY before every Rot
-            for q in range(n_qubits):
-                state = apply_1q(state, Ry[q], q)
-            return apply_fixed(state, partial(trainable, w=w)), None
-
-        state = run_layers(layer, state, (cparams["W"], angles))
+        state = run_layers(encode, trainable, state, (cparams["W"], angles))
         return jnp.tensordot(zs, jnp.abs(state) ** 2, axes=n_qubits)
 
     def qnode(execution: Optional[Execution] = None):

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 DENSE_MAX_QUBITS = 6
-"""Up to this many qubits, a sample-independent gate sequence runs as one 2^n × 2^n matrix
-(:func:`apply_fixed`). Measured on the H2O siVQLM, D = 6, float64 (docs/performance.md): at
+"""Up to this many qubits, the gates a layer's samples share run as one 2^n × 2^n matrix
+(:func:`run_layers`). Measured on the H2O siVQLM, D = 6, float64 (docs/performance.md): at
 4 and 6 qubits the matrix makes E+F 1.5–2× and the training gradient 2.5–6× faster; at 8 qubits
 E+F is 2× slower with it (a 256 × 256 matrix is 16× the flops of the gates it replaces)."""
 
@@ -103,32 +103,43 @@ def apply_matrix(state, M):
     return (M @ state.reshape(-1)).reshape(state.shape)
 
 
-def apply_fixed(state, apply_block: Callable):
-    """Apply a gate sequence whose gates do not depend on the sample (trainable couplings, CNOTs).
+def run_layers(encode: Callable, shared: Callable, state, xs, unroll: Optional[int] = None):
+    """Run a circuit's layers: per layer ``encode(state, x)`` (the gates that read the sample),
+    then ``shared(state, x)`` (the gates every sample shares: trainable couplings, CNOTs), with
+    ``x`` the layer's slice of ``xs`` (a pytree with the layers on the leading axis).
 
-    Up to :data:`DENSE_MAX_QUBITS` the sequence is first multiplied out into one matrix, so that
-    under ``vmap`` over samples it is built once per call and applied as one matrix product over
-    the batch (a GEMM) in the forward and backward pass, where the gates themselves would be a
-    chain of small elementwise kernels per sample. Larger states run the gates.
+    Up to :data:`DENSE_MAX_QUBITS` the shared gates of every layer are first multiplied out into
+    one matrix per layer (:func:`block_matrix`), all layers in one batched computation before the
+    layer loop. Under ``vmap`` over samples those matrices are built once per call and applied as
+    one matrix product over the batch (a GEMM) in the forward and backward pass, where the gates
+    themselves would be a chain of small elementwise kernels per sample. Larger states run the
+    gates.
+
+    ``unroll``: layers per ``lax.scan`` iteration. By default a circuit of up to
+    :data:`DENSE_MAX_QUBITS` qubits is unrolled whole: its layers are a few kernels each, and the
+    loop's own cost (slicing each layer's parameters, stacking and re-reading the backward pass's
+    residuals) was 15–20 % of the training step (H2O siVQLM, 4 qubits, D = 6,
+    docs/performance.md), at about the same compile time. Larger circuits keep one layer per
+    iteration, so that compile time does not grow with depth.
     """
-    if state.ndim > DENSE_MAX_QUBITS:
-        return apply_block(state)
-    return apply_matrix(state, block_matrix(apply_block, state.ndim, state.dtype))
-
-
-def run_layers(layer: Callable, state, xs, unroll: Optional[int] = None):
-    """``lax.scan`` of ``layer(state, x) -> (state, None)`` over the layers' parameters ``xs``.
-
-    ``unroll``: layers per scan iteration. By default a circuit of up to
-    :data:`DENSE_MAX_QUBITS` qubits is unrolled whole: its layers are a few kernels each (the
-    encoding and one matrix), and the loop's own cost (slicing each layer's parameters, stacking
-    and re-reading the backward pass's residuals) was 15–20 % of the training step (H2O
-    siVQLM, 4 qubits, D = 6, docs/performance.md), at about the same compile time. Larger
-    circuits keep one layer per iteration, so that compile time does not grow with depth.
-    """
+    n = state.ndim
+    dense = n <= DENSE_MAX_QUBITS
     if unroll is None:
-        unroll = True if state.ndim <= DENSE_MAX_QUBITS else 1
-    state, _ = jax.lax.scan(layer, state, xs, unroll=unroll)
+        unroll = True if dense else 1
+    if dense:
+        matrices = jax.vmap(lambda x: block_matrix(lambda psi: shared(psi, x), n, state.dtype))(xs)
+
+        def layer(state, x_and_matrix):
+            x, M = x_and_matrix
+            return apply_matrix(encode(state, x), M), None
+
+        state, _ = jax.lax.scan(layer, state, (xs, matrices), unroll=unroll)
+        return state
+
+    def gate_layer(state, x):
+        return shared(encode(state, x), x), None
+
+    state, _ = jax.lax.scan(gate_layer, state, xs, unroll=unroll)
     return state
 
 
