@@ -7,7 +7,7 @@ control, the hybrid's re-uploading circuit and the quantum symmetry function) th
   input gradient (E+F) from the traced program itself: every primitive of the jaxpr, scan
   bodies times their length, complex arithmetic at its real cost (a complex multiply = 6 flops,
   a complex add = 2, a complex dot = 4 real ones per multiply-add), divided by the batch (what
-  the samples share, the layer matrices of ``statevector.apply_fixed``, counts once); matrix
+  the samples share, the layer matrices of ``statevector.run_layers``, counts once); matrix
   products apart from elementwise work; sin, cos, sqrt, exp apart as transcendentals;
 * measures the steady-state time per sample of the jitted, vmapped E and E+F at a batch that
   fills the caches the way training and MD do;
@@ -108,7 +108,7 @@ def count_flops(jaxpr) -> tuple[int, int, int]:
 
 def per_sample_counts(fn, params, X) -> tuple[float, float, int]:
     """count_flops of the batched program divided by the batch: what the circuit shares across
-    samples (the layer matrices of statevector.apply_fixed) is counted once per batch, as it runs."""
+    samples (the layer matrices of statevector.run_layers) is counted once per batch, as it runs."""
     batch = X.shape[0]
     f, d, t = count_flops(jax.make_jaxpr(lambda p, X: jax.vmap(fn, (None, 0))(p, X))(params, X).jaxpr)
     return f / batch, d / batch, t // batch
@@ -225,7 +225,7 @@ def main():
             "from the traced batched program and divided by the batch, so the layer matrices the batch shares "
             "count once (complex multiply = 6, complex add = 2); the roof is the rate of `a·x + b·y` on complex "
             "arrays of the same size for elementwise work and of a complex [batch, 2^n] × [2^n, 2^n] product for "
-            "the layer matrices (statevector.apply_fixed, up to 6 qubits); × is the measured time over the time "
+            "the layer matrices (statevector.run_layers, up to 6 qubits); × is the measured time over the time "
             "the counted flops need at those rates.",
             text,
         )
