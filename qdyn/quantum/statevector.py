@@ -88,7 +88,9 @@ def apply_cyclic(state, apply_block: Callable, xs, shift: int):
 
     The block is written for step 0; between steps the state is rotated by ``shift`` qubits
     (:func:`rotate_qubits`), so after all n / shift steps it is back in order. The steps run in
-    ``lax.scan``: the block is traced once, not n / shift times.
+    ``lax.scan``: the block is traced once, not n / shift times. Two steps per iteration
+    (``unroll=2``): with one, every step's output (a transpose, so not written in place) was
+    copied back into the loop's carry, a second pass over the state (16 qubits: E 1.1–1.3× slower than the unrolled gates; 1.07× with it).
     """
     n = state.ndim
     if n % shift or jax.tree_util.tree_leaves(xs)[0].shape[0] != n // shift:
@@ -97,7 +99,7 @@ def apply_cyclic(state, apply_block: Callable, xs, shift: int):
     def step(state, x):
         return rotate_qubits(apply_block(state, x), shift), None
 
-    state, _ = jax.lax.scan(step, state, xs)
+    state, _ = jax.lax.scan(step, state, xs, unroll=2)
     return state
 
 
