@@ -241,7 +241,8 @@ def test_loop_over_qubits_equals_the_gates(monkeypatch):
     R = rattle(water()[0], 0)
     vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
-    cparams = {k: jax.random.normal(kk, s, jnp.float64) for (k, s), kk in zip(sorted(layout.param_shapes().items()), keys)}
+    shapes = sorted(layout.param_shapes().items())
+    cparams = {k: jax.random.normal(kk, s, jnp.float64) for (k, s), kk in zip(shapes, keys)}
 
     def value_and_grads():
         f = invariant_circuit(layout).expval

@@ -90,7 +90,8 @@ def apply_cyclic(state, apply_block: Callable, xs, shift: int):
     (:func:`rotate_qubits`), so after all n / shift steps it is back in order. The steps run in
     ``lax.scan``: the block is traced once, not n / shift times. Two steps per iteration
     (``unroll=2``): with one, every step's output (a transpose, so not written in place) was
-    copied back into the loop's carry, a second pass over the state (16 qubits: E 1.1–1.3× slower than the unrolled gates; 1.07× with it).
+    copied back into the loop's carry, a second pass over the state (16 qubits: E 1.1–1.3×
+    slower than the unrolled gates; 1.07× with two steps).
     """
     n = state.ndim
     if n % shift or jax.tree_util.tree_leaves(xs)[0].shape[0] != n // shift:
