@@ -27,11 +27,10 @@ import numpy as np
 import pennylane as qml
 
 from ..precision import complex_for
-from . import gates
+from . import gates, statevector
 from .circuit import Circuit, exchange_native, frame_rz, jax_qnode, noise_of, singlet, su2_encoding_native
 from .execution import Execution
 from .layout import InvariantLayout
-from . import statevector
 from .statevector import (
     apply_1q_all,
     apply_cyclic,
