@@ -225,3 +225,32 @@ def test_dense_couplings_equal_the_gates(family, monkeypatch):
     for a, b in zip(jax.tree_util.tree_leaves(dense), jax.tree_util.tree_leaves(gates_path)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
     assert float(jnp.max(jnp.abs(dense[1][1]))) > 1e-3  # the inputs matter
+
+
+def test_loop_over_qubits_equals_the_gates(monkeypatch):
+    """From statevector.LOOP_MIN_QUBITS on, the encodings and the ring of exchange orbits run in
+    a loop over the qubits with the state rotated between steps (statevector.apply_cyclic); at
+    8 qubits it gives the values and gradients of the gate-by-gate path (1e-12)."""
+    from qdyn.quantum import statevector
+    from qdyn.quantum.invariant import exchange_period
+
+    template = TEMPLATES["H2O"]
+    layout = build_layout(template, rep=4, layers=2)
+    assert exchange_period(layout) == (2, (((0, 1),), ((0, 3), (1, 2))))  # the exchanges loop too
+    assert exchange_period(build_layout(template, rep=4, layers=2, coupling="all")) is None
+    R = rattle(water()[0], 0)
+    vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    shapes = sorted(layout.param_shapes().items())
+    cparams = {k: jax.random.normal(kk, s, jnp.float64) for (k, s), kk in zip(shapes, keys)}
+
+    def value_and_grads():
+        f = invariant_circuit(layout).expval
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cparams, vecs)
+
+    looped = value_and_grads()
+    monkeypatch.setattr(statevector, "LOOP_MIN_QUBITS", 99)
+    gates_path = value_and_grads()
+    for a, b in zip(jax.tree_util.tree_leaves(looped), jax.tree_util.tree_leaves(gates_path)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+    assert float(jnp.max(jnp.abs(looped[1][1]))) > 1e-3  # the inputs matter

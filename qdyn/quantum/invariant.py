@@ -27,12 +27,13 @@ import numpy as np
 import pennylane as qml
 
 from ..precision import complex_for
-from . import gates
+from . import gates, statevector
 from .circuit import Circuit, exchange_native, frame_rz, jax_qnode, noise_of, singlet, su2_encoding_native
 from .execution import Execution
 from .layout import InvariantLayout
 from .statevector import (
     apply_1q_all,
+    apply_cyclic,
     apply_dense,
     apply_exchange_pair,
     expect_heisenberg,
@@ -54,6 +55,37 @@ def cluster_spectra(layout: InvariantLayout):
     return [[(qs, *gates.spectral(H)) for qs, H in orbit] for orbit in cluster_generators(layout)]
 
 
+def exchange_period(layout: InvariantLayout):
+    """``(shift, pairs of the first orbits)`` when the exchange orbits repeat around the qubits,
+    else None: the orbits fall into n / shift consecutive groups (n / shift ≥ 2), group g being
+    group 0 with every qubit shifted by g·shift (mod n), and all are matchings. The ring
+    coupling of a template's replicas has this form (H2O: shift 2, two orbits per group)."""
+    n, orbits = layout.n_qubits, layout.exchange
+    if not orbits or not all(o.is_matching for o in orbits):
+        return None
+
+    def shifted(pairs, d):  # as a set of unordered pairs: an exchange gate is symmetric
+        return frozenset(frozenset((q + d) % n for q in pair) for pair in pairs)
+
+    for shift in range(1, n // 2 + 1):
+        steps = n // shift
+        if n % shift or len(orbits) % steps:
+            continue
+        size = len(orbits) // steps
+        if all(shifted(orbits[g * size + j].pairs, 0) == shifted(orbits[j].pairs, g * shift)
+               for g in range(steps) for j in range(size)):
+            return shift, tuple(o.pairs for o in orbits[:size])
+    return None
+
+
+def apply_matchings(state, J, orbits):
+    """The exchange gates of orbits (each a tuple of disjoint pairs), orbit k with coupling J[k]."""
+    for k, pairs in enumerate(orbits):
+        for p, q in pairs:
+            state = apply_exchange_pair(state, J[k], p, q)
+    return state
+
+
 def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = None) -> Circuit:
     """The siVQLM circuit of a layout: ``expval(circuit_params, vecs [n_vec, 3] Å) -> ⟨O⟩``.
 
@@ -67,11 +99,15 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
     spectra = cluster_spectra(layout)
     zs = z_signs(n) if layout.symmetry_breaking else None
 
+    period = exchange_period(layout) if n >= statevector.LOOP_MIN_QUBITS else None
+
     def apply_exchange_block(state, J_b):
+        if period is not None:  # one traced group of orbits, run around the qubits
+            shift, first = period
+            return apply_cyclic(state, partial(apply_matchings, orbits=first), J_b.reshape(-1, len(first)), shift)
         for k, orbit in enumerate(layout.exchange):
             if orbit.is_matching:
-                for p, q in orbit.pairs:
-                    state = apply_exchange_pair(state, J_b[k], p, q)
+                state = apply_matchings(state, J_b[k:k + 1], (orbit.pairs,))
             else:
                 for qs, lam, V in spectra[k]:
                     state = apply_dense(state, gates.exp_from_spectrum(J_b[k], lam, V), qs)
