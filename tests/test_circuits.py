@@ -198,13 +198,25 @@ def test_ring_has_each_pair_once():
     assert ring(4) == ((0, 1), (1, 2), (2, 3), (3, 0))
 
 
+def _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch: str, off: int):
+    """``value_and_grads() -> (value, (d/dparams, d/dinputs))`` on a fast path, then with
+    ``statevector.<switch> = off`` so that the gate-by-gate path runs: equal to 1e-12, and the
+    inputs matter (not a trivial comparison)."""
+    from qdyn.quantum import statevector
+
+    fast = value_and_grads()
+    monkeypatch.setattr(statevector, switch, off)
+    gates_path = value_and_grads()
+    for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(gates_path)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+    assert float(jnp.max(jnp.abs(fast[1][1]))) > 1e-3
+
+
 @pytest.mark.parametrize("family", ["invariant", "hardware_efficient", "reupload_3q", "qsf", "water_dimer"])
 def test_dense_couplings_equal_the_gates(family, monkeypatch):
     """Up to DENSE_MAX_QUBITS the sample-independent gates of a layer run as one matrix
     (statevector.run_layers); the gate-by-gate path larger circuits take gives the same
     values and gradients (1e-12), including the water dimer's non-matching exchange clusters."""
-    from qdyn.quantum import statevector
-
     if family == "water_dimer":
         layout, inputs, cparams = _vecs_and_params("water_dimer")
         make = lambda: invariant_circuit(layout)  # noqa: E731
@@ -219,19 +231,13 @@ def test_dense_couplings_equal_the_gates(family, monkeypatch):
         f = loss(make().expval)
         return f(cparams, inputs), jax.grad(f, argnums=(0, 1))(cparams, inputs)
 
-    dense = value_and_grads()
-    monkeypatch.setattr(statevector, "DENSE_MAX_QUBITS", 0)
-    gates_path = value_and_grads()
-    for a, b in zip(jax.tree_util.tree_leaves(dense), jax.tree_util.tree_leaves(gates_path)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
-    assert float(jnp.max(jnp.abs(dense[1][1]))) > 1e-3  # the inputs matter
+    _fast_path_equals_the_gates(value_and_grads, monkeypatch, "DENSE_MAX_QUBITS", 0)
 
 
 def test_loop_over_qubits_equals_the_gates(monkeypatch):
     """From statevector.LOOP_MIN_QUBITS on, the encodings and the ring of exchange orbits run in
     a loop over the qubits with the state rotated between steps (statevector.apply_cyclic); at
     8 qubits it gives the values and gradients of the gate-by-gate path (1e-12)."""
-    from qdyn.quantum import statevector
     from qdyn.quantum.invariant import exchange_period
 
     template = TEMPLATES["H2O"]
@@ -248,9 +254,4 @@ def test_loop_over_qubits_equals_the_gates(monkeypatch):
         f = invariant_circuit(layout).expval
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cparams, vecs)
 
-    looped = value_and_grads()
-    monkeypatch.setattr(statevector, "LOOP_MIN_QUBITS", 99)
-    gates_path = value_and_grads()
-    for a, b in zip(jax.tree_util.tree_leaves(looped), jax.tree_util.tree_leaves(gates_path)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
-    assert float(jnp.max(jnp.abs(looped[1][1]))) > 1e-3  # the inputs matter
+    _fast_path_equals_the_gates(value_and_grads, monkeypatch, "LOOP_MIN_QUBITS", 99)
