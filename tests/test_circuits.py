@@ -234,10 +234,12 @@ def test_dense_couplings_equal_the_gates(family, monkeypatch):
     _fast_path_equals_the_gates(value_and_grads, monkeypatch, "DENSE_MAX_QUBITS", 0)
 
 
-def test_loop_over_qubits_equals_the_gates(monkeypatch):
+@pytest.mark.parametrize("switch", ["LOOP_MIN_QUBITS", "CONTRACT_MIN_QUBITS"])
+def test_loop_over_qubits_equals_the_gates(switch, monkeypatch):
     """From statevector.LOOP_MIN_QUBITS on, the encodings and the ring of exchange orbits run in
-    a loop over the qubits with the state rotated between steps (statevector.apply_cyclic); at
-    8 qubits it gives the values and gradients of the gate-by-gate path (1e-12)."""
+    a loop over the qubits with the state rotated between steps (statevector.apply_cyclic), and
+    from CONTRACT_MIN_QUBITS on the exchanges run as contractions with their 4×4 matrices; at
+    8 qubits each gives the values and gradients of the path without it (1e-12)."""
     from qdyn.quantum.invariant import exchange_period
 
     template = TEMPLATES["H2O"]
@@ -254,4 +256,4 @@ def test_loop_over_qubits_equals_the_gates(monkeypatch):
         f = invariant_circuit(layout).expval
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cparams, vecs)
 
-    _fast_path_equals_the_gates(value_and_grads, monkeypatch, "LOOP_MIN_QUBITS", 99)
+    _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch, 99)

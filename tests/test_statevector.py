@@ -59,7 +59,11 @@ def test_cnot_and_swap_equal_dense_matrices(state):
                                        _swap(c, t) @ state, atol=1e-14)
 
 
-def test_exchange_and_heisenberg_equal_dense_matrices(state):
+@pytest.mark.parametrize("contracted", [False, True], ids=["elementwise", "contracted"])
+def test_exchange_and_heisenberg_equal_dense_matrices(state, contracted, monkeypatch):
+    """Both ways of applying an exchange (elementwise below CONTRACT_MIN_QUBITS, a contraction
+    with the 4×4 gate from there on) against the exact exponential, pairs in either order."""
+    monkeypatch.setattr(sv, "CONTRACT_MIN_QUBITS", 0 if contracted else 99)
     J = 0.37
     for p, q in [(0, 1), (1, 4), (3, 0)]:
         H = sum(_embed({p: P, q: P}) for P in gates.PAULIS)
