@@ -35,6 +35,14 @@ its own, so each gate is one pass over the state. 16 qubits, four exchanges: 3.2
 1.3 ms as contractions; the siVQLM's E 1.8× and E+F 1.4× faster (docs/performance.md)."""
 
 
+REMAT_LAYERS = True
+"""Above :data:`DENSE_MAX_QUBITS`, the backward pass recomputes each layer's gates from the layer's
+input state (``jax.checkpoint``) instead of storing every gate's input. 16 qubits, batch 2:
+E+F temporaries 238 → 58 MiB, training step 1684 → 734 MiB; E+F 0.8× the time at 12–16 qubits
+(fewer passes over the state than writing and re-reading the stored inputs), training step
+unchanged."""
+
+
 def singlet_state(n_qubits: int, singlets, dtype):
     """Product of singlets (|01⟩ - |10⟩)/√2 on the given pairs (covering all qubits).
 
@@ -201,12 +209,11 @@ def run_layers(encode: Callable, shared: Callable, state, xs, unroll: Optional[i
         state, _ = jax.lax.scan(layer, state, (xs, matrices), unroll=unroll)
         return state
 
-    # Rematerialised: the backward pass recomputes a layer's gates from the layer's input state
-    # instead of storing every gate's input (16 qubits, batch 2: E+F temporaries 238 -> 58 MiB,
-    # training step 1684 -> 734 MiB; E+F 0.8x the time at 12-16 qubits, training step unchanged).
-    @jax.checkpoint
     def gate_layer(state, x):
         return shared(encode(state, x), x), None
+
+    if REMAT_LAYERS:
+        gate_layer = jax.checkpoint(gate_layer)
 
     state, _ = jax.lax.scan(gate_layer, state, xs, unroll=unroll)
     return state
