@@ -76,7 +76,9 @@ def apply_1q(state, U, q: int):
     (2-3× faster for the small states of molecular circuits).
     """
     s = _around(state, q)
-    s0, s1 = s[:, 0, :], s[:, 1, :]
+    # split, not two slices: the backward pass of a split is one concatenate, that of two slices
+    # two zero-padded full-size arrays and their sum (E+F 0.84-0.95x the time, 4-16 qubits)
+    s0, s1 = (jnp.squeeze(h, 1) for h in jnp.split(s, 2, axis=1))
     out = jnp.stack([U[0, 0] * s0 + U[0, 1] * s1, U[1, 0] * s0 + U[1, 1] * s1], axis=1)
     return out.reshape(state.shape)
 
@@ -225,7 +227,7 @@ def apply_cnot(state, c: int, t: int):
     lo, hi = min(c, t), max(c, t)
     s = state.reshape(2**lo, 2, 2 ** (hi - lo - 1), 2, 2 ** (state.ndim - hi - 1))
     c_axis, t_axis = (1, 3) if c < t else (3, 1)
-    s0, s1 = jnp.take(s, 0, axis=c_axis), jnp.take(s, 1, axis=c_axis)
+    s0, s1 = (jnp.squeeze(h, c_axis) for h in jnp.split(s, 2, axis=c_axis))  # split: see apply_1q
     s1 = jnp.flip(s1, axis=t_axis - 1 if t_axis > c_axis else t_axis)
     return jnp.stack([s0, s1], axis=c_axis).reshape(state.shape)
 
