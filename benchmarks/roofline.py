@@ -45,12 +45,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import machine_info, save, time_compiled, update_readme_section  # noqa: E402
+from qdyn.quantum import statevector  # noqa: E402
 from qdyn.quantum.hardware_efficient import hardware_efficient_circuit  # noqa: E402
 from qdyn.quantum.invariant import invariant_circuit  # noqa: E402
 from qdyn.quantum.layout import build_layout  # noqa: E402
 from qdyn.quantum.qsf import qsf_circuit  # noqa: E402
 from qdyn.quantum.reupload import reupload_circuit  # noqa: E402
-from qdyn.quantum import statevector  # noqa: E402
 from qdyn.quantum.statevector import DENSE_MAX_QUBITS  # noqa: E402
 from qdyn.quantum.templates import resolve_template  # noqa: E402
 

@@ -234,12 +234,13 @@ def test_dense_couplings_equal_the_gates(family, monkeypatch):
     _fast_path_equals_the_gates(value_and_grads, monkeypatch, "DENSE_MAX_QUBITS", 0)
 
 
-@pytest.mark.parametrize("switch", ["LOOP_MIN_QUBITS", "CONTRACT_MIN_QUBITS"])
-def test_loop_over_qubits_equals_the_gates(switch, monkeypatch):
+@pytest.mark.parametrize("switch, off", [("LOOP_MIN_QUBITS", 99), ("CONTRACT_MIN_QUBITS", 99), ("REMAT_LAYERS", False)])
+def test_loop_over_qubits_equals_the_gates(switch, off, monkeypatch):
     """From statevector.LOOP_MIN_QUBITS on, the encodings and the ring of exchange orbits run in
-    a loop over the qubits with the state rotated between steps (statevector.apply_cyclic), and
-    from CONTRACT_MIN_QUBITS on the exchanges run as contractions with their 4×4 matrices; at
-    8 qubits each gives the values and gradients of the path without it (1e-12)."""
+    a loop over the qubits with the state rotated between steps (statevector.apply_cyclic); from
+    CONTRACT_MIN_QUBITS on the exchanges run as contractions with their 4×4 matrices; above
+    DENSE_MAX_QUBITS the backward pass recomputes each layer (REMAT_LAYERS). At 8 qubits each
+    gives the values and gradients of the path without it (1e-12)."""
     from qdyn.quantum.invariant import exchange_period
 
     template = TEMPLATES["H2O"]
@@ -256,4 +257,4 @@ def test_loop_over_qubits_equals_the_gates(switch, monkeypatch):
         f = invariant_circuit(layout).expval
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cparams, vecs)
 
-    _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch, 99)
+    _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch, off)

@@ -32,7 +32,8 @@ instead of elementwise. XLA fuses a chain of elementwise gates into one loop tha
 every earlier gate at each amplitude it reads (an exchange reads two), 2^k reads per amplitude
 after k gates; on CPU, ``jax.lax.optimization_barrier`` does not stop it. A dot is a kernel of
 its own, so each gate is one pass over the state. 16 qubits, four exchanges: 3.2 ms fused,
-1.3 ms as contractions; the siVQLM's E 1.8× and E+F 1.4× faster (docs/performance.md)."""
+1.3 ms as contractions; the siVQLM at 12–16 qubits: E 2.1–2.4×, E+F 1.2×, training step
+2.3–2.6× faster (docs/performance.md)."""
 
 
 REMAT_LAYERS = True
