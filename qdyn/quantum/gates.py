@@ -39,12 +39,14 @@ def su2_encoding(x, alpha):
     """exp(-i α (x·σ)/2) for x [..., 3] and α [...] → complex [..., 2, 2]."""
     r, sinc = _safe_norm_and_sinc(x, alpha)
     c = jnp.cos(0.5 * alpha * r)
-    xs = x * sinc[..., None]
+    # one split rather than three slices: differentiated, one concatenate rather than three padded
+    # arrays and their sum (4-qubit E+F program 184 -> 154 kernels, 0.95-0.96x the time at batch 128)
+    sx, sy, sz = (jnp.squeeze(h, -1) for h in jnp.split(x * sinc[..., None], 3, axis=-1))
     # cos I - i sinc (x·σ) written out: the matrix is [[c - i z, -i x - y], [-i x + y, c + i z]]
-    m00 = c - 1j * xs[..., 2]
-    m11 = c + 1j * xs[..., 2]
-    m01 = -xs[..., 1] - 1j * xs[..., 0]
-    m10 = xs[..., 1] - 1j * xs[..., 0]
+    m00 = c - 1j * sz
+    m11 = c + 1j * sz
+    m01 = -sy - 1j * sx
+    m10 = sy - 1j * sx
     return jnp.stack([jnp.stack([m00, m01], -1), jnp.stack([m10, m11], -1)], -2)
 
 
