@@ -20,7 +20,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, run_layers, z_signs
+from .statevector import apply_1q_all, apply_cnot, run_layers, z_signs
 
 
 def _encode_matrix(x, a):
@@ -45,16 +45,11 @@ def hardware_efficient_circuit(n_vectors: int, *, rep: int, layers: int, blocks:
         state = jnp.zeros((2,) * n, dtype=complex_for(vecs.dtype, cparams)).at[(0,) * n].set(1.0)
 
         def encode(state, p):
-            Us = jax.vmap(_encode_matrix)(vq, p["a"])
-            for q in range(n):
-                state = apply_1q(state, Us[q], q)
-            return state
+            return apply_1q_all(state, jax.vmap(_encode_matrix)(vq, p["a"]))
 
         def trainable_blocks(state, p):  # the same gates for every sample
             for W in p["W"]:
-                Rs = gates.rot(W[:, 0], W[:, 1], W[:, 2])
-                for q in range(n):
-                    state = apply_1q(state, Rs[q], q)
+                state = apply_1q_all(state, gates.rot(W[:, 0], W[:, 1], W[:, 2]))
                 for c, t in pairs:
                     state = apply_cnot(state, c, t)
             return state

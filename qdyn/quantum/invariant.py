@@ -91,7 +91,8 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
 
     ``circuit_params`` holds ``alpha`` [D, n_alpha], ``J`` [D, B, n_exchange] and, with
     symmetry breaking, ``eps`` [D, n_alpha]; ``scan_unroll`` is the number of layers per
-    ``lax.scan`` iteration (default: :func:`~qdyn.quantum.statevector.run_layers`'s choice). ``qnode`` is :func:`invariant_qnode` (takes ``style``).
+    ``lax.scan`` iteration (default: :func:`~qdyn.quantum.statevector.run_layers`'s choice).
+    ``qnode`` is :func:`invariant_qnode` (takes ``style``).
     """
     n = layout.n_qubits
     qv = np.asarray(layout.qubit_vector)

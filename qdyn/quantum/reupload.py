@@ -20,7 +20,7 @@ from ..precision import complex_for
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution
-from .statevector import apply_1q, apply_cnot, run_layers, z_signs
+from .statevector import apply_1q_all, apply_cnot, run_layers, z_signs
 
 
 def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
@@ -32,16 +32,11 @@ def reupload_circuit(n_qubits: int, layers: int) -> Circuit:
         state = jnp.zeros((2,) * n_qubits, complex_for(angles.dtype)).at[(0,) * n_qubits].set(1.0)
 
         def encode(state, p):
-            Ry = gates.ry(p[1])  # gates on different qubits commute: every RY before every Rot
-            for q in range(n_qubits):
-                state = apply_1q(state, Ry[q], q)
-            return state
+            return apply_1q_all(state, gates.ry(p[1]))  # gates on different qubits commute: every RY before every Rot
 
         def trainable(state, p):  # Rot on every qubit, then the CNOT ring: the same for every sample
             w = p[0]
-            Rs = gates.rot(w[:, 0], w[:, 1], w[:, 2])
-            for q in range(n_qubits):
-                state = apply_1q(state, Rs[q], q)
+            state = apply_1q_all(state, gates.rot(w[:, 0], w[:, 1], w[:, 2]))
             for c, t in pairs:
                 state = apply_cnot(state, c, t)
             return state

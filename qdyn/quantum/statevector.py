@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import gates
+
 DENSE_MAX_QUBITS = 6
 """Up to this many qubits, the gates a layer's samples share run as one 2^n × 2^n matrix
 (:func:`run_layers`). Measured on the H2O siVQLM, D = 6, float64 (docs/performance.md): at
@@ -132,16 +134,13 @@ def swap_qubits(state, p: int, q: int):
     return jnp.swapaxes(s, 1, 3).reshape(state.shape)
 
 
-_SWAP_4x4 = np.eye(4)[[0, 2, 1, 3]]
-
-
 def apply_exchange_pair(state, J, p: int, q: int):
     """exp(-i J (XX+YY+ZZ)) on (p, q), up to the global phase e^{iJ}: cos2J ψ - i sin2J SWAPψ.
 
     From :data:`CONTRACT_MIN_QUBITS` on, as a contraction of the pair's axes with the 4×4 gate
     (:func:`_contract_pair`) rather than elementwise."""
     if state.ndim >= CONTRACT_MIN_QUBITS:
-        gate = jnp.cos(2 * J) * np.eye(4) - 1j * jnp.sin(2 * J) * _SWAP_4x4
+        gate = jnp.cos(2 * J) * np.eye(4) - 1j * jnp.sin(2 * J) * gates.SWAP
         return _contract_pair(state, gate.astype(state.dtype), min(p, q), max(p, q))  # symmetric in p, q
     return jnp.cos(2 * J) * state - 1j * jnp.sin(2 * J) * swap_qubits(state, p, q)
 
