@@ -50,3 +50,12 @@ def test_rotations_match_pennylane():
     np.testing.assert_allclose(np.asarray(gates.ry(a)), qml.matrix(qml.RY(a, 0)), atol=1e-14)
     np.testing.assert_allclose(np.asarray(gates.rz(a)), qml.matrix(qml.RZ(a, 0)), atol=1e-14)
     np.testing.assert_allclose(np.asarray(gates.rot(a, b, c)), qml.matrix(qml.Rot(a, b, c, 0)), atol=1e-14)
+
+
+def test_kron_1q_equals_numpy_kron_batched():
+    """⊗ of three one-qubit matrices, factor 0 most significant, for a batch of two."""
+    rng = np.random.default_rng(0)
+    Us = rng.normal(size=(2, 3, 2, 2)) + 1j * rng.normal(size=(2, 3, 2, 2))
+    K = np.asarray(gates.kron_1q(jnp.asarray(Us)))
+    for b in range(2):
+        np.testing.assert_allclose(K[b], np.kron(np.kron(Us[b, 0], Us[b, 1]), Us[b, 2]), atol=1e-14)

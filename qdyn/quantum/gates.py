@@ -50,6 +50,17 @@ def su2_encoding(x, alpha):
     return jnp.stack([jnp.stack([m00, m01], -1), jnp.stack([m10, m11], -1)], -2)
 
 
+def kron_1q(Us):
+    """⊗_k Us[..., k, :, :] for one-qubit matrices Us [..., k, 2, 2] → [..., 2^k, 2^k] (factor 0
+    on the most significant qubit), by broadcast products (no per-factor dot)."""
+    K = Us[..., 0, :, :]
+    for k in range(1, Us.shape[-3]):
+        U = Us[..., k, :, :]
+        rows, cols = 2 * K.shape[-2], 2 * K.shape[-1]
+        K = (K[..., :, None, :, None] * U[..., None, :, None, :]).reshape(*K.shape[:-2], rows, cols)
+    return K
+
+
 def exchange(J):
     """exp(-i J (XX+YY+ZZ)) as a 4×4 matrix (closed form, global phase included)."""
     phase = jnp.exp(1j * J)

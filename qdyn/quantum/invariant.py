@@ -78,6 +78,42 @@ def exchange_period(layout: InvariantLayout):
     return None
 
 
+WINDOW_MIN_QUBITS = 12
+"""From this many qubits, a layer whose exchange orbits repeat around the qubits
+(:func:`exchange_period`) runs as n / shift *window steps* (:func:`window_schedule`): each step
+is one product of a small matrix (the step's group of exchange gates times the encodings of the
+qubits that enter the window, 16 × 16 for H2O) with the state, then the state is rotated by
+``shift``. A step's gates, each one pass over the state plus the transposes XLA puts around a
+contraction, become one pass. H2O siVQLM, D = 6 (new / gates): 16 qubits, batch 2: E 0.42,
+E+F 0.69, training step 0.47; 12 qubits, batch 8: 0.76, 0.88, 0.67; 10 qubits: E+F 1.10,
+training step 0.81; 8 qubits: E+F 1.65, training step 1.22, since building the per-sample
+matrices then costs as much as applying them (docs/performance.md)."""
+
+WINDOW_MAX_QUBITS = 5
+"""Widest window for :data:`WINDOW_MIN_QUBITS` (a 32 × 32 matrix per step and sample)."""
+
+
+def window_schedule(n_qubits: int, shift: int, first):
+    """``(w, encode)`` of the window steps of an exchange period, or None when the window would be
+    wider than :data:`WINDOW_MAX_QUBITS`.
+
+    Step g acts on the w consecutive qubits g·shift, ..., g·shift + w - 1 (mod n), w the span of
+    the first group's pairs (at least ``shift``), which hold group g's exchange gates. A qubit's
+    encoding runs in the first step whose window holds it (it commutes with every gate before):
+    ``encode[g, j]`` is the qubit encoded at window position j of step g, or n for none.
+    """
+    w = max(1 + max(q for orbit in first for pair in orbit for q in pair), shift)
+    if w > WINDOW_MAX_QUBITS or w >= n_qubits:
+        return None
+    encode = np.full((n_qubits // shift, w), n_qubits)
+    encode[0] = np.arange(w)
+    for g in range(1, n_qubits // shift):
+        for j in range(w - shift, w):
+            if g * shift + j < n_qubits:  # later positions wrapped round to qubits step 0 encoded
+                encode[g, j] = g * shift + j
+    return w, encode
+
+
 def apply_matchings(state, J, orbits):
     """The exchange gates of orbits (each a tuple of disjoint pairs), orbit k with coupling J[k]."""
     for k, pairs in enumerate(orbits):
@@ -101,6 +137,18 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
     zs = z_signs(n) if layout.symmetry_breaking else None
 
     period = exchange_period(layout) if n >= statevector.LOOP_MIN_QUBITS else None
+    window = window_schedule(n, *period) if period is not None and n >= WINDOW_MIN_QUBITS else None
+
+    def window_steps(state, J_b, Us):
+        """One exchange block as window steps, with the encodings Us [n, 2, 2] (or none)."""
+        (shift, first), (w, encode) = period, window
+        group = lambda s, J_g: apply_matchings(s, J_g, first)  # noqa: E731
+        G = jax.vmap(lambda J_g: statevector.block_matrix(lambda s: group(s, J_g), w, state.dtype))(
+            J_b.reshape(-1, len(first)))  # [steps, 2^w, 2^w], shared by all samples
+        if Us is not None:
+            Us = jnp.concatenate([Us, jnp.eye(2, dtype=Us.dtype)[None]])  # index n: no encoding
+            G = G @ gates.kron_1q(Us[encode])
+        return apply_cyclic(state, statevector.apply_first, G, shift)
 
     def apply_exchange_block(state, J_b):
         if period is not None:  # one traced group of orbits, run around the qubits
@@ -117,12 +165,20 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
     def expval(cparams, vecs):
         vq = vecs[qv]  # [n, 3]: the vector each qubit reads
 
-        def encode(state, p):
-            return apply_1q_all(state, gates.su2_encoding(vq, p["alpha"][ai]))
+        def encodings(p):
+            return gates.su2_encoding(vq, p["alpha"][ai])
 
-        def couplings(state, p):  # everything after the encoding: the same gates for every sample
+        def encode(state, p):
+            if window is not None:  # run inside the first block's window steps
+                return state
+            return apply_1q_all(state, encodings(p))
+
+        def couplings(state, p):  # the gates after the encoding (with window steps, the encodings too)
             for b in range(layout.blocks):
-                state = apply_exchange_block(state, p["J"][b])
+                if window is not None:
+                    state = window_steps(state, p["J"][b], encodings(p) if b == 0 else None)
+                else:
+                    state = apply_exchange_block(state, p["J"][b])
             if layout.symmetry_breaking:
                 # Π_q RZ(ε_q) is diagonal: one elementwise phase.
                 theta = jnp.tensordot(p["eps"][ai], zs, axes=1)

@@ -172,6 +172,13 @@ def block_matrix(apply_block: Callable, n_qubits: int, dtype):
     return jax.vmap(apply_block)(basis).reshape(dim, dim).T
 
 
+def apply_first(state, M):
+    """Apply a 2^k × 2^k matrix M to the first k qubits: one matrix product with the state viewed as
+    [2^k, 2^(n-k)]. Under ``vmap`` with a per-sample M it is a batched product whose output is
+    already in the state's order (no transposes around it)."""
+    return (M @ state.reshape(M.shape[-1], -1)).reshape(state.shape)
+
+
 def apply_matrix(state, M):
     """Apply a 2^n × 2^n matrix to the whole state."""
     return (M @ state.reshape(-1)).reshape(state.shape)
