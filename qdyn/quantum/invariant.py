@@ -137,11 +137,11 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
     zs = z_signs(n) if layout.symmetry_breaking else None
 
     period = exchange_period(layout) if n >= statevector.LOOP_MIN_QUBITS else None
-    window = window_schedule(n, *period) if period is not None and n >= WINDOW_MIN_QUBITS else None
+    windows = window_schedule(n, *period) if period is not None else None
 
     def window_steps(state, J_b, Us):
         """One exchange block as window steps, with the encodings Us [n, 2, 2] (or none)."""
-        (shift, first), (w, encode) = period, window
+        (shift, first), (w, encode) = period, windows
         group = lambda s, J_g: apply_matchings(s, J_g, first)  # noqa: E731
         G = jax.vmap(lambda J_g: statevector.block_matrix(lambda s: group(s, J_g), w, state.dtype))(
             J_b.reshape(-1, len(first)))  # [steps, 2^w, 2^w], shared by all samples
@@ -164,18 +164,19 @@ def invariant_circuit(layout: InvariantLayout, *, scan_unroll: Optional[int] = N
 
     def expval(cparams, vecs):
         vq = vecs[qv]  # [n, 3]: the vector each qubit reads
+        window = windows is not None and n >= WINDOW_MIN_QUBITS  # read when traced, as statevector's switches
 
         def encodings(p):
             return gates.su2_encoding(vq, p["alpha"][ai])
 
         def encode(state, p):
-            if window is not None:  # run inside the first block's window steps
+            if window:  # run inside the first block's window steps
                 return state
             return apply_1q_all(state, encodings(p))
 
         def couplings(state, p):  # the gates after the encoding (with window steps, the encodings too)
             for b in range(layout.blocks):
-                if window is not None:
+                if window:
                     state = window_steps(state, p["J"][b], encodings(p) if b == 0 else None)
                 else:
                     state = apply_exchange_block(state, p["J"][b])
