@@ -45,7 +45,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import machine_info, save, time_compiled, update_readme_section  # noqa: E402
-from qdyn.quantum import statevector  # noqa: E402
+from qdyn.quantum import invariant, statevector  # noqa: E402
 from qdyn.quantum.hardware_efficient import hardware_efficient_circuit  # noqa: E402
 from qdyn.quantum.invariant import invariant_circuit  # noqa: E402
 from qdyn.quantum.layout import build_layout  # noqa: E402
