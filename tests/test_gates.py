@@ -59,3 +59,9 @@ def test_kron_1q_equals_numpy_kron_batched():
     K = np.asarray(gates.kron_1q(jnp.asarray(Us)))
     for b in range(2):
         np.testing.assert_allclose(K[b], np.kron(np.kron(Us[b, 0], Us[b, 1]), Us[b, 2]), atol=1e-14)
+
+
+def test_rz_ry_rx_equals_the_product():
+    a, b, c = 0.4, -1.3, 2.1
+    np.testing.assert_allclose(np.asarray(gates.rz_ry_rx(a, b, c)),
+                               np.asarray(gates.rz(c) @ gates.ry(b) @ gates.rx(a)), atol=1e-14)

@@ -83,6 +83,21 @@ def ry(theta):
     return jnp.stack([jnp.stack([c + 0j, -s + 0j], -1), jnp.stack([s + 0j, c + 0j], -1)], -2)
 
 
+def rz_ry_rx(x_angle, y_angle, z_angle):
+    """RZ(z) RY(y) RX(x) in closed form: one elementwise matrix rather than two products of 2×2
+    matrices (batched over samples, those are tiny batched matrix products, the slowest kernels
+    XLA's CPU backend has)."""
+    ca, sa = jnp.cos(0.5 * x_angle), jnp.sin(0.5 * x_angle)
+    cb, sb = jnp.cos(0.5 * y_angle), jnp.sin(0.5 * y_angle)
+    e0 = jnp.exp(-0.5j * z_angle)
+    e1 = jnp.conj(e0)
+    m00 = e0 * (cb * ca + 1j * sb * sa)
+    m01 = e0 * (-sb * ca - 1j * cb * sa)
+    m10 = e1 * (sb * ca - 1j * cb * sa)
+    m11 = e1 * (cb * ca - 1j * sb * sa)
+    return jnp.stack([jnp.stack([m00, m01], -1), jnp.stack([m10, m11], -1)], -2)
+
+
 def rot(phi, theta, omega):
     """PennyLane's Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ), closed form."""
     c, s = jnp.cos(0.5 * theta), jnp.sin(0.5 * theta)
