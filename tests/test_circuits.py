@@ -198,14 +198,14 @@ def test_ring_has_each_pair_once():
     assert ring(4) == ((0, 1), (1, 2), (2, 3), (3, 0))
 
 
-def _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch: str, off: int):
+def _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch: str, off: int, module=None):
     """``value_and_grads() -> (value, (d/dparams, d/dinputs))`` on a fast path, then with
-    ``statevector.<switch> = off`` so that the gate-by-gate path runs: equal to 1e-12, and the
-    inputs matter (not a trivial comparison)."""
+    ``<module>.<switch> = off`` (default module: statevector) so that the gate-by-gate path runs:
+    equal to 1e-12, and the inputs matter (not a trivial comparison)."""
     from qdyn.quantum import statevector
 
     fast = value_and_grads()
-    monkeypatch.setattr(statevector, switch, off)
+    monkeypatch.setattr(module or statevector, switch, off)
     gates_path = value_and_grads()
     for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(gates_path)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
@@ -247,17 +247,23 @@ def test_loop_over_qubits_equals_the_gates(switch, off, monkeypatch):
     layout = build_layout(template, rep=4, layers=2)
     assert exchange_period(layout) == (2, (((0, 1),), ((0, 3), (1, 2))))  # the exchanges loop too
     assert exchange_period(build_layout(template, rep=4, layers=2, coupling="all")) is None
+    _fast_path_equals_the_gates(_water_value_and_grads(layout), monkeypatch, switch, off)
+
+
+def _water_value_and_grads(layout):
+    """``value_and_grads()`` of a water layout's circuit at a rattled geometry, random parameters."""
+    template = TEMPLATES["H2O"]
     R = rattle(water()[0], 0)
     vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])
-    keys = jax.random.split(jax.random.PRNGKey(1), 2)
     shapes = sorted(layout.param_shapes().items())
+    keys = jax.random.split(jax.random.PRNGKey(1), len(shapes))
     cparams = {k: jax.random.normal(kk, s, jnp.float64) for (k, s), kk in zip(shapes, keys)}
 
     def value_and_grads():
         f = invariant_circuit(layout).expval
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cparams, vecs)
 
-    _fast_path_equals_the_gates(value_and_grads, monkeypatch, switch, off)
+    return value_and_grads
 
 
 @pytest.mark.parametrize("blocks, symmetry_breaking", [(1, False), (2, True)])
@@ -274,20 +280,5 @@ def test_window_steps_equal_the_gates(blocks, symmetry_breaking, monkeypatch):
     assert w == 4 and sorted(encode[encode < 8].tolist()) == list(range(8))
     assert (encode[-1] == 8).all()  # the last window wraps round onto qubits already encoded
     assert invariant.window_schedule(8, 2, (((0, 7),),)) is None  # too wide: the gates run
-    R = rattle(water()[0], 0)
-    vecs = jnp.asarray([R[h] - R[t] for h, t in template.vectors])
-    keys = jax.random.split(jax.random.PRNGKey(2), 3)
-    shapes = sorted(layout.param_shapes().items())
-    cparams = {k: jax.random.normal(kk, s, jnp.float64) for (k, s), kk in zip(shapes, keys)}
-
-    def value_and_grads():
-        f = invariant_circuit(layout).expval
-        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(cparams, vecs)
-
     monkeypatch.setattr(invariant, "WINDOW_MIN_QUBITS", 8)
-    windows = value_and_grads()
-    monkeypatch.setattr(invariant, "WINDOW_MIN_QUBITS", 99)
-    gates_path = value_and_grads()
-    for a, b in zip(jax.tree_util.tree_leaves(windows), jax.tree_util.tree_leaves(gates_path)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
-    assert float(jnp.max(jnp.abs(windows[1][1]))) > 1e-3
+    _fast_path_equals_the_gates(_water_value_and_grads(layout), monkeypatch, "WINDOW_MIN_QUBITS", 99, invariant)
