@@ -93,8 +93,10 @@ def apply_1q_all(state, Us):
     """
     if state.ndim >= LOOP_MIN_QUBITS:
         return apply_cyclic(state, lambda s, U: apply_1q(s, U, 0), Us, 1)
-    for q in range(Us.shape[0]):
-        state = apply_1q(state, Us[q], q)
+    # unstacked once, not indexed per qubit: the transpose of Us[q] is a zero pad per qubit, which a
+    # force-trained model's second derivative pads again (4-qubit training step 0.91x, 444 -> 409 kernels)
+    for q, U in enumerate(jnp.unstack(Us)):
+        state = apply_1q(state, U, q)
     return state
 
 
