@@ -35,7 +35,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from jax_md import partition
+from ._jax_md import partition
 
 
 def cutoff_fn(r, r_c: float):
