@@ -107,19 +107,41 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-@pytest.fixture(autouse=True, scope="module")
+# When a test worker drops its compiled programs (below): past either bound.
+MAX_MAPPINGS = 40_000  # of the kernel's 65,530 per process; one test module adds up to ~12,000
+MAX_RSS_BYTES = 4 * 2**30
+
+
+def _mappings_and_rss():
+    """(memory mappings, resident bytes) of this process; (0, 0) where /proc is not there."""
+    try:
+        with open("/proc/self/maps") as maps:
+            n_maps = sum(1 for _ in maps)
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0, 0
+    return n_maps, rss
+
+
+@pytest.fixture(autouse=True)
 def _release_compiled_programs():
-    """Drop every compiled program after each test module.
+    """Drop every compiled program once a test worker holds too many.
 
     Each XLA:CPU executable keeps memory mappings for its kernels, and without XLA's
-    optimisation passes (above) a program has many more kernels. A test worker that compiles
-    for the whole suite passed the kernel's limit of 65,530 mappings per process
-    (vm.max_map_count; measured: 12,400 after one test module, 1,500 once it is cleared)
-    and died of a segmentation fault inside the compiler. Tests share compiled programs mostly
-    within a module; what two modules share (qdyn's cached MD and FSSH builders) is compiled again.
+    optimisation passes (above) a program has many more kernels. A test worker that kept every
+    program for the whole suite passed the kernel's limit of 65,530 mappings per process
+    (vm.max_map_count; measured: 12,400 after one test module, 1,500 once cleared) and died of
+    a segmentation fault inside the compiler. Clearing after every module instead cost the
+    suite its shared compilations: each module compiled the same eager operations, random
+    initialisers and qdyn's cached MD builders again (four model modules: 283 s clearing
+    after each, 237 s clearing at the bounds). So the caches are cleared between tests, when
+    the mappings or the resident memory pass a bound.
     """
     yield
-    import gc
+    n_maps, rss = _mappings_and_rss()
+    if n_maps > MAX_MAPPINGS or rss > MAX_RSS_BYTES:
+        import gc
 
-    jax.clear_caches()
-    gc.collect()
+        jax.clear_caches()
+        gc.collect()
