@@ -7,6 +7,7 @@ import pennylane as qml
 import pytest
 
 from qdyn.quantum import gates
+from qdyn.quantum.circuit import _rot_numpy
 
 
 def expm(A):
@@ -50,6 +51,7 @@ def test_rotations_match_pennylane():
     np.testing.assert_allclose(np.asarray(gates.ry(a)), qml.matrix(qml.RY(a, 0)), atol=1e-14)
     np.testing.assert_allclose(np.asarray(gates.rz(a)), qml.matrix(qml.RZ(a, 0)), atol=1e-14)
     np.testing.assert_allclose(np.asarray(gates.rot(a, b, c)), qml.matrix(qml.Rot(a, b, c, 0)), atol=1e-14)
+    np.testing.assert_allclose(_rot_numpy(a, b, c), qml.matrix(qml.Rot(a, b, c, 0)), atol=1e-14)  # circuit's frame
 
 
 def test_kron_1q_equals_numpy_kron_batched():

@@ -107,19 +107,22 @@ def test_compilation_cache_stays_off_on_cpu_and_caches_are_separate(tmp_path, mo
         jax.config.update("jax_compilation_cache_dir", before)
 
 
-def test_qdyn_imports_only_the_parts_of_jax_md_it_uses():
-    """qdyn._jax_md: importing qdyn's MD and models leaves out jax_md's rigid-body examples and
-    NequIP (11 s of import), and a user's own ``import jax_md`` still reaches every module."""
+def test_qdyn_imports_only_what_it_uses():
+    """qdyn._jax_md: importing qdyn's MD, models and trainer leaves out jax_md's rigid-body
+    examples and NequIP (11 s of import), and a user's own ``import jax_md`` still reaches every
+    module. qdyn.quantum._pennylane: PennyLane (3-5 s) is imported when a QNode needs it."""
     import subprocess
 
-    code = ("import sys, qdyn.md, qdyn.models, qdyn.descriptors.neighbors; "
-            "print(sorted(m for m in ('jax_md.rigid_body', 'jax_md.nn', 'jax_md.energy') if m in sys.modules)); "
+    code = ("import sys, qdyn.md, qdyn.models, qdyn.train, qdyn.descriptors.neighbors; "
+            "print(sorted(m for m in ('jax_md.rigid_body', 'jax_md.nn', 'jax_md.energy', 'pennylane') "
+            "if m in sys.modules)); "
             "import jax_md; from jax_md import energy; print(callable(energy.lennard_jones_pair), "
             "callable(jax_md.minimize.fire_descent), 'jax_md.rigid_body' in sys.modules); "
-            "print(hasattr(jax_md, 'no_such_module'))")
+            "print(hasattr(jax_md, 'no_such_module')); "
+            "from qdyn.quantum.circuit import qml; print(qml.Rot.__name__, 'pennylane' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split("\n")[:3] == ["[]", "True True False", "False"]
+    assert proc.stdout.split("\n")[:4] == ["[]", "True True False", "False", "Rot True"]
 
 
 def _commands(group, prefix=()):

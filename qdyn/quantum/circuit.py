@@ -29,9 +29,10 @@ from typing import Callable, NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
-import pennylane as qml
 
 from ..geometry import safe_norm
+from . import gates
+from ._pennylane import qml
 from .execution import NOISELESS, Execution, NoiseModel, make_device, require
 
 
@@ -86,9 +87,18 @@ def noise_of(execution: Optional[Execution]) -> NoiseModel:
 # direction where their Euler angles are singular (Qx ∥ z) is x ∥ Qᵀz, an irrational direction
 # no molecule is set up along (unlike the z axis itself, along which diatomics usually lie).
 FRAME_ROT = (0.4123, 1.1719, -0.8311)
-_G = np.asarray(qml.Rot.compute_matrix(*FRAME_ROT))
-_PAULIS = np.stack([qml.matrix(P(0)) for P in (qml.PauliX, qml.PauliY, qml.PauliZ)])
-FRAME_Q = np.real(np.einsum("iab,bc,jcd,ad->ij", _PAULIS, _G, _PAULIS, _G.conj())) / 2
+
+
+def _rot_numpy(phi, theta, omega) -> np.ndarray:
+    """PennyLane's Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ) in numpy (at import: neither JAX's backend
+    nor PennyLane started; gates.rot is the JAX form, tested against PennyLane)."""
+    rz = lambda a: np.diag([np.exp(-0.5j * a), np.exp(0.5j * a)])  # noqa: E731
+    c, s = np.cos(0.5 * theta), np.sin(0.5 * theta)
+    return rz(omega) @ np.array([[c, -s], [s, c]]) @ rz(phi)
+
+
+_G = _rot_numpy(*FRAME_ROT)
+FRAME_Q = np.real(np.einsum("iab,bc,jcd,ad->ij", gates.PAULIS, _G, gates.PAULIS, _G.conj())) / 2
 
 
 def su2_encoding_native(x, alpha, wire) -> None:

@@ -16,8 +16,7 @@ the config declares; qdyn adds the measurement.
 
 from __future__ import annotations
 
-import pennylane as qml
-
+from ._pennylane import qml
 from .circuit import exchange_native, singlet, su2_encoding_native
 
 

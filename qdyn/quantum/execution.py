@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-import pennylane as qml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..validation import QdynInputError
+from ._pennylane import qml
 
 # devices that differentiate by backprop through JAX (the only path with correct second
 # order under jit; stack notes: adjoint second order is silently wrong)

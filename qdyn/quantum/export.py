@@ -14,10 +14,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-import pennylane as qml
 
 from ..plotting import save_figure
 from ..validation import QdynInputError
+from ._pennylane import qml
 from .execution import Execution
 
 

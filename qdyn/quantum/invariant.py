@@ -24,9 +24,9 @@ from typing import Literal, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pennylane as qml
 
 from ..precision import complex_for
+from ._pennylane import qml
 from . import gates, statevector
 from .circuit import Circuit, exchange_native, frame_rz, jax_qnode, noise_of, singlet, su2_encoding_native
 from .execution import Execution

@@ -26,11 +26,11 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import pennylane as qml
 
 from ..geometry import safe_norm
 from ..precision import complex_for
 from ..validation import QdynInputError
+from ._pennylane import qml
 from . import gates
 from .circuit import Circuit, exchange_native, heisenberg, jax_qnode, noise_of, ring, singlet, su2_encoding_native
 from .execution import Execution

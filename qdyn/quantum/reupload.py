@@ -14,9 +14,9 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import pennylane as qml
 
 from ..precision import complex_for
+from ._pennylane import qml
 from . import gates
 from .circuit import Circuit, jax_qnode, noise_of, ring
 from .execution import Execution

@@ -43,11 +43,11 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pennylane as qml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..precision import complex_for
 from ..validation import QdynInputError
+from ._pennylane import qml
 from .circuit import Circuit, jax_qnode, noise_of
 from .execution import Execution
 from .statevector import apply_dense

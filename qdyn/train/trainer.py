@@ -222,14 +222,16 @@ def _stage_at(stages, epoch):
 
 
 def _versions():
+    from importlib.metadata import version
+
     import flax
     import optax
-    import pennylane
 
     from .. import __version__
 
+    # PennyLane's version from its metadata: importing it costs seconds a state-vector run never needs
     return {"qdyn": __version__, "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-            "pennylane": pennylane.__version__, "numpy": np.__version__}
+            "pennylane": version("pennylane"), "numpy": np.__version__}
 
 
 class _Run(NamedTuple):
