@@ -55,13 +55,13 @@ def test_bessel_basis_equals_its_closed_form_to_second_order(n):
     r = jnp.linspace(0.3, rc + 0.2, 41)
     scale = float(jnp.max(jnp.abs(jax.vmap(closed)(r))))
     assert scale > 0.1  # non-trivial
-    for order in range(3):
-        got, want = jax.vmap(fn)(r), jax.vmap(closed)(r)
+    for order in range(3):  # jitted: one compile per function instead of one per eager operation
+        got, want = jax.jit(jax.vmap(fn))(r), jax.jit(jax.vmap(closed))(r)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale * 10**order)
         fn, closed = jax.jacfwd(fn), jax.jacrev(closed)
     # reverse over reverse (training differentiates forces): d²/dr² of a weighted sum
     w = jnp.linspace(-1.0, 1.0, n)
-    d2 = lambda f: jax.vmap(jax.grad(jax.grad(lambda x: jnp.sum(w * f(x)))))(r)  # noqa: E731
+    d2 = lambda f: jax.jit(jax.vmap(jax.grad(jax.grad(lambda x: jnp.sum(w * f(x))))))(r)  # noqa: E731
     np.testing.assert_allclose(d2(radial_basis("bessel", n=n, cutoff=rc).fn),
                                d2(lambda x: np.sqrt(2.0 / rc) * jnp.sin(k * x) / x * cutoff_fn(x, rc)),
                                rtol=0, atol=1e-10 * scale)
