@@ -46,18 +46,19 @@ def test_variant_passes_all_physics_checks_and_is_extensive(name):
     testing.assert_forces_match_fd(model, params, R, system, h=1e-5)
     testing.assert_second_order_gradient(model, params, R, system)
     testing.assert_net_force_zero(model, params, R, system, atol=1e-9)
-    testing.assert_padding_invariant(model, params, R, system)
+    # padded to the 12 atoms of the extensivity check below: the two share one compiled E+F
+    testing.assert_padding_invariant(model, params, R, system, n_pad=6)
     testing.assert_no_retrace(model, params, R, system)
     for perm in ([0, 2, 1, 3, 4, 5], [3, 4, 5, 0, 1, 2]):
         testing.assert_permutation_invariant(model, params, R, system, perm)
+    energy = lambda p, R, system: testing._ef(model)(p, R, system)[0]  # noqa: E731  (the checks' compiled E+F)
     # the branch matters: switching its integration weights off changes the energy
     off = {**params, "int_q": jnp.zeros_like(params["int_q"])}
-    assert abs(float(model.apply(params, R, system) - model.apply(off, R, system))) > 1e-4
+    assert abs(float(energy(params, R, system) - energy(off, R, system))) > 1e-4
     # extensive: two copies far beyond the cutoff have twice the energy of one
     two = jnp.concatenate([R, R + jnp.array([[30.0, 0.0, 0.0]])])
     sys2 = System.create(system.symbols * 2)
-    np.testing.assert_allclose(float(model.apply(params, two, sys2)), 2 * float(model.apply(params, R, system)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(float(energy(params, two, sys2)), 2 * float(energy(params, R, system)), rtol=1e-12)
 
 
 def _water_box(n_side=2, spacing=4.6, seed=0):
@@ -74,15 +75,16 @@ def test_periodic_box_images_padding_vmap_and_neighbor_lists(name):
     testing.assert_padding_invariant(model, params, R, system)
     Rs = jnp.stack([R, R + 0.03 * jnp.sin(jnp.arange(72.0)).reshape(24, 3)])
     testing.assert_vmap_matches_loop(model, params, Rs, system, atol=1e-11)
-    # a JAX-MD neighbour list (allocated outside jit, passed as an argument) gives the all-pairs answer
+    # a JAX-MD neighbour list (allocated outside jit, passed as an argument) gives the all-pairs
+    # answer (the checks' compiled E+F)
+    E0, F0 = testing._ef(model)(params, R, system)
     ef = jax.jit(jax.value_and_grad(model.apply, argnums=1))
-    E0, g0 = ef(params, R, system, None)
     for fmt in ("dense", "sparse"):
         nbrs = neighbor_list_fn(system.box, model.config["cutoff"], skin=0.3, format=fmt).allocate(R)
         E1, g1 = ef(params, R, system, nbrs)
         np.testing.assert_allclose(float(E1), float(E0), rtol=1e-12)
-        np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), atol=1e-10)
-    assert float(jnp.max(jnp.abs(g0))) > 1e-3  # non-trivial forces
+        np.testing.assert_allclose(np.asarray(g1), -np.asarray(F0), atol=1e-10)
+    assert float(jnp.max(jnp.abs(F0))) > 1e-3  # non-trivial forces
 
 
 @pytest.mark.slow
@@ -99,7 +101,7 @@ def test_md_with_neighbor_list_conserves_energy_and_matches_dense():
                     neighbor_fn=nf)
     drift = np.ptp(res.total)
     assert np.ptp(res.potential) > 10 * drift  # energy flows between kinetic and potential, the total stays
-    e_dense = model.apply(params, jnp.asarray(res.state.position[0]), system)
+    e_dense = jax.jit(model.apply)(params, jnp.asarray(res.state.position[0]), system)  # jitted: cheaper than eager
     np.testing.assert_allclose(res.potential[-1, 0], float(e_dense), rtol=1e-10)
 
 
@@ -181,7 +183,7 @@ def test_variants_build_from_config_and_train(tmp_path):
     model = build_model({**cfg.model.model_dump(), "species": [1, 8]})
     assert model.config["branch"] == "qsf" and model.config["descriptor"] == "power_spectrum"
     R, system = water_dimer()
-    G = model.features(jnp.asarray(R), system)  # what training standardises
+    G = jax.jit(model.features)(jnp.asarray(R), system)  # what training standardises (jitted: cheaper than eager)
     assert G.shape == (len(R), model.config["descriptor_size"])
     assert np.max(np.abs(np.asarray(G))) > 1e-2
     res = train(cfg, tmp_path, progress=False, data=load_shipped("water_dimer").subset(np.arange(24)))
