@@ -35,6 +35,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+
 from ._jax_md import partition
 
 

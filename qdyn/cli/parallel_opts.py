@@ -20,9 +20,8 @@ def devices_value(value: Optional[str], config_files: Sequence[Optional[Path]] =
 
     On a CPU-only machine JAX's backend then gets one device per core asked for (by the
     option, else by a ``devices`` key in the first of ``config_files`` that exists;
-    :func:`qdyn.parallel.use_cpu_cores`). Commands call this before importing anything that
-    starts JAX (``import jax_md`` did, before
-    qdyn imported only its parts: :mod:`qdyn._jax_md`)."""
+    :func:`qdyn.parallel.use_cpu_cores`). Commands call this before anything starts JAX
+    (importing qdyn does not: :mod:`qdyn._jax_md`)."""
     from ..parallel import parse_devices, use_cpu_cores
     from ..validation import QdynInputError
 

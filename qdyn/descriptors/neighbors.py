@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from .._jax_md import partition, space
 
+from .._jax_md import partition, space
 from ..precision import rank_promotion_allowed
 from ..validation import QdynInputError
 

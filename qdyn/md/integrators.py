@@ -25,8 +25,8 @@ from typing import Callable, Literal, NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
-from .._jax_md import simulate, space
 
+from .._jax_md import simulate, space
 from .. import elements, units
 from ..precision import rank_promotion_allowed
 from ..system import System

@@ -15,8 +15,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from .._jax_md import partition
 
+from .._jax_md import partition
 from ..descriptors.neighbors import allow_rank_promotion
 from ..validation import QdynInputError
 
