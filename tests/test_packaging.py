@@ -110,11 +110,13 @@ def test_compilation_cache_stays_off_on_cpu_and_caches_are_separate(tmp_path, mo
 def test_qdyn_imports_only_what_it_uses():
     """qdyn._jax_md: importing qdyn's MD, models and trainer leaves out jax_md's rigid-body
     examples and NequIP (11 s of import), and a user's own ``import jax_md`` still reaches every
-    module. qdyn.quantum._pennylane: PennyLane (3-5 s) is imported when a QNode needs it."""
+    module. qdyn.quantum._pennylane: PennyLane (3-5 s) is imported when a QNode needs it;
+    scipy.stats (1 s) when a calibration measure does."""
     import subprocess
 
     code = ("import sys, qdyn.md, qdyn.models, qdyn.train, qdyn.descriptors.neighbors; "
-            "print(sorted(m for m in ('jax_md.rigid_body', 'jax_md.nn', 'jax_md.energy', 'pennylane') "
+            "print(sorted(m for m in ('jax_md.rigid_body', 'jax_md.nn', 'jax_md.energy', 'pennylane', "
+            "'scipy.stats') "
             "if m in sys.modules)); "
             "import jax_md; from jax_md import energy; print(callable(energy.lennard_jones_pair), "
             "callable(jax_md.minimize.fire_descent), 'jax_md.rigid_body' in sys.modules); "

@@ -18,7 +18,6 @@ Spearman correlation per atom: σ of the atom against the norm of its force erro
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 _TINY = 1e-300
 
@@ -50,6 +49,8 @@ def calibration_curve(err, sigma, n: int = 101) -> tuple[np.ndarray, np.ndarray]
     err, sigma = _checked(err, sigma)
     p = np.linspace(0.0, 1.0, n)
     z = np.abs(err) / sigma
+    from scipy import stats  # here: importing scipy.stats costs ~1 s of every qdyn command's start
+
     bounds = stats.norm.ppf(0.5 + 0.5 * p)  # inf at p = 1: every error inside
     observed = np.mean(z[None, :] <= bounds[:, None], axis=1)
     return p, observed
@@ -66,6 +67,8 @@ def spearman(sigma, abs_err) -> float:
     sigma, abs_err = np.asarray(sigma, float).ravel(), np.asarray(abs_err, float).ravel()
     if np.ptp(sigma) == 0 or np.ptp(abs_err) == 0:
         return float("nan")  # a constant has no rank order; say so instead of a number
+    from scipy import stats
+
     return float(stats.spearmanr(sigma, abs_err).statistic)
 
 
