@@ -28,7 +28,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["shared_jit", "SharedJit"]
+__all__ = ["shared_jit", "shared_executable", "SharedJit"]
 
 #: executables kept (least recently used dropped): each holds its compiled code in memory
 MAX_PROGRAMS = 64
@@ -52,7 +52,9 @@ def _program_key(lowered: jax.stages.Lowered) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _executable(lowered: jax.stages.Lowered) -> jax.stages.Compiled:
+def shared_executable(lowered: jax.stages.Lowered) -> jax.stages.Compiled:
+    """``lowered.compile()``, or the executable of an equal program compiled before in this
+    process (single-device programs only; see the module doc)."""
     key = _program_key(lowered)
     exe = _EXECUTABLES.get(key)
     if exe is None:
@@ -80,7 +82,7 @@ class SharedJit:
         sig = _signature(args)
         exe = self._by_signature.get(sig)
         if exe is None:
-            exe = _executable(self._jitted.lower(*args))
+            exe = shared_executable(self._jitted.lower(*args))
             self._by_signature[sig] = exe
         return exe(*args)
 

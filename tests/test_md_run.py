@@ -221,3 +221,24 @@ def test_bad_input_is_refused_before_compiling():
         md.run_md(energy_fn, init(), np.vstack([R, [[9, 9, 9]]]), system.pad(4),
                   md.MDSettings(ensemble="nve", dt_fs=0.5, n_steps=10),
                   output=md.MDOutput(stride=5))
+
+
+def test_a_rebuilt_model_reuses_the_compiled_md_programs():
+    """A model built again from its config has new closures (an active-learning round, a
+    reloaded run): its MD compiles no new program and runs the same trajectory."""
+    from qdyn import compiled
+
+    R, system = water()
+    settings = md.MDSettings(ensemble="nvt-langevin", dt_fs=0.5, n_steps=20, temperature_K=300.0, replicas=2)
+    runs, counts = [], []
+    for _ in range(2):
+        model, params = _bpnn()  # a new model object each time, equal config and params
+        before = compiled.stats()
+        runs.append(md.run_md(md.model_energy_fn(model.apply), params, R, system, settings,
+                              output=md.MDOutput(stride=10, progress=None), key=jax.random.PRNGKey(2)))
+        counts.append({k: compiled.stats()[k] - before[k] for k in ("compiled", "reused")})
+    # the second run found its init and block programs in the table (the first run put them
+    # there, or an equal program of an earlier test did)
+    assert counts[1]["compiled"] == 0 and counts[1]["reused"] == 2, counts
+    np.testing.assert_array_equal(runs[1].position, runs[0].position)
+    assert np.max(np.abs(runs[0].position[-1] - runs[0].position[0])) > 1e-3  # the atoms moved

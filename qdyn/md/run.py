@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import parallel, units
 from ..checkpoint import arrays_sha256, load_state, save_state
+from ..compiled import shared_executable, shared_jit
 from ..data.io import atomic_write_text
 from ..system import System, stack
 from ..validation import QdynInputError
@@ -243,7 +244,8 @@ class _Programs:
     its own. With a bias, params are ``(model params, per-replica bias states)``.
     """
 
-    def __init__(self, energy_fn, shift_fn, dyn: _Dynamics, stride: int, frames: int, bias, sigma_fn):
+    def __init__(self, energy_fn, shift_fn, dyn: _Dynamics, stride: int, frames: int, bias, sigma_fn,
+                 single_device: bool):
         md_energy_fn = energy_fn
         if bias is not None:
             from ..sampling.bias import biased_energy_fn
@@ -266,8 +268,14 @@ class _Programs:
             return energy_fn(R, params=model_params(params), system=system_now, neighbor=nbr)
 
         p_axes = None if bias is None else (None, 0)
-        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None)))
-        self.potential = jax.jit(jax.vmap(potential, in_axes=(0, 0, 0, p_axes)))
+        # On one device the programs come from qdyn.compiled's table: a run of a model rebuilt
+        # with the same config (each active-learning round, a restart, a reloaded run) has new
+        # closures, so jax.jit alone would compile the same init and block again. A sharded
+        # program also depends on its device assignment, which its text does not show.
+        self.single_device = single_device
+        jit = shared_jit if single_device else jax.jit
+        self.init = jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None)))
+        self.potential = jit(jax.vmap(potential, in_axes=(0, 0, 0, p_axes)))
         # Cartesian positions and cell of a batched state (the initial frame; NPT integrates
         # fractional positions)
         self.observe = jax.jit(jax.vmap(integ.observe, in_axes=(0, 0)))
@@ -282,7 +290,8 @@ class _Programs:
         if sig in self.compiled:
             return self.compiled[sig], 0.0
         t = time.perf_counter()
-        self.compiled[sig] = self.block.lower(*args).compile()
+        lowered = self.block.lower(*args)
+        self.compiled[sig] = shared_executable(lowered) if self.single_device else lowered.compile()
         return self.compiled[sig], time.perf_counter() - t
 
 
@@ -373,7 +382,7 @@ class _Run:
     @property
     def programs(self) -> _Programs:
         return _programs(self.energy_fn, self.space.shift_fn, self.dyn, int(self.output.stride), int(self.fpb),
-                         self.parts.bias, self.parts.sigma_fn)
+                         self.parts.bias, self.parts.sigma_fn, self.parts.mesh is None)
 
     def meta(self, params_sha256: str, step: int, frames: int) -> dict:
         return {"ensemble": self.programs.integ.ensemble, "dt_fs": float(self.settings.dt_fs),
