@@ -780,11 +780,12 @@ class _HostFrames(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _replica_sigma(sigma_fn):
+def _replica_sigma(sigma_fn, single_device: bool):
     """jit of the watchdog's σ over the replicas of one frame: evaluated op by op, the σ of
     the initial frame (a gradient per ensemble member, or a Laplace Jacobian) took longer than
-    the compiled MD block itself (42 of 76 s of a notebook's run_md)."""
-    return jax.jit(jax.vmap(sigma_fn, in_axes=(None, None, 0, 0, 0)))
+    the compiled MD block itself (42 of 76 s of a notebook's run_md). Shared like the block
+    (see :class:`_Programs`)."""
+    return (shared_jit if single_device else jax.jit)(jax.vmap(sigma_fn, in_axes=(None, None, 0, 0, 0)))
 
 
 def _initial_frame(run: _Run, params, carry, pe0) -> tuple[_HostFrames, Optional[tuple]]:
@@ -802,7 +803,8 @@ def _initial_frame(run: _Run, params, carry, pe0) -> tuple[_HostFrames, Optional
     watchdog = run.parts.watchdog
     if watchdog is None:
         return host, None
-    s_E, s_F = _replica_sigma(watchdog.sigma_fn)(watchdog.sigma_params, params, R_j, systems_now, nbrs)
+    sigma = _replica_sigma(watchdog.sigma_fn, run.parts.mesh is None)
+    s_E, s_F = sigma(watchdog.sigma_params, params, R_j, systems_now, nbrs)
     max_F = jnp.max(jnp.where(run.batched_sys.mask, s_F, 0.0), axis=-1)
     return host, (parallel.to_host(s_E)[None], parallel.to_host(max_F)[None])
 
