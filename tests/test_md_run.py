@@ -242,3 +242,28 @@ def test_a_rebuilt_model_reuses_the_compiled_md_programs():
     assert counts[1]["compiled"] == 0 and counts[1]["reused"] == 2, counts
     np.testing.assert_array_equal(runs[1].position, runs[0].position)
     assert np.max(np.abs(runs[0].position[-1] - runs[0].position[0])) > 1e-3  # the atoms moved
+
+
+def test_runs_at_another_temperature_or_time_step_compile_nothing_new():
+    """The time step (NVE, Langevin), temperature (thermostats) and pressure (NPT) are
+    call-time arguments of the compiled programs: a temperature scan compiles once, and each
+    run still gets its own temperature. (The dt² test above and the NPT pressure test run
+    their two values through one program too.)"""
+    R, system = water()
+    energy_fn, init = spring_network(R)
+    params = init(k=5.0)
+    runs = {}
+    for dt, T in ((0.5, 150.0), (0.5, 450.0), (0.25, 450.0)):
+        runs[dt, T] = md.run_md(energy_fn, params, R, system,
+                                md.MDSettings(ensemble="nvt", dt_fs=dt, n_steps=int(1000 * 0.5 / dt), temperature_K=T,
+                                              replicas=32, friction_per_fs=0.05),
+                                output=md.MDOutput(stride=10, frames_per_block=25, progress=None),
+                                key=jax.random.PRNGKey(5))
+    first, *others = runs.values()
+    assert first.timings["compile_s"] > 0 and all(r.timings["compile_s"] == 0.0 for r in others)
+    for (dt, T), r in runs.items():
+        temps = r.temperature[len(r.temperature) // 2:].mean(axis=0)  # per replica, after 0.25 ps
+        assert abs(temps.mean() - T) < 4 * temps.std(ddof=1) / np.sqrt(len(temps)) + 0.05 * T, (dt, T, temps.mean())
+    # the time step is the run's: half the step, the same 0.5 ps in twice the frames
+    assert runs[0.25, 450.0].time_fs[-1] == runs[0.5, 450.0].time_fs[-1] == 500.0
+    assert len(runs[0.25, 450.0].time_fs) == 2 * len(runs[0.5, 450.0].time_fs) - 1

@@ -63,9 +63,12 @@ class Integrator(NamedTuple):
 
     Attributes:
         init: ``init(key, R [n, 3] Å, *, mass [n] amu, momenta [n, 3] | None, params,
-            system, neighbor) -> state`` (a JAX-MD state dataclass, a pytree). ``R`` is
-            always Cartesian; the NPT integrator converts it to fractional coordinates.
-        step: ``step(state, *, params, system, neighbor) -> state``, one time step.
+            system, neighbor, controls=None) -> state`` (a JAX-MD state dataclass, a pytree).
+            ``R`` is always Cartesian.
+        step: ``step(state, *, params, system, neighbor, controls=None) -> state``, one time
+            step. ``controls`` (from :meth:`Integrator.controls`) replaces the time step,
+            temperature or pressure the integrator was built with, as traced values: runs that
+            differ only in those share one compiled program.
         ensemble: "nve", "nvt-langevin", "nvt-nose-hoover" or "npt".
         dt_fs: time step [fs].
         temperature_K: target temperature [K] (None for NVE).
@@ -84,6 +87,24 @@ class Integrator(NamedTuple):
     conserves_momentum: bool
     observe: Callable = None
     pressure_bar: Optional[float] = None
+
+    def controls(self, *, dt_fs: float, temperature_K: Optional[float] = None,
+                 pressure_bar: Optional[float] = None) -> dict:
+        """The call-time ``controls`` of this ensemble (:data:`RUNTIME_CONTROLS`), in JAX-MD's
+        units, as float64 scalars: ``{"dt": …}`` for NVE; dt and kT for Langevin; kT for
+        Nosé–Hoover; kT and the pressure for NPT. The others stay what the integrator was built
+        with. Checked as :func:`make_integrator` checks them."""
+        _check_controls(self.ensemble, dt_fs, temperature_K, pressure_bar)
+        values = {"dt": float(dt_fs) / units.TIME_UNIT_FS,
+                  "kT": None if temperature_K is None else _kT(temperature_K),
+                  "pressure": None if pressure_bar is None else float(pressure_bar) * units.BAR_EV_PER_A3}
+        return {name: np.float64(values[name]) for name in RUNTIME_CONTROLS[self.ensemble]}
+
+
+#: what each ensemble takes at call time (JAX-MD reads these from the step's keyword
+#: arguments); the Nosé–Hoover chains and the NPT barostat are built for one time step.
+RUNTIME_CONTROLS = {"nve": ("dt",), "nvt-langevin": ("dt", "kT"), "nvt-nose-hoover": ("kT",),
+                    "npt": ("kT", "pressure")}
 
 
 def _observe_fixed_cell(state, system):
@@ -200,26 +221,21 @@ def make_integrator(
     """
     if ensemble not in ENSEMBLES:
         raise QdynInputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
-    if not (np.isfinite(dt_fs) and dt_fs > 0):
-        raise QdynInputError(f"dt_fs must be a positive number of femtoseconds, got {dt_fs!r}")
-    if dt_fs > 5.0:
-        raise QdynInputError(f"dt_fs={dt_fs} fs is too large for molecules with hydrogen (use ≤ 1 fs)")
+    _check_controls(ensemble, dt_fs, temperature_K, pressure_bar)
     dt = float(dt_fs) / units.TIME_UNIT_FS
     if ensemble == "nve":
         init_fn, step_fn = simulate.nve(energy_fn, shift_fn, dt)
 
-        def init(key, R, *, mass, momenta, params, system, neighbor=None):
+        def init(key, R, *, mass, momenta, params, system, neighbor=None, controls=None):
             # kT only seeds momenta when none are given; qdyn always passes momenta.
             return init_fn(key, R, 0.0, mass=mass, momenta=momenta, params=params, system=system,
                            neighbor=neighbor)
 
-        def step(state, *, params, system, neighbor=None):
-            return step_fn(state, params=params, system=system, neighbor=neighbor)
+        def step(state, *, params, system, neighbor=None, controls=None):
+            return step_fn(state, params=params, system=system, neighbor=neighbor, **(controls or {}))
 
         return Integrator(init, step, "nve", float(dt_fs), None, True, _observe_fixed_cell)
 
-    if temperature_K is None or not (np.isfinite(temperature_K) and temperature_K > 0):
-        raise QdynInputError(f"{ensemble} needs temperature_K > 0, got {temperature_K!r}")
     kT = _kT(temperature_K)
     if ensemble in ("nvt", "nvt-langevin"):
         if not friction_per_fs > 0:
@@ -227,11 +243,12 @@ def make_integrator(
         gamma = float(friction_per_fs) * units.TIME_UNIT_FS  # 1/fs -> 1/time unit
         init_fn, step_fn = simulate.nvt_langevin(energy_fn, shift_fn, dt, kT, gamma=gamma)
 
-        def init(key, R, *, mass, momenta, params, system, neighbor=None):
-            return init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor)
+        def init(key, R, *, mass, momenta, params, system, neighbor=None, controls=None):
+            return init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor,
+                           **_only(controls, "kT"))
 
-        def step(state, *, params, system, neighbor=None):
-            return step_fn(state, params=params, system=system, neighbor=neighbor)
+        def step(state, *, params, system, neighbor=None, controls=None):
+            return step_fn(state, params=params, system=system, neighbor=neighbor, **(controls or {}))
 
         return Integrator(init, step, "nvt-langevin", float(dt_fs), float(temperature_K), False,
                           _observe_fixed_cell)
@@ -239,19 +256,23 @@ def make_integrator(
     if not tau_fs > 0:
         raise QdynInputError(f"tau_fs must be > 0, got {tau_fs!r}")
     if ensemble == "nvt-nose-hoover":
+        # JAX-MD's chain reads kT from the step's keyword arguments and passes them on to the
+        # energy: the energy takes it and leaves it
         init_fn, step_fn = simulate.nvt_nose_hoover(
-            energy_fn, shift_fn, dt, kT, chain_length=int(chain_length), tau=float(tau_fs) / units.TIME_UNIT_FS
+            _ignoring_kT(energy_fn), shift_fn, dt, kT, chain_length=int(chain_length),
+            tau=float(tau_fs) / units.TIME_UNIT_FS
         )
 
-        def init(key, R, *, mass, momenta, params, system, neighbor=None):
-            state = init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor)
+        def init(key, R, *, mass, momenta, params, system, neighbor=None, controls=None):
+            state = init_fn(key, R, mass=mass, momenta=momenta, params=params, system=system, neighbor=neighbor,
+                            **_only(controls, "kT"))
             if degrees_of_freedom is not None:
                 # the chain masses are recomputed from this every step (update_mass)
                 state = state.set(chain=state.chain.set(degrees_of_freedom=int(degrees_of_freedom)))
             return state
 
-        def step(state, *, params, system, neighbor=None):
-            return step_fn(state, params=params, system=system, neighbor=neighbor)
+        def step(state, *, params, system, neighbor=None, controls=None):
+            return step_fn(state, params=params, system=system, neighbor=neighbor, **_only(controls, "kT"))
 
         return Integrator(init, step, "nvt-nose-hoover", float(dt_fs), float(temperature_K), True,
                           _observe_fixed_cell)
@@ -273,12 +294,11 @@ def _npt(energy_fn, shift_fn, dt, kT, *, dt_fs, temperature_K, pressure_bar, tau
     the gradient with respect to whatever coordinates the energy takes — with fractional
     ones that is hᵀ·F, and the extended energy drifts at any time step (measured here).
     """
-    if pressure_bar is None or not np.isfinite(pressure_bar):
-        raise QdynInputError(f"npt needs a finite pressure_bar, got {pressure_bar!r}")
     if not barostat_tau_fs > 0:
         raise QdynInputError(f"barostat_tau_fs must be > 0, got {barostat_tau_fs!r}")
 
-    def energy_cell(R, *, box, perturbation=None, params, system, neighbor=None):
+    def energy_cell(R, *, box, perturbation=None, params, system, neighbor=None, kT=None):
+        # kT: JAX-MD passes the step's keyword arguments on to the energy (see nvt-nose-hoover)
         if perturbation is not None:  # a uniform strain of positions and cell
             R, box = R * perturbation, box * perturbation
         return energy_fn(R, params=params, system=_with_box(system, box), neighbor=neighbor)
@@ -290,20 +310,43 @@ def _npt(energy_fn, shift_fn, dt, kT, *, dt_fs, temperature_K, pressure_bar, tau
         thermostat_kwargs={"chain_length": int(chain_length), "tau": float(tau_fs) / units.TIME_UNIT_FS},
     )
 
-    def init(key, R, *, mass, momenta, params, system, neighbor=None):
+    def init(key, R, *, mass, momenta, params, system, neighbor=None, controls=None):
         state = init_fn(key, R, system.box, mass=mass, momenta=momenta, params=params, system=system,
-                        neighbor=neighbor)
+                        neighbor=neighbor, **_only(controls, "kT"))
         if degrees_of_freedom is not None:
             state = state.set(thermostat=state.thermostat.set(degrees_of_freedom=int(degrees_of_freedom)))
         return state
 
-    def step(state, *, params, system, neighbor=None):
-        return step_fn(state, params=params, system=system, neighbor=neighbor)
+    def step(state, *, params, system, neighbor=None, controls=None):
+        return step_fn(state, params=params, system=system, neighbor=neighbor, **(controls or {}))
 
     def observe(state, system):
         return state.position, _with_box(system, simulate.npt_box(state))
 
     return Integrator(init, step, "npt", dt_fs, temperature_K, True, observe, float(pressure_bar))
+
+
+def _check_controls(ensemble: str, dt_fs, temperature_K, pressure_bar) -> None:
+    if not (np.isfinite(dt_fs) and dt_fs > 0):
+        raise QdynInputError(f"dt_fs must be a positive number of femtoseconds, got {dt_fs!r}")
+    if dt_fs > 5.0:
+        raise QdynInputError(f"dt_fs={dt_fs} fs is too large for molecules with hydrogen (use ≤ 1 fs)")
+    if ensemble != "nve" and (temperature_K is None or not (np.isfinite(temperature_K) and temperature_K > 0)):
+        raise QdynInputError(f"{ensemble} needs temperature_K > 0, got {temperature_K!r}")
+    if ensemble == "npt" and (pressure_bar is None or not np.isfinite(pressure_bar)):
+        raise QdynInputError(f"npt needs a finite pressure_bar, got {pressure_bar!r}")
+
+
+def _only(controls: Optional[dict], *names: str) -> dict:
+    """The named entries of ``controls`` (none when there are no controls)."""
+    return {} if controls is None else {name: controls[name] for name in names if name in controls}
+
+
+def _ignoring_kT(energy_fn: Callable) -> Callable:
+    def energy(R, *, params, system, neighbor=None, kT=None):
+        return energy_fn(R, params=params, system=system, neighbor=neighbor)
+
+    return energy
 
 
 def _with_box(system: System, box) -> System:

@@ -32,7 +32,7 @@ from ..system import System, stack
 from ..validation import QdynInputError
 from . import momenta
 from .host_loop import host_loop
-from .integrators import Integrator, make_integrator, make_space, masses
+from .integrators import RUNTIME_CONTROLS, Integrator, make_integrator, make_space, masses
 from .settings import MDOutput, MDSettings
 from .watchdog import Watchdog, WatchLog, over_threshold
 
@@ -120,7 +120,7 @@ class MDResult(NamedTuple):
 
 def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, frames: int, bias=None,
                sigma_fn: Optional[Callable] = None) -> Callable:
-    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems, watch)``.
+    """The MD block, a pure function to jit: ``block(states, neighbors, params, systems, controls, watch)``.
 
     Args:
         integrator: from :func:`~qdyn.md.integrators.make_integrator`.
@@ -137,20 +137,22 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
             at its last trusted frame.
 
     Returns:
-        ``block(states, neighbors, params, systems, watch=None) -> (states, neighbors, Frames)``
-        where states, neighbours (or None) and systems carry a leading replica axis and params do
-        not (shared by all replicas); with a bias, params is ``(model_params, bias_states)``
-        and the result ``(states, neighbors, Frames, bias_states)``; ``watch`` is
+        ``block(states, neighbors, params, systems, controls, watch=None) -> (states, neighbors,
+        Frames)`` where states, neighbours (or None) and systems carry a leading replica axis and
+        params do not (shared by all replicas); ``controls`` (:meth:`Integrator.controls
+        <qdyn.md.integrators.Integrator.controls>`, or None for the integrator's own) are the time
+        step, temperature or pressure, shared by all replicas; with a bias, params is
+        ``(model_params, bias_states)`` and the result ``(states, neighbors, Frames, bias_states)``; ``watch`` is
         ``(stopped [Rp] bool, thresholds [2], sigma_params)`` when ``sigma_fn`` is given.
     """
 
     from ..sampling.bias import REPLICA_AXIS
 
-    def one(state, nbr, system, params, bst, watch):
+    def one(state, nbr, system, params, bst, controls, watch):
         def step(carry, _):
             state, nbr, bst = carry
             state = integrator.step(state, params=params if bias is None else (params, bst), system=system,
-                                    neighbor=nbr)
+                                    neighbor=nbr, controls=controls)
             if nbr is not None:
                 nbr = nbr.update(state.position)
             if bias is not None:
@@ -190,12 +192,13 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
         nan = jnp.full_like(s_E, jnp.nan)
         return state, nbr, bst, frozen, (jnp.where(stopped, nan, s_E), jnp.where(stopped, nan, max_F))
 
-    def block(states, neighbors, params, systems, watch=None):
+    def block(states, neighbors, params, systems, controls=None, watch=None):
         model_params, bsts = (params, None) if bias is None else params
         w_axes = (0, None, None) if sigma_fn is not None else None
         # the replica axis is named: shared metadynamics walkers gather their CVs over it
-        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, w_axes), axis_name=REPLICA_AXIS)(
-            states, neighbors, systems, model_params, bsts, watch)
+        state, nbr, bst, overflow, out = jax.vmap(one, in_axes=(0, 0, 0, None, 0, None, w_axes),
+                                                  axis_name=REPLICA_AXIS)(
+            states, neighbors, systems, model_params, bsts, controls, watch)
         # frames first, then replicas
         R, P, PE, box, biased, sigma, stopped = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
         cv, bias_energy = (None, None) if bias is None else biased
@@ -208,8 +211,9 @@ def make_block(integrator: Integrator, energy_fn: Callable, *, stride: int, fram
 
 
 class _Dynamics(NamedTuple):
-    """What a compiled program depends on besides the energy, the cell and the block shape:
-    hashable, so the programs are cached on it (not on ``n_steps`` or the output)."""
+    """The dynamics of a run. Its :meth:`program` is what a compiled program depends on
+    besides the energy, the cell and the block shape: hashable, so the programs are cached on
+    it (not on ``n_steps``, the output, or the values the ensemble takes at call time)."""
 
     ensemble: str
     dt_fs: float
@@ -235,6 +239,30 @@ class _Dynamics(NamedTuple):
                    None if settings.pressure_bar is None else float(settings.pressure_bar),
                    float(settings.barostat_tau_fs), conserves, rot, dof)
 
+    def program(self) -> "_Dynamics":
+        """These dynamics with the time step, temperature and pressure that the ensemble takes
+        at call time (:data:`~qdyn.md.integrators.RUNTIME_CONTROLS`) set to fixed values: runs
+        that differ only in those share the compiled programs, and :meth:`controls` carries
+        the run's own values into every call."""
+        runtime = RUNTIME_CONTROLS[_canonical(self.ensemble)]
+        return self._replace(**{field: _PROGRAM_VALUES[field] for control, field in _CONTROL_FIELDS.items()
+                                if control in runtime})
+
+    def controls(self, integrator: Integrator) -> dict:
+        return integrator.controls(dt_fs=self.dt_fs, temperature_K=self.temperature_K,
+                                   pressure_bar=self.pressure_bar)
+
+
+# which _Dynamics field each call-time control replaces, and the value programs are built with:
+# never used, every call passes the run's own; chosen apart from the values tests run at, so a
+# call that forgot its controls would show
+_CONTROL_FIELDS = {"dt": "dt_fs", "kT": "temperature_K", "pressure": "pressure_bar"}
+_PROGRAM_VALUES = {"dt_fs": 1.0, "temperature_K": 1000.0, "pressure_bar": 1000.0}
+
+
+def _canonical(ensemble: str) -> str:
+    return "nvt-langevin" if ensemble == "nvt" else ensemble
+
 
 class _Programs:
     """The jitted functions of one (energy, cell, dynamics, sampling, optional parts) combination.
@@ -257,10 +285,11 @@ class _Programs:
             pressure_bar=dyn.pressure_bar, barostat_tau_fs=dyn.barostat_tau_fs)
         model_params = (lambda params: params) if bias is None else (lambda params: params[0])  # noqa: E731
 
-        def init_one(vel_key, int_key, R, m, system, nbr, params, T0):
+        def init_one(vel_key, int_key, R, m, system, nbr, params, T0, controls):
             p = momenta.maxwell_boltzmann(vel_key, R, m, temperature_K=T0, remove_com=dyn.remove_com,
                                           remove_rotation=dyn.remove_rotation)
-            state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr)
+            state = integ.init(int_key, R, mass=m, momenta=p, params=params, system=system, neighbor=nbr,
+                               controls=controls)
             return state, energy_fn(R, params=model_params(params), system=system, neighbor=nbr)
 
         def potential(state, system, nbr, params):
@@ -274,7 +303,7 @@ class _Programs:
         # program also depends on its device assignment, which its text does not show.
         self.single_device = single_device
         jit = shared_jit if single_device else jax.jit
-        self.init = jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None)))
+        self.init = jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, p_axes, None, None)))
         self.potential = jit(jax.vmap(potential, in_axes=(0, 0, 0, p_axes)))
         # Cartesian positions and cell of a batched state (the initial frame; NPT integrates
         # fractional positions)
@@ -381,8 +410,13 @@ class _Run:
 
     @property
     def programs(self) -> _Programs:
-        return _programs(self.energy_fn, self.space.shift_fn, self.dyn, int(self.output.stride), int(self.fpb),
-                         self.parts.bias, self.parts.sigma_fn, self.parts.mesh is None)
+        return _programs(self.energy_fn, self.space.shift_fn, self.dyn.program(), int(self.output.stride),
+                         int(self.fpb), self.parts.bias, self.parts.sigma_fn, self.parts.mesh is None)
+
+    @property
+    def controls(self) -> dict:
+        """This run's time step, temperature, pressure as call-time arguments of its programs."""
+        return self.dyn.controls(self.programs.integ)
 
     def meta(self, params_sha256: str, step: int, frames: int) -> dict:
         return {"ensemble": self.programs.integ.ensemble, "dt_fs": float(self.settings.dt_fs),
@@ -422,7 +456,8 @@ def _initial_carry(run: _Run, params, bias_states, key, replica_keys, neighbor):
     vel_keys, int_keys, nbrs, Rs, mass, bias_states = run.parts.shard(
         (vel_keys, int_keys, nbrs, jnp.asarray(run.R), jnp.asarray(run.mass), bias_states))
     states, pe0 = run.programs.init(vel_keys, int_keys, Rs, mass, run.batched_sys, nbrs,
-                                    run.parts.params(params, bias_states), float(run.settings.start_temperature_K))
+                                    run.parts.params(params, bias_states), float(run.settings.start_temperature_K),
+                                    run.controls)
     return (states, nbrs, bias_states), pe0
 
 
@@ -469,13 +504,13 @@ def _watch_log(run: _Run, restored: Optional[dict]) -> Optional[WatchLog]:
 def _block_runner(run: _Run, params, watch: Optional[WatchLog], clock: "_Clock") -> Callable:
     """``run_block(carry, frames) -> (new carry, host frames, overflowed)`` for the host loop."""
     progs, parts, mass = run.programs, run.parts, jnp.asarray(run.mass)
-    dof = run.dyn.dof
+    dof, controls = run.dyn.dof, run.controls
 
     def run_block(carry, frames):
         # on a mesh: the carry back on the replica split the block was compiled for (a no-op
         # when the last block left it there)
         states, nbrs, bias_states = parts.shard(carry)
-        args = (states, nbrs, parts.params(params, bias_states), run.batched_sys)
+        args = (states, nbrs, parts.params(params, bias_states), run.batched_sys, controls)
         args += (watch.watch_args(),) if watch is not None else ()
         fn, compile_s = progs.compiled_block(*args)
         clock.compiled(compile_s)
