@@ -66,8 +66,8 @@ def test_statevector_equals_qnode_under_jit_and_vmap():
 
 def test_scan_unroll_does_not_change_results():
     layout, vecs, cparams = _vecs_and_params("H2O")
-    a = invariant_circuit(layout, scan_unroll=1).expval(cparams, vecs)
-    b = invariant_circuit(layout, scan_unroll=3).expval(cparams, vecs)
+    a = jax.jit(invariant_circuit(layout, scan_unroll=1).expval)(cparams, vecs)
+    b = jax.jit(invariant_circuit(layout, scan_unroll=3).expval)(cparams, vecs)
     np.testing.assert_allclose(float(a), float(b), atol=1e-13)
 
 
@@ -75,7 +75,7 @@ def test_scan_unroll_does_not_change_results():
 def test_expectation_within_spectrum(name):
     layout, vecs, cparams = _vecs_and_params(name, seed=3)
     scaled = vecs[None] * jnp.linspace(0.1, 5, 16)[:, None, None]
-    vals = jax.vmap(invariant_circuit(layout).expval, in_axes=(None, 0))(cparams, scaled)
+    vals = jax.jit(jax.vmap(invariant_circuit(layout).expval, in_axes=(None, 0)))(cparams, scaled)
     # mean of (XX+YY+ZZ) over pairs: eigenvalues of one term are -3 and +1
     assert np.all(np.asarray(vals) >= -3 - 1e-12) and np.all(np.asarray(vals) <= 1 + 1e-12)
 

@@ -156,7 +156,7 @@ def test_influence_predicts_leave_one_out_retraining_of_a_nonlinear_model(traine
     test = lih([0])  # the query: the shortest bond, outside the training range
     n = obj.n_frames
     H = inf.hessian(obj)
-    frame_hessians = jax.vmap(jax.hessian(obj.frame_loss), in_axes=(None, 0))
+    frame_hessians = jax.jit(jax.vmap(jax.hessian(obj.frame_loss), in_axes=(None, 0)))
     chunks = [jax.tree_util.tree_map(lambda a, c=c: a[c], obj.frames) for c in range(obj.weights.shape[0])]
     H_z = np.concatenate([np.asarray(frame_hessians(obj.theta, f)) for f in chunks])[:n]
     lev = np.array([np.linalg.eigvals(np.linalg.solve(n * H, H_z[z])).real.max() for z in range(n)])
@@ -167,7 +167,7 @@ def test_influence_predicts_leave_one_out_retraining_of_a_nonlinear_model(traine
         retrained.append(t_z)
     for target in ("energy", "loss"):
         tgt = inf.parse_target(target)
-        q = inf.query_function(obj, tgt, *test.to_system(0), E=test.E[0], F=test.F[0])
+        q = jax.jit(inf.query_function(obj, tgt, *test.to_system(0), E=test.E[0], F=test.F[0]))
         res = inf.influence(obj, inf.query_gradient(obj, tgt, *test.to_system(0), E=test.E[0], F=test.F[0]),
                             method="exact", damping=0.0)
         actual = np.array([float(q(t_z) - q(obj.theta)) for t_z in retrained])

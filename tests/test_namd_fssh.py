@@ -107,7 +107,7 @@ def test_wigner_and_boltzmann_sampling_energies(triatomic):
     kin = jax.vmap(lambda V: 0.5 * units.AMU_A2_FS2_EV * jnp.sum(masses[:, None] * V * V))
     # Wigner, 0 K: ⟨KE⟩ = Σ ħω/4 over the three vibrations (zero-point energy / 2)
     R, V = sample_batch(normal_mode_sampler(W, p, R0, Z, distribution="wigner"), keys)
-    H = jax.hessian(lambda r: jnp.linalg.eigvalsh(W(p, r))[0])(jnp.asarray(R0)).reshape(9, 9)
+    H = jax.jit(jax.hessian(lambda r: jnp.linalg.eigvalsh(W(p, r))[0]))(jnp.asarray(R0)).reshape(9, 9)
     inv = np.repeat(1 / np.sqrt(masses), 3)
     w2 = np.linalg.eigvalsh(np.asarray(H) * inv[:, None] * inv[None, :])[-3:]
     zpe = float(np.sum(units.HBAR_EV_S / (units.TIME_UNIT_FS * 1e-15) * np.sqrt(w2))) / 2
