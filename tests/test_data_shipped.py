@@ -91,6 +91,20 @@ def test_a_shipped_frame_relabels_to_the_same_numbers(name, frame):
     np.testing.assert_allclose(res.forces, ds.F[frame][m], atol=1e-5, rtol=0)
 
 
+def test_a_process_holding_more_than_pyscfs_memory_limit_still_labels(monkeypatch):
+    """PySCF's limit counts the whole process: where the process already held more (a test
+    worker past 4 GB), the CCSD gradient found no room and the frame came back NaN."""
+    from pyscf import lib
+
+    ds = load_shipped("LiH")
+    lab = labeler_from_spec(ds.metadata["labeler"])
+    held = lib.current_memory()[0] + lib.param.MAX_MEMORY  # MB: more than the limit
+    monkeypatch.setattr(lib, "current_memory", lambda: (held, held))
+    res = lab.label(ds.Z[7], ds.R[7])
+    assert res.status == "ok", res.status
+    np.testing.assert_allclose(res.energy, ds.E[7], atol=1e-6, rtol=0)
+
+
 def test_h2o_is_thermal_and_randomly_oriented():
     ds = load_shipped("H2O")
     oh = np.linalg.norm(ds.R[:, 1:] - ds.R[:, :1], axis=-1)

@@ -249,6 +249,14 @@ class PySCFLabeler:
         mol.spin = self.spin
         mol.verbose = 0
         mol.build()
+        # PySCF's memory limit (lib.param.MAX_MEMORY, 4000 MB unless PYSCF_MAX_MEMORY says
+        # otherwise) counts the whole process. In a process that already holds that much (a
+        # notebook or test worker with compiled JAX programs) every solver saw no room left and
+        # the CCSD gradient failed ("cannot reshape array of size 0"): the limit is what the
+        # calculation may add to what is resident now.
+        from pyscf import lib
+
+        mol.max_memory = lib.current_memory()[0] + lib.param.MAX_MEMORY
         return mol
 
     def _scf(self, mol):
