@@ -77,34 +77,46 @@ def pyscf_one_thread():
 collect_ignore = ["parallel_check.py"]
 
 
-# Modules whose module-scoped fixtures cost a training run or a compiled program: each runs
-# whole on one xdist worker, so the fixture is built once rather than once per worker.
-# (xdist's own `--dist loadgroup` marks do nothing under pytest >= 9.2, which derives node ids
-# from a field xdist no longer sets; the grouping is therefore done in the scheduler.)
-SHARED_FIXTURE_MODULES = frozenset({
-    "test_deploy", "test_electrostatics", "test_influence", "test_learn", "test_md_ase_analysis",
-    "test_md_watchdog", "test_multistate_conical", "test_nac_loss", "test_reliability_runs", "test_sampling",
-})
+# Each test module runs whole on one xdist worker: its tests share models and compiled programs
+# (module fixtures, qdyn.compiled's table, JAX's caches of eager operations), and split across
+# two workers each worker compiled them again. The notebooks are independent kernels: each
+# is its own unit. (xdist's own `--dist loadgroup` marks do nothing under pytest >= 9.2, which
+# derives node ids from a field xdist no longer sets; the grouping is done in the scheduler.)
+SPLIT_MODULES = frozenset({"test_notebooks"})
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Load scheduling (one test at a time to whichever worker is free, in collection order:
-    slow tests first), except that a module in SHARED_FIXTURE_MODULES is one unit of work."""
+    """Scope scheduling: a test module is one unit of work (a notebook is one), handed to
+    whichever worker is free, in collection order (modules with slow tests first)."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class SharedFixtureScheduling(LoadScopeScheduling):
+    class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid):
             module = nodeid.split("::", 1)[0]
-            return module if module.rsplit("/", 1)[-1].removesuffix(".py") in SHARED_FIXTURE_MODULES else nodeid
+            return nodeid if module.rsplit("/", 1)[-1].removesuffix(".py") in SPLIT_MODULES else module
 
     config.option.loadscopereorder = False  # keep the slow-first order below, not largest unit first
-    return SharedFixtureScheduling(config, log)
+    return ModuleScheduling(config, log)
+
+
+# Modules of 40 s or more (measured, 2 cores): handed out right after the slow tests, so that
+# the suite ends on short modules and neither worker idles long at the end.
+LONG_MODULES = frozenset({
+    "test_circuits", "test_deploy", "test_descriptors_equivariant", "test_influence", "test_md_run",
+    "test_model_families", "test_models_hybrid_variants", "test_models_physics", "test_parallel", "test_train",
+    "test_uncertainty",
+})
 
 
 def pytest_collection_modifyitems(config, items):
-    # The long tests (notebooks, physics runs: marked slow) first: run last, one of them keeps
-    # a worker busy for a minute while the other idles at the end of the suite.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # The long tests (notebooks, physics runs: marked slow) and long modules first: run last,
+    # one of them kept a worker busy for a minute or two while the other idled.
+    def rank(item):
+        if item.get_closest_marker("slow") is not None:
+            return 0
+        return 1 if item.path.stem in LONG_MODULES else 2
+
+    items.sort(key=rank)
 
 
 # When a test worker drops its compiled programs (below): past either bound.
