@@ -101,9 +101,10 @@ class Integrator(NamedTuple):
         return {name: np.float64(values[name]) for name in RUNTIME_CONTROLS[self.ensemble]}
 
 
-#: what each ensemble takes at call time (JAX-MD reads these from the step's keyword
-#: arguments); the Nosé–Hoover chains and the NPT barostat are built for one time step.
-RUNTIME_CONTROLS = {"nve": ("dt",), "nvt-langevin": ("dt", "kT"), "nvt-nose-hoover": ("kT",),
+#: what each ensemble (each name of :data:`ENSEMBLES`, "nvt" = "nvt-langevin") takes at call
+#: time (JAX-MD reads these from the step's keyword arguments); the Nosé–Hoover chains and the
+#: NPT barostat are built for one time step.
+RUNTIME_CONTROLS = {"nve": ("dt",), "nvt": ("dt", "kT"), "nvt-langevin": ("dt", "kT"), "nvt-nose-hoover": ("kT",),
                     "npt": ("kT", "pressure")}
 
 

@@ -244,7 +244,7 @@ class _Dynamics(NamedTuple):
         at call time (:data:`~qdyn.md.integrators.RUNTIME_CONTROLS`) set to fixed values: runs
         that differ only in those share the compiled programs, and :meth:`controls` carries
         the run's own values into every call."""
-        runtime = RUNTIME_CONTROLS[_canonical(self.ensemble)]
+        runtime = RUNTIME_CONTROLS[self.ensemble]
         return self._replace(**{field: _PROGRAM_VALUES[field] for control, field in _CONTROL_FIELDS.items()
                                 if control in runtime})
 
@@ -258,10 +258,6 @@ class _Dynamics(NamedTuple):
 # call that forgot its controls would show
 _CONTROL_FIELDS = {"dt": "dt_fs", "kT": "temperature_K", "pressure": "pressure_bar"}
 _PROGRAM_VALUES = {"dt_fs": 1.0, "temperature_K": 1000.0, "pressure_bar": 1000.0}
-
-
-def _canonical(ensemble: str) -> str:
-    return "nvt-langevin" if ensemble == "nvt" else ensemble
 
 
 class _Programs:
