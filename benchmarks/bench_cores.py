@@ -15,7 +15,10 @@ trainer's (E + F loss on shipped H2O frames, the model evaluated per device:
 ``qdyn.parallel.split_batch``); MD as ``bench_md.py`` (NVE, 0.5 fs).
 
 Usage: python benchmarks/bench_cores.py [--devices N] [--batches 256 1024] [--md-steps 1000] [--readme]
-Writes benchmarks/results/bench_cores.json and its section of benchmarks/README.md.
+Writes benchmarks/results/bench_cores.json and its section of benchmarks/README.md. The JSON
+keeps a summary of the runs before (``earlier``, newest last): the hosts this runs on change
+between sessions (an Intel Xeon and an AMD EPYC so far, both two cores) and differ by up to 3x,
+so a number means little without the machine it came from.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from _common import update_readme_section  # noqa: E402
 
 TARGETS_US = {"energies+forces": 4.0, "train step": 15.0, "md": 10.0}  # issue 18, per sample / molecule-step
 TASKS = ("energies", "energies+forces", "train step")
+SUMMARY_KEYS = ("energies+forces@256", "train step@256", "energies+forces@1024", "train step@1024")
+KEEP_EARLIER = 12
 
 
 def steady_state(fn, args, *, min_calls: int = 20, min_time: float = 2.0) -> float:
@@ -151,13 +156,47 @@ def readme_text(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(payload: dict) -> dict:
+    """One run in a line: date, CPU, and the targets' quantities on one device and on all cores."""
+    def numbers(side):
+        out = {k: side["circuits"][k]["us_per_sample"] for k in SUMMARY_KEYS if k in side["circuits"]}
+        return dict(out, md=side["md"]["us_per_molecule_step"])
+
+    return {"date": payload["date"], "cpu": payload["machine"]["cpu"], "cores": payload["machine"]["cores"],
+            "devices": payload["all_cores"]["devices"], "one_device": numbers(payload["one_device"]),
+            "all_cores": numbers(payload["all_cores"])}
+
+
+def with_earlier(payload: dict, previous: dict | None) -> dict:
+    """``payload`` with the summaries of the runs before it (``previous``'s own and its earlier ones)."""
+    earlier = [] if previous is None else [*previous.get("earlier", []), summary(previous)]
+    return dict(payload, earlier=earlier[-KEEP_EARLIER:])
+
+
+def earlier_text(payload: dict) -> str:
+    """Every run kept, this one last: the all-cores numbers against the targets, per machine."""
+    runs = [*payload.get("earlier", []), summary(payload)]
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = ["| date | CPU (cores) | E+F 256 | train 256 | E+F 1024 | train 1024 | MD 1024 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        a = r["all_cores"]
+        lines.append(f"| {r['date'][:16]} | {r['cpu']} ({r['cores']}) | "
+                     + " | ".join(fmt(a.get(k)) for k in (*SUMMARY_KEYS, "md")) + " |")
+    return "\n".join(lines)
+
+
 def write_readme(payload: dict) -> None:
     update_readme_section(
         "bench_cores",
         f"The batch split over one CPU device per core (`qdyn.parallel.use_cpu_cores`, the CLI's `--devices`), "
         f"measured {payload['date']} on {payload['machine']['cpu']} ({payload['machine']['cores']} cores), float64, "
         f"H2O siVQLM (4 qubits, D = 6); minimum over two processes per configuration; MD: NVE, 0.5 fs, "
-        f"{payload['md_steps']} steps:", readme_text(payload))
+        f"{payload['md_steps']} steps:",
+        readme_text(payload) + "\n\nEvery run of this script kept in the JSON (µs per sample or molecule-step on all "
+        f"cores; targets ≤ {TARGETS_US['energies+forces']:g}, ≤ {TARGETS_US['train step']:g}, ≤ {TARGETS_US['md']:g}). "
+        "Rows differ in code (optimisations landed between them) and in host, which changes between sessions; "
+        "compare rows of one CPU:\n\n" + earlier_text(payload))
 
 
 def main():
@@ -185,12 +224,15 @@ def main():
         for d in (1, n):
             print(f"process with {d} CPU device(s)", flush=True)
             runs[d].append(run_worker(d, args))
-    from _common import machine_info, save
+    from _common import RESULTS, machine_info, save
 
     info = machine_info()
+    previous_path = RESULTS / "bench_cores.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.exists() else None
     payload = {**info, "model": "siVQLM H2O (4 qubits, D=6), fresh parameters", "float": "float64",
                "batches": args.batches, "md_steps": args.md_steps, "one_device": best_of(runs[1]),
                "all_cores": best_of(runs[n]), "runs": {str(k): v for k, v in runs.items()}}
+    payload = with_earlier(payload, previous)
     print(readme_text(payload))
     save("bench_cores", payload)
     write_readme(payload)
