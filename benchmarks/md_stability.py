@@ -50,20 +50,21 @@ def geometry(R):
     return np.stack([r1, r2], -1), ang
 
 
-def train_model(run: str, epochs: int) -> dict:
-    """siVQLM D=16, B=2 on H2O + H2O_stretched; test errors per part of the data."""
+def train_model(run: str, epochs: int, frame_weight_scale_eV=None, progress: bool = True, seed: int = 0) -> dict:
+    """siVQLM D=16, B=2 on H2O + H2O_stretched; test errors per part of the data
+    (``frame_weight_scale_eV``: the loss's energy-based frame weights, benchmarks/frame_weighting.py)."""
     from qdyn.train import parse_config, train
     from qdyn.train.trainer import load_data, predict, split_data
 
     cfg = parse_config({
         "model": {"family": "sivqlm", "template": "H2O", "layers": 16, "blocks": 2},
         "data": {"path": ["shipped:H2O", "shipped:H2O_stretched"], "n_train": 520, "n_val": 50, "n_test": 76},
-        "epochs": epochs, "batch_size": 32, "seed": 0,
+        "epochs": epochs, "batch_size": 32, "seed": seed,
         "optim": {"learning_rate": 2e-2, "schedule": "cosine", "final_lr_fraction": 0.01},
-        "loss": {"energy_weight": 1.0, "force_weight": 1.0},
+        "loss": {"energy_weight": 1.0, "force_weight": 1.0, "frame_weight_scale_eV": frame_weight_scale_eV},
         "staged": True, "pretrain_epochs": max(1, epochs // 10), "checkpoint_every": max(1, epochs // 4),
     })
-    res = train(cfg, run, progress=True)
+    res = train(cfg, run, progress=progress)
     ds = load_data(cfg.data)
     n_eq = 500  # the first part of the concatenation is shipped:H2O
     perm = np.random.default_rng(cfg.data.split_seed).permutation(ds.n_frames)

@@ -89,7 +89,8 @@ class Objective(NamedTuple):
         frame_loss: ``(theta, frame) -> scalar``: the training loss of one frame (a
             one-frame :class:`~qdyn.train.batches.Batch`).
         frames: the training frames as a Batch whose arrays are ``[n_chunks, chunk, 1, ...]``.
-        weights: [n_chunks, chunk] 1 for a training frame, 0 for padding.
+        weights: [n_chunks, chunk] a training frame's weight in the loss (1, or the run's
+            energy-based frame weights, mean 1: :mod:`qdyn.train.weighting`), 0 for padding.
         n_frames: training frames n.
         model: the model (queries evaluate its energy).
         excluded: parameter keys left out of θ.
@@ -111,7 +112,7 @@ class Objective(NamedTuple):
 
 def make_objective(model: EnergyModel, params: dict, train_ds, loss_fn: Callable, *,
                    loss_weights: Sequence[float] = (1.0, 1.0, 0.0), exclude_groups: Sequence[str] = (FIXED,),
-                   chunk: int = DEFAULT_CHUNK) -> Objective:
+                   chunk: int = DEFAULT_CHUNK, frame_weights: Optional[np.ndarray] = None) -> Objective:
     """The training objective of ``model`` at ``params`` on the frames of ``train_ds``.
 
     Args:
@@ -127,6 +128,8 @@ def make_objective(model: EnergyModel, params: dict, train_ds, loss_fn: Callable
         exclude_groups: parameter groups (``EnergyModel.groups``) that are not θ: FIXED
             always (descriptor statistics), plus any group training kept frozen.
         chunk: frames per compiled chunk (memory stays bounded by it).
+        frame_weights: [n] the weight of each frame in the training loss, mean 1 (the run's
+            ``loss.frame_weight_scale_eV``: :func:`qdyn.train.weighting.frame_weights`); None: 1.
     """
     train_ds.require("E", "F")
     excluded = tuple(k for k in params if model.groups.get(k) in set(exclude_groups))
@@ -152,7 +155,8 @@ def make_objective(model: EnergyModel, params: dict, train_ds, loss_fn: Callable
     # that the outer weight 0 removes; a batch weight of 0 would make the loss 0/0)
     batch = batch._replace(weight=jnp.ones_like(batch.weight))
     frames = jax.tree_util.tree_map(lambda a: a.reshape((n_chunks, chunk, 1) + a.shape[1:]), batch)
-    weights = (jnp.arange(n_chunks * chunk) < n).astype(theta.dtype).reshape(n_chunks, chunk)
+    per_frame = np.ones(n) if frame_weights is None else np.asarray(frame_weights, dtype=float)
+    weights = jnp.asarray(np.pad(per_frame, (0, n_chunks * chunk - n)), dtype=theta.dtype).reshape(n_chunks, chunk)
     return Objective(theta=theta, unravel=unravel, frame_loss=frame_loss, frames=frames, weights=weights,
                      n_frames=n, model=model, excluded=excluded)
 
@@ -408,7 +412,8 @@ def influence(obj: Objective, query_grad, *, method: str = "exact", damping: Opt
               relative_damping: float = DEFAULT_RELATIVE_DAMPING, cg_tol: float = 1e-10,
               arnoldi_iter: Optional[int] = None, arnoldi_rank: Optional[int] = None, seed: int = 0,
               curvature: Optional[Curvature] = None, frame_grads: Optional[np.ndarray] = None) -> Influence:
-    """Influence ``I(z) = ∇qᵀ (H + λI)⁻¹ ∇L_z / n`` of every training frame on a query.
+    """Influence ``I(z) = w_z ∇qᵀ (H + λI)⁻¹ ∇L_z / n`` of every training frame on a query
+    (w_z the frame's weight in the loss, 1 unless the run weighted frames).
 
     Args:
         obj: the training objective (:func:`make_objective`).
@@ -445,7 +450,8 @@ def influence(obj: Objective, query_grad, *, method: str = "exact", damping: Opt
     else:
         s = solve_eigen(curvature, b, lam, rank=arnoldi_rank if method == "arnoldi" else None)
     G = frame_gradients(obj) if frame_grads is None else frame_grads
-    return Influence(scores=G @ s / obj.n_frames, inverse_hvp=s, method=method, damping=lam,
+    w = np.asarray(obj.weights).reshape(-1)[: obj.n_frames]  # removing frame z removes w_z L_z / n
+    return Influence(scores=(G @ s) * w / obj.n_frames, inverse_hvp=s, method=method, damping=lam,
                      eigenvalue_max=float(np.max(curvature.eigenvalues)),
                      eigenvalue_min=float(np.min(curvature.eigenvalues)), residual=residual)
 
@@ -491,6 +497,7 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
 
     from .train.config import parse_config
     from .train.losses import build_loss, loss_weights
+    from .train.weighting import frame_weights, weighting_of
     from .train.data import load_data, split_data
     from .train.trainer import load_run
 
@@ -512,7 +519,8 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
     loss_fn = build_loss(cfg, model, train_ds, species)
     weights = [float(w) for w in loss_weights(cfg, cfg.epochs - 1)]
     obj = make_objective(model, params, train_ds, loss_fn, loss_weights=weights,
-                         exclude_groups=(FIXED, *cfg.optim.frozen), chunk=chunk)
+                         exclude_groups=(FIXED, *cfg.optim.frozen), chunk=chunk,
+                         frame_weights=frame_weights(weighting_of(cfg.loss, train_ds), train_ds))
     return RunObjective(obj, params, train_ds, np.asarray(train_idx), cfg)
 
 

@@ -22,17 +22,19 @@ class Batch(NamedTuple):
     nacs_states: Optional[jnp.ndarray] = None  # [B, S, S, A, 3] 1/Å d_ij = <i|∇j> (multistate data with NACs)
 
 
-def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False) -> Batch:
+def make_batch(ds, idx: np.ndarray, size: int, *, states: bool = False,
+               frame_weights: Optional[np.ndarray] = None) -> Batch:
     """Frames ``idx`` of dataset ``ds``, padded to ``size`` frames by repeating the first;
     with ``states`` the multistate labels (E_states, and F_states or zeros, and
-    ``extras["nacs_states"]`` where the data have them) come along."""
+    ``extras["nacs_states"]`` where the data have them) come along. ``frame_weights`` [n of
+    ``ds``]: the weight of every frame of ``ds`` (default 1; :mod:`qdyn.train.weighting`)."""
     idx = np.asarray(idx)
     n = len(idx)
     if n == 0 or n > size:
         raise ValueError(f"batch of {n} frames for size {size}")
     full = np.concatenate([idx, np.full(size - n, idx[0])])
     w = np.zeros(size)
-    w[:n] = 1.0
+    w[:n] = 1.0 if frame_weights is None else frame_weights[idx]
     Z = ds.Z[full]
     cells = ds.periodic_cells()
     F = ds.F[full] if ds.F is not None else np.zeros_like(ds.R[full])

@@ -56,6 +56,9 @@ class LossConfig(_Strict):
     dipole_weight: float = Field(0.0, ge=0, description=(
         "weight of the dipole error |Σ q_i R_i - μ_ref|² (e·Å, over the data's dipole RMS); needs a model with "
         "electrostatics and data with extras['dipole'] [n, 3] e·Å"))
+    frame_weight_scale_eV: Optional[float] = Field(None, gt=0, description=(
+        "down-weight frames far above the lowest training frame of their composition: w = s / (s + E - E_min), "
+        "s this scale in eV, normalised to mean 1 (qdyn.train.weighting); None: every frame weighs 1"))
     normalization: Literal["species_lstsq", "minmax", "none"] = Field(
         "species_lstsq", description="species_lstsq (reference energies + force-RMS scale), minmax or none")
     # Multistate models only (docs/multistate.md); all off by default.

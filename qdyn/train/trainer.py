@@ -45,6 +45,7 @@ from .losses import build_loss, loss_weights
 from .metrics import error_metrics, multistate_metrics, parity_plot
 from .normalize import force_rms, species_reference_energies
 from .optim import make_optimizer, make_schedule
+from .weighting import FrameWeighting, frame_weights, summary as weighting_summary, weighting_of
 
 EVAL_CHUNK = 64
 EVAL_ATOMS = 2048  # atoms per evaluation chunk beyond which chunks shrink (a 96-atom periodic box
@@ -136,14 +137,18 @@ def predict_states(model, params, ds, *, chunk: int = EVAL_CHUNK):
     return np.concatenate(Es), np.concatenate(Fs), np.concatenate(Ws)
 
 
-def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK, states: bool = False) -> float:
-    """Frame-weighted mean of a jitted batch loss over a whole dataset."""
+def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK, states: bool = False,
+                  frame_weights: Optional[np.ndarray] = None) -> float:
+    """Mean of a jitted batch loss over a whole dataset, each chunk counted by its frames'
+    weights (``frame_weights`` [n], default 1 each), as one batch of every frame would be."""
     chunk = eval_chunk(ds, chunk)
-    total, count = 0.0, 0
+    weights = np.ones(ds.n_frames) if frame_weights is None else frame_weights
+    total, count = 0.0, 0.0
     for start in range(0, ds.n_frames, chunk):
         idx = np.arange(start, min(start + chunk, ds.n_frames))
-        total += float(loss(params, make_batch(ds, idx, chunk, states=states), *w)) * len(idx)
-        count += len(idx)
+        batch = make_batch(ds, idx, chunk, states=states, frame_weights=frame_weights)
+        total += float(loss(params, batch, *w)) * float(weights[idx].sum())
+        count += float(weights[idx].sum())
     return total / count
 
 
@@ -248,6 +253,7 @@ class _Run(NamedTuple):
     loss_fn: Callable  # of one member
     members: MemberAxis = MemberAxis()  # size 0: a single model
     step_loss_fn: Optional[Callable] = None  # the optimiser step's, when it differs (a device mesh)
+    weighting: Optional[FrameWeighting] = None  # energy-based frame weights (None: every frame 1)
 
 
 def _prepare(cfg: TrainConfig, data, mesh=None) -> tuple[object, _Run]:
@@ -276,7 +282,7 @@ def _prepare(cfg: TrainConfig, data, mesh=None) -> tuple[object, _Run]:
     # validation runs unsharded on host copies, at any size: only the step splits the batch
     step_loss_fn = None if mesh is None else build_loss(cfg, member, train_ds, species, mesh)
     return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn, members,
-                    step_loss_fn)
+                    step_loss_fn, weighting_of(cfg.loss, train_ds))
 
 
 def _initial_params(cfg: TrainConfig, member: EnergyModel, train_ds, size: int):
@@ -477,6 +483,8 @@ def train(
     metrics: dict = {"model": model.name, "n_params": n_trainable, "interrupted": interrupted,
                      "train_seconds_this_call": seconds, "normalization": run.norm_info,
                      "sizes": {"train": run.train_ds.n_frames, "val": run.val_ds.n_frames, "test": run.test_ds.n_frames}}
+    if run.weighting is not None:
+        metrics["frame_weights"] = weighting_summary(run.weighting, run.train_ds)
     if not interrupted:
         _write_results(out, run, final, history, metrics, cfg.uncertainty)
     return TrainResult(model=model, params=final, history=history, metrics=metrics, out=out,
@@ -527,6 +535,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
     val_loss = shared_jit(lambda p, b, wE, wF, wn: mean_loss(p, b, wE, wF, wn)[0])
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
     bs_devices = parallel.padded_size(bs, mesh)
+    train_w, val_w = frame_weights(run.weighting, run.train_ds), frame_weights(run.weighting, run.val_ds)
     for k in ("params", "opt_state", "ema"):
         state[k] = parallel.put_replicated(state[k], mesh)
     steps_this_call = 0
@@ -542,7 +551,8 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         for b in range(int(c["batch"]), len(order)):
             if max_steps is not None and steps_this_call >= max_steps:
                 raise KeyboardInterrupt
-            batch = parallel.put_sharded(make_batch(run.train_ds, order[b], bs_devices, states=run.multi), mesh)
+            batch = parallel.put_sharded(make_batch(run.train_ds, order[b], bs_devices, states=run.multi,
+                                                    frame_weights=train_w), mesh)
             p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch,
                                          *parallel.put_replicated(w, mesh))
             state["params"], state["opt_state"], state["ema"] = p, o, e
@@ -557,7 +567,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         eval_params = state["ema"] if cfg.optim.ema_decay is not None else state["params"]
         if mesh is not None:  # evaluation is not sharded: it runs on a host copy
             eval_params = parallel.tree_to_host(eval_params)
-        score = _validate(run, eval_params, val_loss, w, record)
+        score = _validate(run, eval_params, val_loss, w, record, val_w)
         e0, e1 = stages[si][1], stages[si][2]
         lr = make_schedule(cfg.optim, (e1 - e0) * steps_per_epoch)(int(c["step"]) - 1 - e0 * steps_per_epoch)
         record["lr"] = float(lr)
@@ -578,13 +588,14 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
             break
 
 
-def _validate(run: _Run, params, val_loss, w, record: dict) -> float:
-    """Add validation metrics to the epoch's record; returns the score early stopping uses."""
+def _validate(run: _Run, params, val_loss, w, record: dict, val_w: Optional[np.ndarray] = None) -> float:
+    """Add validation metrics to the epoch's record; returns the score early stopping uses (the
+    validation loss, frames weighted as in training; the errors are unweighted)."""
     if not run.val_ds.n_frames:
         return record["train_loss"]
     E, F = predict(run.model, params, run.val_ds)
     m = error_metrics(E, run.val_ds.E, F, run.val_ds.F, run.val_ds.Z > 0)
-    record["val_loss"] = _chunked_loss(val_loss, params, run.val_ds, w, states=run.multi)
+    record["val_loss"] = _chunked_loss(val_loss, params, run.val_ds, w, states=run.multi, frame_weights=val_w)
     record["val_energy_mae_meV"] = m["energy_mae_meV"]
     record["val_force_mae_meV_per_A"] = m["force_mae_meV_per_A"]
     return record["val_loss"]
