@@ -107,8 +107,9 @@ def _training_lines(tr: dict) -> list[str]:
     ne, st = tr["near_equilibrium"], tr["stretched"]
     return [f"- The price: test RMSE on near-equilibrium frames {ne['energy_rmse_meV']:.3g} meV / "
             f"{ne['force_rmse_meV_per_A']:.3g} meV/Å (the near-equilibrium-only model: accuracy.md), on "
-            f"stretched frames {st['energy_rmse_meV']:.3g} meV / {st['force_rmse_meV_per_A']:.3g} meV/Å. An "
-            "energy-weighted loss (frames far above the minimum down-weighted) is the next step."]
+            f"stretched frames {st['energy_rmse_meV']:.3g} meV / {st['force_rmse_meV_per_A']:.3g} meV/Å. Energy-based "
+            "frame weights (frames far above the minimum down-weighted, `loss.frame_weight_scale_eV`) trade these "
+            "against each other: [frame_weighting.py](#frame_weightingpy)."]
 
 
 def _scan_points(scan: dict) -> str:
