@@ -56,6 +56,12 @@ class LossConfig(_Strict):
     dipole_weight: float = Field(0.0, ge=0, description=(
         "weight of the dipole error |Σ q_i R_i - μ_ref|² (e·Å, over the data's dipole RMS); needs a model with "
         "electrostatics and data with extras['dipole'] [n, 3] e·Å"))
+    residual: Literal["squared", "huber"] = Field("squared", description=(
+        "penalty of a scaled residual x (energy over sigma_E, force component over sigma_F): squared x^2, or huber: "
+        "x^2 up to huber_delta and 2 delta |x| - delta^2 beyond, so a few labels far off (an unconverged SCF, a "
+        "wrong geometry) pull linearly, not quadratically"))
+    huber_delta: float = Field(1.0, gt=0, description="where the huber penalty turns linear, in units of the data's "
+                                                      "sigma_E / sigma_F")
     frame_weight_scale_eV: Optional[float] = Field(None, gt=0, description=(
         "down-weight frames far above the lowest training frame of their composition: w = s / (s + E - E_min), "
         "s this scale in eV, normalised to mean 1 (qdyn.train.weighting); None: every frame weighs 1"))

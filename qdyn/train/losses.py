@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ..models.base import EnergyModel, energy_and_forces_fn
 from .config import ConfigError
@@ -18,8 +19,20 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 
+def residual_penalty(kind: str = "squared", delta: float = 1.0) -> Callable:
+    """``x -> penalty`` of a scaled residual, elementwise: ``x²`` (``squared``), or the Huber
+    function scaled to equal it up to ``delta`` (``huber``: ``2δ|x| − δ²`` beyond, continuous
+    value and slope), under which a label far off pulls on the fit linearly, not quadratically."""
+    if kind == "squared":
+        return jnp.square
+    if kind == "huber":
+        return lambda x: 2.0 * optax.losses.huber_loss(x, delta=delta)
+    raise ValueError(f"residual {kind!r}: expected 'squared' or 'huber'")
+
+
 def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True, charges=None,
-                 dipole_weight: float = 0.0, sigma_D: float = 1.0, mesh=None):
+                 dipole_weight: float = 0.0, sigma_D: float = 1.0, mesh=None, residual: str = "squared",
+                 huber_delta: float = 1.0):
     """``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``.
 
     Energy residuals (per atom when ``per_atom``) are divided by ``sigma_E`` and force
@@ -30,7 +43,10 @@ def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True
     is added (``batch.dipole`` [B, 3] e·Å). Padding frames (weight 0) and padding atoms
     (mask False) do not count. With a device ``mesh`` (data-parallel training) each device
     evaluates the model on its shard of the batch (:func:`qdyn.parallel.split_batch`).
+    ``residual``/``huber_delta``: the penalty of the scaled energy and force residuals
+    (:func:`residual_penalty`; the net-force and dipole terms stay squared).
     """
+    penalty = residual_penalty(residual, huber_delta)
     ef = split_batch(jax.vmap(energy_and_forces_fn(apply), in_axes=(None, 0, 0)), mesh, 2)
     q_fn = jax.vmap(charges, in_axes=(None, 0, 0)) if dipole_weight else None
 
@@ -42,9 +58,9 @@ def make_loss_fn(apply, *, sigma_E: float, sigma_F: float, per_atom: bool = True
         dE = E - batch.E
         if per_atom:
             dE = dE / n_at
-        l_E = jnp.sum(w * (dE / sigma_E) ** 2) / jnp.sum(w)
+        l_E = jnp.sum(w * penalty(dE / sigma_E)) / jnp.sum(w)
         m3 = (w[:, None] * mask)[..., None]
-        l_F = jnp.sum(m3 * ((F - batch.F) / sigma_F) ** 2) / (3 * jnp.sum(w * n_at))
+        l_F = jnp.sum(m3 * penalty((F - batch.F) / sigma_F)) / (3 * jnp.sum(w * n_at))
         net = jnp.sum(jnp.where(mask[..., None], F, 0.0), axis=1)
         l_net = jnp.sum(w * jnp.sum((net / sigma_F) ** 2, axis=-1)) / jnp.sum(w)
         total = w_E * l_E + w_F * l_F + w_net * l_net
@@ -71,6 +87,8 @@ def make_multistate_loss_fn(
     gap_scale: float = 0.5,
     nac_weight: float = 0.0,
     sigma_H: float = 1.0,
+    residual: str = "squared",
+    huber_delta: float = 1.0,
 ):
     """``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)`` for a multistate model on
     adiabatic data (``batch.E_states`` [B, S] eV, ``batch.F_states`` [B, S, A, 3] eV/Å).
@@ -93,11 +111,13 @@ def make_multistate_loss_fn(
       to the sign of each frame's pair; this one does pin the diabatic rotation.
 
     The regulariser weights are fixed when the loss is built; the data weights are
-    call-time arguments (schedules).
+    call-time arguments (schedules). ``residual``/``huber_delta``: the penalty of the scaled
+    energy and force residuals, as in :func:`make_loss_fn`.
     """
     from ..models.multistate import diabatic_and_adiabatic_fn
 
     fn = jax.vmap(diabatic_and_adiabatic_fn(model), in_axes=(None, 0, 0))
+    penalty = residual_penalty(residual, huber_delta)
     n = model.n_states
     iu = jnp.triu_indices(n, 1)
 
@@ -109,9 +129,9 @@ def make_multistate_loss_fn(
         dE = E - batch.E_states
         if per_atom:
             dE = dE / n_at[:, None]
-        l_E = jnp.sum(w[:, None] * (dE / sigma_E) ** 2) / (n * jnp.sum(w))
+        l_E = jnp.sum(w[:, None] * penalty(dE / sigma_E)) / (n * jnp.sum(w))
         m4 = (w[:, None] * mask)[:, None, :, None]
-        l_F = jnp.sum(m4 * ((F - batch.F_states) / sigma_F) ** 2) / (3 * n * jnp.sum(w * n_at))
+        l_F = jnp.sum(m4 * penalty((F - batch.F_states) / sigma_F)) / (3 * n * jnp.sum(w * n_at))
         net = jnp.sum(jnp.where(mask[:, None, :, None], F, 0.0), axis=2)  # [B, n, 3]
         l_net = jnp.sum(w[:, None] * jnp.sum((net / sigma_F) ** 2, axis=-1)) / (n * jnp.sum(w))
         total = w_E * l_E + w_F * l_F + w_net * l_net
@@ -215,7 +235,8 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species, mesh=N
         sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
         sigma_F = force_rms(train_ds.F, mask) or 1.0
         loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
-                            mesh=mesh, **_dipole_terms(lc.dipole_weight, model, train_ds))
+                            mesh=mesh, residual=lc.residual, huber_delta=lc.huber_delta,
+                            **_dipole_terms(lc.dipole_weight, model, train_ds))
         return _constrained(loss, lc.constraints, model, train_ds, sigma_E, sigma_F) if lc.constraints.active else loss
     if lc.constraints.active:
         raise ConfigError("loss.constraints are built for single-state models")
@@ -228,6 +249,7 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species, mesh=N
     return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                                    smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale,
+                                   residual=lc.residual, huber_delta=lc.huber_delta,
                                    **_nac_terms(lc.nac_weight, model, train_ds))
 
 
