@@ -69,12 +69,12 @@ def train_step_task(model, params, batch_size: int, mesh):
     ds = load_shipped("H2O")
     batch = make_batch(ds, np.arange(batch_size) % ds.n_frames, batch_size)
     loss = make_loss_fn(model.apply, sigma_E=0.01, sigma_F=1.0, mesh=mesh)
-    tx = make_optimizer(OptimConfig(), model.param_labels(params), total_steps=1000, trainable={"quantum", "classical"})
+    tx = make_optimizer(OptimConfig(), model.param_labels(params), trainable={"quantum", "classical"})
 
     def step(p, s, b):
         (val, _), g = jax.value_and_grad(loss, has_aux=True)(p, b, 1.0, 1.0, 0.0)
         u, s = tx.update(g, s, p, value=val)
-        return jax.tree_util.tree_map(lambda a, c: a + c, p, u), s, val
+        return jax.tree_util.tree_map(lambda a, c: a + OptimConfig().learning_rate * c, p, u), s, val  # unit-rate tx
 
     return step, (*parallel.put_replicated((params, tx.init(params)), mesh), parallel.put_sharded(batch, mesh))
 

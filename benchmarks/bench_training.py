@@ -49,12 +49,12 @@ def main():
         model = build_model(mc, species=(1, 8))
         params = model.init(jax.random.PRNGKey(0))
         loss = make_loss_fn(model.apply, sigma_E=0.01, sigma_F=1.0)
-        tx = make_optimizer(OptimConfig(), model.param_labels(params), total_steps=1000, trainable={"quantum", "classical"})
+        tx = make_optimizer(OptimConfig(), model.param_labels(params), trainable={"quantum", "classical"})
 
         def step(p, s, b):
             (val, _), g = jax.value_and_grad(loss, has_aux=True)(p, b, 1.0, 1.0, 0.0)
             u, s = tx.update(g, s, p, value=val)
-            return jax.tree_util.tree_map(lambda a, c: a + c, p, u), s, val
+            return jax.tree_util.tree_map(lambda a, c: a + OptimConfig().learning_rate * c, p, u), s, val  # unit-rate tx
 
         tc, ts = time_compiled(step, params, tx.init(params), batch)
         rows[label] = {"compile_s": tc, "step_ms": 1e3 * ts, "configs_per_s": args.batch / ts}

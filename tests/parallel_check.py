@@ -73,12 +73,12 @@ def train_steps(model, params0, ds, mesh, n_steps=3):
     """Params after ``n_steps`` Adam steps, as the trainer takes them, and the step's trace count."""
     cfg = parse_config({"model": BPNN, "batch_size": BATCH})
     loss = make_loss_fn(model.apply, sigma_E=0.1, sigma_F=1.0)
-    tx = make_optimizer(cfg.optim, model.param_labels(params0), total_steps=10, trainable={"quantum", "classical"})
+    tx = make_optimizer(cfg.optim, model.param_labels(params0), trainable={"quantum", "classical"})
     step = _make_step(cfg, loss, tx, MemberAxis(), mesh)
     params = parallel.put_replicated(params0, mesh)
     opt_state = parallel.put_replicated(tx.init(params0), mesh)
     ema = params
-    w = parallel.put_replicated(tuple(np.float64(x) for x in (1.0, 1.0, 0.0)), mesh)
+    w = parallel.put_replicated(tuple(np.float64(x) for x in (1.0, 1.0, 0.0, cfg.optim.learning_rate)), mesh)
     size = parallel.padded_size(BATCH, mesh)
     for i in range(n_steps):
         batch = parallel.put_sharded(make_batch(ds, np.arange(i * BATCH, (i + 1) * BATCH), size), mesh)

@@ -53,10 +53,10 @@ def test_vmapped_ensemble_step_equals_separate_member_steps(h2o):
     _, run = _prepare(cfg, h2o)
     members = unstack(run.params0)
     assert len(members) == 3
-    tx = make_optimizer(cfg.optim, run.model.param_labels(members[0]), total_steps=10, trainable={"classical"})
+    tx = make_optimizer(cfg.optim, run.model.param_labels(members[0]), trainable={"classical"})
     ens_step = _make_step(cfg, run.loss_fn, tx, run.members)
     one_step = _make_step(cfg, run.loss_fn, tx, MemberAxis())
-    w = loss_weights(cfg, 0)
+    w = (*loss_weights(cfg, 0), cfg.optim.learning_rate)
     ens = (run.params0, run.members.opt_init(tx)(run.params0), run.params0)
     sep = [(p, tx.init(p), p) for p in members]
     for idx in batches_of(run.train_ds.n_frames, 8, seed=0, epoch=0):

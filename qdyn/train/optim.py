@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optax
 
 from .config import OptimConfig
+
+UNIT_RATE = optax.constant_schedule(1.0)
+"""The rate the optimiser itself runs at. The trainer's step multiplies the update by the
+learning rate it is passed (:func:`learning_rates`), so the compiled step does not depend on the
+schedule, the run's length or the peak rate: a learning-rate or epoch sweep, or a run resumed
+with more epochs, in one process compiles no new step (``qdyn.compiled``). A schedule rather
+than the number 1 keeps adam's step-count slot, so checkpoints keep their optimiser-state layout."""
 
 
 def make_schedule(cfg: OptimConfig, total_steps: int):
@@ -17,13 +25,23 @@ def make_schedule(cfg: OptimConfig, total_steps: int):
     return optax.exponential_decay(lr, transition_steps=steps, decay_rate=cfg.final_lr_fraction)
 
 
-def make_optimizer(cfg: OptimConfig, labels, *, total_steps: int, trainable: set[str]):
-    """A ``GradientTransformationExtraArgs``; call ``update(g, s, p, value=loss)``.
+def learning_rates(cfg: OptimConfig, total_steps: int) -> np.ndarray:
+    """The learning rate of each of the ``total_steps`` steps of a stage [total_steps]."""
+    steps = max(total_steps, 1)
+    rates = make_schedule(cfg, steps)(np.arange(steps))
+    return np.broadcast_to(np.asarray(rates, dtype=float), (steps,))
+
+
+def make_optimizer(cfg: OptimConfig, labels, *, trainable: set[str]):
+    """A ``GradientTransformationExtraArgs`` at unit rate (:data:`UNIT_RATE`); call
+    ``update(g, s, p, value=loss)`` and scale the update by the step's learning rate
+    (:func:`learning_rates`). Every later transform (group rates, plateau factor) is linear, so
+    scaling last equals running the schedule inside.
 
     Groups not in ``trainable`` (or listed in ``cfg.frozen``) get zero updates; "fixed"
     parameters (descriptor statistics) never move.
     """
-    sched = make_schedule(cfg, total_steps)
+    sched = UNIT_RATE
     transforms = {}
     for group in ("quantum", "classical"):
         if group in trainable and group not in cfg.frozen:

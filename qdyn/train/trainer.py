@@ -44,7 +44,7 @@ from .logs import HistoryLog, refresh_history
 from .losses import build_loss, loss_weights
 from .metrics import error_metrics, multistate_metrics, parity_plot
 from .normalize import force_rms, species_reference_energies
-from .optim import make_optimizer, make_schedule
+from .optim import learning_rates, make_optimizer
 from .weighting import FrameWeighting, frame_weights, summary as weighting_summary, weighting_of
 
 EVAL_CHUNK = 64
@@ -311,17 +311,19 @@ def _warm_start(fresh, given):
 
 
 def _make_step(cfg: TrainConfig, loss_fn: Callable, tx, members: MemberAxis, mesh=None) -> Callable:
-    """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net)`` (of every
-    ensemble member at once: one compiled step ``vmap``-ed over the member axis).
+    """The jitted optimiser step ``(params, opt_state, ema, batch, w_E, w_F, w_net, lr)`` (of
+    every ensemble member at once: one compiled step ``vmap``-ed over the member axis). ``tx``
+    runs at unit rate and the step scales its update by ``lr`` (:data:`~qdyn.train.optim.UNIT_RATE`),
+    so runs that differ in schedule, length or peak rate share one compiled step.
 
     With a device ``mesh`` the same program runs data-parallel: the batch arrives split over
     the devices, the loss's sums over frames become all-reduces, and every output is pinned
     replicated so the next step's inputs have the shardings this one was compiled for."""
 
-    def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net):
+    def step(params, opt_state, ema, batch: Batch, w_E, w_F, w_net, lr):
         (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, w_E, w_F, w_net)
         upd, opt_state = tx.update(g, opt_state, params, value=loss)
-        params = jax.tree_util.tree_map(lambda p, u: p + u, params, upd)
+        params = jax.tree_util.tree_map(lambda p, u: p + lr * u, params, upd)
         if cfg.optim.ema_decay is not None:
             d = cfg.optim.ema_decay
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
@@ -437,8 +439,7 @@ def train(
     bs = min(cfg.batch_size, run.train_ds.n_frames)
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
     labels = run.model.param_labels(run.params0)
-    txs = [make_optimizer(cfg.optim, labels, total_steps=(e1 - e0) * steps_per_epoch, trainable=groups)
-           for _, e0, e1, groups in stages]
+    txs = [make_optimizer(cfg.optim, labels, trainable=groups) for *_, groups in stages]
     steps = [_make_step(cfg, run.step_loss_fn or run.loss_fn, tx, run.members, mesh) for tx in txs]
 
     history: list = []
@@ -536,6 +537,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
     steps_per_epoch = -(-run.train_ds.n_frames // bs)
     bs_devices = parallel.padded_size(bs, mesh)
     train_w, val_w = frame_weights(run.weighting, run.train_ds), frame_weights(run.weighting, run.val_ds)
+    rates = [learning_rates(cfg.optim, (e1 - e0) * steps_per_epoch) for _, e0, e1, _ in stages]
     for k in ("params", "opt_state", "ema"):
         state[k] = parallel.put_replicated(state[k], mesh)
     steps_this_call = 0
@@ -547,14 +549,16 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
             state["opt_state"] = parallel.put_replicated(run.members.opt_init(txs[si])(state["params"]), mesh)
             c["stage"] = np.int64(si)
         w = loss_weights(cfg, epoch)
+        first_step = stages[si][1] * steps_per_epoch  # of the stage: its schedule starts there
         order = batches_of(run.train_ds.n_frames, bs, seed=cfg.seed, epoch=epoch)
         for b in range(int(c["batch"]), len(order)):
             if max_steps is not None and steps_this_call >= max_steps:
                 raise KeyboardInterrupt
             batch = parallel.put_sharded(make_batch(run.train_ds, order[b], bs_devices, states=run.multi,
                                                     frame_weights=train_w), mesh)
+            lr = float(rates[si][int(c["step"]) - first_step])
             p, o, e, loss, _ = steps[si](state["params"], state["opt_state"], state["ema"], batch,
-                                         *parallel.put_replicated(w, mesh))
+                                         *parallel.put_replicated((*w, lr), mesh))
             state["params"], state["opt_state"], state["ema"] = p, o, e
             c["batch"] = np.int64(b + 1)
             c["step"] = np.int64(int(c["step"]) + 1)
@@ -568,9 +572,7 @@ def _epochs(cfg, run: _Run, state, history, stages, txs, steps, bs, max_steps, b
         if mesh is not None:  # evaluation is not sharded: it runs on a host copy
             eval_params = parallel.tree_to_host(eval_params)
         score = _validate(run, eval_params, val_loss, w, record, val_w)
-        e0, e1 = stages[si][1], stages[si][2]
-        lr = make_schedule(cfg.optim, (e1 - e0) * steps_per_epoch)(int(c["step"]) - 1 - e0 * steps_per_epoch)
-        record["lr"] = float(lr)
+        record["lr"] = float(rates[si][max(int(c["step"]) - 1 - first_step, 0)])  # of the epoch's last step
         record["wall_s"] = clock()
         if score < float(state["best_val"]):
             state["best_val"] = np.float64(score)

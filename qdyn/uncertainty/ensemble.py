@@ -100,11 +100,12 @@ class MemberAxis(NamedTuple):
     size: int = 0
 
     def step(self, step: Callable) -> Callable:
-        """``step(params, opt_state, ema, batch, *weights)`` over stacked params, optimiser
-        states and EMAs; the batch and loss weights are shared. Returns per-member losses."""
+        """``step(params, opt_state, ema, batch, w_E, w_F, w_net, lr)`` over stacked params,
+        optimiser states and EMAs; the batch, loss weights and learning rate are shared. Returns
+        per-member losses."""
         if not self.size:
             return step
-        return jax.vmap(step, in_axes=(0, 0, 0, None, None, None, None))
+        return jax.vmap(step, in_axes=(0, 0, 0, None, None, None, None, None))
 
     def opt_init(self, tx) -> Callable:
         """``tx.init`` of every member (optimiser states with the member axis)."""
