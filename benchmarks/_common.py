@@ -83,3 +83,14 @@ def update_readme_section(name: str, header: str, text: str) -> None:
     else:
         body += f"\n## {name}.py\n\n" + block + "\n"
     path.write_text(body)
+
+
+def mean_and_range(values, fmt: str) -> str:
+    """``mean (min–max)`` of numbers over seeds or runs, each formatted with ``fmt`` (the mean
+    alone for one value)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1:
+        return format(v.mean(), fmt)
+    return f"{format(v.mean(), fmt)} ({format(v.min(), fmt)}–{format(v.max(), fmt)})"

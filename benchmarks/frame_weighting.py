@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from md_stability import bond_scan, train_model  # noqa: E402  (switches float64 on)
-from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
+from _common import RESULTS, machine_info, mean_and_range, save, update_readme_section  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -78,12 +78,6 @@ def md_check(run_dir: str, replicas: int, ps: float, dt: float = 0.5, temperatur
             "mean_temperature_K": float(T[T.shape[0] // 2:].mean())}
 
 
-def _spread(values, fmt: str) -> str:
-    """Mean (min–max) over seeds."""
-    v = np.asarray(values, dtype=float)
-    return format(v.mean(), fmt) if len(v) == 1 else f"{format(v.mean(), fmt)} ({format(v.min(), fmt)}–{format(v.max(), fmt)})"
-
-
 def _settings(payload: dict) -> list[list[dict]]:
     """The runs grouped by weight setting, in the order they ran."""
     groups: dict = {}
@@ -105,12 +99,12 @@ def readme_text(payload: dict) -> str:
         md_text = "–" if not mdc else f"{mdc['dissociated']} / {mdc['replicas']}"
         lines.append(" | ".join([
             f"| {_label(first['scale_eV'])}",
-            _spread([r["near_equilibrium"]["energy_rmse_meV"] for r in runs], ".1f"),
-            _spread([r["near_equilibrium"]["force_rmse_meV_per_A"] for r in runs], ".0f"),
-            _spread([r["stretched"]["energy_rmse_meV"] for r in runs], ".0f"),
-            _spread([r["stretched"]["force_rmse_meV_per_A"] for r in runs], ".0f"),
-            _spread([r["scan_max_abs_error_below_1_3_A_eV"] for r in runs], ".3f"),
-            _spread([r["scan_max_abs_error_eV"] for r in runs], ".3f"),
+            mean_and_range([r["near_equilibrium"]["energy_rmse_meV"] for r in runs], ".1f"),
+            mean_and_range([r["near_equilibrium"]["force_rmse_meV_per_A"] for r in runs], ".0f"),
+            mean_and_range([r["stretched"]["energy_rmse_meV"] for r in runs], ".0f"),
+            mean_and_range([r["stretched"]["force_rmse_meV_per_A"] for r in runs], ".0f"),
+            mean_and_range([r["scan_max_abs_error_below_1_3_A_eV"] for r in runs], ".3f"),
+            mean_and_range([r["scan_max_abs_error_eV"] for r in runs], ".3f"),
             span, md_text]) + " |")
     r0 = payload["runs"][0]
     seeds = sorted({r["seed"] for r in payload["runs"]})

@@ -28,7 +28,7 @@ enable_x64()
 
 import numpy as np  # noqa: E402
 
-from _common import RESULTS, machine_info, save, update_readme_section  # noqa: E402
+from _common import RESULTS, machine_info, mean_and_range, save, update_readme_section  # noqa: E402
 from _studies import fit_result, train_config  # noqa: E402
 from qdyn.data.shipped import load_shipped  # noqa: E402
 from qdyn.train import parse_config  # noqa: E402
@@ -74,11 +74,6 @@ def run(args) -> dict:
             "model": MODEL, "data": DATA, "rows": rows}
 
 
-def _spread(values, fmt: str) -> str:
-    v = np.asarray(values, dtype=float)
-    return format(v.mean(), fmt) if len(v) == 1 else f"{format(v.mean(), fmt)} ({format(v.min(), fmt)}–{format(v.max(), fmt)})"
-
-
 def readme_text(payload: dict) -> str:
     lines = ["| corrupted frames | residual | clean test E MAE [meV] | clean test F MAE [meV/Å] |", "|---|---|---|---|"]
     groups: dict = {}
@@ -86,8 +81,8 @@ def readme_text(payload: dict) -> str:
         groups.setdefault((r["fraction"], r["residual"]), []).append(r)
     for (fraction, residual), rows in groups.items():
         lines.append(f"| {fraction:.0%} ({rows[0]['n_corrupted']}) | {residual} | "
-                     f"{_spread([r['clean_energy_mae_meV'] for r in rows], '.2f')} | "
-                     f"{_spread([r['clean_force_mae_meV_per_A'] for r in rows], '.1f')} |")
+                     f"{mean_and_range([r['clean_energy_mae_meV'] for r in rows], '.2f')} | "
+                     f"{mean_and_range([r['clean_force_mae_meV_per_A'] for r in rows], '.1f')} |")
     seeds = sorted({r["seed"] for r in payload["rows"]})
     lines += ["", f"Mean (min–max) over seeds {', '.join(map(str, seeds))}. A corrupted frame has its energy off by "
               f"±{payload['shift_eV']:g} eV and the forces of another corrupted frame; the fraction is of all "
