@@ -116,3 +116,30 @@ def test_weighted_influence_equals_weighted_least_squares_in_closed_form(scale_e
     lev = np.array([np.linalg.eigvals(np.linalg.solve(n * H, 2 * w[z] * A[z].T @ A[z])).real.max() for z in range(n)])
     bound = lev / (1 - lev) * np.abs(res.scores) + 1e-3 * np.abs(actual).max()
     assert np.all(np.abs(actual - res.scores) <= bound), np.c_[w, lev, res.scores, actual]
+
+
+@pytest.mark.parametrize("scale_eV", [None, 0.5])
+def test_the_objective_of_a_run_carries_its_frame_weights(scale_eV, tmp_path, write_run):
+    """`qdyn explain` builds the objective from the run directory: the weights come from its
+    config, on the frames the trainer's own split put in training."""
+    import yaml
+
+    from qdyn.models import sivqlm
+    from qdyn.train.data import split_data
+
+    model = sivqlm.build("LiH", layers=1)
+    run = tmp_path / "run"
+    write_run(run, model, model.init(jax.random.PRNGKey(1)))
+    raw = {"model": {"family": "sivqlm", "template": "LiH", "layers": 1}, "epochs": 5,
+           "data": {"path": "shipped:LiH", "n_train": 12, "n_val": 0, "n_test": 4, "split_seed": 3}}
+    if scale_eV is not None:
+        raw["loss"] = {"frame_weight_scale_eV": scale_eV}
+    (run / "config.yaml").write_text(yaml.safe_dump(raw))
+    obj = inf.objective_of_run(run).objective
+    weights = np.asarray(obj.weights).reshape(-1)
+    train_ds = split_data(load_shipped("LiH"), parse_config(raw).data)[0]
+    expected = np.ones(12) if scale_eV is None else frame_weights(fit_frame_weighting(train_ds, scale_eV), train_ds)
+    np.testing.assert_allclose(weights[:12], expected, rtol=1e-14)
+    assert np.all(weights[12:] == 0)  # padding slots
+    if scale_eV is not None:
+        assert expected.max() / expected.min() > 1.5
