@@ -84,3 +84,43 @@ def test_a_few_gross_label_errors_move_a_huber_fit_far_less_than_a_squared_one()
     assert off_squared > 0.1  # the outliers drag the squared fit by a tenth of an eV
     print(f"largest test-energy shift from the clean fit: squared {off_squared:.4f} eV, huber {off_huber:.4f} eV")
     assert off_huber < 0.2 * off_squared, (off_huber, off_squared)
+
+
+def test_robust_scales_equal_the_spreads_on_normal_data_and_ignore_a_few_far_off():
+    from qdyn.train.normalize import robust_rms, robust_std
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.3, 2.0, size=20000)
+    assert robust_std(x) == pytest.approx(np.std(x), rel=0.03)
+    assert robust_rms(x - 0.3) == pytest.approx(np.sqrt(np.mean((x - 0.3) ** 2)), rel=0.03)
+    far = x.copy()
+    far[:1000] += 40.0  # 5 % of the values 20 sigma off
+    assert np.std(far) > 4 * np.std(x)  # the spread is ruled by them
+    assert robust_std(far) == pytest.approx(robust_std(x), rel=0.1)
+    np.testing.assert_allclose(robust_std(np.stack([x, 3 * x], 1), axis=0), [robust_std(x), 3 * robust_std(x)], rtol=1e-12)
+
+
+def test_the_configs_robust_scales_reach_the_loss():
+    """σ_E read back from the loss (loss_E = mean((residual/σ_E)²)) on H2O with and without
+    three frames 2 eV off: the spread grows several times, the robust scale barely moves."""
+    species = [1, 8]
+    mc = {"family": "bpnn", "hidden": [8], "n_radial": 4, "zetas": [1.0]}
+    model = build_model(mc, species=species)
+    params = model.init(jax.random.PRNGKey(0))
+    clean = load_shipped("H2O").subset(np.arange(40))
+    bad = clean.subset(np.arange(40))
+    bad.E[[3, 17, 29]] += 2.0
+    E = np.asarray(jax.vmap(model.apply, in_axes=(None, 0, 0))(params, jnp.asarray(clean.R),
+                                                               make_batch(clean, np.arange(40), 40).system))
+
+    def sigma_E(ds, scales):
+        loss = build_loss(parse_config({"model": mc, "loss": {"scales": scales}}), model, ds, species)
+        _, aux = loss(params, make_batch(ds, np.arange(40), 40), 1.0, 1.0, 0.0)
+        return float(np.sqrt(np.mean(((E - ds.E) / 3) ** 2) / float(aux["loss_E"])))
+
+    spread_clean, spread_bad = sigma_E(clean, "spread"), sigma_E(bad, "spread")
+    robust_clean, robust_bad = sigma_E(clean, "robust"), sigma_E(bad, "robust")
+    assert spread_clean == pytest.approx(float(np.std((clean.E - clean.E.mean()) / 3)), rel=1e-9)
+    assert robust_clean == pytest.approx(spread_clean, rel=0.3)  # about the same on clean labels (0.8x: heavier tails)
+    assert spread_bad > 4 * spread_clean
+    assert robust_bad == pytest.approx(robust_clean, rel=0.1)

@@ -62,6 +62,9 @@ class LossConfig(_Strict):
         "wrong geometry) pull linearly, not quadratically"))
     huber_delta: float = Field(1.0, gt=0, description="where the huber penalty turns linear, in units of the data's "
                                                       "sigma_E / sigma_F")
+    scales: Literal["spread", "robust"] = Field("spread", description=(
+        "sigma_E and sigma_F from the training labels: spread (std of per-atom energies, force RMS) or robust (the "
+        "same estimated from medians, which a few labels far off cannot inflate; pairs with residual: huber)"))
     frame_weight_scale_eV: Optional[float] = Field(None, gt=0, description=(
         "down-weight frames far above the lowest training frame of their composition: w = s / (s + E - E_min), "
         "s this scale in eV, normalised to mean 1 (qdyn.train.weighting); None: every frame weighs 1"))

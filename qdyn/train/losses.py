@@ -13,7 +13,7 @@ from ..models.base import EnergyModel, energy_and_forces_fn
 from .config import ConfigError
 from .data import check_frames, load_data
 from ..parallel import split_batch
-from .normalize import force_rms, species_reference_energies
+from .normalize import force_rms, robust_rms, robust_std, species_reference_energies
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -223,17 +223,19 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species, mesh=N
     """The training loss of a config: ``loss(params, batch, w_E, w_F, w_net) -> (loss, aux)``
     (:func:`make_loss_fn`, or :func:`make_multistate_loss_fn` for a multistate model), with
     energy and force residuals scaled by the spreads of ``train_ds`` (species reference
-    energies removed). The trainer and :mod:`qdyn.influence` build it here; the trainer passes
-    its device ``mesh``."""
+    energies removed; ``loss.scales: robust``: estimated from medians). The trainer and
+    :mod:`qdyn.influence` build it here; the trainer passes its device ``mesh``."""
     mask = train_ds.Z > 0
     n_at = mask.sum(1)
     ref = species_reference_energies(train_ds.Z, train_ds.E, species)
     counts = np.stack([(train_ds.Z == z).sum(1) for z in species], 1)
     lc = cfg.loss
+    robust = lc.scales == "robust"
     if not model.is_multistate:
         E_res = train_ds.E - counts @ ref
-        sigma_E = float(np.std(E_res / n_at if lc.per_atom else E_res)) or 1.0
-        sigma_F = force_rms(train_ds.F, mask) or 1.0
+        x_E = E_res / n_at if lc.per_atom else E_res
+        sigma_E = float(robust_std(x_E) if robust else np.std(x_E)) or 1.0
+        sigma_F = (robust_rms(train_ds.F[mask]) if robust else force_rms(train_ds.F, mask)) or 1.0
         loss = make_loss_fn(model.apply, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                             mesh=mesh, residual=lc.residual, huber_delta=lc.huber_delta,
                             **_dipole_terms(lc.dipole_weight, model, train_ds))
@@ -242,10 +244,12 @@ def build_loss(cfg: "TrainConfig", model: EnergyModel, train_ds, species, mesh=N
         raise ConfigError("loss.constraints are built for single-state models")
     # per-state spreads: the excitation energy itself is not a residual scale
     E_res = train_ds.E_states - (counts @ ref)[:, None]
-    var = np.var(E_res / n_at[:, None] if lc.per_atom else E_res, axis=0)
+    x_E = E_res / n_at[:, None] if lc.per_atom else E_res
+    var = robust_std(x_E, axis=0) ** 2 if robust else np.var(x_E, axis=0)
     sigma_E = float(np.sqrt(np.mean(var))) or 1.0
     F_all = train_ds.F_states if train_ds.F_states is not None else train_ds.F[:, None]
-    sigma_F = float(np.sqrt(np.mean(F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])] ** 2))) or 1.0
+    F_real = F_all[np.broadcast_to(mask[:, None], F_all.shape[:3])]
+    sigma_F = (robust_rms(F_real) if robust else float(np.sqrt(np.mean(F_real**2)))) or 1.0
     return make_multistate_loss_fn(model, sigma_E=sigma_E, sigma_F=sigma_F, per_atom=lc.per_atom,
                                    smoothness_weight=lc.smoothness_weight, coupling_far_weight=lc.coupling_far_weight,
                                    diabat_order_weight=lc.diabat_order_weight, gap_scale=lc.coupling_gap_scale,

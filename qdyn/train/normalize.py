@@ -18,3 +18,23 @@ def species_reference_energies(Z: np.ndarray, E: np.ndarray, species) -> np.ndar
 
 def force_rms(F: np.ndarray, mask: np.ndarray) -> float:
     return float(np.sqrt(np.mean(F[mask] ** 2)))
+
+
+MAD_TO_STD = 1.482602218505602
+"""A normal distribution's standard deviation per median absolute deviation, 1 / Φ⁻¹(3/4)."""
+
+MEDIAN_OF_CHI2_1 = 0.45493642311957283
+"""The median of the square of a standard normal variable, Φ⁻¹(3/4)²."""
+
+
+def robust_std(x: np.ndarray, axis=None) -> np.ndarray:
+    """The standard deviation estimated from the median absolute deviation: equal to ``np.std``
+    for normal data, unmoved by a few values far off (where one such value can double np.std)."""
+    x = np.asarray(x, dtype=float)
+    return MAD_TO_STD * np.median(np.abs(x - np.median(x, axis=axis, keepdims=True)), axis=axis)
+
+
+def robust_rms(x: np.ndarray) -> float:
+    """The RMS of zero-mean values estimated from the median of their squares (normal data:
+    equal to the RMS)."""
+    return float(np.sqrt(np.median(np.asarray(x, dtype=float) ** 2) / MEDIAN_OF_CHI2_1))
