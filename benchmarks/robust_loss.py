@@ -3,8 +3,9 @@
 A fraction of the frames the trainer is given carry a wrong label, as an unconverged SCF or a
 frame labelled at the wrong geometry would: energy off by ±``--shift`` eV and forces replaced
 by those of another frame. The same model, split, epochs and optimiser are trained with
-``residual: squared`` and with ``residual: huber`` (δ = ``--delta`` in units of the data's
-σ), for several initialisation seeds, and evaluated on the clean labels of the test frames
+``residual: squared``, with ``residual: huber`` (δ = ``--delta`` in units of the data's σ),
+and with Huber on robust scales (``scales: robust``: σ from medians, which the corrupted
+labels cannot inflate), for several initialisation seeds, and evaluated on the clean labels of the test frames
 (the trainer's own split of the clean data, as study_noisy_labels.py does). Clean data
 (fraction 0) is the control: there Huber should cost nothing.
 
@@ -56,31 +57,32 @@ def run(args) -> dict:
     rows = []
     for fraction in args.fractions:
         data, bad = with_gross_errors(clean, fraction, args.shift)
-        for residual in ("squared", "huber"):
+        for residual, scales in (("squared", "spread"), ("huber", "spread"), ("huber", "robust")):
             for seed in args.seeds:
                 cfg = train_config(MODEL, DATA, epochs=args.epochs, seed=seed)
-                cfg["loss"].update(residual=residual, huber_delta=args.delta)
-                out = Path(args.runs) / f"f{fraction:g}_{residual}_seed{seed}"
+                cfg["loss"].update(residual=residual, huber_delta=args.delta, scales=scales)
+                out = Path(args.runs) / f"f{fraction:g}_{residual}_{scales}_seed{seed}"
                 row, res = fit_result(cfg, out, dataset=data)
                 test = evaluate(res.model, res.params, clean_test)
-                row.update(fraction=fraction, n_corrupted=int(len(bad)), residual=residual, seed=seed,
+                row.update(fraction=fraction, n_corrupted=int(len(bad)), residual=residual, scales=scales, seed=seed,
                            clean_energy_mae_meV=test["energy_mae_meV"],
                            clean_force_mae_meV_per_A=test["force_mae_meV_per_A"])
                 del row["config"]
                 rows.append(row)
-                print(f"f={fraction:g} {residual:8s} seed {seed}: clean test E MAE {row['clean_energy_mae_meV']:.2f} meV, "
+                print(f"f={fraction:g} {residual:8s} {scales:7s} seed {seed}: clean test E MAE {row['clean_energy_mae_meV']:.2f} meV, "
                       f"F MAE {row['clean_force_mae_meV_per_A']:.1f} meV/Å ({row['train_seconds']:.0f} s)", flush=True)
     return {**machine_info(), "epochs": args.epochs, "shift_eV": args.shift, "huber_delta": args.delta,
             "model": MODEL, "data": DATA, "rows": rows}
 
 
 def readme_text(payload: dict) -> str:
-    lines = ["| corrupted frames | residual | clean test E MAE [meV] | clean test F MAE [meV/Å] |", "|---|---|---|---|"]
+    lines = ["| corrupted frames | residual | σ_E, σ_F | clean test E MAE [meV] | clean test F MAE [meV/Å] |",
+             "|---|---|---|---|---|"]
     groups: dict = {}
     for r in payload["rows"]:
-        groups.setdefault((r["fraction"], r["residual"]), []).append(r)
-    for (fraction, residual), rows in groups.items():
-        lines.append(f"| {fraction:.0%} ({rows[0]['n_corrupted']}) | {residual} | "
+        groups.setdefault((r["fraction"], r["residual"], r.get("scales", "spread")), []).append(r)
+    for (fraction, residual, scales), rows in groups.items():
+        lines.append(f"| {fraction:.0%} ({rows[0]['n_corrupted']}) | {residual} | {scales} | "
                      f"{mean_and_range([r['clean_energy_mae_meV'] for r in rows], '.2f')} | "
                      f"{mean_and_range([r['clean_force_mae_meV_per_A'] for r in rows], '.1f')} |")
     seeds = sorted({r["seed"] for r in payload["rows"]})
@@ -94,7 +96,8 @@ def write_readme(payload: dict) -> None:
     m = payload["machine"]
     header = (f"`python benchmarks/robust_loss.py` (made {payload['date'][:10]} on {m['cpu']}, {m['cores']} cores; "
               f"results/robust_loss.json): siVQLM[H2O] D = 6, shipped:H2O 400/50/50, {payload['epochs']} epochs; "
-              f"`loss.residual` squared vs huber (δ = {payload['huber_delta']:g} σ, docs/training.md).")
+              f"`loss.residual` squared vs huber (δ = {payload['huber_delta']:g} σ), `loss.scales` spread vs robust "
+              "(docs/training.md).")
     update_readme_section(NAME, header, readme_text(payload))
 
 
