@@ -520,7 +520,7 @@ def objective_of_run(run_dir: str | Path, *, data=None, chunk: int = DEFAULT_CHU
     weights = [float(w) for w in loss_weights(cfg, cfg.epochs - 1)]
     obj = make_objective(model, params, train_ds, loss_fn, loss_weights=weights,
                          exclude_groups=(FIXED, *cfg.optim.frozen), chunk=chunk,
-                         frame_weights=frame_weights(weighting_of(cfg.loss, train_ds), train_ds))
+                         frame_weights=frame_weights(weighting_of(cfg, train_ds), train_ds))
     return RunObjective(obj, params, train_ds, np.asarray(train_idx), cfg)
 
 

@@ -143,3 +143,44 @@ def test_the_objective_of_a_run_carries_its_frame_weights(scale_eV, tmp_path, wr
     assert np.all(weights[12:] == 0)  # padding slots
     if scale_eV is not None:
         assert expected.max() / expected.min() > 1.5
+
+
+def test_per_source_weights_multiply_the_energy_weights_through_load_split_and_loss(tmp_path):
+    from qdyn.train import ConfigError
+    from qdyn.train.data import SOURCE_KEY, load_data, split_data
+    from qdyn.train.losses import build_loss, loss_weights
+    from qdyn.train.weighting import weighting_of
+
+    paths = ["shipped:H2O", "shipped:H2O_stretched"]
+    with pytest.raises(ConfigError, match="data.weights: 1 weight"):
+        parse_config({"data": {"path": paths, "weights": [1.0]}})
+    with pytest.raises(ConfigError, match="data.weights: 1 weight.*list"):
+        parse_config({"data": {"path": "shipped:H2O", "weights": [1.0]}})
+    with pytest.raises(ConfigError, match="must be positive"):
+        parse_config({"data": {"path": paths, "weights": [1.0, 0.0]}})
+
+    model = {"family": "bpnn", "hidden": [8], "n_radial": 4, "zetas": [1.0]}
+    raw = {"model": model, "data": {"path": paths, "weights": [1.0, 0.25], "n_train": 40, "n_val": 12, "n_test": 8},
+           "loss": {"frame_weight_scale_eV": 2.0}, "epochs": 1, "batch_size": 8, "seed": 0}
+    cfg = parse_config(raw)
+    ds = load_data(cfg.data)
+    assert np.array_equal(np.bincount(ds.extras[SOURCE_KEY]), [500, 146])
+    train_ds, val_ds, _ = split_data(ds, cfg.data)
+    source = train_ds.extras[SOURCE_KEY]
+    assert 0 < source.sum() < len(source)  # both sources in training
+    w = frame_weights(weighting_of(cfg, train_ds), train_ds)
+    by_energy = frame_weights(fit_frame_weighting(train_ds, 2.0), train_ds)
+    product = by_energy * np.where(source == 1, 0.25, 1.0)
+    np.testing.assert_allclose(w, product / product.mean(), rtol=1e-13)
+
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert res.metrics["frame_weights"]["source_weights"] == [1.0, 0.25]
+    loss = jax.jit(build_loss(cfg, res.model, train_ds, [1, 8]))
+    w_val = frame_weights(weighting_of(cfg, train_ds), val_ds)
+    per_frame = np.array([float(loss(res.params, make_batch(val_ds, [i], 1), *loss_weights(cfg, 0))[0])
+                          for i in range(val_ds.n_frames)])
+    assert res.history[-1]["val_loss"] == pytest.approx(np.sum(w_val * per_frame) / np.sum(w_val), rel=1e-10)
+
+    # a dataset passed in memory does not say where its frames came from: refused, by name
+    with pytest.raises(ConfigError, match="data.weights: .*passed in memory"):
+        train(cfg, tmp_path / "mem", progress=False, data=_mixed(40, 24))

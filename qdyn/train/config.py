@@ -42,6 +42,21 @@ class DataConfig(_Strict):
     check_plausibility: bool = Field(
         True, description="refuse energies, forces and coordinates outside any chemistry in the declared units "
                           "(a Hartree file read as eV); off only for deliberately exotic data")
+    weights: Optional[list[float]] = Field(None, description=(
+        "one weight per entry of a path list: every frame of that source weighs this much in the loss (times the "
+        "energy-based frame weights; normalised to mean 1 over the training frames); None: 1 each"))
+
+    @model_validator(mode="after")
+    def _one_weight_per_source(self):
+        if self.weights is None:
+            return self
+        n = len(self.path) if isinstance(self.path, list) else 1
+        if len(self.weights) != n or not isinstance(self.path, list):
+            raise ValueError(f"data.weights: {len(self.weights)} weight(s) for {n} source(s); give data.path as a "
+                             "list and one weight per entry")
+        if min(self.weights) <= 0:
+            raise ValueError("data.weights: every weight must be positive (leave a source out instead)")
+        return self
 
 
 class LossConfig(_Strict):

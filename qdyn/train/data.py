@@ -7,6 +7,7 @@ influence functions and the active-learning loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -15,6 +16,10 @@ from ..models.base import EnergyModel
 from ..validation import QdynInputError
 
 _log = logging.getLogger("qdyn")
+
+SOURCE_KEY = "data_source"
+"""``extras`` key of the index (into ``data.path``) of the source each frame came from; set by
+:func:`load_data` when ``data.weights`` asks for per-source weights."""
 
 
 def load_data(cfg):
@@ -44,6 +49,9 @@ def load_data(cfg):
         if not cfg.path:
             raise QdynInputError("data.path is an empty list")
         parts = [one(p) for p in cfg.path]
+        if cfg.weights is not None:  # each frame remembers its source, through the split (copies: shipped sets are cached)
+            parts = [dataclasses.replace(part, extras={**part.extras, SOURCE_KEY: np.full(part.n_frames, k)})
+                     for k, part in enumerate(parts)]
         ds = parts[0] if len(parts) == 1 else Dataset.concatenate(parts)
     kept, dropped = ds.drop_failed()
     if len(dropped):

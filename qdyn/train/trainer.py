@@ -282,7 +282,7 @@ def _prepare(cfg: TrainConfig, data, mesh=None) -> tuple[object, _Run]:
     # validation runs unsharded on host copies, at any size: only the step splits the batch
     step_loss_fn = None if mesh is None else build_loss(cfg, member, train_ds, species, mesh)
     return ds, _Run(model, model_cfg, train_ds, val_ds, test_ds, params0, norm_info, multi, loss_fn, members,
-                    step_loss_fn, weighting_of(cfg.loss, train_ds))
+                    step_loss_fn, weighting_of(cfg, train_ds))
 
 
 def _initial_params(cfg: TrainConfig, member: EnergyModel, train_ds, size: int):

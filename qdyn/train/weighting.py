@@ -17,6 +17,10 @@ weighted mean per batch either way, and influence functions (``qdyn.influence``)
 
 Other frames (validation, a run's query data) are weighed against the training minima and
 normalisation; a composition the training frames lack is measured from its own lowest frame.
+
+Per-source weights (``data.weights``, one per entry of a ``data.path`` list: the config-type
+weights of other force-field codes) multiply the energy-based ones; the product is normalised
+to mean 1 the same way.
 """
 
 from __future__ import annotations
@@ -25,13 +29,16 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .config import ConfigError
+
 
 class FrameWeighting(NamedTuple):
     """What the weights of any frame are computed from (fixed on the training frames)."""
 
-    scale_eV: float
+    scale_eV: Optional[float]  # None: no energy-based part
     minima: dict  # composition key -> lowest training energy [eV]
     norm: float  # mean raw weight of the training frames
+    source_weights: Optional[tuple] = None  # weight of each data source (extras[SOURCE_KEY] indexes it)
 
 
 def _ground_energies(ds) -> np.ndarray:
@@ -47,7 +54,9 @@ def _compositions(Z: np.ndarray) -> list[bytes]:
     return [np.bincount(z[z > 0], minlength=119).tobytes() for z in np.asarray(Z)]
 
 
-def _raw(E: np.ndarray, keys: list[bytes], minima: dict, scale_eV: float) -> np.ndarray:
+def _by_energy(E: np.ndarray, keys: list[bytes], minima: dict, scale_eV: Optional[float]) -> np.ndarray:
+    if scale_eV is None:
+        return np.ones(len(E))
     own = {}
     for k, e in zip(keys, E):  # compositions the training frames lack: their own lowest frame
         if k not in minima:
@@ -56,28 +65,48 @@ def _raw(E: np.ndarray, keys: list[bytes], minima: dict, scale_eV: float) -> np.
     return scale_eV / (scale_eV + np.maximum(E - e_min, 0.0))
 
 
-def fit_frame_weighting(train_ds, scale_eV: float) -> FrameWeighting:
-    """The weighting of a training set: its lowest energy per composition and mean raw weight."""
-    E, keys = _ground_energies(train_ds), _compositions(train_ds.Z)
+def _by_source(ds, source_weights: Optional[tuple]) -> np.ndarray:
+    if source_weights is None:
+        return np.ones(ds.n_frames)
+    from .data import SOURCE_KEY
+
+    if SOURCE_KEY not in ds.extras:
+        raise ConfigError(f"data.weights: {ds.source} does not record which source each frame came from; per-source "
+                          "weights need the data loaded from the data.path list (not a dataset passed in memory)")
+    return np.asarray(source_weights, dtype=float)[np.asarray(ds.extras[SOURCE_KEY], dtype=int)]
+
+
+def _raw(weighting: FrameWeighting, ds) -> np.ndarray:
+    by_energy = _by_energy(_ground_energies(ds), _compositions(ds.Z), weighting.minima, weighting.scale_eV)
+    return by_energy * _by_source(ds, weighting.source_weights)
+
+
+def fit_frame_weighting(train_ds, scale_eV: Optional[float], source_weights=None) -> FrameWeighting:
+    """The weighting of a training set: its lowest energy per composition (with a ``scale_eV``),
+    the per-source weights, and the mean raw weight."""
     minima: dict = {}
-    for k, e in zip(keys, E):
-        minima[k] = min(minima.get(k, np.inf), e)
-    raw = _raw(E, keys, minima, scale_eV)
-    return FrameWeighting(float(scale_eV), minima, float(np.mean(raw)))
+    if scale_eV is not None:
+        for k, e in zip(_compositions(train_ds.Z), _ground_energies(train_ds)):
+            minima[k] = min(minima.get(k, np.inf), e)
+    sources = None if source_weights is None else tuple(float(w) for w in source_weights)
+    unnormalised = FrameWeighting(None if scale_eV is None else float(scale_eV), minima, 1.0, sources)
+    return unnormalised._replace(norm=float(np.mean(_raw(unnormalised, train_ds))))
 
 
 def frame_weights(weighting: Optional[FrameWeighting], ds) -> Optional[np.ndarray]:
     """Weights [n] of the frames of ``ds`` (None without a weighting: every frame 1)."""
     if weighting is None or ds.n_frames == 0:
         return None
-    raw = _raw(_ground_energies(ds), _compositions(ds.Z), weighting.minima, weighting.scale_eV)
-    return raw / weighting.norm
+    return _raw(weighting, ds) / weighting.norm
 
 
-def weighting_of(loss_cfg, train_ds) -> Optional[FrameWeighting]:
-    """The run's weighting from its ``loss`` settings (None: uniform)."""
-    scale = loss_cfg.frame_weight_scale_eV
-    return None if scale is None else fit_frame_weighting(train_ds, scale)
+def weighting_of(cfg, train_ds) -> Optional[FrameWeighting]:
+    """The run's weighting from its config (``loss.frame_weight_scale_eV``, ``data.weights``;
+    None: every frame 1)."""
+    scale, sources = cfg.loss.frame_weight_scale_eV, cfg.data.weights
+    if scale is None and sources is None:
+        return None
+    return fit_frame_weighting(train_ds, scale, sources)
 
 
 def summary(weighting: Optional[FrameWeighting], train_ds) -> Optional[dict]:
@@ -85,5 +114,6 @@ def summary(weighting: Optional[FrameWeighting], train_ds) -> Optional[dict]:
     w = frame_weights(weighting, train_ds)
     if w is None:
         return None
-    return {"scale_eV": weighting.scale_eV, "train_min": float(w.min()), "train_max": float(w.max()),
-            "train_effective_fraction": float(w.sum() ** 2 / (len(w) * np.sum(w**2)))}
+    sources = None if weighting.source_weights is None else list(weighting.source_weights)
+    return {"scale_eV": weighting.scale_eV, "source_weights": sources, "train_min": float(w.min()),
+            "train_max": float(w.max()), "train_effective_fraction": float(w.sum() ** 2 / (len(w) * np.sum(w**2)))}
