@@ -147,8 +147,9 @@ def _chunked_loss(loss, params, ds, w, *, chunk: int = EVAL_CHUNK, states: bool 
     for start in range(0, ds.n_frames, chunk):
         idx = np.arange(start, min(start + chunk, ds.n_frames))
         batch = make_batch(ds, idx, chunk, states=states, frame_weights=frame_weights)
-        total += float(loss(params, batch, *w)) * float(weights[idx].sum())
-        count += float(weights[idx].sum())
+        chunk_weight = float(weights[idx].sum())
+        total += float(loss(params, batch, *w)) * chunk_weight
+        count += chunk_weight
     return total / count
 
 
